@@ -1,0 +1,21 @@
+# Third-party libraries: Debian packages only (see scripts/deps.sh for the install list).
+include_guard(GLOBAL)
+
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 EXACT REQUIRED COMPONENTS json url)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(tl-expected REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+
+if(YUNZHI_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+if(YUNZHI_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()

@@ -1,0 +1,1 @@
+// placeholder: engine sources are added to src/engine/CMakeLists.txt
