@@ -13,6 +13,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "yunzhi/base/clock.h"
 #include "yunzhi/base/status.h"
 
 namespace yunzhi::log {
@@ -25,11 +26,17 @@ Result<Level> ParseLevel(std::string_view text);
 struct Options {
   Level level = Level::kInfo;
   bool json = false;      // false: human-readable text; true: one JSON object per line
-  std::string file;       // empty: standard error; else append to this file
+  std::string file;       // empty: standard error; else append to this file (parent dirs created)
+  // Source of the timestamps. Null: Clock::System(). Not owned; must outlive its use by the
+  // logger (until the next Init). Tests pass a FakeClock to get exact lines.
+  const Clock* clock = nullptr;
 };
 
 // Configures the process-wide logger. May be called again to reconfigure (e.g. after the config
-// file has been read). Errors: kUnavailable when `file` cannot be opened.
+// file has been read); lines written concurrently go to either the old or the new destination.
+// Before the first Init, lines at kInfo and above go to standard error as text.
+// Every line is flushed when written. On error the previous configuration stays in effect.
+// Errors: kUnavailable when `file` cannot be opened.
 Status Init(const Options& options);
 
 struct Field {
@@ -57,7 +64,17 @@ struct Field {
   }
 };
 
+// Whether a line at `level` would be written (one relaxed atomic load). False for kOff.
 bool Enabled(Level level);
+// Writes one line; does nothing when !Enabled(level). Text format:
+//   <ts> <LEVEL> <event> [request_id=<id>] key=value key2="value with spaces"
+// where a value is quoted when it is empty or contains a space, '"', '=', '\\' or a control
+// character; inside quotes '"' and '\\' are backslash-escaped and control characters are written
+// as \n, \r, \t or \u00XX. JSON format, one object per line:
+//   {"ts":"...","level":"info","event":"...","request_id":"...","key":"value","n":3}
+// ("request_id" only when set; strings are JSON-escaped and invalid UTF-8 becomes U+FFFD;
+// numbers and booleans are bare, except non-finite numbers, which are strings). Field keys are
+// written as given: callers must not reuse ts, level, event or request_id.
 void Write(Level level, std::string_view event, std::initializer_list<Field> fields);
 
 inline void Debug(std::string_view event, std::initializer_list<Field> fields = {}) {

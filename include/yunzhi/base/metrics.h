@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace yunzhi::metrics {
@@ -36,11 +37,17 @@ class Gauge {
   std::atomic<double> value_{0.0};
 };
 
+// Counts observations into buckets `v <= bound` (Prometheus `le`).
 class Histogram {
  public:
+  // `upper_bounds` are sorted and deduplicated here; non-finite bounds are dropped (the +Inf
+  // bucket always exists).
   explicit Histogram(std::vector<double> upper_bounds);
+  // NaN observations are ignored.
   void Observe(double v);
-  // Cumulative counts per bound (the last is +Inf), sum and count, consistent enough for scraping.
+  // Cumulative counts per bound, sum and count, consistent enough for scraping: `upper_bounds`
+  // ends with +Inf, and `count` always equals the last cumulative count (the sum may lag an
+  // observation that is being recorded concurrently).
   struct Snapshot {
     std::vector<double> upper_bounds;
     std::vector<uint64_t> cumulative_counts;
@@ -51,9 +58,10 @@ class Histogram {
 
  private:
   std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // one per bound plus +Inf
+  // One per bound plus +Inf, not cumulative; the count is their sum, so that it always agrees
+  // with the +Inf bucket in a scrape.
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;
   std::atomic<double> sum_{0.0};
-  std::atomic<uint64_t> count_{0};
 };
 
 // Default latency buckets in seconds: 1 ms .. 60 s.
@@ -62,7 +70,9 @@ std::vector<double> DefaultLatencyBuckets();
 template <typename M>
 class Family {
  public:
-  // The metric for these label values, created on first use.
+  // The metric for these label values, created on first use. The reference stays valid as long
+  // as the registry. Precondition: one value per label name (checked; a mismatch aborts).
+  // Cost: a mutex and a map lookup: keep the reference when the labels are fixed.
   M& WithLabels(const std::vector<std::string>& values);
 
  private:
@@ -81,7 +91,10 @@ class Family {
 class Registry {
  public:
   // Registering the same name twice returns the existing family (the help and labels of the
-  // first registration win).
+  // first registration win). Names must match [a-zA-Z_:][a-zA-Z0-9_:]*, label names
+  // [a-zA-Z_][a-zA-Z0-9_]* and not "le"; one name cannot be two kinds of metric (all checked:
+  // these are programmer errors and abort). A family without labels gets its single metric at
+  // once, so it is exported (as 0) before its first update.
   Family<Counter>* AddCounter(const std::string& name, const std::string& help,
                               std::vector<std::string> label_names = {});
   Family<Gauge>* AddGauge(const std::string& name, const std::string& help,
@@ -89,7 +102,8 @@ class Registry {
   Family<Histogram>* AddHistogram(const std::string& name, const std::string& help,
                                   std::vector<std::string> label_names = {},
                                   std::vector<double> buckets = DefaultLatencyBuckets());
-  // All families in the Prometheus text format, families in name order.
+  // All families in the Prometheus text format, families in name order, metrics within a family
+  // in label-value order. Serve it as "text/plain; version=0.0.4; charset=utf-8".
   std::string RenderPrometheus() const;
 
  private:

@@ -23,31 +23,44 @@ struct BlobInfo {
 
 class BlobStore {
  public:
-  // Opens the store rooted at `root` (created if missing). Errors: kUnavailable when the
-  // directory cannot be created or written (message names the path and OS reason).
+  // Opens the store rooted at `root` (created if missing, with sha256/ and tmp/ inside). Temp
+  // files older than a day, left by a process that died while writing, are removed. Errors:
+  // kUnavailable when the directory cannot be created or written (message names the path and OS
+  // reason).
   static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root);
 
-  // Stores `bytes`; returns their digest. Idempotent.
+  // True when `digest` is 64 lowercase hex characters: the only form the methods below accept.
+  static bool IsValidDigest(std::string_view digest);
+
+  // Stores `bytes`; returns their digest. Idempotent. Errors: kUnavailable on I/O failure.
   Result<BlobInfo> Put(std::string_view bytes);
   // Streams the file at `source` into the store (hashing while copying; large files never sit in
-  // memory). Errors: kNotFound when `source` does not exist, kUnavailable on I/O failure.
+  // memory). Errors: kNotFound when `source` does not exist, kInvalidArgument when it is not a
+  // regular file, kUnavailable on I/O failure.
   Result<BlobInfo> PutFile(const std::filesystem::path& source);
-  // Reads a whole blob. Errors: kNotFound; kInvalidArgument for a malformed digest;
-  // kInternal ("corrupt blob") when the bytes on disk no longer hash to `digest` is NOT checked
-  // here (see Verify) to keep reads cheap.
+  // Reads a whole blob. Errors: kNotFound; kInvalidArgument for a malformed digest; kUnavailable
+  // on I/O failure. Whether the bytes on disk still hash to `digest` is NOT checked here (see
+  // Verify) to keep reads cheap.
   Result<std::string> Get(std::string_view digest) const;
-  // Re-hashes a blob and reports kInternal if its bytes no longer match its name.
+  // Re-hashes a blob and reports kInternal ("corrupt blob") if its bytes no longer match its
+  // name. Errors also: kNotFound, kInvalidArgument for a malformed digest.
   Status Verify(std::string_view digest) const;
+  // False also for a malformed digest.
   bool Contains(std::string_view digest) const;
-  // Removes a blob; removing a missing blob is OK (idempotent).
+  // Removes a blob; removing a missing blob is OK (idempotent). Errors: kInvalidArgument for a
+  // malformed digest, kUnavailable on I/O failure.
   Status Remove(std::string_view digest);
-  // Where the blob lives (it may not exist). Precondition: `digest` is 64 lowercase hex chars.
+  // Where the blob lives (it may not exist); for streaming large blobs to clients.
+  // Precondition (checked, aborts): IsValidDigest(digest).
   std::filesystem::path PathOf(std::string_view digest) const;
 
   const std::filesystem::path& root() const { return root_; }
 
  private:
   explicit BlobStore(std::filesystem::path root) : root_(std::move(root)) {}
+  // Moves the finished temp file `tmp` (already fsynced) to the blob's place.
+  Status Commit(const std::filesystem::path& tmp, const std::string& digest);
+
   std::filesystem::path root_;
 };
 
