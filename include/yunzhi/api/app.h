@@ -1,0 +1,47 @@
+// The platform's routes: health, metrics, the OpenAI-compatible /v1 API and the /api
+// management API, with authentication, scopes and per-key rate limits in front of them.
+//
+// Route map (scope needed in brackets; every /v1 and /api route needs `Authorization: Bearer`):
+//   GET    /healthz                 liveness, no auth
+//   GET    /readyz                  readiness (store answers, not draining), no auth
+//   GET    /metrics                 Prometheus text format, no auth
+//   GET    /v1/models               [read]  OpenAI list shape
+//   GET    /api/me                  [read]  the calling key and its tenant
+//   GET    /api/tenants             [platform admin]
+//   POST   /api/tenants             [platform admin]  {"name": "..."}
+//   GET    /api/tenants/{id}        [platform admin, or admin of that tenant]
+//   DELETE /api/tenants/{id}        [platform admin]
+//   GET    /api/keys                [admin]  own tenant's keys; platform admin: ?tenant=ID|all
+//   POST   /api/keys                [admin]  {"name","scopes":[..],"requests_per_minute","tenant"}
+//   DELETE /api/keys/{id}           [admin]  revoke (id or prefix)
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "yunzhi/api/http.h"
+#include "yunzhi/base/metrics.h"
+#include "yunzhi/platform/api_keys.h"
+#include "yunzhi/platform/rate_limiter.h"
+#include "yunzhi/platform/tenants.h"
+#include "yunzhi/store/database.h"
+
+namespace yunzhi::api {
+
+// What the routes use. Every pointer must outlive the router's use.
+struct AppContext {
+  store::Database* db = nullptr;
+  platform::Tenants* tenants = nullptr;
+  platform::ApiKeys* keys = nullptr;
+  platform::RateLimiter* limiter = nullptr;
+  metrics::Registry* metrics = nullptr;
+  // Requests per minute for keys without their own limit (0: unlimited).
+  int64_t default_requests_per_minute = 0;
+  // Set when shutdown begins: /readyz then answers 503 so load balancers stop sending traffic.
+  const std::atomic<bool>* draining = nullptr;
+};
+
+// Adds every route above to `router`.
+void RegisterRoutes(Router& router, const AppContext& context);
+
+}  // namespace yunzhi::api

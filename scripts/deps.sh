@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Yunzhi needs that are missing; does nothing when all are present.
+#   scripts/deps.sh build   # what building and running `yunzhi` needs
+#   scripts/deps.sh test    # plus what the test suite needs (GoogleTest, Python references, ...)
+#   scripts/deps.sh bench   # plus what the benchmarks need (wrk, nginx, Google Benchmark)
+set -euo pipefail
+profile=${1:-build}
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libsqlite3-dev libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libexpected-dev
+  libtomlplusplus-dev libpcre2-dev
+)
+test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch)
+bench_pkgs=(libbenchmark-dev wrk nginx-light)
+
+want=("${build_pkgs[@]}")
+case "$profile" in
+  build) ;;
+  test) want+=("${test_pkgs[@]}") ;;
+  bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,128 @@
+#include "cli/manage.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "yunzhi/base/clock.h"
+#include "yunzhi/platform/api_keys.h"
+#include "yunzhi/platform/tenants.h"
+
+namespace yunzhi::cli {
+namespace {
+
+// Everything a management command needs, opened from the flags.
+struct Session {
+  Store store;
+  std::unique_ptr<platform::Tenants> tenants;
+  std::unique_ptr<platform::ApiKeys> keys;
+};
+
+Result<Session> Open(const GlobalFlags& flags) {
+  YZ_ASSIGN_OR_RETURN(auto loaded, LoadCliConfig(flags));
+  YZ_ASSIGN_OR_RETURN(auto dir, store::DataDir::Open(loaded.config.data_dir));
+  Session s;
+  YZ_ASSIGN_OR_RETURN(s.store, OpenStore(loaded.config, dir));
+  s.tenants = std::make_unique<platform::Tenants>(*s.store.db, *Clock::System());
+  s.keys = std::make_unique<platform::ApiKeys>(*s.store.db, *s.tenants, *Clock::System());
+  return s;
+}
+
+void PrintKeyRow(const platform::ApiKey& k, const std::string& tenant_name) {
+  std::printf("%-30s  %-11s  %-12s  %-20s  %-16s  %-6s  %-19s  %-19s  %s\n", k.id.c_str(),
+              k.prefix.c_str(), tenant_name.c_str(), k.name.substr(0, 20).c_str(),
+              k.scopes.ToString().c_str(),
+              k.requests_per_minute ? std::to_string(*k.requests_per_minute).c_str() : "-",
+              FormatTime(k.created_at_ms).c_str(), FormatTime(k.last_used_at_ms).c_str(),
+              k.active() ? "active" : ("revoked " + FormatTime(k.revoked_at_ms)).c_str());
+}
+
+}  // namespace
+
+int RunKeysCreate(const GlobalFlags& flags, const KeyCreateFlags& create) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  auto scopes = platform::Scopes::Parse(create.scopes);
+  if (!scopes) return PrintError(scopes.error());
+  platform::KeyOptions options;
+  options.name = create.name;
+  options.scopes = *scopes;
+  if (create.requests_per_minute != 0) options.requests_per_minute = create.requests_per_minute;
+  const std::string tenant =
+      create.tenant.empty() ? std::string(platform::kSystemTenantName) : create.tenant;
+  auto created = s->keys->Create(tenant, options);
+  if (!created) return PrintError(created.error());
+  std::printf("%s\n", created->secret.c_str());
+  std::fprintf(stderr, "Created key %s (%s) for tenant %s with scopes %s. It is shown only now.\n",
+               created->key.id.c_str(), created->key.prefix.c_str(), tenant.c_str(),
+               created->key.scopes.ToString().c_str());
+  return 0;
+}
+
+int RunKeysList(const GlobalFlags& flags, const std::string& tenant) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  auto keys = s->keys->List(tenant);
+  if (!keys) return PrintError(keys.error());
+  auto tenants = s->tenants->List();
+  if (!tenants) return PrintError(tenants.error());
+  std::printf("%-30s  %-11s  %-12s  %-20s  %-16s  %-6s  %-19s  %-19s  %s\n", "ID", "PREFIX",
+              "TENANT", "NAME", "SCOPES", "RPM", "CREATED (UTC)", "LAST USED (UTC)", "STATUS");
+  for (const auto& k : *keys) {
+    std::string tenant_name = k.tenant_id;
+    for (const auto& t : *tenants) {
+      if (t.id == k.tenant_id) tenant_name = t.name;
+    }
+    PrintKeyRow(k, tenant_name);
+  }
+  return 0;
+}
+
+int RunKeysRevoke(const GlobalFlags& flags, const std::string& id_or_prefix) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  auto revoked = s->keys->Revoke(id_or_prefix);
+  if (!revoked) return PrintError(revoked.error());
+  std::printf("Revoked key %s (%s).\n", revoked->id.c_str(), revoked->prefix.c_str());
+  return 0;
+}
+
+int RunTenantsCreate(const GlobalFlags& flags, const std::string& name) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  auto t = s->tenants->Create(name);
+  if (!t) return PrintError(t.error());
+  std::printf("%s\n", t->id.c_str());
+  return 0;
+}
+
+int RunTenantsList(const GlobalFlags& flags) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  auto tenants = s->tenants->List();
+  if (!tenants) return PrintError(tenants.error());
+  std::printf("%-30s  %-24s  %-19s\n", "ID", "NAME", "CREATED (UTC)");
+  for (const auto& t : *tenants) {
+    std::printf("%-30s  %-24s  %-19s\n", t.id.c_str(),
+                (t.name + (t.system ? " (system)" : "")).c_str(),
+                FormatTime(t.created_at_ms).c_str());
+  }
+  return 0;
+}
+
+int RunTenantsDelete(const GlobalFlags& flags, const std::string& id_or_name) {
+  auto s = Open(flags);
+  if (!s) return PrintError(s.error());
+  if (auto st = s->tenants->Delete(id_or_name); !st) return PrintError(st.error());
+  std::printf("Deleted tenant %s and its keys.\n", id_or_name.c_str());
+  return 0;
+}
+
+int RunConfigShow(const GlobalFlags& flags) {
+  auto loaded = LoadCliConfig(flags);
+  if (!loaded) return PrintError(loaded.error());
+  std::printf("%s", RenderEffectiveConfig(*loaded).c_str());
+  return 0;
+}
+
+}  // namespace yunzhi::cli

@@ -1,0 +1,130 @@
+// `yunzhi serve`: the whole platform in one process on the embedded default store.
+#include "cli/serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "yunzhi/api/app.h"
+#include "yunzhi/api/http_server.h"
+#include "yunzhi/base/clock.h"
+#include "yunzhi/base/log.h"
+#include "yunzhi/base/metrics.h"
+#include "yunzhi/platform/api_keys.h"
+#include "yunzhi/platform/rate_limiter.h"
+#include "yunzhi/platform/tenants.h"
+#include "yunzhi/store/data_dir.h"
+
+namespace yunzhi::cli {
+namespace {
+
+// Prints the platform admin key the first time a data dir is served.
+Status EnsureAdminKey(platform::ApiKeys& keys, platform::Tenants& tenants) {
+  YZ_ASSIGN_OR_RETURN(bool has_admin, keys.HasActivePlatformAdminKey());
+  if (has_admin) return OkStatus();
+  YZ_ASSIGN_OR_RETURN(auto system, tenants.EnsureSystem());
+  platform::KeyOptions options;
+  options.name = "platform admin (created at first start)";
+  options.scopes = platform::Scopes::Of({platform::Scope::kAdmin});
+  YZ_ASSIGN_OR_RETURN(auto created, keys.Create(system.id, options));
+  std::printf(
+      "Created the platform admin API key. It is shown only now; keep it somewhere safe:\n\n"
+      "    %s\n\n",
+      created.secret.c_str());
+  std::fflush(stdout);
+  return OkStatus();
+}
+
+}  // namespace
+
+int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
+  // Signals are taken synchronously by this thread (sigwait), so block them before any other
+  // thread exists: every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::vector<std::pair<std::string, std::string>> overrides;
+  if (!serve.host.empty()) overrides.emplace_back("server.host", serve.host);
+  if (serve.port >= 0) overrides.emplace_back("server.port", std::to_string(serve.port));
+  auto loaded = LoadCliConfig(flags, overrides);
+  if (!loaded) return PrintError(loaded.error());
+  const Config& config = loaded->config;
+
+  if (auto s = log::Init(config.LogOptions()); !s) return PrintError(s.error());
+
+  auto dir = store::DataDir::Open(config.data_dir);
+  if (!dir) return PrintError(dir.error());
+  auto lock = store::ServerLock::Acquire(*dir);
+  if (!lock) return PrintError(lock.error());
+  auto store = OpenStore(config, *dir);
+  if (!store) return PrintError(store.error());
+
+  const Clock& clock = *Clock::System();
+  platform::Tenants tenants(*store->db, clock);
+  platform::ApiKeys keys(*store->db, tenants, clock);
+  platform::RateLimiter limiter(clock);
+  metrics::Registry registry;
+  if (auto s = EnsureAdminKey(keys, tenants); !s) return PrintError(s.error());
+
+  std::atomic<bool> draining{false};
+  api::AppContext context;
+  context.db = store->db.get();
+  context.tenants = &tenants;
+  context.keys = &keys;
+  context.limiter = &limiter;
+  context.metrics = &registry;
+  context.default_requests_per_minute = config.limits.default_requests_per_minute;
+  context.draining = &draining;
+  api::Router router;
+  api::RegisterRoutes(router, context);
+
+  api::ServerOptions options;
+  options.host = config.server.host;
+  options.port = static_cast<uint16_t>(config.server.port);
+  options.threads = config.server.threads;
+  options.max_body_bytes = static_cast<uint64_t>(config.server.max_body_bytes);
+  options.header_timeout = std::chrono::milliseconds(config.server.header_timeout_ms);
+  options.body_timeout = std::chrono::milliseconds(config.server.body_timeout_ms);
+  options.idle_timeout = std::chrono::milliseconds(config.server.idle_timeout_ms);
+  options.write_timeout = std::chrono::milliseconds(config.server.write_timeout_ms);
+  options.shutdown_grace = std::chrono::milliseconds(config.server.shutdown_grace_ms);
+  api::HttpServer server(options, router, &registry);
+  if (auto s = server.Start(); !s) return PrintError(s.error());
+
+  const std::string host = options.host.find(':') != std::string::npos
+                               ? "[" + options.host + "]"
+                               : options.host;
+  const std::string url = fmt::format("http://{}:{}", host, server.port());
+  (void)(*lock)->SetUrl(url);
+  std::printf("Yunzhi is serving on %s (data dir %s)\n", url.c_str(),
+              dir->path().string().c_str());
+  std::fflush(stdout);
+  log::Info("server_started", {{"url", url}, {"data_dir", dir->path().string()}});
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("shutdown_requested",
+            {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}, {"in_flight", server.in_flight()}});
+  draining = true;
+  // A second signal during the grace period ends the process at once.
+  std::thread second_signal([&signals] {
+    int again = 0;
+    sigwait(&signals, &again);
+    std::fprintf(stderr, "second signal: exiting without waiting for in-flight requests\n");
+    std::_Exit(130);
+  });
+  second_signal.detach();
+  server.Shutdown();
+  log::Info("server_stopped", {});
+  return 0;
+}
+
+}  // namespace yunzhi::cli
