@@ -22,7 +22,7 @@ trap cleanup EXIT
 build/release/yunzhi serve --data-dir "$work/data" --port 0 --log-level warn >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/serve.out" && break; sleep 0.1; done
-url=$(grep -o 'http://[^ ]*' "$work/serve.out" | head -1)
+url=$(grep -o 'http://[^ ]*' "$work/serve.out" | head -1 || true)
 [ -n "$url" ] || { echo "server did not start:"; cat "$work/serve.err"; exit 1; }
 key=$(build/release/yunzhi keys create --data-dir "$work/data" --scopes read --name bench 2>/dev/null)
 body=$(curl -sf "$url/v1/models" -H "Authorization: Bearer $key")
@@ -30,6 +30,7 @@ size=${#body}
 
 # --- nginx, same body size ---
 mkdir -p "$work/nginx/html" "$work/nginx/tmp"
+chmod 755 "$work" "$work/nginx" "$work/nginx/html"  # nginx workers drop root privileges
 printf '%s' "$(head -c "$size" /dev/zero | tr '\0' 'x')" >"$work/nginx/html/models.json"
 nginx_port=$(( (RANDOM % 10000) + 40000 ))
 cat >"$work/nginx/nginx.conf" <<CONF
@@ -67,7 +68,7 @@ run_wrk() {  # url connections threads [header]
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' || true)
+  errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' | xargs || true)
   echo "$rps|$p50|$p99|${errors:-none}"
 }
 
