@@ -66,8 +66,17 @@ std::string RandomAlnum(size_t n) {
   EnsureInit();
   static constexpr char kAlphabet[] =
       "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-  std::string out(n, '\0');
-  for (auto& c : out) c = kAlphabet[randombytes_uniform(62)];
+  // One CSPRNG call per batch of bytes (each call is a getrandom system call), with rejection
+  // sampling: bytes >= 248 (= 4 * 62) are dropped so that every character is equally likely.
+  std::string out;
+  out.reserve(n);
+  unsigned char buf[64];
+  while (out.size() < n) {
+    randombytes_buf(buf, sizeof buf);
+    for (unsigned char b : buf) {
+      if (b < 248 && out.size() < n) out.push_back(kAlphabet[b % 62]);
+    }
+  }
   return out;
 }
 
