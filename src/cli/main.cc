@@ -6,6 +6,8 @@
 
 #include "cli/common.h"
 #include "cli/manage.h"
+#include "cli/quantize.h"
+#include "cli/run.h"
 #include "cli/serve.h"
 #include "yunzhi/base/version.h"
 
@@ -72,6 +74,44 @@ int main(int argc, char** argv) {
   auto* tenants_delete = tenants->add_subcommand("delete", "Delete a tenant and its keys");
   tenants_delete->add_option("tenant", delete_tenant, "Tenant id or name")->required();
   tenants_delete->callback([&] { exit_code = RunTenantsDelete(flags, delete_tenant); });
+
+  RunFlags run_flags;
+  auto* run = app.add_subcommand("run", "Chat with a model in the terminal, or complete a prompt");
+  run->add_option("model", run_flags.model, ".gguf file or Hugging Face model directory")
+      ->required();
+  run->add_option("prompt", run_flags.prompt, "One message to answer (default: interactive chat)");
+  run->add_option("--system", run_flags.system, "System message");
+  run->add_flag("--raw", run_flags.raw, "Complete the prompt as plain text (no chat template)");
+  run->add_option("-t,--threads", run_flags.threads, "Compute threads (default: all cores)");
+  run->add_option("-n,--max-tokens", run_flags.max_tokens, "Most tokens to generate");
+  run->add_option("-c,--ctx", run_flags.n_ctx, "Context length in tokens");
+  run->add_option("--temp", run_flags.temperature, "Temperature (0: greedy)");
+  run->add_option("--top-p", run_flags.top_p, "Nucleus sampling threshold");
+  run->add_option("--top-k", run_flags.top_k, "Keep the k most likely tokens (0: all)");
+  run->add_option("--min-p", run_flags.min_p, "Drop tokens below min-p times the best");
+  run->add_option("--repeat-penalty", run_flags.repeat_penalty, "Repetition penalty (1: off)");
+  run->add_option("--seed", run_flags.seed, "Sampling seed (default: random)");
+  run->callback([&] { exit_code = RunRun(run_flags); });
+
+  BenchFlags bench_flags;
+  auto* bench = app.add_subcommand(
+      "bench", "Measure prompt processing (pp) and generation (tg) speed of a model");
+  bench->add_option("model", bench_flags.model, ".gguf file or Hugging Face model directory")
+      ->required();
+  bench->add_option("-t,--threads", bench_flags.threads, "Compute threads (default: all cores)");
+  bench->add_option("-p,--prompt-tokens", bench_flags.prompt_tokens, "Prompt length (0: skip)");
+  bench->add_option("-n,--gen-tokens", bench_flags.gen_tokens, "Tokens to generate (0: skip)");
+  bench->add_option("-r,--repetitions", bench_flags.repetitions, "Repetitions of each test");
+  bench->callback([&] { exit_code = RunBench(bench_flags); });
+
+  QuantizeFlags quantize_flags;
+  auto* quantize = app.add_subcommand("quantize", "Quantise a model to a GGUF file");
+  quantize->add_option("in", quantize_flags.in_path, "GGUF file or Hugging Face directory")
+      ->required();
+  quantize->add_option("out", quantize_flags.out_path, "Output .gguf file")->required();
+  quantize->add_option("--type", quantize_flags.type, "q8_0 | q4_0 | q4_k_m");
+  quantize->add_flag("-q,--quiet", quantize_flags.quiet, "No per-tensor progress");
+  quantize->callback([&] { exit_code = RunQuantize(flags, quantize_flags); });
 
   auto* config = app.add_subcommand("config", "Inspect the configuration");
   config->require_subcommand(1);

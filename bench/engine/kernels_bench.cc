@@ -1,0 +1,323 @@
+// CPU kernel benchmarks: every weight type x every ISA this CPU runs, next to the memory
+// bandwidth they are bounded by (decoding) and OpenBLAS sgemm (prompt processing).
+//
+//   ReadBandwidth              STREAM-style read of 1 GiB with the pool's threads: the decode bound.
+//   Gemv/<type>/<isa>/<shape>  one token through one matrix; many copies of the matrix so every
+//                              call reads from DRAM, not L3 (GB/s of weights read).
+//   DecodeStep/<type>/<isa>    one token through every matrix of a Qwen2.5-0.5B body (24 layers,
+//                              ~0.36 GiB at Q8_0): the real decode working set.
+//   DotL2/<type>/<isa>         one thread, weights resident in L2: the kernel's compute ceiling.
+//   Gemm/<type>/<isa>/<shape>  512 tokens (prompt processing), GFLOP/s.
+//   OpenBlasSgemm/<shape>      cblas_sgemm on the same shapes (f32 weights) as the reference.
+//
+// Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <initializer_list>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "engine/kernels/kernels.h"
+#include "yunzhi/engine/tensor_type.h"
+
+namespace yunzhi::engine::kernels {
+namespace {
+
+int BenchThreads() {
+  const char* env = std::getenv("YUNZHI_BENCH_THREADS");
+  return env != nullptr ? std::max(1, std::atoi(env)) : 2;
+}
+
+ComputePool& Pool() {
+  static ComputePool pool(BenchThreads());
+  return pool;
+}
+
+struct Aligned {
+  uint8_t* p = nullptr;
+  explicit Aligned(size_t n) : p(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64))) {
+    std::memset(p, 0, n);  // touch every page before timing
+  }
+  ~Aligned() { std::free(p); }
+  Aligned(const Aligned&) = delete;
+  Aligned& operator=(const Aligned&) = delete;
+};
+
+std::vector<float> RandomFloats(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// `rows x cols` weights of `type`, quantised once (the reference quantiser is slow) and then
+// copied `copies` times back to back.
+std::unique_ptr<Aligned> MakeWeights(TensorType type, int64_t rows, int64_t cols, int copies,
+                                     int64_t* matrix_bytes) {
+  const int64_t row_bytes = RowSizeBytes(type, cols);
+  *matrix_bytes = row_bytes * rows;
+  auto buf = std::make_unique<Aligned>(static_cast<size_t>(*matrix_bytes * copies));
+  const std::vector<float> f = RandomFloats(cols * 64, 1);
+  // 64 distinct rows repeated: quantising a large matrix with the K-quant search takes seconds.
+  for (int64_t r = 0; r < std::min<int64_t>(rows, 64); ++r) {
+    Quantize(type, f.data() + r * cols, buf->p + r * row_bytes, cols);
+  }
+  for (int64_t r = 64; r < rows; ++r) std::memcpy(buf->p + r * row_bytes, buf->p + (r % 64) * row_bytes, row_bytes);
+  for (int c = 1; c < copies; ++c) {
+    std::memcpy(buf->p + c * *matrix_bytes, buf->p, static_cast<size_t>(*matrix_bytes));
+  }
+  return buf;
+}
+
+// Copies so that one pass over them is >= 256 MiB: far beyond L3 (32 MiB here).
+int CopiesFor(int64_t matrix_bytes) {
+  return static_cast<int>(std::max<int64_t>(2, (int64_t{256} << 20) / matrix_bytes + 1));
+}
+
+void SetCounters(benchmark::State& state, double bytes_per_iter, double flops_per_iter) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(bytes_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- bandwidth
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  const size_t bytes = size_t{1} << 30;
+  Aligned buf(bytes);
+  for (size_t i = 0; i < bytes; i += 4096) buf.p[i] = static_cast<uint8_t>(i >> 12);
+  std::vector<uint64_t> sink(64 * 8);
+  for (auto _ : state) {
+    Pool().Run([&](int ith, int nth) {
+      const auto* p = reinterpret_cast<const uint64_t*>(buf.p);
+      const size_t n = bytes / 8;
+      const size_t lo = n * ith / nth, hi = n * (ith + 1) / nth;
+      // Eight independent chains: the loop is limited by memory, not by the adds.
+      uint64_t s[8] = {};
+      for (size_t i = lo; i < hi; i += 8) {
+        for (int k = 0; k < 8; ++k) s[k] += p[i + k];
+      }
+      uint64_t t = 0;
+      for (uint64_t v : s) t += v;
+      sink[static_cast<size_t>(ith) * 8] = t;
+    });
+    benchmark::DoNotOptimize(sink.data());
+  }
+  SetCounters(state, static_cast<double>(bytes), 0);
+}
+
+// ---- matrix products
+
+struct Shape {
+  const char* name;
+  int64_t rows;  // output features
+  int64_t cols;  // input features
+};
+
+// Qwen2.5-0.5B: hidden 896, intermediate 4864, 14 query heads and 2 KV heads of 64.
+// Qwen2.5-1.5B (hidden 1536, intermediate 8960) as well: 896 is not a multiple of the K-quants'
+// 256-element blocks, so K-quant files of the 0.5B model keep those matrices in other types.
+constexpr Shape kGemvShapes[] = {{"4864x896(gate/up)", 4864, 896},
+                                 {"896x4864(down)", 896, 4864},
+                                 {"896x896(q/o)", 896, 896},
+                                 {"128x896(k/v)", 128, 896},
+                                 {"8960x1536(1.5B gate/up)", 8960, 1536},
+                                 {"1536x8960(1.5B down)", 1536, 8960}};
+constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
+                                 {"1536x1536", 1536, 1536}};
+constexpr int64_t kPromptTokens = 512;
+
+constexpr TensorType kTypes[] = {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0,
+                                 TensorType::kQ4_K, TensorType::kQ6_K};
+
+void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
+  SetActiveIsa(isa);
+  int64_t matrix_bytes = 0;
+  const int copies = CopiesFor(RowSizeBytes(type, shape.cols) * shape.rows);
+  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes);
+  const std::vector<float> x = RandomFloats(shape.cols, 2);
+  std::vector<float> y(static_cast<size_t>(shape.rows));
+  int c = 0;
+  for (auto _ : state) {
+    MatMul(&Pool(), type, w->p + c * matrix_bytes, shape.rows, shape.cols, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+    c = (c + 1) % copies;
+  }
+  SetCounters(state, static_cast<double>(matrix_bytes), 2.0 * shape.rows * shape.cols);
+  SetActiveIsa(DetectIsa());
+}
+
+struct Body {
+  int layers;
+  int64_t hidden, kv, inter;
+};
+constexpr Body kQwen05B{24, 896, 128, 4864};
+constexpr Body kQwen15B{28, 1536, 256, 8960};
+
+void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body) {
+  SetActiveIsa(isa);
+  const int kLayers = body.layers;
+  struct M {
+    int64_t rows, cols;
+  };
+  const int64_t h = body.hidden;
+  const M mats[] = {{h, h}, {body.kv, h}, {body.kv, h}, {h, h},
+                    {body.inter, h}, {body.inter, h}, {h, body.inter}};
+  std::vector<std::unique_ptr<Aligned>> weights;
+  std::vector<int64_t> bytes;
+  double total_bytes = 0, flops = 0;
+  for (const M& m : mats) {
+    int64_t mb = 0;
+    weights.push_back(MakeWeights(type, m.rows, m.cols, kLayers, &mb));
+    bytes.push_back(mb);
+    total_bytes += static_cast<double>(mb) * kLayers;
+    flops += 2.0 * m.rows * m.cols * kLayers;
+  }
+  const std::vector<float> x = RandomFloats(body.inter, 3);
+  std::vector<float> y(static_cast<size_t>(body.inter));
+  for (auto _ : state) {
+    for (int l = 0; l < kLayers; ++l) {
+      for (size_t k = 0; k < std::size(mats); ++k) {
+        MatMul(&Pool(), type, weights[k]->p + l * bytes[k], mats[k].rows, mats[k].cols, x.data(),
+               1, y.data());
+      }
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, total_bytes, flops);
+  SetActiveIsa(DetectIsa());
+}
+
+void BM_DotL2(benchmark::State& state, TensorType type, Isa isa) {
+  SetActiveIsa(isa);
+  const int64_t rows = 64, cols = 4096;
+  int64_t matrix_bytes = 0;
+  auto w = MakeWeights(type, rows, cols, 1, &matrix_bytes);
+  const std::vector<float> x = RandomFloats(cols, 4);
+  std::vector<float> y(rows);
+  for (auto _ : state) {
+    MatMul(nullptr, type, w->p, rows, cols, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, static_cast<double>(matrix_bytes), 2.0 * rows * cols);
+  SetActiveIsa(DetectIsa());
+}
+
+void BM_Gemm(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
+  SetActiveIsa(isa);
+  int64_t matrix_bytes = 0;
+  auto w = MakeWeights(type, shape.rows, shape.cols, 1, &matrix_bytes);
+  const std::vector<float> x = RandomFloats(kPromptTokens * shape.cols, 5);
+  std::vector<float> y(static_cast<size_t>(kPromptTokens * shape.rows));
+  for (auto _ : state) {
+    MatMul(&Pool(), type, w->p, shape.rows, shape.cols, x.data(), kPromptTokens, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, static_cast<double>(matrix_bytes), 2.0 * kPromptTokens * shape.rows * shape.cols);
+  SetActiveIsa(DetectIsa());
+}
+
+void BM_OpenBlasSgemm(benchmark::State& state, Shape shape) {
+  openblas_set_num_threads(BenchThreads());
+  const std::vector<float> w = RandomFloats(shape.rows * shape.cols, 6);
+  const std::vector<float> x = RandomFloats(kPromptTokens * shape.cols, 7);
+  std::vector<float> y(static_cast<size_t>(kPromptTokens * shape.rows));
+  for (auto _ : state) {
+    // Y[tokens x rows] = X[tokens x cols] * W^T, W row-major [rows x cols]: MatMul's contract.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(kPromptTokens),
+                static_cast<int>(shape.rows), static_cast<int>(shape.cols), 1.0f, x.data(),
+                static_cast<int>(shape.cols), w.data(), static_cast<int>(shape.cols), 0.0f,
+                y.data(), static_cast<int>(shape.rows));
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, 4.0 * shape.rows * shape.cols, 2.0 * kPromptTokens * shape.rows * shape.cols);
+}
+
+// Joins name parts with '/'. (Appending avoids a GCC 12 -Wrestrict false positive that
+// `const char* + std::string` chains trigger.)
+std::string Name(std::initializer_list<std::string_view> parts) {
+  std::string s;
+  for (std::string_view p : parts) {
+    if (!s.empty()) s += '/';
+    s.append(p.data(), p.size());
+  }
+  return s;
+}
+
+std::vector<Isa> Isas() {
+  std::vector<Isa> isas;
+  for (int i = 0; i <= static_cast<int>(DetectIsa()); ++i) isas.push_back(static_cast<Isa>(i));
+  return isas;
+}
+
+// With several threads only wall time is meaningful. On a machine shared with other jobs, run
+// with YUNZHI_BENCH_THREADS=1: rates are then per CPU-second of the one thread, which other
+// processes competing for the core do not inflate.
+benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
+  return BenchThreads() > 1 ? b->UseRealTime() : b;
+}
+
+const bool kRegistered = [] {
+  Timed(benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth))->MinTime(1.0);
+  for (TensorType type : kTypes) {
+    const std::string tn(TypeName(type));
+    for (Isa isa : Isas()) {
+      const std::string in(IsaName(isa));
+      benchmark::RegisterBenchmark(Name({"DotL2", tn, in}).c_str(), BM_DotL2, type, isa)
+          ->MinTime(0.2);
+    }
+  }
+  for (TensorType type : kTypes) {
+    const std::string tn(TypeName(type));
+    for (Isa isa : Isas()) {
+      const std::string in(IsaName(isa));
+      for (const Shape& s : kGemvShapes) {
+        if (!IsValidRowLength(type, s.cols)) continue;
+        if (isa == Isa::kScalar && s.rows != 4864 && s.rows != 8960) continue;  // one is enough
+        Timed(benchmark::RegisterBenchmark(Name({"Gemv", tn, in, s.name}).c_str(), BM_Gemv,
+                                           type, isa, s))
+            ->MinTime(0.5);
+      }
+      if (isa != Isa::kScalar) {
+        const bool k_quant = Traits(type).block_size == 256;
+        Timed(benchmark::RegisterBenchmark(
+                  Name({"DecodeStep", tn, in, k_quant ? "qwen2.5-1.5b" : "qwen2.5-0.5b"}).c_str(),
+                  BM_DecodeStep, type, isa, k_quant ? kQwen15B : kQwen05B))
+            ->MinTime(1.0)
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  for (const Shape& s : kGemmShapes) {
+    Timed(benchmark::RegisterBenchmark(Name({"OpenBlasSgemm", s.name}).c_str(),
+                                       BM_OpenBlasSgemm, s))
+        ->MinTime(1.0)
+        ->Unit(benchmark::kMillisecond);
+    for (TensorType type : kTypes) {
+      for (Isa isa : Isas()) {
+        if (!IsValidRowLength(type, s.cols)) continue;
+        // Scalar prompt processing takes seconds per call: measured on one shape only.
+        if (isa == Isa::kScalar && s.rows != 1536) continue;
+        Timed(benchmark::RegisterBenchmark(
+                  Name({"Gemm", TypeName(type), IsaName(isa), s.name}).c_str(), BM_Gemm, type,
+                  isa, s))
+            ->MinTime(isa == Isa::kScalar ? 0.01 : 1.0)
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace yunzhi::engine::kernels

@@ -1,0 +1,123 @@
+// Quantising a model into a GGUF file: what `yunzhi quantize IN OUT --type q4_k_m` runs.
+//
+// Input: a GGUF file (any supported tensor types; already-quantised weights are dequantised and
+// quantised again), or a Hugging Face model directory (config.json, *.safetensors single or
+// sharded, tokenizer.json, tokenizer_config.json) of the llama, mistral, qwen2 or qwen3 family.
+// Output: a GGUF v3 file, written tensor by tensor (one row of floats in memory at a time, never
+// the whole model) to a temporary file that is renamed over OUT only when complete: on any error
+// (bad input, disk full, ...) no file is left at OUT and an existing OUT is untouched.
+//
+// Which type each tensor gets (the recipe, after llama.cpp's llama_tensor_get_type):
+//  - Tensors with fewer than 2 dimensions (norms, biases, rope_freqs) are stored as F32.
+//  - q8_0:   every 2-D weight Q8_0.
+//  - q4_0:   every 2-D weight Q4_0, except output.weight (or token_embd.weight when the output
+//            is tied to it, i.e. there is no output.weight) which gets Q6_K.
+//  - q4_k_m: every 2-D weight Q4_K, except
+//              output.weight (or the tied token_embd.weight)                 -> Q6_K
+//              blk.N.attn_v.weight and blk.N.ffn_down.weight for "more bits"
+//              layers: N < L/8, N >= 7L/8, or (N - L/8) % 3 == 2 (about half
+//              of the layers, weighted to the first and last ones)          -> Q6_K
+//            (llama.cpp also promotes some tensors to Q5_K for MoE and 70B models; this build
+//            has no Q5_K and no MoE, so those rules do not apply.)
+//  - Fallbacks when a row length is not a multiple of the block: Q4_K -> Q4_0 and Q6_K -> Q8_0
+//    when it is a multiple of 32 (llama.cpp uses Q5_0 for the first; this build has no Q5_0);
+//    otherwise F16.
+// The quantisers are the scalar references of tensor_type.h (Quantize), so the output is
+// bit-identical to quantising each row with them.
+//
+// Metadata: a GGUF input's metadata is copied entry by entry in order, except general.alignment
+// (the output uses 32), and general.file_type (7 = MOSTLY_Q8_0, 2 = MOSTLY_Q4_0,
+// 15 = MOSTLY_Q4_K_M) and general.quantization_version (2) are set. A Hugging Face input gets
+// the metadata llama.cpp's converter writes: general.*, <arch>.context_length,
+// embedding_length, block_count, feed_forward_length, attention.head_count, head_count_kv,
+// layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count, attention.key_length/
+// value_length (when config.json has head_dim), rope.scaling.* (linear/yarn), and the
+// tokenizer: tokenizer.ggml.model "gpt2" with tokens (GPT-2 byte-to-unicode spelling), token
+// types, merges, pre ("qwen2" for qwen2/qwen3, "llama-bpe" for llama), special token ids,
+// add_bos/add_eos, and tokenizer.chat_template. Mistral checkpoints are written as
+// architecture "llama" (as llama.cpp does). llama3 RoPE scaling becomes a `rope_freqs.weight`
+// tensor of per-frequency divisors (as llama.cpp does).
+//
+// HF tensor names map to GGUF names (model.embed_tokens -> token_embd, model.layers.N.self_attn.
+// q_proj -> blk.N.attn_q, mlp.down_proj -> blk.N.ffn_down, lm_head -> output, ...); llama and
+// mistral Q/K weights (and biases) are permuted from Hugging Face's rotate-half RoPE layout to
+// GGUF's interleaved one; qwen2/qwen3 stay as they are (NeoX RoPE in GGUF).
+//
+// Limitations: Hugging Face tokenizers other than byte-level BPE (SentencePiece tokenizer.model
+// checkpoints such as Llama 2 / Mistral v0.1) are rejected with kUnimplemented; convert those
+// with another tool first, then quantise the GGUF here.
+//
+// Memory: one chunk of about 8 MiB of output rows (plus one row of floats per thread) besides the
+// read-only mapping of the input, whatever the model size.
+//
+// Thread safety: QuantizeModel is reentrant; the callback runs on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "yunzhi/base/status.h"
+#include "yunzhi/engine/tensor_type.h"
+
+namespace yunzhi::engine {
+
+enum class QuantizeTarget { kQ8_0, kQ4_0, kQ4_K_M };
+
+// "q8_0", "q4_0", "q4_k_m" (case-insensitive). Errors: kInvalidArgument listing the choices.
+Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name);
+std::string_view QuantizeTargetName(QuantizeTarget target);  // "q8_0", ...
+// The llama_ftype number stored in general.file_type: 7, 2, 15.
+uint32_t QuantizeTargetFileType(QuantizeTarget target);
+
+// Reported once before the first tensor (n_done_tensors == 0, tensor_name empty) and after each
+// tensor is written.
+struct QuantizeProgress {
+  int64_t n_done_tensors = 0;
+  int64_t n_tensors = 0;
+  std::string_view tensor_name;  // the tensor just written; valid during the callback only
+  TensorType from_type = TensorType::kF32;
+  TensorType to_type = TensorType::kF32;
+  uint64_t in_bytes_done = 0;    // tensor bytes read so far
+  uint64_t out_bytes_done = 0;   // tensor bytes written so far
+  uint64_t out_bytes_total = 0;  // tensor bytes the output will hold
+};
+
+struct QuantizeOptions {
+  QuantizeTarget target = QuantizeTarget::kQ4_K_M;
+  // Called on the calling thread; returning false cancels (kCancelled, no output left behind).
+  std::function<bool(const QuantizeProgress&)> progress;
+  // Threads converting rows (the calling thread is one of them); <= 0: one per core. The output
+  // is byte-identical for any thread count.
+  int n_threads = 0;
+};
+
+struct QuantizeStats {
+  int64_t n_tensors = 0;
+  int64_t n_quantized_tensors = 0;  // tensors stored in a block type
+  uint64_t in_tensor_bytes = 0;
+  uint64_t out_tensor_bytes = 0;
+  uint64_t out_file_bytes = 0;
+};
+
+// Quantises the model at `in_path` (GGUF file or HF directory) into the GGUF file `out_path`.
+// Errors (messages name the file and, where there is one, the tensor):
+//   kNotFound         input missing, or an HF directory without config.json / tokenizer.json
+//   kInvalidArgument  malformed or truncated input, a tensor shape that does not fit the
+//                     config, out_path equal to in_path, a 2-D tensor whose type cannot be read
+//   kUnimplemented    unknown architecture or HF tensor name, a tensor type or tokenizer this
+//                     build cannot convert
+//   kUnavailable      I/O errors, disk full (naming the output path)
+//   kCancelled        the progress callback returned false
+// On error no file is created at out_path.
+Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::string& out_path,
+                                    const QuantizeOptions& options);
+
+// The type the recipe above gives a tensor (exposed for tests and `--dry-run` style listings).
+// `n_layer` is the model's block count; `has_output` whether an output.weight exists.
+// `n_dims`/`row_length` describe the tensor (ne[0]).
+TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view gguf_name, int n_dims,
+                            int64_t row_length, int64_t n_layer, bool has_output);
+
+}  // namespace yunzhi::engine

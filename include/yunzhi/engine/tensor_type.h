@@ -1,0 +1,223 @@
+// Weight element types and quantisation block layouts.
+//
+// Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
+// file, as in the GGUF specification), its block size in elements and its size in bytes per block,
+// so that the size of any tensor in any file can be computed and checked. Only some types can be
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K. For
+// those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so files written
+// by other tools load here and files written here load there — and scalar reference conversions
+// (`Dequantize`, `Quantize`) that optimised kernels are tested against.
+//
+// Conventions:
+//  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
+//  - fp16 values are IEEE 754 binary16 and are stored as their bit pattern (`uint16_t`).
+//  - A row of `n` elements of a block type holds n / block_size consecutive blocks; `n` must be a
+//    multiple of the block size.
+//
+// Thread safety: everything here is a pure function or a constant.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "yunzhi/base/status.h"
+
+namespace yunzhi::engine {
+
+static_assert(std::endian::native == std::endian::little, "Yunzhi requires a little-endian host");
+
+// Element types, numbered by their GGML type id. Ids that GGML has retired (4, 5, 31-33, 36-38)
+// and ids newer than this list are reported as unknown by FindTraitsByGgmlId.
+enum class TensorType : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ8_1 = 9,
+  kQ2_K = 10,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kQ8_K = 15,
+  kIQ2_XXS = 16,
+  kIQ2_XS = 17,
+  kIQ3_XXS = 18,
+  kIQ1_S = 19,
+  kIQ4_NL = 20,
+  kIQ3_S = 21,
+  kIQ2_S = 22,
+  kIQ4_XS = 23,
+  kI8 = 24,
+  kI16 = 25,
+  kI32 = 26,
+  kI64 = 27,
+  kF64 = 28,
+  kIQ1_M = 29,
+  kBF16 = 30,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
+  kMXFP4 = 39,
+  kNVFP4 = 40,
+  kQ1_0 = 41,
+};
+
+// Static facts about one type.
+struct TypeTraits {
+  TensorType type;
+  std::string_view name;  // canonical upper-case name, e.g. "Q4_K", "BF16"
+  int64_t block_size;     // elements per block (1 for plain element types)
+  int64_t block_bytes;    // bytes per block
+  bool supported;         // this build can dequantise/quantise and compute with it
+};
+
+// Traits of `type`. Precondition: `type` is one of the enumerators above.
+const TypeTraits& Traits(TensorType type);
+
+// Traits of the type with GGML id `ggml_id`, or nullptr if the id is unknown (a newer or retired
+// type). Use this on ids read from files.
+const TypeTraits* FindTraitsByGgmlId(uint32_t ggml_id);
+
+// Canonical name, e.g. "Q4_0".
+std::string_view TypeName(TensorType type);
+
+// Parses a type name, case-insensitively: "q4_0", "Q4_K", "bf16", "f32", "iq2_xxs", ...
+// Errors: kInvalidArgument naming the input and listing the names this build supports.
+Result<TensorType> ParseTensorType(std::string_view name);
+
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
+bool IsSupported(TensorType type);
+
+// "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K": the supported types, for error messages.
+std::string SupportedTypeNames();
+
+// Ok if `type` is supported; otherwise kUnimplemented with the message
+// "tensor <tensor_name> has type Q5_1, which this build cannot run (supported: F32, ...)".
+Status CheckSupported(TensorType type, std::string_view tensor_name);
+
+// Whether a row of `n` elements is representable: n >= 0 and a multiple of the block size.
+bool IsValidRowLength(TensorType type, int64_t n);
+
+// Bytes of a row of `n` elements. Precondition: IsValidRowLength(type, n) and no overflow
+// (n * block_bytes / block_size fits in int64_t; true for any tensor that fits in memory).
+int64_t RowSizeBytes(TensorType type, int64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// Block layouts (bit-compatible with GGUF). Structs are packed by construction (no padding; the
+// static_asserts in tensor_type.cc check the sizes) and have alignment 2 at most, but data in
+// files may be only byte-aligned: read blocks with memcpy or through these structs only when the
+// address is known to be suitably aligned.
+
+inline constexpr int64_t kQK8_0 = 32;    // elements per Q8_0 block
+inline constexpr int64_t kQK4_0 = 32;    // elements per Q4_0 block
+inline constexpr int64_t kQK_K = 256;    // elements per K-quant super-block
+inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales/mins of a Q4_K block
+
+// Q8_0: 34 bytes for 32 elements. value[i] = d * qs[i].
+struct BlockQ8_0 {
+  uint16_t d;         // fp16 scale
+  int8_t qs[kQK8_0];  // quants
+};
+
+// Q4_0: 18 bytes for 32 elements. Byte j of `qs` holds element j in its low nibble and element
+// j + 16 in its high nibble; value = (nibble - 8) * d.
+struct BlockQ4_0 {
+  uint16_t d;              // fp16 scale
+  uint8_t qs[kQK4_0 / 2];  // nibbles
+};
+
+// Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale
+// sc[s] and 6-bit min m[s]: value = d * sc[s] * nibble - dmin * m[s].
+//  - `scales` packs the 8 scales and 8 mins in 12 bytes: for s < 4, sc[s] = scales[s] & 63 and
+//    m[s] = scales[s + 4] & 63; for s >= 4, sc[s] = (scales[s + 4] & 15) | (scales[s - 4] >> 6) <<
+//    4 and m[s] = (scales[s + 4] >> 4) | (scales[s] >> 6) << 4.
+//  - `qs` holds 4 chunks of 32 bytes; chunk c covers elements 64c .. 64c+63: byte l of the chunk
+//    holds element 64c + l (sub-block 2c) in its low nibble and element 64c + 32 + l (sub-block
+//    2c + 1) in its high nibble.
+struct BlockQ4_K {
+  uint16_t d;                    // fp16 super-block scale for the scales
+  uint16_t dmin;                 // fp16 super-block scale for the mins
+  uint8_t scales[kKScaleBytes];  // packed 6-bit scales and mins
+  uint8_t qs[kQK_K / 2];         // nibbles
+};
+
+// Q6_K: 210 bytes for 256 elements, as 16 sub-blocks of 16 elements with int8 scales:
+// value[i] = d * scales[i / 16] * (q[i] - 32), q[i] a 6-bit number split into 4 low bits (ql) and
+// 2 high bits (qh). The block is two halves of 128 elements; half h uses ql[64h .. 64h+63] and
+// qh[32h .. 32h+31]. Within a half, for l in 0..31 (e = 128h):
+//   q[e + l]      = (ql[64h + l] & 15)      | ((qh[32h + l] >> 0) & 3) << 4
+//   q[e + l + 32] = (ql[64h + l + 32] & 15) | ((qh[32h + l] >> 2) & 3) << 4
+//   q[e + l + 64] = (ql[64h + l] >> 4)      | ((qh[32h + l] >> 4) & 3) << 4
+//   q[e + l + 96] = (ql[64h + l + 32] >> 4) | ((qh[32h + l] >> 6) & 3) << 4
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];      // low 4 bits
+  uint8_t qh[kQK_K / 4];      // high 2 bits
+  int8_t scales[kQK_K / 16];  // sub-block scales
+  uint16_t d;                 // fp16 super-block scale
+};
+
+// ---------------------------------------------------------------------------------------------
+// Scalar reference conversions.
+
+// IEEE binary16 <-> binary32. FloatToHalf rounds to nearest, ties to even; overflow gives +-inf;
+// NaN stays NaN (quiet). HalfToFloat is exact.
+uint16_t FloatToHalf(float value);
+float HalfToFloat(uint16_t bits);
+
+// bfloat16 <-> binary32. FloatToBf16 rounds to nearest, ties to even; NaN stays NaN (quiet).
+uint16_t FloatToBf16(float value);
+float Bf16ToFloat(uint16_t bits);
+
+// Converts `n` elements of `type` at `src` to floats at `dst`.
+// Preconditions (checked with YZ_CHECK): IsSupported(type), IsValidRowLength(type, n); `src`
+// holds RowSizeBytes(type, n) bytes (any alignment); `dst` holds n floats.
+void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
+
+// Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K and Q6_K a
+// small search for the sub-block scales that minimise the squared error). F16/BF16 round to
+// nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
+// Non-finite inputs give unspecified (but memory-safe) quantised values.
+void Quantize(TensorType type, const float* src, void* dst, int64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// A read-only view of one tensor inside a weight file (GGUF or safetensors).
+
+inline constexpr int kMaxDims = 4;
+
+// Shapes come in two orders; both are exposed so that nobody has to guess:
+//  - `ne` is the GGML order used by GGUF: ne[0] is the row length (the contiguous, innermost
+//    dimension), ne[1] the number of rows, ... Unused trailing entries are 1.
+//  - `RowMajorShape()` is the PyTorch/safetensors order: the reverse, e.g. a Linear weight of
+//    out_features x in_features is [out, in] row-major and ne = {in, out, 1, 1}.
+// Data is stored contiguously, row after row; there are no strides.
+struct TensorView {
+  std::string_view name;  // valid as long as the file object that produced the view
+  TensorType type = TensorType::kF32;
+  int n_dims = 0;  // 0..kMaxDims; 0 is a scalar (one element)
+  std::array<int64_t, kMaxDims> ne = {1, 1, 1, 1};
+  // Points into the mapped file; valid as long as the file object. Alignment: GGUF data is
+  // aligned to the file's general.alignment (32 by default) when the file is mapped by Open;
+  // safetensors data only as its writer aligned it (usually 8 bytes). Kernels that need more
+  // must check or copy.
+  const void* data = nullptr;
+  uint64_t size_bytes = 0;  // == row_size_bytes() * n_rows()
+
+  int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
+  int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
+  int64_t row_size_bytes() const { return RowSizeBytes(type, ne[0]); }
+  // The shape in row-major (PyTorch) order: {ne[n_dims-1], ..., ne[0]}; empty for a scalar.
+  std::vector<int64_t> RowMajorShape() const {
+    std::vector<int64_t> shape(static_cast<size_t>(n_dims));
+    for (int i = 0; i < n_dims; ++i) shape[static_cast<size_t>(i)] = ne[n_dims - 1 - i];
+    return shape;
+  }
+};
+
+}  // namespace yunzhi::engine

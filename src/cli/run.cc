@@ -1,0 +1,205 @@
+#include "cli/run.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "cli/common.h"
+#include "yunzhi/engine/chat.h"
+#include "yunzhi/engine/generate.h"
+#include "yunzhi/engine/model.h"
+
+namespace yunzhi::cli {
+namespace {
+
+using engine::ChatFormatter;
+using engine::GenerateOptions;
+using engine::Model;
+using engine::ModelRunner;
+using engine::TemplateValue;
+
+struct Loaded {
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<ModelRunner> runner;
+  double load_ms = 0;
+};
+
+Result<Loaded> LoadModel(const std::string& path, int threads, int64_t n_ctx) {
+  Loaded out;
+  const auto start = std::chrono::steady_clock::now();
+  YZ_ASSIGN_OR_RETURN(out.model, Model::Load(path));
+  engine::RunnerOptions options;
+  options.n_threads = threads;
+  options.n_ctx = n_ctx > 0 ? std::min(n_ctx, out.model->config().n_ctx_train) : 0;
+  YZ_ASSIGN_OR_RETURN(out.runner, ModelRunner::Create(out.model, options));
+  out.load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+GenerateOptions OptionsFrom(const RunFlags& f) {
+  GenerateOptions o;
+  o.max_tokens = f.max_tokens;
+  o.sampling.temperature = f.temperature;
+  o.sampling.top_p = f.top_p;
+  o.sampling.top_k = f.top_k;
+  o.sampling.min_p = f.min_p;
+  o.sampling.repetition_penalty = f.repeat_penalty;
+  if (f.seed >= 0) o.sampling.seed = static_cast<uint64_t>(f.seed);
+  return o;
+}
+
+bool Print(std::string_view piece) {
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
+TemplateValue Message(std::string_view role, std::string content) {
+  return TemplateValue::Object{{"role", TemplateValue(role)}, {"content", TemplateValue(std::move(content))}};
+}
+
+}  // namespace
+
+int RunRun(const RunFlags& flags) {
+  auto loaded = LoadModel(flags.model, flags.threads, flags.n_ctx);
+  if (!loaded) return PrintError(loaded.error());
+  ModelRunner& runner = *loaded->runner;
+  const GenerateOptions options = OptionsFrom(flags);
+
+  if (flags.raw) {
+    if (flags.prompt.empty()) {
+      return PrintError(InvalidArgumentError("--raw needs a prompt"));
+    }
+    auto tokens = loaded->model->tokenizer().Encode(flags.prompt, {.add_special = true});
+    std::fputs(flags.prompt.c_str(), stdout);
+    auto r = engine::Generate(runner, tokens, options, Print);
+    if (!r) return PrintError(r.error());
+    std::fputs("\n", stdout);
+    return 0;
+  }
+
+  auto formatter = ChatFormatter::ForModel(loaded->model);
+  if (!formatter) return PrintError(formatter.error());
+  TemplateValue::Array messages;
+  if (!flags.system.empty()) messages.push_back(Message("system", flags.system));
+
+  auto turn = [&](const std::string& user) -> Status {
+    messages.push_back(Message("user", user));
+    engine::ChatInput input;
+    input.messages = messages;
+    YZ_ASSIGN_OR_RETURN(auto tokens, formatter->Format(std::move(input)));
+    YZ_ASSIGN_OR_RETURN(auto result, engine::Generate(runner, tokens, options, Print));
+    std::fputs("\n", stdout);
+    messages.push_back(Message("assistant", result.text));
+    return OkStatus();
+  };
+
+  if (!flags.prompt.empty()) {
+    if (auto s = turn(flags.prompt); !s) return PrintError(s.error());
+    return 0;
+  }
+  std::fprintf(stderr, "Chatting with %s (%s). Type /bye or press Ctrl-D to leave.\n",
+               flags.model.c_str(), formatter->uses_fallback() ? "ChatML fallback template"
+                                                               : "the model's chat template");
+  std::string line;
+  while (true) {
+    std::fputs(">>> ", stderr);
+    if (!std::getline(std::cin, line) || line == "/bye") break;
+    if (line.empty()) continue;
+    if (auto s = turn(line); !s) {
+      PrintError(s.error());
+      messages.pop_back();  // drop the user turn that failed
+    }
+  }
+  return 0;
+}
+
+int RunBench(const BenchFlags& flags) {
+  auto loaded = LoadModel(flags.model, flags.threads,
+                          flags.prompt_tokens + flags.gen_tokens + 16);
+  if (!loaded) return PrintError(loaded.error());
+  const auto& config = loaded->model->config();
+  ModelRunner& runner = *loaded->runner;
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(config.n_vocab) - 1);
+  std::vector<int32_t> prompt(static_cast<size_t>(flags.prompt_tokens));
+  for (auto& t : prompt) t = pick(rng);
+
+  auto seconds = [](auto start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<double> pp_rates, tg_rates;
+  engine::ForwardOutput out;
+  for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
+    if (flags.prompt_tokens > 0) {
+      engine::Sequence seq;
+      engine::BatchItem item{&seq, prompt, false};
+      const auto start = std::chrono::steady_clock::now();
+      auto s = runner.Forward({&item, 1}, &out);
+      const double t = seconds(start);
+      runner.kv_cache().Release(&seq);
+      if (!s) return PrintError(s.error());
+      pp_rates.push_back(static_cast<double>(flags.prompt_tokens) / t);
+    }
+    if (flags.gen_tokens > 0) {
+      engine::Sequence seq;
+      int32_t token = pick(rng);
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < flags.gen_tokens; ++i) {
+        engine::BatchItem item{&seq, std::span<const int32_t>(&token, 1), false};
+        if (auto s = runner.Forward({&item, 1}, &out); !s) {
+          runner.kv_cache().Release(&seq);
+          return PrintError(s.error());
+        }
+        auto row = out.Row(0);
+        token = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      }
+      const double t = seconds(start);
+      runner.kv_cache().Release(&seq);
+      tg_rates.push_back(static_cast<double>(flags.gen_tokens) / t);
+    }
+  }
+  auto stats = [](std::vector<double> v) {
+    double mean = 0, var = 0;
+    for (double x : v) mean += x;
+    mean /= static_cast<double>(v.size());
+    for (double x : v) var += (x - mean) * (x - mean);
+    return std::pair{mean, v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : 0.0};
+  };
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double size_mib = static_cast<double>(config.weight_bytes) / (1 << 20);
+  std::printf("| model | type | size | params | threads | test | tokens/s |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  const std::string name = fmt::format("{} {}L {}d", engine::ArchitectureName(config.architecture),
+                                       config.n_layer, config.n_embd);
+  const std::string type(engine::TypeName(config.weight_type));
+  const std::string params = fmt::format("{:.1f} M", static_cast<double>(config.n_params) / 1e6);
+  if (!pp_rates.empty()) {
+    auto [m, sd] = stats(pp_rates);
+    std::printf("| %s | %s | %.1f MiB | %s | %d | pp%lld | %.2f ± %.2f |\n", name.c_str(),
+                type.c_str(), size_mib, params.c_str(), flags.threads,
+                static_cast<long long>(flags.prompt_tokens), m, sd);
+  }
+  if (!tg_rates.empty()) {
+    auto [m, sd] = stats(tg_rates);
+    std::printf("| %s | %s | %.1f MiB | %s | %d | tg%lld | %.2f ± %.2f |\n", name.c_str(),
+                type.c_str(), size_mib, params.c_str(), flags.threads,
+                static_cast<long long>(flags.gen_tokens), m, sd);
+    std::printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s effective\n", size_mib,
+                m * static_cast<double>(config.weight_bytes) / 1e9);
+  }
+  std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
+              static_cast<double>(usage.ru_maxrss) / 1024.0,
+              static_cast<double>(runner.kv_cache().size_bytes()) / (1 << 20));
+  return 0;
+}
+
+}  // namespace yunzhi::cli

@@ -1,0 +1,36 @@
+// `yunzhi run` (generate or chat in the terminal) and `yunzhi bench` (engine speed, like
+// llama-bench): thin wrappers over the engine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace yunzhi::cli {
+
+struct RunFlags {
+  std::string model;   // .gguf file or Hugging Face directory
+  std::string prompt;  // empty: interactive chat on stdin
+  std::string system;  // system message for chat
+  bool raw = false;    // complete the prompt as plain text, no chat template
+  int threads = 0;
+  int64_t max_tokens = 512;
+  int64_t n_ctx = 4096;
+  float temperature = 0.8f;
+  float top_p = 0.95f;
+  int top_k = 40;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  int64_t seed = -1;   // < 0: random
+};
+int RunRun(const RunFlags& flags);
+
+struct BenchFlags {
+  std::string model;
+  int threads = 0;
+  int64_t prompt_tokens = 512;  // -p
+  int64_t gen_tokens = 128;     // -n
+  int repetitions = 3;          // -r
+};
+int RunBench(const BenchFlags& flags);
+
+}  // namespace yunzhi::cli

@@ -1,0 +1,135 @@
+#include "engine/arch/layers.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/model_state.h"
+
+namespace yunzhi::engine::arch {
+namespace {
+
+// Splits [0, n) into nth nearly equal parts; part ith is [begin, end).
+void Split(int64_t n, int ith, int nth, int64_t* begin, int64_t* end) {
+  *begin = n * ith / nth;
+  *end = n * (ith + 1) / nth;
+}
+
+// Runs fn(i) for i in [0, n) over the pool's threads.
+template <typename Fn>
+void ParallelFor(ComputePool* pool, int64_t n, const Fn& fn) {
+  if (pool == nullptr || n < 2) {
+    for (int64_t i = 0; i < n; ++i) fn(i, 0);
+    return;
+  }
+  pool->Run([&](int ith, int nth) {
+    int64_t begin = 0;
+    int64_t end = 0;
+    Split(n, ith, nth, &begin, &end);
+    for (int64_t i = begin; i < end; ++i) fn(i, ith);
+  });
+}
+
+}  // namespace
+
+void NormRows(ForwardContext& ctx, const float* x, const std::vector<float>& weight, int64_t n,
+              float* y) {
+  const float eps = ctx.config->norm_eps;
+  for (int64_t t = 0; t < ctx.n_tokens; ++t) {
+    kernels::RmsNorm(x + t * n, weight.data(), eps, n, y + t * n);
+  }
+}
+
+void Linear(ForwardContext& ctx, const TensorView& w, const float* x, float* y) {
+  kernels::MatMul(ctx.pool, w.type, w.data, w.ne[1], w.ne[0], x, ctx.n_tokens, y);
+}
+
+void AddBias(ForwardContext& ctx, float* y, const std::vector<float>& bias) {
+  const int64_t n = static_cast<int64_t>(bias.size());
+  for (int64_t t = 0; t < ctx.n_tokens; ++t) kernels::AddInPlace(y + t * n, bias.data(), n);
+}
+
+void NormHeads(ForwardContext& ctx, float* x, int64_t n_heads, const std::vector<float>& weight) {
+  const int64_t hd = ctx.config->head_dim;
+  const float eps = ctx.config->norm_eps;
+  for (int64_t i = 0; i < ctx.n_tokens * n_heads; ++i) {
+    kernels::RmsNorm(x + i * hd, weight.data(), eps, hd, x + i * hd);
+  }
+}
+
+void RopeRows(ForwardContext& ctx, float* x, int64_t n_heads) {
+  const ModelConfig& c = *ctx.config;
+  const kernels::RopeStyle style =
+      c.rope.layout == RopeLayout::kNeox ? kernels::RopeStyle::kNeox : kernels::RopeStyle::kNormal;
+  const float* inv_freq = ctx.model->inv_freq.data();
+  for (int64_t t = 0; t < ctx.n_tokens; ++t) {
+    kernels::Rope(x + t * n_heads * c.head_dim, n_heads, c.head_dim, ctx.token_pos[t], inv_freq,
+                  style);
+  }
+}
+
+void StoreKv(ForwardContext& ctx, int64_t layer) {
+  const ModelConfig& c = *ctx.config;
+  const int64_t hd = c.head_dim;
+  const bool f16 = ctx.cache->type() == KvCacheType::kF16;
+  for (int64_t t = 0; t < ctx.n_tokens; ++t) {
+    const Sequence& seq = *ctx.slices[ctx.token_slice[t]].sequence;
+    const int64_t pos = ctx.token_pos[t];
+    for (int64_t h = 0; h < c.n_head_kv; ++h) {
+      const float* k = ctx.k + (t * c.n_head_kv + h) * hd;
+      const float* v = ctx.v + (t * c.n_head_kv + h) * hd;
+      void* k_dst = ctx.cache->KeyRow(seq, layer, pos, h);
+      void* v_dst = ctx.cache->ValueRow(seq, layer, pos, h);
+      if (f16) {
+        kernels::FloatToHalf(k, static_cast<uint16_t*>(k_dst), hd);
+        kernels::FloatToHalf(v, static_cast<uint16_t*>(v_dst), hd);
+      } else {
+        std::memcpy(k_dst, k, static_cast<size_t>(hd) * sizeof(float));
+        std::memcpy(v_dst, v, static_cast<size_t>(hd) * sizeof(float));
+      }
+    }
+  }
+}
+
+void Attention(ForwardContext& ctx, int64_t layer) {
+  const ModelConfig& c = *ctx.config;
+  const int64_t hd = c.head_dim;
+  const int64_t group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const kernels::KvType kv_type =
+      ctx.cache->type() == KvCacheType::kF16 ? kernels::KvType::kF16 : kernels::KvType::kF32;
+  // One work item per (token, kv head): the row pointers of that KV head are gathered once and
+  // serve the `group` query heads that share it.
+  ParallelFor(ctx.pool, ctx.n_tokens * c.n_head_kv, [&](int64_t item, int ith) {
+    const int64_t t = item / c.n_head_kv;
+    const int64_t h_kv = item % c.n_head_kv;
+    const Sequence& seq = *ctx.slices[ctx.token_slice[t]].sequence;
+    const int64_t n_kv = ctx.token_pos[t] + 1;  // causal: positions 0..pos
+    std::vector<const void*>& rows = (*ctx.attn_rows)[static_cast<size_t>(ith)];
+    std::vector<float>& scores = (*ctx.attn_scores)[static_cast<size_t>(ith)];
+    const void** k_rows = rows.data();
+    const void** v_rows = rows.data() + rows.size() / 2;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      k_rows[j] = ctx.cache->KeyRow(seq, layer, j, h_kv);
+      v_rows[j] = ctx.cache->ValueRow(seq, layer, j, h_kv);
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      const int64_t h = h_kv * group + g;
+      kernels::AttendOneHead(ctx.q + (t * c.n_head + h) * hd, k_rows, v_rows, kv_type, n_kv, hd,
+                             scale, scores.data(), ctx.attn + (t * c.n_head + h) * hd);
+    }
+  });
+}
+
+void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w) {
+  const int64_t n_ff = ctx.config->n_ff;
+  Linear(ctx, w.w_gate, ctx.xn, ctx.ff_gate);
+  Linear(ctx, w.w_up, ctx.xn, ctx.ff_up);
+  kernels::SiluMul(ctx.ff_gate, ctx.ff_up, ctx.ff_gate, ctx.n_tokens * n_ff);
+  Linear(ctx, w.w_down, ctx.ff_gate, ctx.out);
+}
+
+void AddResidual(ForwardContext& ctx, const float* y) {
+  kernels::AddInPlace(ctx.x, y, ctx.n_tokens * ctx.config->n_embd);
+}
+
+}  // namespace yunzhi::engine::arch

@@ -1,0 +1,81 @@
+// The shared layers every decoder family is built from (private to the engine).
+//
+// A ForwardContext holds one Forward call's batch: T tokens from several sequences, laid out
+// token-major in scratch buffers owned by the runner. Linear layers run as one matrix product
+// over all T tokens; attention runs per token and head over the token's own sequence in the
+// paged KV cache. Families (llama.cc, qwen2.cc, ...) chain these functions into their block.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "yunzhi/engine/kv_cache.h"
+#include "yunzhi/engine/model.h"
+#include "yunzhi/engine/tensor_type.h"
+
+#include "engine/kernels/kernels.h"
+
+namespace yunzhi::engine {
+namespace internal {
+struct ModelState;
+struct LayerWeights;
+}  // namespace internal
+
+namespace arch {
+
+// The part of a batch that belongs to one sequence.
+struct SeqSlice {
+  Sequence* sequence = nullptr;
+  int64_t first_token = 0;  // index of its first token in the batch
+  int64_t n_new = 0;        // tokens appended by this call
+  int64_t n_past = 0;       // positions already in the cache
+};
+
+struct ForwardContext {
+  const internal::ModelState* model = nullptr;
+  const ModelConfig* config = nullptr;
+  KvCache* cache = nullptr;
+  ComputePool* pool = nullptr;
+
+  int64_t n_tokens = 0;  // T
+  std::vector<SeqSlice> slices;
+  std::vector<int64_t> token_slice;  // per token: index into slices
+  std::vector<int64_t> token_pos;    // per token: its position in its sequence
+
+  // Scratch, token-major, sized by the runner for T tokens.
+  float* x = nullptr;        // residual stream    [T x n_embd]
+  float* xn = nullptr;       // normalised input   [T x n_embd]
+  float* q = nullptr;        // queries            [T x n_head * head_dim]
+  float* k = nullptr;        // keys               [T x n_head_kv * head_dim]
+  float* v = nullptr;        // values             [T x n_head_kv * head_dim]
+  float* attn = nullptr;     // attention output   [T x n_head * head_dim]
+  float* ff_gate = nullptr;  //                 [T x n_ff]
+  float* ff_up = nullptr;    //                 [T x n_ff]
+  float* out = nullptr;      // block output       [T x n_embd]
+  // Per compute thread: n_ctx floats of attention scores + 2 * n_ctx row pointers.
+  std::vector<std::vector<float>>* attn_scores = nullptr;
+  std::vector<std::vector<const void*>>* attn_rows = nullptr;
+};
+
+// y[t] = RMSNorm(x[t]) * weight for every token (rows of `n`).
+void NormRows(ForwardContext& ctx, const float* x, const std::vector<float>& weight, int64_t n,
+              float* y);
+// y[T x rows] = x[T x cols] W^T, W a [rows x cols] weight of any supported type.
+void Linear(ForwardContext& ctx, const TensorView& w, const float* x, float* y);
+// y[t] += bias for every token (rows of bias.size()).
+void AddBias(ForwardContext& ctx, float* y, const std::vector<float>& bias);
+// RMSNorm of every head (head_dim elements) of every token with `weight` (Qwen3 Q/K norm).
+void NormHeads(ForwardContext& ctx, float* x, int64_t n_heads, const std::vector<float>& weight);
+// Rotates every head of every token by its position.
+void RopeRows(ForwardContext& ctx, float* x, int64_t n_heads);
+// Writes ctx.k / ctx.v of every token into the cache at its position in layer `layer`.
+void StoreKv(ForwardContext& ctx, int64_t layer);
+// ctx.attn = causal grouped-query attention of ctx.q over the cache of layer `layer`.
+void Attention(ForwardContext& ctx, int64_t layer);
+// ctx.out = down(silu(gate(ctx.xn)) * up(ctx.xn)).
+void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w);
+// ctx.x += y (rows of n_embd).
+void AddResidual(ForwardContext& ctx, const float* y);
+
+}  // namespace arch
+}  // namespace yunzhi::engine

@@ -1,0 +1,48 @@
+// Qwen3 (dense): no QKV biases; instead every head of Q and K goes through its own RMSNorm
+// (weights of head_dim, shared by all heads) before RoPE. head_dim is a hyper-parameter of its
+// own (n_head * head_dim may differ from n_embd). RoPE in the NeoX layout.
+#include "engine/arch/arch.h"
+#include "engine/arch/layers.h"
+#include "engine/model_state.h"
+
+namespace yunzhi::engine::arch {
+namespace {
+
+void FinishConfig(ModelConfig& config, bool /*from_gguf*/) {
+  config.rope.layout = RopeLayout::kNeox;
+  config.qk_norm = true;
+}
+
+void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
+  const ModelConfig& c = *ctx.config;
+  NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
+  Linear(ctx, w.wq, ctx.xn, ctx.q);
+  Linear(ctx, w.wk, ctx.xn, ctx.k);
+  Linear(ctx, w.wv, ctx.xn, ctx.v);
+  if (c.qkv_bias) {
+    AddBias(ctx, ctx.q, w.bq);
+    AddBias(ctx, ctx.k, w.bk);
+    AddBias(ctx, ctx.v, w.bv);
+  }
+  NormHeads(ctx, ctx.q, c.n_head, w.q_norm);
+  NormHeads(ctx, ctx.k, c.n_head_kv, w.k_norm);
+  RopeRows(ctx, ctx.q, c.n_head);
+  RopeRows(ctx, ctx.k, c.n_head_kv);
+  StoreKv(ctx, layer);
+  Attention(ctx, layer);
+  Linear(ctx, w.wo, ctx.attn, ctx.out);
+  AddResidual(ctx, ctx.out);
+
+  NormRows(ctx, ctx.x, w.ffn_norm, c.n_embd, ctx.xn);
+  FeedForwardSwiGlu(ctx, w);
+  AddResidual(ctx, ctx.out);
+}
+
+}  // namespace
+
+const ArchDef& Qwen3Arch() {
+  static const ArchDef def{Architecture::kQwen3, &FinishConfig, &Block};
+  return def;
+}
+
+}  // namespace yunzhi::engine::arch

@@ -1,0 +1,113 @@
+// CPU compute kernels of the engine (private to the engine module).
+//
+// Every optimised kernel has a plain scalar reference beside it (kernels_ref.cc); variants for
+// AVX2+FMA and AVX-512 live in their own sources compiled with their own flags and are chosen
+// once at start-up from CPU detection (a portable build runs on any x86-64). Tests check every
+// variant against the reference.
+//
+// Layout conventions (as in GGUF): a weight matrix W has `rows` output features, each row is
+// `cols` contiguous elements of its TensorType (so a row of a quantised type is cols/block_size
+// blocks). Activations are float32, token-major: X[t * cols + c]. Outputs: Y[t * rows + r].
+//
+// Quantised weights are multiplied the way GGUF engines do: the activations are quantised on the
+// fly to the weight type's partner format (Q8_0 blocks for Q8_0 and Q4_0 weights, Q8_K blocks
+// for Q4_K and Q6_K, F16/BF16 rows stay float) and the dot products run on integers; the whole
+// matrix is never dequantised.
+//
+// Kernels return void: shapes are validated once where the model is built (YZ_DCHECK here).
+// Thread safety: the functions are pure; MatMul splits its work over the pool's threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "yunzhi/engine/tensor_type.h"
+
+namespace yunzhi::engine {
+
+// A fixed set of compute threads for data-parallel loops. Run() is a fork-join that costs a few
+// microseconds (spinning workers, then a condition variable when idle), cheap enough per op.
+// Thread safety: Run() may be called by one thread at a time.
+class ComputePool {
+ public:
+  // n_threads <= 0: one per core (std::thread::hardware_concurrency()).
+  explicit ComputePool(int n_threads);
+  ~ComputePool();
+  ComputePool(const ComputePool&) = delete;
+  ComputePool& operator=(const ComputePool&) = delete;
+  int n_threads() const;
+  // Runs fn(ith, nth) for ith in [0, nth) in parallel (the caller runs ith = 0) and returns when
+  // all calls have returned.
+  void Run(const std::function<void(int ith, int nth)>& fn);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+namespace kernels {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+std::string_view IsaName(Isa isa);
+// The best ISA this CPU supports (and this build compiled).
+Isa DetectIsa();
+// The ISA the dispatching functions below use: DetectIsa() unless overridden (tests, benchmarks).
+Isa ActiveIsa();
+void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
+
+// --- matrix products ---------------------------------------------------------------------------
+
+// Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+// Q6_K). Precondition: cols is a multiple of the type's block size. `pool` may be null (one
+// thread). n_tokens == 1 is the decoding GEMV path; larger n_tokens is the prompt GEMM path.
+void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
+            const float* x, int64_t n_tokens, float* y);
+
+// One row of any supported type to float (embedding lookup).
+void DequantizeRow(TensorType type, const void* row, float* out, int64_t n);
+
+// --- element-wise and normalisation ------------------------------------------------------------
+
+// y = x / sqrt(mean(x^2) + eps) * weight   (weight may be null: no scaling). y may alias x.
+void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y);
+// x = softmax(x) in place, numerically stable.
+void Softmax(float* x, int64_t n);
+// out = silu(gate) * up  (SwiGLU). out may alias gate or up.
+void SiluMul(const float* gate, const float* up, float* out, int64_t n);
+// y += x
+void AddInPlace(float* y, const float* x, int64_t n);
+
+// --- rotary position embedding -----------------------------------------------------------------
+
+enum class RopeStyle {
+  kNormal,  // pairs (2i, 2i+1) rotate together: GGUF llama/mistral (weights permuted on export)
+  kNeox,    // pairs (i, i + d/2): Hugging Face layout, Qwen2/Qwen3 in GGUF too
+};
+
+// The inverse frequencies theta_i for i in [0, head_dim/2), including any scaling (llama3-style
+// or linear), computed once per model by the caller.
+// Rotates `n_heads` heads of `head_dim` (contiguous, head-major) at position `pos`.
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq,
+          RopeStyle style);
+
+// --- attention -----------------------------------------------------------------------------------
+
+// KV cache element type.
+enum class KvType { kF32, kF16 };
+
+// Attention of one query head over `n_kv` cached positions of its KV head:
+//   out[head_dim] = softmax(q . K[j] * scale for j < n_kv) . V
+// K and V rows are `head_dim` elements of `kv_type`, addressed through `k_rows[j]` / `v_rows[j]`
+// (pointers, so a paged cache can hand over scattered blocks). `scratch` holds n_kv floats.
+void AttendOneHead(const float* q, const void* const* k_rows, const void* const* v_rows,
+                   KvType kv_type, int64_t n_kv, int64_t head_dim, float scale, float* scratch,
+                   float* out);
+
+// float <-> fp16/bf16 rows (KV cache writes, F16 weights).
+void FloatToHalf(const float* x, uint16_t* y, int64_t n);
+void HalfToFloat(const uint16_t* x, float* y, int64_t n);
+
+}  // namespace kernels
+}  // namespace yunzhi::engine

@@ -1,0 +1,621 @@
+// AVX2 + FMA + F16C kernels (any x86-64 from Haswell / Zen 1 on), compiled with their own flags
+// (see src/engine/CMakeLists.txt) and chosen at run time. Scalar references: kernels_ref.cc.
+//
+// Same structure as kernels_avx512.cc (see there): NR rows x NT tokens of accumulators per
+// micro-kernel; quantised weights meet 8-bit activations in integer dot products. Without VNNI
+// the integer product is VPMADDUBSW (u8 x s8 -> saturating s16 pair sums) then VPMADDWD. For Q8_0
+// both operands are signed, so the sign of w moves onto x (|w| x sign(x, w)): |w| <= 128 and
+// |x| <= 127 keep each pair sum within int16.
+//
+// Everything here has internal linkage (compiled with -mavx2: see kernels_avx512.cc).
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "engine/kernels/kernels_internal.h"
+
+namespace yunzhi::engine::kernels::internal {
+namespace {
+
+inline float HalfBitsToFloat(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256 Zero() { return _mm256_setzero_ps(); }
+
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int32_t HsumEpi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// u8 x s8 products summed over groups of 4 bytes into 8 int32 lanes.
+inline __m256i DotU8S8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// ---- tile driver (as in kernels_avx512.cc)
+
+template <template <int, int> class K, int MR, int MT>
+struct MicroTable {
+  using Fn = void (*)(const TileArgs&, int64_t, int64_t);
+  template <int... I>
+  static constexpr std::array<Fn, MR * MT> Make(std::integer_sequence<int, I...>) {
+    return {&K<I / MT + 1, I % MT + 1>::Run...};
+  }
+  static constexpr std::array<Fn, MR * MT> kFns = Make(std::make_integer_sequence<int, MR * MT>{});
+};
+
+template <template <int, int> class K, int MR, int MT>
+void TileWith(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const auto& fns = MicroTable<K, MR, MT>::kFns;
+  for (int64_t r = r0; r < r1; r += MR) {
+    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
+    for (int64_t t = t0; t < t1; t += MT) {
+      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
+      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](a, r, t);
+    }
+  }
+}
+
+template <template <int, int> class K, int GemvR, int GemmR, int GemmT>
+void Tile(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  if (t1 - t0 <= 2) {
+    TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+  } else {
+    TileWith<K, GemmR, GemmT>(a, r0, r1, t0, t1);
+  }
+}
+
+// ---- float weights
+
+struct LoadF32 {
+  static constexpr int kBytes = 4;
+  static __m256 Load(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+  static float One(const uint8_t* p) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+};
+struct LoadF16 {
+  static constexpr int kBytes = 2;
+  static __m256 Load(const uint8_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float One(const uint8_t* p) { return HalfBitsToFloat(p); }
+};
+struct LoadBf16 {
+  static constexpr int kBytes = 2;
+  static __m256 Load(const uint8_t* p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static float One(const uint8_t* p) {
+    uint32_t u = 0;
+    std::memcpy(&u, p, 2);
+    u <<= 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+template <class L>
+struct FloatMicro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const uint8_t* w[NR];
+      const float* x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
+      __m256 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      int64_t c = 0;
+      for (; c + 8 <= a.cols; c += 8) {
+        __m256 wv[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) wv[i] = L::Load(w[i] + c * L::kBytes);
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m256 xv = _mm256_loadu_ps(x[j] + c);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+      }
+      for (int j = 0; j < NT; ++j) {
+        for (int i = 0; i < NR; ++i) {
+          float s = Hsum(acc[i][j]);
+          for (int64_t k = c; k < a.cols; ++k) s += L::One(w[i] + k * L::kBytes) * x[j][k];
+          a.y[(t + j) * a.ldy + r + i] = s;
+        }
+      }
+    }
+  };
+};
+
+template <int NR, int NT>
+using F32K = FloatMicro<LoadF32>::K<NR, NT>;
+template <int NR, int NT>
+using F16K = FloatMicro<LoadF16>::K<NR, NT>;
+template <int NR, int NT>
+using Bf16K = FloatMicro<LoadBf16>::K<NR, NT>;
+
+// Prompt processing with F16/BF16 weights: each group of MR rows is widened to float once into a
+// per-thread buffer (in L1), then every token tile of the block runs the F32 micro-kernel on it,
+// instead of converting the same weights again for every token tile.
+struct FloatBuffer {
+  float* p = nullptr;
+  int64_t n = 0;
+  ~FloatBuffer() { std::free(p); }
+  float* Get(int64_t count) {
+    if (n < count) {
+      std::free(p);
+      n = (count + 1023) / 1024 * 1024;
+      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * sizeof(float)));
+    }
+    return p;
+  }
+};
+
+template <class L, int GemvR, int MR, int MT>
+void TileWidened(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  if (t1 - t0 <= 2) {
+    TileWith<FloatMicro<L>::template K, GemvR, 2>(a, r0, r1, t0, t1);
+    return;
+  }
+  thread_local FloatBuffer buffer;
+  float* rows = buffer.Get(MR * a.cols);
+  const auto& fns = MicroTable<F32K, MR, MT>::kFns;
+  for (int64_t r = r0; r < r1; r += MR) {
+    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
+    for (int i = 0; i < nr; ++i) {
+      const uint8_t* w = a.w + (r + i) * a.w_row_bytes;
+      float* out = rows + i * a.cols;
+      int64_t c = 0;
+      for (; c + 8 <= a.cols; c += 8) _mm256_storeu_ps(out + c, L::Load(w + c * L::kBytes));
+      for (; c < a.cols; ++c) out[c] = L::One(w + c * L::kBytes);
+    }
+    TileArgs b = a;
+    b.w = reinterpret_cast<const uint8_t*>(rows);
+    b.w_row_bytes = a.cols * static_cast<int64_t>(sizeof(float));
+    b.y = a.y + r;
+    for (int64_t t = t0; t < t1; t += MT) {
+      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
+      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](b, 0, t);
+    }
+  }
+}
+
+// ---- Q8_0 / Q4_0 x kQ8: one 32-element block per step.
+
+template <int NR, int NT>
+struct Q8_0K {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / 32;
+    const uint8_t* w[NR];
+    ActQ8Row x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i wabs[NR], wq[NR];
+      float dw[NR];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ8_0);
+        wq[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+        wabs[i] = _mm256_sign_epi8(wq[i], wq[i]);
+        dw[i] = HalfBitsToFloat(p);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const __m256i dot = DotU8S8(wabs[i], _mm256_sign_epi8(xv, wq[i]));
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]);
+  }
+};
+
+// Nibbles are q + 8 in [0, 15]: dot = d_w * (d_x * sum nib x  -  8 * d_x * sum x).
+template <int NR, int NT>
+struct Q4_0K {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / 32;
+    const uint8_t* w[NR];
+    ActQ8Row x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+    float corr[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i wv[NR];
+      float dw[NR];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ4_0);
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+        wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
+        dw[i] = HalfBitsToFloat(p);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
+        const float dx = x[j].d[b], ds = x[j].ds[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
+                                      _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+          corr[i][j] += dw[i] * ds;
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - 8.0f * corr[i][j];
+  }
+};
+
+// ---- K-quants x kQ8K (scales applied in integers per super-block; see kernels_avx512.cc).
+
+inline void UnpackQ4_KScales(const uint8_t* q, uint64_t* scales, uint64_t* mins) {
+  uint32_t a, b, c;
+  std::memcpy(&a, q, 4);
+  std::memcpy(&b, q + 4, 4);
+  std::memcpy(&c, q + 8, 4);
+  const uint32_t sc_lo = a & 0x3F3F3F3Fu;
+  const uint32_t m_lo = b & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+  *scales = sc_lo | static_cast<uint64_t>(sc_hi) << 32;
+  *mins = m_lo | static_cast<uint64_t>(m_hi) << 32;
+}
+
+template <int NR, int NT>
+struct Q4_KK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+    float min_acc[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint64_t sc[NR];
+      __m256i mins16[NR];
+      float d[NR], dmin[NR];
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ4_K);
+        d[i] = HalfBitsToFloat(p);
+        dmin[i] = HalfBitsToFloat(p + 2);
+        uint64_t m;
+        UnpackQ4_KScales(p + 4, &sc[i], &m);
+        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
+        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+      }
+      __m256i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i lo[NR], hi[NR], slo[NR], shi[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* qs = w[i] + b * sizeof(BlockQ4_K) + 4 + kKScaleBytes + 32 * c;
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+          lo[i] = _mm256_and_si256(v, nib);
+          hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+          slo[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c)) & 0xFF));
+          shi[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c + 8)) & 0xFF));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const int8_t* xq = x[j].qs + b * kQK_K + 64 * c;
+          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], x0), slo[i]);
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], x1), shi[i]);
+            isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_add_epi32(p0, p1));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx),
+                                      acc[i][j]);
+          min_acc[i][j] += dmin[i] * dx *
+                           static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i)
+        a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - min_acc[i][j];
+  }
+};
+
+template <int NR, int NT>
+struct Q6_KK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+    float corr_acc[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m256i m0f = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; ++b) {
+      __m128i sc8[NR];
+      float d[NR];
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
+        d[i] = HalfBitsToFloat(p + 208);
+        sc8[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));
+      }
+      __m256i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+      // Eighths of 32 elements: e = 32 * k covers the 16-groups 2k and 2k + 1.
+      for (int k = 0; k < 8; ++k) {
+        const int h = k / 4, part = k % 4;
+        // Byte pattern selecting scale 2k for 8 lanes and 2k + 1 for the next 8.
+        const __m128i sel = _mm_set_epi64x(0x0101010101010101LL * (2 * k + 1),
+                                           0x0101010101010101LL * (2 * k));
+        __m256i wv[NR], sv[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
+          const __m256i ql = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(p + 64 * h + 32 * (part % 2)));
+          const __m256i qh =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
+          const __m256i low = part < 2 ? _mm256_and_si256(ql, m0f)
+                                       : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m0f);
+          // High bits (qh >> 2 * part) & 3, moved to bits 4-5.
+          __m256i high;
+          switch (part) {
+            case 0: high = _mm256_slli_epi16(qh, 4); break;
+            case 1: high = _mm256_slli_epi16(qh, 2); break;
+            case 2: high = qh; break;
+            default: high = _mm256_srli_epi16(qh, 2); break;
+          }
+          wv[i] = _mm256_or_si256(low, _mm256_and_si256(high, m30));
+          sv[i] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8[i], sel));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + b * kQK_K + 32 * k));
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            isum[i][j] = _mm256_add_epi32(
+                isum[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xv), sv[i]));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const float s = d[i] * dx;
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(s), acc[i][j]);
+          const int32_t corr = HsumEpi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[i]), bs));
+          corr_acc[i][j] += s * static_cast<float>(32 * corr);
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i)
+        a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - corr_acc[i][j];
+  }
+};
+
+// ---- activation quantisers (bit-identical to the references)
+
+constexpr float kTinyAmax = 1e-30f;
+
+inline __m256 Abs(__m256 v) {
+  return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+}
+
+inline float HmaxAbs(const float* x, int n) {
+  __m256 m = Zero();
+  for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, Abs(_mm256_loadu_ps(x + i)));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i QuantizeVec(__m256 v, __m256 id) {
+  __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, id));
+  q = _mm256_max_epi32(q, _mm256_set1_epi32(-127));
+  return _mm256_min_epi32(q, _mm256_set1_epi32(127));
+}
+
+// 32 int32 (four vectors, in order) -> 32 int8 in order.
+inline __m256i PackToBytes(__m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+  const __m256i a = _mm256_packs_epi32(q0, q1);
+  const __m256i b = _mm256_packs_epi32(q2, q3);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b),
+                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void QuantizeQ8(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  float* ds = d + cols / 32;
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    const float* xb = x + 32 * b;
+    const float amax = HmaxAbs(xb, 32);
+    const bool tiny = !(amax >= kTinyAmax);
+    const __m256 id = _mm256_set1_ps(tiny ? 0.0f : 127.0f / amax);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = QuantizeVec(_mm256_loadu_ps(xb + 8 * k), id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + 32 * b), PackToBytes(q[0], q[1], q[2], q[3]));
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+    const int32_t sum =
+        HsumEpi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    ds[b] = d[b] * static_cast<float>(sum);
+  }
+}
+
+void QuantizeQ8K(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  auto* bsums = reinterpret_cast<int16_t*>(d + cols / kQK_K);
+  for (int64_t b = 0; b < cols / kQK_K; ++b) {
+    const float* xb = x + kQK_K * b;
+    const float amax = HmaxAbs(xb, kQK_K);
+    const bool tiny = !(amax >= kTinyAmax);
+    const __m256 id = _mm256_set1_ps(tiny ? 0.0f : 127.0f / amax);
+    for (int g = 0; g < 8; ++g) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) q[k] = QuantizeVec(_mm256_loadu_ps(xb + 32 * g + 8 * k), id);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + kQK_K * b + 32 * g),
+                          PackToBytes(q[0], q[1], q[2], q[3]));
+      bsums[16 * b + 2 * g] = static_cast<int16_t>(HsumEpi32(_mm256_add_epi32(q[0], q[1])));
+      bsums[16 * b + 2 * g + 1] = static_cast<int16_t>(HsumEpi32(_mm256_add_epi32(q[2], q[3])));
+    }
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+  }
+}
+
+// ---- attention and conversions
+
+inline float KvOne(const void* row, bool f16, int64_t i) {
+  if (f16) return _cvtsh_ss(static_cast<const uint16_t*>(row)[i]);
+  return static_cast<const float*>(row)[i];
+}
+inline __m256 KvVec(const void* row, bool f16, int64_t i) {
+  if (f16) {
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i)));
+  }
+  return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+}
+
+void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, int64_t head_dim,
+            float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    __m256 acc = Zero();
+    int64_t i = 0;
+    for (; i + 8 <= head_dim; i += 8) {
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), KvVec(k_rows[j], k_f16, i), acc);
+    }
+    float s = Hsum(acc);
+    for (; i < head_dim; ++i) s += q[i] * KvOne(k_rows[j], k_f16, i);
+    out[j] = s * scale;
+  }
+}
+
+void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                 int64_t head_dim, float* out) {
+  for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const __m256 pj = _mm256_set1_ps(p[j]);
+    int64_t i = 0;
+    for (; i + 8 <= head_dim; i += 8) {
+      _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pj, KvVec(v_rows[j], v_f16, i), _mm256_loadu_ps(out + i)));
+    }
+    for (; i < head_dim; ++i) out[i] += p[j] * KvOne(v_rows[j], v_f16, i);
+  }
+}
+
+void HalfToFloatRow(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  }
+  for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
+}
+
+void FloatToHalfRow(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+}  // namespace
+
+const IsaKernels& Avx2Kernels() {
+  static const IsaKernels k = [] {
+    IsaKernels t;
+    t.tile[static_cast<int>(WKind::kF32)] = Tile<F32K, 6, 3, 4>;
+    t.tile[static_cast<int>(WKind::kF16)] = TileWidened<LoadF16, 6, 3, 4>;
+    t.tile[static_cast<int>(WKind::kBf16)] = TileWidened<LoadBf16, 6, 3, 4>;
+    t.tile[static_cast<int>(WKind::kQ8_0)] = Tile<Q8_0K, 4, 2, 4>;
+    t.tile[static_cast<int>(WKind::kQ4_0)] = Tile<Q4_0K, 4, 2, 4>;
+    t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
+    t.quantize_q8 = QuantizeQ8;
+    t.quantize_q8k = QuantizeQ8K;
+    t.scores = Scores;
+    t.weighted_sum = WeightedSum;
+    t.half_to_float = HalfToFloatRow;
+    t.float_to_half = FloatToHalfRow;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace yunzhi::engine::kernels::internal

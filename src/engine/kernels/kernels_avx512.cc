@@ -1,0 +1,803 @@
+// AVX-512 kernels (F, BW, VL, VNNI + F16C/FMA), compiled with their own flags (see
+// src/engine/CMakeLists.txt) and chosen at run time. Scalar references: kernels_ref.cc.
+//
+// Matrix products use the "dot" formulation: a micro-kernel keeps NR weight rows x NT tokens of
+// accumulators in registers and walks the shared inner dimension once, so each weight vector is
+// loaded and decoded once per NT tokens (prompt processing) and the weights stream from memory
+// exactly once per call (decoding). Quantised weights meet 8-bit activations in integer dot
+// products (VPDPBUSD: u8 x s8 -> s32, VPDPWSSD: s16 x s16 -> s32).
+//
+// Everything here has internal linkage: this file is compiled with -mavx512*, and no symbol of it
+// may be picked by the linker for code running on a CPU without AVX-512.
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "engine/kernels/kernels_internal.h"
+
+// GCC 12's intrinsic headers build some casts from _mm512_undefined_*(), which -Wuninitialized
+// reports at every inlined use; the lanes in question are always overwritten or ignored.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace yunzhi::engine::kernels::internal {
+namespace {
+
+// ---- small helpers
+
+inline float HalfBitsToFloat(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline uint16_t LoadU16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return h;
+}
+
+inline __m512 Zero() { return _mm512_setzero_ps(); }
+
+// Decoding streams every weight from DRAM once, with a few instructions per cache line in
+// between; prefetching each row a little ahead keeps enough misses in flight that the integer
+// work overlaps the transfer instead of adding to it. (A prefetch never faults, so running off
+// the end of a row is harmless.)
+constexpr int kPrefetchBytes = 1024;
+inline void Prefetch(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
+// 16 floats: lanes 0-7 = half(h0), lanes 8-15 = half(h1). The per-block scales of two 32-element
+// blocks lined up with VPDPBUSD's output (8 int32 lanes per 32 bytes).
+inline __m512 TwoHalfScales(uint16_t h0, uint16_t h1) {
+  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(h0)),
+                                            _mm_set1_epi16(h1), 1);
+  return _mm512_cvtph_ps(v);
+}
+
+// 16 floats: lanes 0-7 = p[0], lanes 8-15 = p[1].
+inline __m512 TwoFloats(const float* p) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(p[0])),
+                                             _mm256_castps_pd(_mm256_set1_ps(p[1])), 1));
+}
+
+// ---- the tile driver: steps over rows and tokens in NR x NT micro-kernels, dispatching the
+// remainders to smaller instantiations.
+
+template <template <int, int> class K, int MR, int MT>
+struct MicroTable {
+  using Fn = void (*)(const TileArgs&, int64_t, int64_t);
+  template <int... I>
+  static constexpr std::array<Fn, MR * MT> Make(std::integer_sequence<int, I...>) {
+    return {&K<I / MT + 1, I % MT + 1>::Run...};
+  }
+  static constexpr std::array<Fn, MR * MT> kFns = Make(std::make_integer_sequence<int, MR * MT>{});
+};
+
+template <template <int, int> class K, int MR, int MT>
+void TileWith(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const auto& fns = MicroTable<K, MR, MT>::kFns;
+  // Rows outer: NR weight rows stay in L1 while every token of the block passes over them.
+  for (int64_t r = r0; r < r1; r += MR) {
+    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
+    for (int64_t t = t0; t < t1; t += MT) {
+      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
+      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](a, r, t);
+    }
+  }
+}
+
+// Decoding (1-2 tokens) wants more rows in flight to keep enough loads outstanding; prompt
+// processing wants more tokens per decoded weight vector.
+template <template <int, int> class K, int GemvR, int GemmR, int GemmT>
+void Tile(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  if (t1 - t0 <= 2) {
+    TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+  } else {
+    TileWith<K, GemmR, GemmT>(a, r0, r1, t0, t1);
+  }
+}
+
+// ---- float weights (F32, F16, BF16) x float activations
+
+struct LoadF32 {
+  static constexpr int kBytes = 4;
+  static __m512 Load(const uint8_t* p) { return _mm512_loadu_ps(p); }
+  static __m512 LoadMasked(const uint8_t* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct LoadF16 {
+  static constexpr int kBytes = 2;
+  static __m512 Load(const uint8_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 LoadMasked(const uint8_t* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+struct LoadBf16 {
+  static constexpr int kBytes = 2;
+  static __m512 Widen(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  }
+  static __m512 Load(const uint8_t* p) {
+    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 LoadMasked(const uint8_t* p, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+
+template <class L>
+struct FloatMicro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const uint8_t* w[NR];
+      const float* x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      int64_t c = 0;
+      for (; c + 16 <= a.cols; c += 16) {
+        __m512 wv[NR];
+        if (NT <= 2 && ((c * L::kBytes) & 63) == 0) {
+          for (int i = 0; i < NR; ++i) Prefetch(w[i] + c * L::kBytes);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) wv[i] = L::Load(w[i] + c * L::kBytes);
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512 xv = _mm512_loadu_ps(x[j] + c);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+      }
+      if (c < a.cols) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (a.cols - c)) - 1);
+        __m512 wv[NR];
+        for (int i = 0; i < NR; ++i) wv[i] = L::LoadMasked(w[i] + c * L::kBytes, m);
+        for (int j = 0; j < NT; ++j) {
+          const __m512 xv = _mm512_maskz_loadu_ps(m, x[j] + c);
+          for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+      }
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    }
+  };
+};
+
+template <int NR, int NT>
+using F32K = FloatMicro<LoadF32>::K<NR, NT>;
+template <int NR, int NT>
+using F16K = FloatMicro<LoadF16>::K<NR, NT>;
+template <int NR, int NT>
+using Bf16K = FloatMicro<LoadBf16>::K<NR, NT>;
+
+// Prompt processing with F16/BF16 weights: each group of MR rows is widened to float once into a
+// per-thread buffer (in L1), then every token tile of the block runs the F32 micro-kernel on it,
+// instead of converting the same weights again for every token tile.
+struct FloatBuffer {
+  float* p = nullptr;
+  int64_t n = 0;
+  ~FloatBuffer() { std::free(p); }
+  float* Get(int64_t count) {
+    if (n < count) {
+      std::free(p);
+      n = (count + 1023) / 1024 * 1024;
+      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * sizeof(float)));
+    }
+    return p;
+  }
+};
+
+template <class L, int GemvR, int MR, int MT>
+void TileWidened(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  if (t1 - t0 <= 2) {
+    TileWith<FloatMicro<L>::template K, GemvR, 2>(a, r0, r1, t0, t1);
+    return;
+  }
+  thread_local FloatBuffer buffer;
+  float* rows = buffer.Get(MR * a.cols);
+  const auto& fns = MicroTable<F32K, MR, MT>::kFns;
+  for (int64_t r = r0; r < r1; r += MR) {
+    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
+    for (int i = 0; i < nr; ++i) {
+      const uint8_t* w = a.w + (r + i) * a.w_row_bytes;
+      float* out = rows + i * a.cols;
+      int64_t c = 0;
+      for (; c + 16 <= a.cols; c += 16) _mm512_storeu_ps(out + c, L::Load(w + c * L::kBytes));
+      for (; c < a.cols; ++c) out[c] = L::LoadMasked(w + c * L::kBytes, 1)[0];
+    }
+    TileArgs b = a;
+    b.w = reinterpret_cast<const uint8_t*>(rows);
+    b.w_row_bytes = a.cols * static_cast<int64_t>(sizeof(float));
+    b.y = a.y + r;
+    for (int64_t t = t0; t < t1; t += MT) {
+      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
+      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](b, 0, t);
+    }
+  }
+}
+
+// ---- Q8_0 and Q4_0 weights x kQ8 activations.
+//
+// VPDPBUSD multiplies unsigned by signed bytes, so the weights enter as unsigned with an offset
+// (Q8_0: w + 128 by flipping the sign bit; Q4_0: the raw nibbles, i.e. q + 8) and the offset
+// times the activation block sum is removed in float: per block,
+//   d_w * d_x * sum (w + off) x  -  d_w * off * (d_x * sum x)  =  d_w * d_x * sum w x.
+// Two blocks (64 bytes) per step; lanes 0-7 carry block 2k, lanes 8-15 block 2k+1.
+
+struct WeightsQ8_0 {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr float kOffset = 128.0f;
+  static __m512i Two(const uint8_t* p) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kBlockBytes + 2));
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+    return _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  // One block in lanes 0-7; the upper half is the offset alone and meets zero activations.
+  static __m512i One(const uint8_t* p) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    return _mm512_xor_si512(_mm512_zextsi256_si512(b0), _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+};
+
+struct WeightsQ4_0 {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr float kOffset = 8.0f;
+  // Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
+  static __m256i Nibbles(__m256i v, __m256i& hi) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    return _mm256_and_si256(v, mask);
+  }
+  static __m512i Two(const uint8_t* p) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kBlockBytes + 2));
+    __m256i hi;
+    const __m256i lo = Nibbles(_mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1), hi);
+    // [lo0 lo1 hi0 hi1] -> [lo0 hi0 lo1 hi1]: elements in order, two blocks.
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static __m512i One(const uint8_t* p) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(q0, mask);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q0, 4), mask);
+    return _mm512_zextsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+  }
+};
+
+template <class W>
+struct Q8Micro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / 32;
+      const uint8_t* w[NR];
+      ActQ8Row x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      // The offset term is spread evenly over the 8 lanes of each block (exact: a power of 2).
+      const __m512 neg_off = _mm512_set1_ps(-W::kOffset / 8);
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        __m512i wq[NR];
+        __m512 wd[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + b * W::kBlockBytes;
+          if (NT <= 2) Prefetch(p);
+          wq[i] = W::Two(p);
+          wd[i] = TwoHalfScales(LoadU16(p), LoadU16(p + W::kBlockBytes));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512i xv = _mm512_loadu_si512(x[j].qs + b * 32);
+          const __m512 dx = TwoFloats(x[j].d + b);
+          const __m512 m = _mm512_mul_ps(TwoFloats(x[j].ds + b), neg_off);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[i], xv);
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+          }
+        }
+      }
+      if (b < nb) {
+        for (int j = 0; j < NT; ++j) {
+          const __m512i xv = _mm512_zextsi256_si512(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + b * 32)));
+          const __m512 dx = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(x[j].d[b]));
+          const __m512 m = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(-W::kOffset / 8 * x[j].ds[b]));
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* p = w[i] + b * W::kBlockBytes;
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W::One(p), xv);
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, _mm512_set1_ps(HalfBitsToFloat(p)), acc[i][j]);
+          }
+        }
+      }
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    }
+  };
+};
+
+template <int NR, int NT>
+using Q8_0K = Q8Micro<WeightsQ8_0>::K<NR, NT>;
+template <int NR, int NT>
+using Q4_0K = Q8Micro<WeightsQ4_0>::K<NR, NT>;
+
+// Prompt processing: decoding a Q8_0/Q4_0 weight vector (loads, nibble split, lane shuffles,
+// fp16 scales) costs about as much as the dot products it feeds when shared by only NT tokens.
+// So each group of MR rows is decoded once into a per-thread buffer (L1-resident) -- per row:
+// `pairs` x 64 offset bytes, then `pairs` x 16 float scales lined up with VPDPBUSD's lanes --
+// and every token tile of the block reuses it.
+inline int64_t DecodedPairs(int64_t cols) { return (cols / 32 + 1) / 2; }
+inline int64_t DecodedRowBytes(int64_t cols) { return DecodedPairs(cols) * (64 + 64); }
+
+struct ByteBuffer {
+  uint8_t* p = nullptr;
+  int64_t n = 0;
+  ~ByteBuffer() { std::free(p); }
+  uint8_t* Get(int64_t count) {
+    if (n < count) {
+      std::free(p);
+      n = (count + 4095) / 4096 * 4096;
+      p = static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(n)));
+    }
+    return p;
+  }
+};
+
+template <class W>
+void DecodeRow(const uint8_t* w, int64_t cols, uint8_t* out) {
+  const int64_t nb = cols / 32, pairs = DecodedPairs(cols);
+  auto* scales = reinterpret_cast<float*>(out + pairs * 64);
+  for (int64_t k = 0; k < nb / 2; ++k) {
+    const uint8_t* p = w + 2 * k * W::kBlockBytes;
+    _mm512_store_si512(out + 64 * k, W::Two(p));
+    _mm512_store_ps(scales + 16 * k, TwoHalfScales(LoadU16(p), LoadU16(p + W::kBlockBytes)));
+  }
+  if (nb % 2 != 0) {
+    const uint8_t* p = w + (nb - 1) * W::kBlockBytes;
+    _mm512_store_si512(out + 64 * (nb / 2), W::One(p));
+    _mm512_store_ps(scales + 16 * (nb / 2),
+                    _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(HalfBitsToFloat(p))));
+  }
+}
+
+template <class W>
+struct Q8DecodedMicro {
+  template <int NR, int NT>
+  struct K {
+    // a.w: decoded rows (a.w_row_bytes apart); rows r.. of the tile are rows 0.. of the buffer.
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / 32, pairs = DecodedPairs(a.cols);
+      const uint8_t* w[NR];
+      const float* wd[NR];
+      ActQ8Row x[NT];
+      for (int i = 0; i < NR; ++i) {
+        w[i] = a.w + (r + i) * a.w_row_bytes;
+        wd[i] = reinterpret_cast<const float*>(w[i] + pairs * 64);
+      }
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      const __m512 neg_off = _mm512_set1_ps(-W::kOffset / 8);
+      for (int64_t k = 0; k < pairs; ++k) {
+        const bool tail = 2 * k + 1 == nb;  // last pair holds one block: mask the activations
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          __m512i xv;
+          __m512 dx, m;
+          if (!tail) {
+            xv = _mm512_loadu_si512(x[j].qs + 64 * k);
+            dx = TwoFloats(x[j].d + 2 * k);
+            m = _mm512_mul_ps(TwoFloats(x[j].ds + 2 * k), neg_off);
+          } else {
+            xv = _mm512_zextsi256_si512(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 64 * k)));
+            dx = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(x[j].d[2 * k]));
+            m = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(-W::kOffset / 8 * x[j].ds[2 * k]));
+          }
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m512i wq = _mm512_load_si512(w[i] + 64 * k);
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xv);
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(wd[i] + 16 * k), acc[i][j]);
+          }
+        }
+      }
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    }
+  };
+};
+
+template <class W, int GemvR, int MR, int MT>
+void TileQ8Decoded(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  if (t1 - t0 <= 2) {
+    TileWith<Q8Micro<W>::template K, GemvR, 2>(a, r0, r1, t0, t1);
+    return;
+  }
+  thread_local ByteBuffer buffer;
+  const int64_t row_bytes = DecodedRowBytes(a.cols);
+  uint8_t* rows = buffer.Get(MR * row_bytes);
+  const auto& fns = MicroTable<Q8DecodedMicro<W>::template K, MR, MT>::kFns;
+  for (int64_t r = r0; r < r1; r += MR) {
+    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
+    for (int i = 0; i < nr; ++i) DecodeRow<W>(a.w + (r + i) * a.w_row_bytes, a.cols, rows + i * row_bytes);
+    TileArgs b = a;
+    b.w = rows;
+    b.w_row_bytes = row_bytes;
+    b.y = a.y + r;
+    for (int64_t t = t0; t < t1; t += MT) {
+      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
+      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](b, 0, t);
+    }
+  }
+}
+
+// ---- K-quants x kQ8K activations.
+//
+// Within a super-block the sub-block scales are applied in integers: VPMADDUBSW (u8 x s8 -> s16
+// pair sums, no saturation here: 63 * 127 * 2 < 32767) then VPDPWSSD against the scales spread
+// over the matching 16-bit lanes. One float conversion per super-block and (row, token).
+
+inline int32_t HsumEpi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Q4_K's 8 scales and 8 mins (6 bits each, packing in tensor_type.h) as two 8-byte words.
+inline void UnpackQ4_KScales(const uint8_t* q, uint64_t* scales, uint64_t* mins) {
+  uint32_t a, b, c;
+  std::memcpy(&a, q, 4);
+  std::memcpy(&b, q + 4, 4);
+  std::memcpy(&c, q + 8, 4);
+  const uint32_t sc_lo = a & 0x3F3F3F3Fu;
+  const uint32_t m_lo = b & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+  *scales = sc_lo | static_cast<uint64_t>(sc_hi) << 32;
+  *mins = m_lo | static_cast<uint64_t>(m_hi) << 32;
+}
+
+// Lane-index vectors for VPERMW: 16-bit lanes [32 lanes] = value index k0 (lanes 0-15), k1
+// (16-31) for Q4_K chunks; four groups of 8 lanes for Q6_K quarters.
+inline __m512i PairIndex(int k0, int k1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(k0))),
+                            _mm256_set1_epi16(static_cast<int16_t>(k1)), 1);
+}
+inline __m512i QuadIndex(int k) {
+  return _mm512_set_epi16(k + 3, k + 3, k + 3, k + 3, k + 3, k + 3, k + 3, k + 3, k + 2, k + 2,
+                          k + 2, k + 2, k + 2, k + 2, k + 2, k + 2, k + 1, k + 1, k + 1, k + 1,
+                          k + 1, k + 1, k + 1, k + 1, k, k, k, k, k, k, k, k);
+}
+
+template <int NR, int NT>
+struct Q4_KK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m512 acc[NR][NT];
+    float min_acc[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      __m128i sc16[NR];
+      __m256i mins16[NR];  // mins[s] twice each: lined up with pairs of 16-element bsums
+      float d[NR], dmin[NR];
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ4_K);
+        if (NT <= 2) {
+          Prefetch(p);
+          Prefetch(p + 64);
+          Prefetch(p + 128);
+        }
+        d[i] = HalfBitsToFloat(p);
+        dmin[i] = HalfBitsToFloat(p + 2);
+        uint64_t s, m;
+        UnpackQ4_KScales(p + 4, &s, &m);
+        sc16[i] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(s)));
+        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
+        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+      }
+      __m512i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m512i idx = PairIndex(2 * c, 2 * c + 1);
+        __m512i wv[NR], sv[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* qs = w[i] + b * sizeof(BlockQ4_K) + 4 + kKScaleBytes + 32 * c;
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+          const __m256i lo = _mm256_and_si256(v, nib);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+          wv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+          sv[i] = _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(sc16[i]));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512i xv = _mm512_loadu_si512(x[j].qs + b * kQK_K + 64 * c);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(wv[i], xv), sv[i]);
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_set1_ps(d[i] * dx),
+                                      acc[i][j]);
+          min_acc[i][j] += dmin[i] * dx *
+                           static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i)
+        a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]) - min_acc[i][j];
+  }
+};
+
+// Q6_K: per half (128 elements) `ql` gives 64 bytes of low nibbles and `qh` 32 bytes of 2-bit
+// highs; two 64-element vectors in element order come out of one load of each:
+//   v0 = (ql & 15)      | high bits (qh >> 0 / >> 2) for elements e .. e+63
+//   v1 = (ql >> 4) & 15 | high bits (qh >> 4 / >> 6) for elements e+64 .. e+127
+// The -32 offset is removed as 32 * sum_g scale[g] * bsum[g].
+template <int NR, int NT>
+struct Q6_KK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m512 acc[NR][NT];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m512i m0f = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    // 16-bit lanes 0-15 belong to the first 32 bytes, 16-31 to the second.
+    const __m512i shl_v0 = PairIndex(4, 2);
+    const __m512i shr_v1 = PairIndex(0, 2);
+    for (int64_t b = 0; b < nb; ++b) {
+      __m512i sc16[NR];
+      float d[NR];
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
+        if (NT <= 2) {
+          Prefetch(p);
+          Prefetch(p + 64);
+          Prefetch(p + 128);
+          Prefetch(p + 192);
+        }
+        d[i] = HalfBitsToFloat(p + 208);
+        sc16[i] = _mm512_castsi256_si512(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192))));
+      }
+      __m512i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int quarter = 0; quarter < 4; ++quarter) {
+        const int h = quarter / 2;
+        const __m512i idx = QuadIndex(4 * quarter);
+        __m512i wv[NR], sv[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
+          const __m512i ql = _mm512_loadu_si512(p + 64 * h);
+          const __m512i qh = _mm512_broadcast_i64x4(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h)));
+          if (quarter % 2 == 0) {
+            wv[i] = _mm512_or_si512(_mm512_and_si512(ql, m0f),
+                                    _mm512_and_si512(_mm512_sllv_epi16(qh, shl_v0), m30));
+          } else {
+            wv[i] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m0f),
+                                    _mm512_and_si512(_mm512_srlv_epi16(qh, shr_v1), m30));
+          }
+          sv[i] = _mm512_permutexvar_epi16(idx, sc16[i]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512i xv = _mm512_loadu_si512(x[j].qs + b * kQK_K + 64 * quarter);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(wv[i], xv), sv[i]);
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const __m256i corr = _mm256_madd_epi16(_mm512_castsi512_si256(sc16[i]), bs);
+          const __m512i total =
+              _mm512_sub_epi32(isum[i][j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(d[i] * dx),
+                                      acc[i][j]);
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+  }
+};
+
+// ---- activation quantisers (bit-identical to QuantizeActQ8Ref / QuantizeActQ8KRef: same
+// 127 / amax, same round-to-nearest-even through the default MXCSR mode).
+
+constexpr float kTinyAmax = 1e-30f;
+
+inline __m512i QuantizeVec(__m512 v, __m512 id) {
+  __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, id));
+  q = _mm512_max_epi32(q, _mm512_set1_epi32(-127));
+  return _mm512_min_epi32(q, _mm512_set1_epi32(127));
+}
+
+void QuantizeQ8(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  float* ds = d + cols / 32;
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + 32 * b);
+    const __m512 v1 = _mm512_loadu_ps(x + 32 * b + 16);
+    const float amax = _mm512_reduce_max_ps(
+        _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const bool tiny = !(amax >= kTinyAmax);
+    const __m512 id = _mm512_set1_ps(tiny ? 0.0f : 127.0f / amax);
+    const __m512i q0 = QuantizeVec(v0, id), q1 = QuantizeVec(v1, id);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+    ds[b] = d[b] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+  }
+}
+
+void QuantizeQ8K(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  auto* bsums = reinterpret_cast<int16_t*>(d + cols / kQK_K);
+  for (int64_t b = 0; b < cols / kQK_K; ++b) {
+    const float* xb = x + kQK_K * b;
+    __m512 m = _mm512_setzero_ps();
+    for (int g = 0; g < 16; ++g) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * g)));
+    const float amax = _mm512_reduce_max_ps(m);
+    const bool tiny = !(amax >= kTinyAmax);
+    const __m512 id = _mm512_set1_ps(tiny ? 0.0f : 127.0f / amax);
+    for (int g = 0; g < 16; ++g) {
+      const __m512i q = QuantizeVec(_mm512_loadu_ps(xb + 16 * g), id);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK_K * b + 16 * g), _mm512_cvtepi32_epi8(q));
+      bsums[16 * b + g] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+  }
+}
+
+// ---- attention and conversions
+
+inline __m512 LoadKv(const void* row, bool f16, int64_t i, __mmask16 m) {
+  if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(row) + i));
+  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(row) + i);
+}
+
+inline __mmask16 TailMask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, int64_t head_dim,
+            float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    __m512 acc = Zero();
+    for (int64_t i = 0; i < head_dim; i += 16) {
+      const __mmask16 m = TailMask(head_dim - i);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), LoadKv(k_rows[j], k_f16, i, m), acc);
+    }
+    out[j] = _mm512_reduce_add_ps(acc) * scale;
+  }
+}
+
+void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                 int64_t head_dim, float* out) {
+  for (int64_t i = 0; i < head_dim; i += 64) {
+    // Up to 64 output lanes in registers across all n rows.
+    __m512 acc[4] = {Zero(), Zero(), Zero(), Zero()};
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 pj = _mm512_set1_ps(p[j]);
+      for (int k = 0; k < 4 && i + 16 * k < head_dim; ++k) {
+        const __mmask16 m = TailMask(head_dim - i - 16 * k);
+        acc[k] = _mm512_fmadd_ps(pj, LoadKv(v_rows[j], v_f16, i + 16 * k, m), acc[k]);
+      }
+    }
+    for (int k = 0; k < 4 && i + 16 * k < head_dim; ++k) {
+      _mm512_mask_storeu_ps(out + i + 16 * k, TailMask(head_dim - i - 16 * k), acc[k]);
+    }
+  }
+}
+
+void HalfToFloatRow(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)));
+  }
+}
+
+void FloatToHalfRow(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_mask_storeu_epi16(y + i, m, h);
+  }
+}
+
+}  // namespace
+
+const IsaKernels& Avx512Kernels() {
+  static const IsaKernels k = [] {
+    IsaKernels t;
+    t.tile[static_cast<int>(WKind::kF32)] = Tile<F32K, 8, 4, 6>;
+    t.tile[static_cast<int>(WKind::kF16)] = TileWidened<LoadF16, 8, 4, 6>;
+    t.tile[static_cast<int>(WKind::kBf16)] = TileWidened<LoadBf16, 8, 4, 6>;
+    t.tile[static_cast<int>(WKind::kQ8_0)] = TileQ8Decoded<WeightsQ8_0, 4, 4, 6>;
+    t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ8Decoded<WeightsQ4_0, 4, 4, 6>;
+    t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 3, 3>;
+    t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 3, 3>;
+    t.quantize_q8 = QuantizeQ8;
+    t.quantize_q8k = QuantizeQ8K;
+    t.scores = Scores;
+    t.weighted_sum = WeightedSum;
+    t.half_to_float = HalfToFloatRow;
+    t.float_to_half = FloatToHalfRow;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace yunzhi::engine::kernels::internal

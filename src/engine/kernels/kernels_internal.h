@@ -1,0 +1,126 @@
+// Private plumbing between the kernel dispatcher (kernels.cc) and the per-ISA sources
+// (kernels_ref.cc, kernels_avx2.cc, kernels_avx512.cc). Nothing outside src/engine/kernels/ and
+// its tests/benchmarks includes this.
+//
+// A matrix product is split in two steps so that every ISA shares one driver:
+//  1. the activations are converted to the weight type's partner format (a float row for
+//     F32/F16/BF16; 8-bit quantised rows for the quantised types, layouts below), once per call;
+//  2. a "tile" function computes Y[t][r] for a rectangle of rows x tokens. The driver hands each
+//     thread row chunks (cache-sized) and token blocks; the tile function register-tiles inside.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/kernels/kernels.h"
+
+namespace yunzhi::engine::kernels::internal {
+
+// --- quantised activation rows -----------------------------------------------------------------
+//
+// kQ8 (partner of Q8_0 and Q4_0 weights), blocks of 32:
+//   int8  qs[cols]        q = round(x * 127 / amax(block)), |q| <= 127
+//   float d[cols / 32]    amax / 127 (x ~= d * q)
+//   float ds[cols / 32]   d * sum(q of the block): lets kernels run unsigned x signed integer
+//                         dot products on offset weights (w + 128, or Q4_0's raw nibbles) and
+//                         remove the offset afterwards in float.
+// kQ8K (partner of Q4_K and Q6_K), super-blocks of 256 (our own design, not a file format):
+//   int8  qs[cols]
+//   float d[cols / 256]
+//   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
+//                           and Q6_K's -32 offset are applied through these.
+// Each token's row starts at a 64-byte aligned offset (`ActStrideBytes`).
+enum class ActFormat { kFloat, kQ8, kQ8K };
+
+inline constexpr int64_t kActQ8Block = 32;
+inline constexpr int64_t kActQ8KBlock = 256;
+
+// The small helpers below have internal linkage (`static`) on purpose: this header is compiled into
+// sources built with different -m flags, and an external inline function would let the linker
+// keep, say, the AVX-512 copy for every caller.
+static inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+static inline int64_t ActStrideBytes(ActFormat f, int64_t cols) {
+  switch (f) {
+    case ActFormat::kFloat: return cols * 4;
+    case ActFormat::kQ8: return RoundUp(cols + 2 * 4 * (cols / kActQ8Block), 64);
+    case ActFormat::kQ8K: return RoundUp(cols + 4 * (cols / kActQ8KBlock) + 2 * (cols / 16), 64);
+  }
+  return 0;
+}
+
+// Views into one quantised activation row.
+struct ActQ8Row {
+  const int8_t* qs;
+  const float* d;
+  const float* ds;
+};
+static inline ActQ8Row ViewQ8(const uint8_t* row, int64_t cols) {
+  const auto* d = reinterpret_cast<const float*>(row + cols);
+  return {reinterpret_cast<const int8_t*>(row), d, d + cols / kActQ8Block};
+}
+struct ActQ8KRow {
+  const int8_t* qs;
+  const float* d;
+  const int16_t* bsums;
+};
+static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
+  const auto* d = reinterpret_cast<const float*>(row + cols);
+  return {reinterpret_cast<const int8_t*>(row), d,
+          reinterpret_cast<const int16_t*>(d + cols / kActQ8KBlock)};
+}
+
+// --- tiles -------------------------------------------------------------------------------------
+
+// Weight kinds the tile table is indexed by.
+enum class WKind { kF32 = 0, kF16, kBf16, kQ8_0, kQ4_0, kQ4_K, kQ6_K, kCount };
+
+struct TileArgs {
+  const uint8_t* w;    // row r starts at w + r * w_row_bytes
+  int64_t w_row_bytes;
+  int64_t cols;
+  const uint8_t* x;    // token t's (converted) activations start at x + t * x_stride_bytes
+  int64_t x_stride_bytes;
+  float* y;            // Y[t * ldy + r]
+  int64_t ldy;
+};
+
+// Computes Y[t][r] for r in [r0, r1), t in [t0, t1).
+using TileFn = void (*)(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+// Converts one token's float activations (cols elements) to a quantised row at `out`.
+using QuantizeActFn = void (*)(const float* x, int64_t cols, uint8_t* out);
+// out[j] = dot(q, K[j]) * scale for j < n (K rows of head_dim elements: float or fp16).
+using ScoresFn = void (*)(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
+                          int64_t head_dim, float scale, float* out);
+// out[head_dim] = sum_j p[j] * V[j].
+using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                               int64_t head_dim, float* out);
+using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
+using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
+
+// One ISA's kernels. A null entry falls back to the scalar reference.
+struct IsaKernels {
+  TileFn tile[static_cast<int>(WKind::kCount)] = {};
+  QuantizeActFn quantize_q8 = nullptr;
+  QuantizeActFn quantize_q8k = nullptr;
+  ScoresFn scores = nullptr;
+  WeightedSumFn weighted_sum = nullptr;
+  HalfToFloatFn half_to_float = nullptr;
+  FloatToHalfFn float_to_half = nullptr;
+};
+
+// Tables defined by each ISA source. The AVX2/AVX-512 tables are empty in a build whose compiler
+// cannot target them (never the case with g++ 12 on x86-64, but keeps the dispatcher honest).
+const IsaKernels& ScalarKernels();
+const IsaKernels& Avx2Kernels();
+const IsaKernels& Avx512Kernels();
+
+// Scalar references, also used directly by tests.
+void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out);
+void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out);
+
+// fp16 <-> float of one value without a table (the library's reference conversions).
+float HalfToFloatRef(uint16_t h);
+uint16_t FloatToHalfRef(float f);
+
+}  // namespace yunzhi::engine::kernels::internal

@@ -1,0 +1,365 @@
+// Scalar reference kernels: portable C++ that every SIMD variant is tested against, and the
+// fallback on CPUs without AVX2. Written for clarity first; the compiler may still vectorise the
+// simple loops for baseline x86-64 (SSE2).
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/kernels/kernels_internal.h"
+
+namespace yunzhi::engine::kernels {
+namespace internal {
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+float LoadF32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Blocks whose largest magnitude is below this quantise to zero: 127 / amax would overflow for
+// tiny (denormal) amax, and such a block contributes nothing measurable next to any other.
+constexpr float kTinyAmax = 1e-30f;
+
+// ---- float weights
+
+void TileF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const auto* x = reinterpret_cast<const float*>(a.x + t * a.x_stride_bytes);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* w = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t c = 0; c < a.cols; ++c) sum += LoadF32(w + 4 * c) * x[c];
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+void TileF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const auto* x = reinterpret_cast<const float*>(a.x + t * a.x_stride_bytes);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* w = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t c = 0; c < a.cols; ++c) sum += HalfToFloatRef(LoadU16(w + 2 * c)) * x[c];
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+void TileBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const auto* x = reinterpret_cast<const float*>(a.x + t * a.x_stride_bytes);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* w = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t c = 0; c < a.cols; ++c) sum += Bf16ToFloat(LoadU16(w + 2 * c)) * x[c];
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+// ---- Q8_0 / Q4_0 weights x kQ8 activations: integer dot per 32-block, scaled in float.
+
+void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / kQK8_0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* blk = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ8_0)) {
+        const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
+        const int8_t* xq = x.qs + b * kQK8_0;
+        int32_t isum = 0;
+        for (int i = 0; i < kQK8_0; ++i) isum += qs[i] * xq[i];
+        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
+      }
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+void TileQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / kQK4_0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* blk = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ4_0)) {
+        const uint8_t* qs = blk + 2;
+        const int8_t* xq = x.qs + b * kQK4_0;
+        int32_t isum = 0;
+        for (int j = 0; j < kQK4_0 / 2; ++j) {
+          isum += ((qs[j] & 0x0F) - 8) * xq[j] + ((qs[j] >> 4) - 8) * xq[j + kQK4_0 / 2];
+        }
+        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
+      }
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+// ---- K-quants x kQ8K activations.
+
+// Sub-block s's 6-bit scale and min (layout in tensor_type.h).
+void ScaleMinK4(int s, const uint8_t* q, int* scale, int* min) {
+  if (s < 4) {
+    *scale = q[s] & 63;
+    *min = q[s + 4] & 63;
+  } else {
+    *scale = (q[s + 4] & 0x0F) | ((q[s - 4] >> 6) << 4);
+    *min = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+  }
+}
+
+// value = d * sc[s] * nibble - dmin * m[s]; so per super-block
+//   dot = dx * (d * sum_s sc[s] * sum_i nib_i q_i  -  dmin * sum_s m[s] * sum_i q_i).
+float DotQ4_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ4_K)) {
+    const float d = HalfToFloatRef(LoadU16(blk));
+    const float dmin = HalfToFloatRef(LoadU16(blk + 2));
+    const uint8_t* scales = blk + 4;
+    const uint8_t* qs = blk + 4 + kKScaleBytes;
+    const int8_t* xq = x.qs + b * kQK_K;
+    const int16_t* bs = x.bsums + b * (kQK_K / 16);
+    int32_t sumi = 0, summ = 0;
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      int sc0, m0, sc1, m1;
+      ScaleMinK4(2 * chunk, scales, &sc0, &m0);
+      ScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
+      int32_t lo = 0, hi = 0;
+      for (int l = 0; l < 32; ++l) {
+        lo += (qs[32 * chunk + l] & 0x0F) * xq[64 * chunk + l];
+        hi += (qs[32 * chunk + l] >> 4) * xq[64 * chunk + 32 + l];
+      }
+      sumi += sc0 * lo + sc1 * hi;
+      summ += m0 * (bs[4 * chunk] + bs[4 * chunk + 1]) + m1 * (bs[4 * chunk + 2] + bs[4 * chunk + 3]);
+    }
+    sum += x.d[b] * (d * static_cast<float>(sumi) - dmin * static_cast<float>(summ));
+  }
+  return sum;
+}
+
+// value = d * scales[i / 16] * (q - 32).
+float DotQ6_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ6_K)) {
+    const uint8_t* ql = blk;
+    const uint8_t* qh = blk + kQK_K / 2;
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + kQK_K / 2 + kQK_K / 4);
+    const float d = HalfToFloatRef(LoadU16(blk + kQK_K / 2 + kQK_K / 4 + kQK_K / 16));
+    const int8_t* xq = x.qs + b * kQK_K;
+    int q[kQK_K];
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t l0 = ql[64 * h + l], l1 = ql[64 * h + l + 32], hb = qh[32 * h + l];
+        q[128 * h + l] = (l0 & 0x0F) | ((hb >> 0) & 3) << 4;
+        q[128 * h + l + 32] = (l1 & 0x0F) | ((hb >> 2) & 3) << 4;
+        q[128 * h + l + 64] = (l0 >> 4) | ((hb >> 4) & 3) << 4;
+        q[128 * h + l + 96] = (l1 >> 4) | ((hb >> 6) & 3) << 4;
+      }
+    }
+    int32_t sumi = 0;
+    for (int j = 0; j < kQK_K / 16; ++j) {
+      int32_t s = 0;
+      for (int i = 0; i < 16; ++i) s += (q[16 * j + i] - 32) * xq[16 * j + i];
+      sumi += sc[j] * s;
+    }
+    sum += d * x.d[b] * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+void TileQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = DotQ4_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+
+void TileQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = DotQ6_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+
+// ---- attention helpers
+
+float KvAt(const void* row, bool f16, int64_t i) {
+  return f16 ? HalfToFloatRef(static_cast<const uint16_t*>(row)[i])
+             : static_cast<const float*>(row)[i];
+}
+
+void ScoresRef(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
+               int64_t head_dim, float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < head_dim; ++i) s += q[i] * KvAt(k_rows[j], k_f16, i);
+    out[j] = s * scale;
+  }
+}
+
+void WeightedSumRef(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                    int64_t head_dim, float* out) {
+  std::fill(out, out + head_dim, 0.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < head_dim; ++i) out[i] += p[j] * KvAt(v_rows[j], v_f16, i);
+  }
+}
+
+void HalfToFloatRow(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = HalfToFloatRef(x[i]);
+}
+void FloatToHalfRow(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = FloatToHalfRef(x[i]);
+}
+
+}  // namespace
+
+float HalfToFloatRef(uint16_t h) { return engine::HalfToFloat(h); }
+uint16_t FloatToHalfRef(float f) { return engine::FloatToHalf(f); }
+
+void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  float* ds = d + cols / kActQ8Block;
+  for (int64_t b = 0; b < cols / kActQ8Block; ++b) {
+    const float* xb = x + b * kActQ8Block;
+    float amax = 0.0f;
+    for (int i = 0; i < kActQ8Block; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    // NaN inputs would poison amax through fabs/max inconsistently; max() drops them here and
+    // they quantise to 0 below, which keeps the integer path memory-safe.
+    const bool tiny = !(amax >= kTinyAmax);
+    const float id = tiny ? 0.0f : 127.0f / amax;
+    int32_t sum = 0;
+    for (int i = 0; i < kActQ8Block; ++i) {
+      const float v = std::nearbyint(xb[i] * id);
+      const int q = v >= 127.0f ? 127 : (v <= -127.0f ? -127 : (v == v ? static_cast<int>(v) : 0));
+      qs[b * kActQ8Block + i] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+    ds[b] = d[b] * static_cast<float>(sum);
+  }
+}
+
+void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out) {
+  auto* qs = reinterpret_cast<int8_t*>(out);
+  auto* d = reinterpret_cast<float*>(out + cols);
+  auto* bsums = reinterpret_cast<int16_t*>(d + cols / kActQ8KBlock);
+  for (int64_t b = 0; b < cols / kActQ8KBlock; ++b) {
+    const float* xb = x + b * kActQ8KBlock;
+    float amax = 0.0f;
+    for (int i = 0; i < kActQ8KBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const bool tiny = !(amax >= kTinyAmax);
+    const float id = tiny ? 0.0f : 127.0f / amax;
+    for (int g = 0; g < kActQ8KBlock / 16; ++g) {
+      int sum = 0;
+      for (int i = 16 * g; i < 16 * g + 16; ++i) {
+        const float v = std::nearbyint(xb[i] * id);
+        const int q =
+            v >= 127.0f ? 127 : (v <= -127.0f ? -127 : (v == v ? static_cast<int>(v) : 0));
+        qs[b * kActQ8KBlock + i] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      bsums[b * (kActQ8KBlock / 16) + g] = static_cast<int16_t>(sum);
+    }
+    d[b] = tiny ? 0.0f : amax / 127.0f;
+  }
+}
+
+const IsaKernels& ScalarKernels() {
+  static const IsaKernels k = [] {
+    IsaKernels t;
+    t.tile[static_cast<int>(WKind::kF32)] = TileF32;
+    t.tile[static_cast<int>(WKind::kF16)] = TileF16;
+    t.tile[static_cast<int>(WKind::kBf16)] = TileBf16;
+    t.tile[static_cast<int>(WKind::kQ8_0)] = TileQ8_0;
+    t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ4_0;
+    t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
+    t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
+    t.quantize_q8 = QuantizeActQ8Ref;
+    t.quantize_q8k = QuantizeActQ8KRef;
+    t.scores = ScoresRef;
+    t.weighted_sum = WeightedSumRef;
+    t.half_to_float = HalfToFloatRow;
+    t.float_to_half = FloatToHalfRow;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace internal
+
+// ---- element-wise and normalisation: one portable version each (cheap next to the matmuls).
+
+void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y) {
+  double ss = 0.0;  // double: n is up to ~16k and the result scales everything after it
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  if (weight != nullptr) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv * weight[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv;
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  const float max = *std::max_element(x, x + n);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void SiluMul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void AddInPlace(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq,
+          RopeStyle style) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    // Angle in double: pos * theta reaches 1e5+ rad at long context, where float loses the
+    // fractional part that the rotation depends on.
+    const double angle = static_cast<double>(pos) * inv_freq[i];
+    const float c = static_cast<float>(std::cos(angle));
+    const float s = static_cast<float>(std::sin(angle));
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* xh = x + h * head_dim;
+      const int64_t i0 = style == RopeStyle::kNormal ? 2 * i : i;
+      const int64_t i1 = style == RopeStyle::kNormal ? 2 * i + 1 : i + half;
+      const float a = xh[i0], b = xh[i1];
+      xh[i0] = a * c - b * s;
+      xh[i1] = a * s + b * c;
+    }
+  }
+}
+
+}  // namespace yunzhi::engine::kernels

@@ -1,0 +1,161 @@
+#include "yunzhi/engine/kv_cache.h"
+
+#include <cstring>
+#include <new>
+
+#include <fmt/format.h>
+
+#include "yunzhi/engine/model.h"
+
+namespace yunzhi::engine {
+
+Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
+                                                 const KvCacheOptions& options) {
+  if (options.block_tokens < 1 || options.n_blocks < 1) {
+    return InvalidArgumentError(
+        fmt::format("KV cache: block_tokens ({}) and n_blocks ({}) must be at least 1",
+                    options.block_tokens, options.n_blocks));
+  }
+  if (options.n_blocks > INT32_MAX) {
+    return InvalidArgumentError(fmt::format("KV cache: too many blocks ({})", options.n_blocks));
+  }
+  std::unique_ptr<KvCache> cache(new KvCache());
+  cache->type_ = options.type;
+  cache->block_tokens_ = options.block_tokens;
+  cache->n_layer_ = config.n_layer;
+  cache->n_head_kv_ = config.n_head_kv;
+  cache->head_dim_ = config.head_dim;
+  cache->elem_bytes_ = options.type == KvCacheType::kF16 ? 2 : 4;
+  cache->block_bytes_ =
+      options.block_tokens * config.n_head_kv * config.head_dim * cache->elem_bytes_;
+  const int64_t layer_bytes = cache->block_bytes_ * options.n_blocks;
+  const int64_t total = 2 * layer_bytes * config.n_layer;
+  cache->storage_.reset(new (std::nothrow) uint8_t[static_cast<size_t>(total)]);
+  if (!cache->storage_) {
+    return Error(Code::kResourceExhausted,
+                 fmt::format("KV cache: cannot allocate {} bytes", total));
+  }
+  for (int64_t l = 0; l < config.n_layer; ++l) {
+    cache->keys_.push_back(cache->storage_.get() + (2 * l) * layer_bytes);
+    cache->values_.push_back(cache->storage_.get() + (2 * l + 1) * layer_bytes);
+  }
+  cache->ref_counts_.assign(static_cast<size_t>(options.n_blocks), 0);
+  cache->free_.reserve(static_cast<size_t>(options.n_blocks));
+  // A stack: hand out low block ids first.
+  for (int64_t b = options.n_blocks - 1; b >= 0; --b) {
+    cache->free_.push_back(static_cast<int32_t>(b));
+  }
+  return cache;
+}
+
+KvCache::~KvCache() = default;
+
+int64_t KvCache::size_bytes() const { return 2 * block_bytes_ * n_blocks() * n_layer_; }
+
+int64_t KvCache::ExtraBlocksFor(const Sequence& seq, int64_t n_tokens) const {
+  const int64_t have = static_cast<int64_t>(seq.blocks_.size());
+  const int64_t need = BlocksFor(n_tokens);
+  return need > have ? need - have : 0;
+}
+
+int32_t KvCache::TakeBlock() {
+  const int32_t b = free_.back();
+  free_.pop_back();
+  ref_counts_[static_cast<size_t>(b)] = 1;
+  return b;
+}
+
+void KvCache::DropBlock(int32_t block) {
+  int32_t& rc = ref_counts_[static_cast<size_t>(block)];
+  if (--rc == 0) free_.push_back(block);
+}
+
+void KvCache::CopyBlock(int32_t from, int32_t to) {
+  for (int64_t l = 0; l < n_layer_; ++l) {
+    std::memcpy(keys_[l] + to * block_bytes_, keys_[l] + from * block_bytes_,
+                static_cast<size_t>(block_bytes_));
+    std::memcpy(values_[l] + to * block_bytes_, values_[l] + from * block_bytes_,
+                static_cast<size_t>(block_bytes_));
+  }
+}
+
+Status KvCache::Reserve(Sequence* seq, int64_t n_tokens) {
+  const int64_t extra = ExtraBlocksFor(*seq, n_tokens);
+  if (extra > n_free_blocks()) {
+    return Error(Code::kResourceExhausted,
+                 fmt::format("KV cache full: need {} more blocks of {} tokens, {} free of {}",
+                             extra, block_tokens_, n_free_blocks(), n_blocks()));
+  }
+  for (int64_t i = 0; i < extra; ++i) seq->blocks_.push_back(TakeBlock());
+  return OkStatus();
+}
+
+void KvCache::Release(Sequence* seq) {
+  for (int32_t b : seq->blocks_) DropBlock(b);
+  seq->blocks_.clear();
+  seq->n_tokens_ = 0;
+}
+
+Status KvCache::Truncate(Sequence* seq, int64_t n_tokens) {
+  if (n_tokens < 0 || n_tokens > seq->n_tokens_) {
+    return InvalidArgumentError(fmt::format(
+        "KV cache: cannot truncate a sequence of {} tokens to {}", seq->n_tokens_, n_tokens));
+  }
+  const size_t keep = static_cast<size_t>(BlocksFor(n_tokens));
+  const bool partial = n_tokens % block_tokens_ != 0;
+  const bool copy_last = partial && ref_counts_[static_cast<size_t>(seq->blocks_[keep - 1])] > 1;
+  if (copy_last && free_.empty()) {
+    return Error(Code::kResourceExhausted,
+                 "KV cache full: no free block to copy a shared block when truncating");
+  }
+  for (size_t i = keep; i < seq->blocks_.size(); ++i) DropBlock(seq->blocks_[i]);
+  seq->blocks_.resize(keep);
+  if (copy_last) {
+    const int32_t fresh = TakeBlock();
+    CopyBlock(seq->blocks_[keep - 1], fresh);
+    DropBlock(seq->blocks_[keep - 1]);
+    seq->blocks_[keep - 1] = fresh;
+  }
+  seq->n_tokens_ = n_tokens;
+  return OkStatus();
+}
+
+Status KvCache::Fork(const Sequence& src, Sequence* dst) {
+  if (!dst->blocks_.empty() || dst->n_tokens_ != 0) {
+    return InvalidArgumentError("KV cache: Fork needs an empty destination sequence");
+  }
+  const size_t n_full = static_cast<size_t>(src.n_tokens_ / block_tokens_);
+  const bool partial = src.n_tokens_ % block_tokens_ != 0;
+  if (partial && free_.empty()) {
+    return Error(Code::kResourceExhausted, "KV cache full: no free block to fork a sequence");
+  }
+  for (size_t i = 0; i < n_full; ++i) {
+    ++ref_counts_[static_cast<size_t>(src.blocks_[i])];
+    dst->blocks_.push_back(src.blocks_[i]);
+  }
+  if (partial) {
+    const int32_t fresh = TakeBlock();
+    CopyBlock(src.blocks_[n_full], fresh);
+    dst->blocks_.push_back(fresh);
+  }
+  dst->n_tokens_ = src.n_tokens_;
+  return OkStatus();
+}
+
+void* KvCache::Row(bool value, const Sequence& seq, int64_t layer, int64_t pos,
+                   int64_t head) const {
+  const int32_t block = seq.blocks_[static_cast<size_t>(pos / block_tokens_)];
+  const int64_t offset = ((pos % block_tokens_) * n_head_kv_ + head) * head_dim_ * elem_bytes_;
+  uint8_t* base = value ? values_[static_cast<size_t>(layer)] : keys_[static_cast<size_t>(layer)];
+  return base + block * block_bytes_ + offset;
+}
+
+void* KvCache::KeyRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const {
+  return Row(false, seq, layer, pos, head);
+}
+
+void* KvCache::ValueRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const {
+  return Row(true, seq, layer, pos, head);
+}
+
+}  // namespace yunzhi::engine

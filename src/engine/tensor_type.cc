@@ -1,0 +1,595 @@
+#include "yunzhi/engine/tensor_type.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace yunzhi::engine {
+
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
+static_assert(offsetof(BlockQ6_K, d) == 208, "Q6_K d must be last");
+
+namespace {
+
+// Block sizes and bytes per block of every GGML type, as the GGUF format defines them.
+constexpr std::array kTraits = {
+    TypeTraits{TensorType::kF32, "F32", 1, 4, true},
+    TypeTraits{TensorType::kF16, "F16", 1, 2, true},
+    TypeTraits{TensorType::kQ4_0, "Q4_0", 32, 18, true},
+    TypeTraits{TensorType::kQ4_1, "Q4_1", 32, 20, false},
+    TypeTraits{TensorType::kQ5_0, "Q5_0", 32, 22, false},
+    TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, false},
+    TypeTraits{TensorType::kQ8_0, "Q8_0", 32, 34, true},
+    TypeTraits{TensorType::kQ8_1, "Q8_1", 32, 36, false},
+    TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, false},
+    TypeTraits{TensorType::kQ3_K, "Q3_K", 256, 110, false},
+    TypeTraits{TensorType::kQ4_K, "Q4_K", 256, 144, true},
+    TypeTraits{TensorType::kQ5_K, "Q5_K", 256, 176, false},
+    TypeTraits{TensorType::kQ6_K, "Q6_K", 256, 210, true},
+    TypeTraits{TensorType::kQ8_K, "Q8_K", 256, 292, false},
+    TypeTraits{TensorType::kIQ2_XXS, "IQ2_XXS", 256, 66, false},
+    TypeTraits{TensorType::kIQ2_XS, "IQ2_XS", 256, 74, false},
+    TypeTraits{TensorType::kIQ3_XXS, "IQ3_XXS", 256, 98, false},
+    TypeTraits{TensorType::kIQ1_S, "IQ1_S", 256, 50, false},
+    TypeTraits{TensorType::kIQ4_NL, "IQ4_NL", 32, 18, false},
+    TypeTraits{TensorType::kIQ3_S, "IQ3_S", 256, 110, false},
+    TypeTraits{TensorType::kIQ2_S, "IQ2_S", 256, 82, false},
+    TypeTraits{TensorType::kIQ4_XS, "IQ4_XS", 256, 136, false},
+    TypeTraits{TensorType::kI8, "I8", 1, 1, false},
+    TypeTraits{TensorType::kI16, "I16", 1, 2, false},
+    TypeTraits{TensorType::kI32, "I32", 1, 4, false},
+    TypeTraits{TensorType::kI64, "I64", 1, 8, false},
+    TypeTraits{TensorType::kF64, "F64", 1, 8, false},
+    TypeTraits{TensorType::kIQ1_M, "IQ1_M", 256, 56, false},
+    TypeTraits{TensorType::kBF16, "BF16", 1, 2, true},
+    TypeTraits{TensorType::kTQ1_0, "TQ1_0", 256, 54, false},
+    TypeTraits{TensorType::kTQ2_0, "TQ2_0", 256, 66, false},
+    TypeTraits{TensorType::kMXFP4, "MXFP4", 32, 17, false},
+    TypeTraits{TensorType::kNVFP4, "NVFP4", 64, 36, false},
+    TypeTraits{TensorType::kQ1_0, "Q1_0", 128, 18, false},
+};
+
+// Indexed by GGML id; -1 for ids that are not listed.
+constexpr auto kIndexById = [] {
+  std::array<int, 64> index{};
+  for (int& i : index) i = -1;
+  for (size_t i = 0; i < kTraits.size(); ++i) {
+    index[static_cast<uint32_t>(kTraits[i].type)] = static_cast<int>(i);
+  }
+  return index;
+}();
+
+// The supported types in the order users think of them (not id order).
+constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
+                                        TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K,
+                                        TensorType::kQ6_K};
+
+char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
+
+// Round to nearest (ties to even). Saturates far outside any quant range, and maps NaN to 0, so
+// that non-finite input cannot cause an undefined float-to-int conversion.
+int RoundToInt(float x) {
+  const float r = std::nearbyint(x);
+  if (r >= -1e9f && r <= 1e9f) return static_cast<int>(r);
+  return r > 0 ? 1000000000 : (r < 0 ? -1000000000 : 0);
+}
+
+// ---- Q8_0
+
+constexpr size_t kQ8_0Bytes = sizeof(BlockQ8_0);
+
+void DequantizeQ8_0(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK8_0; ++b, src += kQ8_0Bytes, dst += kQK8_0) {
+    const float d = HalfToFloat(LoadU16(src));
+    const auto* qs = reinterpret_cast<const int8_t*>(src + 2);
+    for (int i = 0; i < kQK8_0; ++i) dst[i] = d * static_cast<float>(qs[i]);
+  }
+}
+
+void QuantizeQ8_0(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK8_0; ++b, src += kQK8_0, dst += kQ8_0Bytes) {
+    float amax = 0.0f;
+    for (int i = 0; i < kQK8_0; ++i) amax = std::max(amax, std::fabs(src[i]));
+    const uint16_t d_bits = FloatToHalf(amax / 127.0f);
+    // Quantise with the scale as it will be stored, so the rounding matches what is decoded.
+    const float d = HalfToFloat(d_bits);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    StoreU16(dst, d_bits);
+    auto* qs = reinterpret_cast<int8_t*>(dst + 2);
+    for (int i = 0; i < kQK8_0; ++i) {
+      qs[i] = static_cast<int8_t>(std::clamp(RoundToInt(src[i] * id), -127, 127));
+    }
+  }
+}
+
+// ---- Q4_0
+
+constexpr size_t kQ4_0Bytes = sizeof(BlockQ4_0);
+
+void DequantizeQ4_0(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_0; ++b, src += kQ4_0Bytes, dst += kQK4_0) {
+    const float d = HalfToFloat(LoadU16(src));
+    const uint8_t* qs = src + 2;
+    for (int j = 0; j < kQK4_0 / 2; ++j) {
+      dst[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+      dst[j + kQK4_0 / 2] = static_cast<float>((qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void QuantizeQ4_0(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_0; ++b, src += kQK4_0, dst += kQ4_0Bytes) {
+    // The value of largest magnitude maps to -8, the end of [-8, 7] with the larger reach, so it
+    // is represented exactly; values of the other sign are clamped at +7.
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int i = 0; i < kQK4_0; ++i) {
+      if (std::fabs(src[i]) > amax) {
+        amax = std::fabs(src[i]);
+        max = src[i];
+      }
+    }
+    const uint16_t d_bits = FloatToHalf(max / -8.0f);
+    const float d = HalfToFloat(d_bits);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    StoreU16(dst, d_bits);
+    uint8_t* qs = dst + 2;
+    for (int j = 0; j < kQK4_0 / 2; ++j) {
+      const int lo = std::clamp(RoundToInt(src[j] * id) + 8, 0, 15);
+      const int hi = std::clamp(RoundToInt(src[j + kQK4_0 / 2] * id) + 8, 0, 15);
+      qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+// ---- Q4_K
+
+constexpr size_t kQ4_KBytes = sizeof(BlockQ4_K);
+constexpr int kQ4_KSub = 32;  // elements per sub-block
+
+// Unpacks sub-block s's 6-bit scale and min from the 12 packed bytes.
+void UnpackScaleMinK4(int s, const uint8_t* q, int* scale, int* min) {
+  if (s < 4) {
+    *scale = q[s] & 63;
+    *min = q[s + 4] & 63;
+  } else {
+    *scale = (q[s + 4] & 0x0F) | ((q[s - 4] >> 6) << 4);
+    *min = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+  }
+}
+
+void PackScaleMinK4(const int* scales, const int* mins, uint8_t* q) {
+  std::memset(q, 0, kKScaleBytes);
+  for (int s = 0; s < 8; ++s) {
+    const int sc = scales[s];
+    const int m = mins[s];
+    if (s < 4) {
+      q[s] |= static_cast<uint8_t>(sc);
+      q[s + 4] |= static_cast<uint8_t>(m);
+    } else {
+      q[s + 4] = static_cast<uint8_t>((sc & 0x0F) | ((m & 0x0F) << 4));
+      q[s - 4] |= static_cast<uint8_t>((sc >> 4) << 6);
+      q[s] |= static_cast<uint8_t>((m >> 4) << 6);
+    }
+  }
+}
+
+void DequantizeQ4_K(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ4_KBytes) {
+    const float d = HalfToFloat(LoadU16(src));
+    const float dmin = HalfToFloat(LoadU16(src + 2));
+    const uint8_t* scales = src + 4;
+    const uint8_t* qs = src + 4 + kKScaleBytes;
+    for (int chunk = 0; chunk < 4; ++chunk, qs += 32) {
+      int sc0, m0, sc1, m1;
+      UnpackScaleMinK4(2 * chunk, scales, &sc0, &m0);
+      UnpackScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
+      const float d0 = d * static_cast<float>(sc0), min0 = dmin * static_cast<float>(m0);
+      const float d1 = d * static_cast<float>(sc1), min1 = dmin * static_cast<float>(m1);
+      for (int l = 0; l < 32; ++l) *dst++ = d0 * static_cast<float>(qs[l] & 0x0F) - min0;
+      for (int l = 0; l < 32; ++l) *dst++ = d1 * static_cast<float>(qs[l] >> 4) - min1;
+    }
+  }
+}
+
+// Fits x ~= scale * q - min with q in [0, nmax], scale >= 0, min >= 0, by trying a range of
+// inverse scales around the plain (max - min) / nmax and refitting scale and min by least squares
+// for each rounding. Returns the squared error of the best fit.
+float FitScaleMin(const float* x, int n, int nmax, float* scale_out, float* min_out) {
+  float lo = 0.0f;  // the fitted min is >= 0, so the represented range always includes 0
+  float hi = x[0];
+  for (int i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  if (hi <= lo) {  // all values equal (and then <= 0): min alone represents them
+    *scale_out = 0.0f;
+    *min_out = -lo;
+    return 0.0f;
+  }
+  float best_err = INFINITY;
+  float best_scale = (hi - lo) / static_cast<float>(nmax);
+  float best_min = -lo;
+  std::array<int, 32> q{};
+  for (int step = 0; step <= 20; ++step) {
+    const float iscale =
+        (static_cast<float>(nmax) - 1.0f + 0.1f * static_cast<float>(step)) / (hi - lo);
+    double sum_q = 0, sum_qq = 0, sum_x = 0, sum_qx = 0;
+    for (int i = 0; i < n; ++i) {
+      q[i] = std::clamp(RoundToInt(iscale * (x[i] - lo)), 0, nmax);
+      sum_q += q[i];
+      sum_qq += static_cast<double>(q[i]) * q[i];
+      sum_x += x[i];
+      sum_qx += q[i] * static_cast<double>(x[i]);
+    }
+    // Least squares for x ~= scale * q + offset (offset = -min).
+    const double det = n * sum_qq - sum_q * sum_q;
+    if (det <= 0) continue;
+    double scale = (n * sum_qx - sum_q * sum_x) / det;
+    double offset = (sum_qq * sum_x - sum_q * sum_qx) / det;
+    if (offset > 0) {  // min would be negative: pin it at 0 and refit the scale alone
+      offset = 0;
+      scale = sum_qx / sum_qq;
+    }
+    if (scale <= 0) continue;
+    float err = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float diff = static_cast<float>(scale * q[i] + offset) - x[i];
+      err += diff * diff;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best_scale = static_cast<float>(scale);
+      best_min = static_cast<float>(-offset);
+    }
+  }
+  *scale_out = best_scale;
+  *min_out = best_min;
+  return best_err;
+}
+
+void QuantizeQ4_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ4_KBytes) {
+    std::array<float, 8> scales{}, mins{};
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int s = 0; s < 8; ++s) {
+      FitScaleMin(src + s * kQ4_KSub, kQ4_KSub, 15, &scales[s], &mins[s]);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    const uint16_t d_bits = FloatToHalf(max_scale / 63.0f);
+    const uint16_t dmin_bits = FloatToHalf(max_min / 63.0f);
+    const float d = HalfToFloat(d_bits);
+    const float dmin = HalfToFloat(dmin_bits);
+    std::array<int, 8> ls{}, lm{};
+    for (int s = 0; s < 8; ++s) {
+      ls[s] = d > 0 ? std::clamp(RoundToInt(scales[s] / d), 0, 63) : 0;
+      lm[s] = dmin > 0 ? std::clamp(RoundToInt(mins[s] / dmin), 0, 63) : 0;
+    }
+    StoreU16(dst, d_bits);
+    StoreU16(dst + 2, dmin_bits);
+    PackScaleMinK4(ls.data(), lm.data(), dst + 4);
+    // Requantise against the scales and mins exactly as they will be decoded.
+    std::array<uint8_t, kQK_K> q{};
+    for (int s = 0; s < 8; ++s) {
+      const float sd = d * static_cast<float>(ls[s]);
+      const float sm = dmin * static_cast<float>(lm[s]);
+      for (int i = 0; i < kQ4_KSub; ++i) {
+        const int idx = s * kQ4_KSub + i;
+        q[idx] =
+            sd > 0 ? static_cast<uint8_t>(std::clamp(RoundToInt((src[idx] + sm) / sd), 0, 15)) : 0;
+      }
+    }
+    uint8_t* qs = dst + 4 + kKScaleBytes;
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      for (int l = 0; l < 32; ++l) {
+        qs[chunk * 32 + l] =
+            static_cast<uint8_t>(q[chunk * 64 + l] | (q[chunk * 64 + 32 + l] << 4));
+      }
+    }
+  }
+}
+
+// ---- Q6_K
+
+constexpr size_t kQ6_KBytes = sizeof(BlockQ6_K);
+constexpr int kQ6_KSub = 16;  // elements per sub-block
+
+// Decodes the 6-bit quant q[i] (0..63) of all 256 elements of a block.
+void UnpackQ6_K(const uint8_t* ql, const uint8_t* qh, int* q) {
+  for (int half = 0; half < 2; ++half, ql += 64, qh += 32, q += 128) {
+    for (int l = 0; l < 32; ++l) {
+      q[l] = (ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4);
+      q[l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+      q[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+      q[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+    }
+  }
+}
+
+void PackQ6_K(const int* q, uint8_t* ql, uint8_t* qh) {
+  for (int half = 0; half < 2; ++half, ql += 64, qh += 32, q += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const int q1 = q[l], q2 = q[l + 32], q3 = q[l + 64], q4 = q[l + 96];
+      ql[l] = static_cast<uint8_t>((q1 & 0x0F) | ((q3 & 0x0F) << 4));
+      ql[l + 32] = static_cast<uint8_t>((q2 & 0x0F) | ((q4 & 0x0F) << 4));
+      qh[l] =
+          static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+    }
+  }
+}
+
+void DequantizeQ6_K(const uint8_t* src, float* dst, int64_t n) {
+  std::array<int, kQK_K> q{};
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ6_KBytes, dst += kQK_K) {
+    const uint8_t* ql = src;
+    const uint8_t* qh = src + kQK_K / 2;
+    const auto* scales = reinterpret_cast<const int8_t*>(src + kQK_K / 2 + kQK_K / 4);
+    const float d = HalfToFloat(LoadU16(src + kQK_K / 2 + kQK_K / 4 + kQK_K / 16));
+    UnpackQ6_K(ql, qh, q.data());
+    for (int i = 0; i < kQK_K; ++i) {
+      dst[i] = d * static_cast<float>(scales[i / kQ6_KSub]) * static_cast<float>(q[i] - 32);
+    }
+  }
+}
+
+// Fits x ~= scale * q with q in [-32, 31]: tries inverse scales around the one that maps the
+// value of largest magnitude to -32 and refits the scale by least squares. Returns the scale.
+float FitScaleSymmetric6(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int i = 0; i < kQ6_KSub; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  if (amax == 0.0f) return 0.0f;
+  float best_err = INFINITY;
+  float best_scale = max / -32.0f;
+  for (int step = -9; step <= 9; ++step) {
+    const float iscale = -(32.0f + 0.1f * static_cast<float>(step)) / max;
+    double sum_qq = 0, sum_qx = 0;
+    std::array<int, kQ6_KSub> q{};
+    for (int i = 0; i < kQ6_KSub; ++i) {
+      q[i] = std::clamp(RoundToInt(iscale * x[i]), -32, 31);
+      sum_qq += static_cast<double>(q[i]) * q[i];
+      sum_qx += q[i] * static_cast<double>(x[i]);
+    }
+    if (sum_qq <= 0) continue;
+    const auto scale = static_cast<float>(sum_qx / sum_qq);
+    float err = 0.0f;
+    for (int i = 0; i < kQ6_KSub; ++i) {
+      const float diff = scale * static_cast<float>(q[i]) - x[i];
+      err += diff * diff;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best_scale = scale;
+    }
+  }
+  return best_scale;
+}
+
+void QuantizeQ6_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ6_KBytes) {
+    std::array<float, kQK_K / kQ6_KSub> scales{};
+    float max_abs_scale = 0.0f;
+    for (int s = 0; s < kQK_K / kQ6_KSub; ++s) {
+      scales[s] = FitScaleSymmetric6(src + s * kQ6_KSub);
+      max_abs_scale = std::max(max_abs_scale, std::fabs(scales[s]));
+    }
+    const uint16_t d_bits = FloatToHalf(max_abs_scale / 127.0f);
+    const float d = HalfToFloat(d_bits);
+    auto* out_scales = reinterpret_cast<int8_t*>(dst + kQK_K / 2 + kQK_K / 4);
+    std::array<int, kQK_K> q{};
+    for (int s = 0; s < kQK_K / kQ6_KSub; ++s) {
+      const int ls = d > 0 ? std::clamp(RoundToInt(scales[s] / d), -127, 127) : 0;
+      out_scales[s] = static_cast<int8_t>(ls);
+      const float sd = d * static_cast<float>(ls);
+      for (int i = 0; i < kQ6_KSub; ++i) {
+        const int idx = s * kQ6_KSub + i;
+        const int v = sd != 0.0f ? std::clamp(RoundToInt(src[idx] / sd), -32, 31) : 0;
+        q[idx] = v + 32;
+      }
+    }
+    PackQ6_K(q.data(), dst, dst + kQK_K / 2);
+    StoreU16(dst + kQK_K / 2 + kQK_K / 4 + kQK_K / 16, d_bits);
+  }
+}
+
+}  // namespace
+
+// ---- traits and names
+
+const TypeTraits& Traits(TensorType type) {
+  const TypeTraits* traits = FindTraitsByGgmlId(static_cast<uint32_t>(type));
+  YZ_CHECK(traits != nullptr);
+  return *traits;
+}
+
+const TypeTraits* FindTraitsByGgmlId(uint32_t ggml_id) {
+  if (ggml_id >= kIndexById.size() || kIndexById[ggml_id] < 0) return nullptr;
+  return &kTraits[static_cast<size_t>(kIndexById[ggml_id])];
+}
+
+std::string_view TypeName(TensorType type) { return Traits(type).name; }
+
+Result<TensorType> ParseTensorType(std::string_view name) {
+  for (const TypeTraits& t : kTraits) {
+    if (t.name.size() != name.size()) continue;
+    bool equal = true;
+    for (size_t i = 0; i < name.size() && equal; ++i) equal = ToUpper(name[i]) == t.name[i];
+    if (equal) return t.type;
+  }
+  return InvalidArgumentError(
+      fmt::format("unknown tensor type '{}' (supported: {})", name, SupportedTypeNames()));
+}
+
+bool IsSupported(TensorType type) {
+  const TypeTraits* traits = FindTraitsByGgmlId(static_cast<uint32_t>(type));
+  return traits != nullptr && traits->supported;
+}
+
+std::string SupportedTypeNames() {
+  std::string out;
+  for (TensorType t : kSupportedOrder) {
+    if (!out.empty()) out += ", ";
+    out += TypeName(t);
+  }
+  return out;
+}
+
+Status CheckSupported(TensorType type, std::string_view tensor_name) {
+  if (IsSupported(type)) return OkStatus();
+  const TypeTraits* traits = FindTraitsByGgmlId(static_cast<uint32_t>(type));
+  const std::string type_name = traits != nullptr ? std::string(traits->name)
+                                                  : fmt::format("#{}", static_cast<uint32_t>(type));
+  return UnimplementedError(
+      fmt::format("tensor {} has type {}, which this build cannot run (supported: {})", tensor_name,
+                  type_name, SupportedTypeNames()));
+}
+
+bool IsValidRowLength(TensorType type, int64_t n) {
+  const TypeTraits* traits = FindTraitsByGgmlId(static_cast<uint32_t>(type));
+  return traits != nullptr && n >= 0 && n % traits->block_size == 0;
+}
+
+int64_t RowSizeBytes(TensorType type, int64_t n) {
+  const TypeTraits& traits = Traits(type);
+  YZ_DCHECK(n >= 0 && n % traits.block_size == 0);
+  return n / traits.block_size * traits.block_bytes;
+}
+
+// ---- fp16 / bf16
+
+uint16_t FloatToHalf(float value) {
+  const auto bits = std::bit_cast<uint32_t>(value);
+  const auto sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t exp = (bits >> 23) & 0xFFu;
+  const uint32_t mant = bits & 0x7FFFFFu;
+  if (exp == 0xFF) {  // inf or NaN; NaN keeps its top payload bits and is made quiet
+    return mant == 0 ? static_cast<uint16_t>(sign | 0x7C00u)
+                     : static_cast<uint16_t>(sign | 0x7E00u | (mant >> 13));
+  }
+  const int e = static_cast<int>(exp) - 127 + 15;             // the biased half exponent
+  if (e >= 31) return static_cast<uint16_t>(sign | 0x7C00u);  // overflow: inf
+  if (e <= 0) {
+    // Subnormal half (or zero): value = m * 2^(e - 14 - 24 + 24) with the implicit bit restored.
+    if (e < -10) return sign;  // below half the smallest subnormal: rounds to zero
+    const uint32_t m = mant | 0x800000u;
+    const int shift = 14 - e;  // 14..24
+    uint32_t h = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (h & 1u))) ++h;  // may carry into the normal range
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = (static_cast<uint32_t>(e) << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry may give inf: correct
+  return static_cast<uint16_t>(sign | h);
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu;
+  const uint32_t mant = h & 0x3FFu;
+  if (exp == 0) {
+    // Zero or subnormal: mant * 2^-24, exact in float.
+    const float magnitude = static_cast<float>(mant) * 0x1p-24f;
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7F800000u | (mant << 13));
+  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t FloatToBf16(float value) {
+  const auto bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {  // NaN: keep sign and top payload, force quiet
+    return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  }
+  const uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);  // ties to even
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+float Bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+// ---- row conversions
+
+void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
+  YZ_CHECK(IsSupported(type) && IsValidRowLength(type, n));
+  const auto* in = static_cast<const uint8_t*>(src);
+  switch (type) {
+    case TensorType::kF32:
+      std::memcpy(dst, in, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case TensorType::kF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = HalfToFloat(LoadU16(in + 2 * i));
+      return;
+    case TensorType::kBF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToFloat(LoadU16(in + 2 * i));
+      return;
+    case TensorType::kQ8_0:
+      DequantizeQ8_0(in, dst, n);
+      return;
+    case TensorType::kQ4_0:
+      DequantizeQ4_0(in, dst, n);
+      return;
+    case TensorType::kQ4_K:
+      DequantizeQ4_K(in, dst, n);
+      return;
+    case TensorType::kQ6_K:
+      DequantizeQ6_K(in, dst, n);
+      return;
+    default:
+      YZ_CHECK(false && "unreachable: unsupported type");
+  }
+}
+
+void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
+  YZ_CHECK(IsSupported(type) && IsValidRowLength(type, n));
+  auto* out = static_cast<uint8_t*>(dst);
+  switch (type) {
+    case TensorType::kF32:
+      std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case TensorType::kF16:
+      for (int64_t i = 0; i < n; ++i) StoreU16(out + 2 * i, FloatToHalf(src[i]));
+      return;
+    case TensorType::kBF16:
+      for (int64_t i = 0; i < n; ++i) StoreU16(out + 2 * i, FloatToBf16(src[i]));
+      return;
+    case TensorType::kQ8_0:
+      QuantizeQ8_0(src, out, n);
+      return;
+    case TensorType::kQ4_0:
+      QuantizeQ4_0(src, out, n);
+      return;
+    case TensorType::kQ4_K:
+      QuantizeQ4_K(src, out, n);
+      return;
+    case TensorType::kQ6_K:
+      QuantizeQ6_K(src, out, n);
+      return;
+    default:
+      YZ_CHECK(false && "unreachable: unsupported type");
+  }
+}
+
+}  // namespace yunzhi::engine

@@ -1,0 +1,55 @@
+// The engine's commands on the real binary: run, bench, quantize.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "support/process.h"
+
+namespace yunzhi::testing {
+namespace {
+
+const std::string kBinary = YUNZHI_BINARY;
+const std::string kStories = std::string(YUNZHI_TESTDATA_DIR) + "/models/stories260K.gguf";
+
+TEST(EngineCliTest, RunCompletesAPromptGreedily) {
+  auto r = RunCommand({kBinary, "run", kStories, "--raw", "Once upon a time", "-n", "12", "--temp",
+                       "0", "-t", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("Once upon a time, there was a little girl named Lily."))
+      << r.out;
+}
+
+TEST(EngineCliTest, RunChatsOnStdinWithTheFallbackTemplate) {
+  // No prompt: interactive chat; stdin is /dev/null, so it ends at once after the greeting.
+  auto r = RunCommand({kBinary, "run", kStories, "-n", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("ChatML fallback"), std::string::npos) << r.err;
+}
+
+TEST(EngineCliTest, RunReportsAMissingModelClearly) {
+  auto r = RunCommand({kBinary, "run", "/nonexistent/model.gguf", "hi"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("/nonexistent/model.gguf"), std::string::npos) << r.err;
+}
+
+TEST(EngineCliTest, BenchPrintsPromptAndGenerationRates) {
+  auto r = RunCommand({kBinary, "bench", kStories, "-t", "2", "-p", "32", "-n", "8", "-r", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| pp32 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg8 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+}
+
+TEST(EngineCliTest, QuantizeWritesALoadableModel) {
+  TempDir dir;
+  const std::string out = dir.path() + "/stories-q8_0.gguf";
+  auto q = RunCommand({kBinary, "quantize", kStories, out, "--type", "q8_0", "-q"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  ASSERT_TRUE(std::filesystem::exists(out));
+  auto r = RunCommand({kBinary, "run", out, "--raw", "Once upon a time", "-n", "4", "--temp", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("Once upon a time")) << r.out;
+}
+
+}  // namespace
+}  // namespace yunzhi::testing

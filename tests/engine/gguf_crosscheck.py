@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Independent cross-check of our GGUF writer and Q8_0/Q4_0 block layouts.
+
+Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
+Python's struct module (no code shared with the C++ reader) and decodes the Q8_0 and Q4_0 blocks
+with numpy, following the GGUF specification:
+  Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
+  Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
+        low nibbles are elements 0..15, high nibbles elements 16..31.
+Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
+the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
+BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
+Needs Debian's python3-numpy; a missing numpy is a failure, not a skip.
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("FAIL: numpy is missing: apt-get install python3-numpy")
+
+SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
+          11: "<q", 12: "<d"}
+GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 8: ("Q8_0", 32, 34),
+        30: ("BF16", 1, 2)}
+
+
+class Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return v
+
+    def string(self):
+        n = self.take("<Q")
+        s = self.data[self.pos:self.pos + n]
+        assert len(s) == n, "string runs past the end"
+        self.pos += n
+        return s.decode("utf-8")
+
+    def value(self, t):
+        if t == 8:
+            return self.string()
+        if t == 9:
+            et, n = self.take("<I"), self.take("<Q")
+            return [self.value(et) for _ in range(n)]
+        return self.take(SCALAR[t])
+
+
+def parse(data):
+    r = Reader(data)
+    assert data[:4] == b"GGUF", "bad magic"
+    r.pos = 4
+    version, n_tensors, n_kv = r.take("<I"), r.take("<Q"), r.take("<Q")
+    assert version == 3, version
+    meta = {}
+    for _ in range(n_kv):
+        key = r.string()
+        t = r.take("<I")
+        meta[key] = (t, r.value(t))
+    tensors = {}
+    for _ in range(n_tensors):
+        name = r.string()
+        dims = [r.take("<Q") for _ in range(r.take("<I"))]
+        ttype, offset = r.take("<I"), r.take("<Q")
+        tensors[name] = (dims, ttype, offset)
+    align = meta.get("general.alignment", (4, 32))[1]
+    data_start = (r.pos + align - 1) // align * align
+    out = {}
+    for name, (dims, ttype, offset) in tensors.items():
+        assert offset % align == 0, (name, offset)
+        _, block, size = GGML[ttype]
+        n = int(np.prod(dims))
+        nbytes = n // block * size
+        start = data_start + offset
+        assert start + nbytes <= len(data), name
+        out[name] = (dims, GGML[ttype][0], data[start:start + nbytes])
+    return meta, out
+
+
+def decode_q8_0(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34)
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    q = blocks[:, 2:].copy().view(np.int8).astype(np.float32)
+    return (d * q).reshape(-1)
+
+
+def decode_q4_0(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    qs = blocks[:, 2:]
+    lo = (qs & 0x0F).astype(np.int8) - 8
+    hi = (qs >> 4).astype(np.int8) - 8
+    q = np.concatenate([lo, hi], axis=1).astype(np.float32)  # elements 0..15, then 16..31
+    return (q * d).reshape(-1)
+
+
+def f32(raw):
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: gguf_crosscheck.py PATH_TO_gguf_crosscheck_writer")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "crosscheck.gguf")
+        subprocess.run([sys.argv[1], path], check=True)
+        with open(path, "rb") as f:
+            data = f.read()
+    meta, tensors = parse(data)
+
+    assert meta["general.architecture"] == (8, "crosscheck"), meta["general.architecture"]
+    assert meta["general.alignment"] == (4, 64), meta["general.alignment"]
+    assert meta["test.u32"] == (4, 123456)
+    assert meta["test.f32"] == (6, 0.25)
+    assert meta["test.strings"] == (9, ["a", "héllo", ""])
+    assert meta["test.bool"] == (7, True)
+
+    dims, ttype, raw = tensors["x"]
+    assert dims == [64, 4] and ttype == "F32", (dims, ttype)
+    x = f32(raw)
+
+    cases = (("x.q8_0", decode_q8_0, 1.0 / 254), ("x.q4_0", decode_q4_0, 1.0 / 8))
+    for name, decode, bound in cases:
+        dims, ttype, raw = tensors[name]
+        assert dims == [64, 4] and ttype == name[2:].upper(), (name, dims, ttype)
+        ours = f32(tensors[name + ".deq"][2])
+        theirs = decode(raw)
+        if not np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)):
+            bad = np.nonzero(ours != theirs)[0][:5]
+            sys.exit(f"FAIL: {name}: numpy decode differs from ours at {bad}: "
+                     f"{theirs[bad]} vs {ours[bad]}")
+        # Stated bounds, per block of 32: |err| <= amax/254 (Q8_0), <= amax/8 (Q4_0), +1%.
+        for b in range(0, x.size, 32):
+            amax = np.abs(x[b:b + 32]).max()
+            err = np.abs(theirs[b:b + 32] - x[b:b + 32]).max()
+            assert err <= bound * amax * 1.01 + 1e-7, (name, b, err, amax)
+        print(f"{name}: {theirs.size} values decoded independently, identical; "
+              f"max |err| {np.abs(theirs - x).max():.4g}")
+
+    f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
+    assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"
+    bits = x.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    bf16 = np.frombuffer(tensors["x.bf16"][2], dtype=np.uint16)
+    assert np.array_equal(bf16, rounded), "BF16"
+    print("F16/BF16: identical to numpy rounding; metadata OK")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()

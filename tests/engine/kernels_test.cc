@@ -1,0 +1,409 @@
+// Every kernel variant this CPU can run, checked against float64 computations and the scalar
+// reference on random and edge-case inputs.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_internal.h"
+#include "yunzhi/engine/tensor_type.h"
+
+namespace yunzhi::engine::kernels {
+namespace {
+
+std::vector<Isa> AvailableIsas() {
+  std::vector<Isa> isas;
+  for (int i = 0; i <= static_cast<int>(DetectIsa()); ++i) isas.push_back(static_cast<Isa>(i));
+  return isas;
+}
+
+// Restores the detected ISA when a test ends, so a failure cannot leak into the next test.
+class KernelsTest : public ::testing::Test {
+ protected:
+  void TearDown() override { SetActiveIsa(DetectIsa()); }
+};
+
+std::vector<float> RandomFloats(std::mt19937& rng, int64_t n, float scale) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// What the integer kernels compute for one token: x as its quantised values d * q.
+std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_t cols,
+                                        std::vector<float>* block_step) {
+  std::vector<float> out(static_cast<size_t>(cols));
+  block_step->assign(static_cast<size_t>(cols), 0.0f);
+  if (wtype == TensorType::kQ8_0 || wtype == TensorType::kQ4_0) {
+    std::vector<uint8_t> buf(static_cast<size_t>(
+        internal::ActStrideBytes(internal::ActFormat::kQ8, cols)));
+    internal::QuantizeActQ8Ref(x, cols, buf.data());
+    const internal::ActQ8Row row = internal::ViewQ8(buf.data(), cols);
+    for (int64_t i = 0; i < cols; ++i) {
+      out[i] = row.d[i / 32] * row.qs[i];
+      (*block_step)[i] = row.d[i / 32];
+    }
+  } else if (wtype == TensorType::kQ4_K || wtype == TensorType::kQ6_K) {
+    std::vector<uint8_t> buf(static_cast<size_t>(
+        internal::ActStrideBytes(internal::ActFormat::kQ8K, cols)));
+    internal::QuantizeActQ8KRef(x, cols, buf.data());
+    const internal::ActQ8KRow row = internal::ViewQ8K(buf.data(), cols);
+    for (int64_t i = 0; i < cols; ++i) {
+      out[i] = row.d[i / 256] * row.qs[i];
+      (*block_step)[i] = row.d[i / 256];
+    }
+  } else {
+    std::copy(x, x + cols, out.begin());
+  }
+  return out;
+}
+
+struct MatMulCase {
+  TensorType type;
+  int64_t rows;
+  int64_t cols;
+  int64_t n_tokens;
+  float w_scale;
+  float x_scale;
+};
+
+// Runs MatMul for every ISA and checks each output against:
+//  (a) float64 of the dequantised weights times the quantised activations (what the integer
+//      kernels compute exactly, up to float accumulation): |err| <= 2e-5 * sum|w x| + 1e-30;
+//  (b) float64 of the dequantised weights times the original activations, within the activation
+//      quantisation bound sum_i |w_i| * step_i / 2 (plus the same accumulation slack).
+void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
+  SCOPED_TRACE(std::string(TypeName(c.type)) + " rows=" + std::to_string(c.rows) +
+               " cols=" + std::to_string(c.cols) + " tokens=" + std::to_string(c.n_tokens));
+  std::mt19937 rng(seed);
+  const std::vector<float> wf = RandomFloats(rng, c.rows * c.cols, c.w_scale);
+  const std::vector<float> x = RandomFloats(rng, c.n_tokens * c.cols, c.x_scale);
+  std::vector<uint8_t> w(static_cast<size_t>(RowSizeBytes(c.type, c.cols) * c.rows));
+  for (int64_t r = 0; r < c.rows; ++r) {
+    Quantize(c.type, wf.data() + r * c.cols, w.data() + r * RowSizeBytes(c.type, c.cols), c.cols);
+  }
+  std::vector<float> wd(wf.size());
+  for (int64_t r = 0; r < c.rows; ++r) {
+    Dequantize(c.type, w.data() + r * RowSizeBytes(c.type, c.cols), wd.data() + r * c.cols,
+               c.cols);
+  }
+  std::vector<double> exact(static_cast<size_t>(c.rows * c.n_tokens));
+  std::vector<double> slack(exact.size()), bound(exact.size()), orig(exact.size());
+  for (int64_t t = 0; t < c.n_tokens; ++t) {
+    std::vector<float> step;
+    const std::vector<float> xq = QuantisedActivations(c.type, x.data() + t * c.cols, c.cols, &step);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double s = 0, a = 0, o = 0, b = 0;
+      for (int64_t i = 0; i < c.cols; ++i) {
+        const double wv = wd[r * c.cols + i];
+        s += wv * xq[i];
+        a += std::fabs(wv * xq[i]);
+        o += wv * x[t * c.cols + i];
+        b += std::fabs(wv) * step[i] * 0.5;
+      }
+      exact[t * c.rows + r] = s;
+      slack[t * c.rows + r] = 2e-5 * a + 1e-30;
+      orig[t * c.rows + r] = o;
+      bound[t * c.rows + r] = b * 1.0001 + 2e-5 * a + 1e-30;
+    }
+  }
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    std::vector<float> y(exact.size(), -12345.0f);
+    MatMul(pool, c.type, w.data(), c.rows, c.cols, x.data(), c.n_tokens, y.data());
+    int failures = 0;
+    for (size_t i = 0; i < y.size() && failures < 5; ++i) {
+      const double e1 = std::fabs(y[i] - exact[i]);
+      const double e2 = std::fabs(y[i] - orig[i]);
+      if (!(e1 <= slack[i]) || !(e2 <= bound[i])) {
+        ++failures;
+        ADD_FAILURE() << "index " << i << " (token " << i / c.rows << ", row " << i % c.rows
+                      << "): got " << y[i] << ", exact " << exact[i] << " (tol " << slack[i]
+                      << "), float64 of original x " << orig[i] << " (bound " << bound[i] << ")";
+      }
+    }
+  }
+}
+
+constexpr TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
+                                    TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K,
+                                    TensorType::kQ6_K};
+
+TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
+  ComputePool pool(2);
+  uint32_t seed = 1;
+  for (TensorType type : kAllTypes) {
+    const int64_t block = Traits(type).block_size == 1 ? 32 : Traits(type).block_size;
+    for (int64_t cols : {block, 2 * block, int64_t{256 * 3}, int64_t{4096}}) {
+      if (cols % block != 0) continue;
+      for (int64_t rows : {int64_t{1}, int64_t{5}, int64_t{17}, int64_t{35}}) {
+        for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7}, int64_t{33}}) {
+          if (cols == 4096 && rows * n_tokens > 200) continue;  // keeps the test fast
+          ++seed;
+          CheckMatMul({type, rows, cols, n_tokens, 1.0f, 1.0f}, seed,
+                      (seed % 2) != 0 ? &pool : nullptr);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, MatMulLargerBlocksUseEveryThreadAndTile) {
+  // Enough rows and tokens that the GEMM path splits into several row chunks and token blocks.
+  ComputePool pool(2);
+  for (TensorType type : kAllTypes) {
+    CheckMatMul({type, 77, 512, 40, 1.0f, 1.0f}, 99, &pool);
+  }
+  // Float weights may have any row length: vector tails (masked or scalar).
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16}) {
+    for (int64_t cols : {int64_t{1}, int64_t{7}, int64_t{40}, int64_t{100}}) {
+      CheckMatMul({type, 13, cols, 1, 1.0f, 1.0f}, 100, &pool);
+      CheckMatMul({type, 13, cols, 11, 1.0f, 1.0f}, 101, &pool);
+    }
+  }
+}
+
+TEST_F(KernelsTest, MatMulEdgeCaseMagnitudes) {
+  ComputePool pool(2);
+  for (TensorType type : kAllTypes) {
+    // Zeros everywhere.
+    CheckMatMul({type, 9, 256, 3, 0.0f, 0.0f}, 7, &pool);
+    // Zero activations, random weights; random activations, zero weights.
+    CheckMatMul({type, 9, 256, 2, 1.0f, 0.0f}, 8, &pool);
+    CheckMatMul({type, 9, 256, 2, 0.0f, 1.0f}, 9, &pool);
+    // Large magnitudes (fp16 weights must stay finite).
+    CheckMatMul({type, 9, 512, 3, 500.0f, 1e4f}, 10, &pool);
+    // Tiny weights: fp16 block scales become subnormal.
+    CheckMatMul({type, 9, 512, 3, 1e-6f, 1.0f}, 11, &pool);
+    // Tiny activations: quantise to zero below the 1e-30 block threshold.
+    CheckMatMul({type, 9, 256, 2, 1.0f, 1e-33f}, 12, &pool);
+  }
+}
+
+TEST_F(KernelsTest, ActivationQuantisersMatchReferenceBitForBit) {
+  std::mt19937 rng(5);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    const internal::IsaKernels& k = isa == Isa::kAvx512 ? internal::Avx512Kernels()
+                                    : isa == Isa::kAvx2 ? internal::Avx2Kernels()
+                                                        : internal::ScalarKernels();
+    for (float scale : {1.0f, 1e-3f, 1e5f}) {
+      for (int64_t cols : {256, 4864}) {
+        std::vector<float> x = RandomFloats(rng, cols, scale);
+        x[3] = 0.0f;
+        std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero Q8 block
+        if (k.quantize_q8 != nullptr) {
+          const int64_t n = internal::ActStrideBytes(internal::ActFormat::kQ8, cols);
+          std::vector<uint8_t> a(n, 0), b(n, 0);
+          internal::QuantizeActQ8Ref(x.data(), cols, a.data());
+          k.quantize_q8(x.data(), cols, b.data());
+          EXPECT_EQ(0, std::memcmp(a.data(), b.data(), cols + 8 * (cols / 32)));
+        }
+        if (k.quantize_q8k != nullptr) {
+          const int64_t n = internal::ActStrideBytes(internal::ActFormat::kQ8K, cols);
+          std::vector<uint8_t> a(n, 0), b(n, 0);
+          internal::QuantizeActQ8KRef(x.data(), cols, a.data());
+          k.quantize_q8k(x.data(), cols, b.data());
+          EXPECT_EQ(0, std::memcmp(a.data(), b.data(), cols + 4 * (cols / 256) + 2 * (cols / 16)));
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, HalfConversionsMatchReferenceOnEveryBitPattern) {
+  std::vector<uint16_t> all(65536);
+  for (int i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::mt19937 rng(3);
+  std::vector<float> floats = RandomFloats(rng, 4099, 1000.0f);
+  floats[0] = 65520.0f;   // rounds to inf
+  floats[1] = 1e-8f;      // subnormal half
+  floats[2] = -0.0f;
+  floats[3] = 3e-5f;
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    std::vector<float> out(all.size());
+    HalfToFloat(all.data(), out.data(), static_cast<int64_t>(all.size()));
+    for (int i = 0; i < 65536; ++i) {
+      const float ref = engine::HalfToFloat(all[i]);
+      if (std::isnan(ref)) {
+        ASSERT_TRUE(std::isnan(out[i])) << i;
+      } else {
+        ASSERT_EQ(std::memcmp(&ref, &out[i], 4), 0) << i;
+      }
+    }
+    std::vector<uint16_t> h(floats.size());
+    FloatToHalf(floats.data(), h.data(), static_cast<int64_t>(floats.size()));
+    for (size_t i = 0; i < floats.size(); ++i) ASSERT_EQ(h[i], engine::FloatToHalf(floats[i])) << i;
+    std::vector<float> row(37);
+    DequantizeRow(TensorType::kF16, all.data() + 15000, row.data(), 37);
+    for (int i = 0; i < 37; ++i) EXPECT_EQ(row[i], engine::HalfToFloat(all[15000 + i]));
+  }
+}
+
+TEST_F(KernelsTest, AttentionMatchesFloat64) {
+  std::mt19937 rng(11);
+  for (KvType kv : {KvType::kF32, KvType::kF16}) {
+    for (int64_t head_dim : {64, 128, 80}) {
+      for (int64_t n_kv : {1, 2, 17, 300}) {
+        const std::vector<float> q = RandomFloats(rng, head_dim, 1.0f);
+        std::vector<float> kf = RandomFloats(rng, n_kv * head_dim, 1.0f);
+        std::vector<float> vf = RandomFloats(rng, n_kv * head_dim, 1.0f);
+        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+        for (size_t i = 0; i < kf.size(); ++i) {
+          kh[i] = engine::FloatToHalf(kf[i]);
+          vh[i] = engine::FloatToHalf(vf[i]);
+          if (kv == KvType::kF16) {
+            kf[i] = engine::HalfToFloat(kh[i]);
+            vf[i] = engine::HalfToFloat(vh[i]);
+          }
+        }
+        // Rows in reverse order: the kernel must follow the pointers, not assume contiguity.
+        std::vector<const void*> krows(n_kv), vrows(n_kv);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const int64_t src = n_kv - 1 - j;
+          krows[j] = kv == KvType::kF16 ? static_cast<const void*>(&kh[src * head_dim])
+                                        : static_cast<const void*>(&kf[src * head_dim]);
+          vrows[j] = kv == KvType::kF16 ? static_cast<const void*>(&vh[src * head_dim])
+                                        : static_cast<const void*>(&vf[src * head_dim]);
+        }
+        const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+        std::vector<double> s(n_kv);
+        double max = -1e300;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          double d = 0;
+          const int64_t src = n_kv - 1 - j;
+          for (int64_t i = 0; i < head_dim; ++i) d += double(q[i]) * kf[src * head_dim + i];
+          s[j] = d * scale;
+          max = std::max(max, s[j]);
+        }
+        double sum = 0;
+        for (double& v : s) sum += (v = std::exp(v - max));
+        std::vector<double> ref(head_dim, 0.0);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          for (int64_t i = 0; i < head_dim; ++i) {
+            ref[i] += s[j] / sum * vf[(n_kv - 1 - j) * head_dim + i];
+          }
+        }
+        for (Isa isa : AvailableIsas()) {
+          SetActiveIsa(isa);
+          std::vector<float> scratch(n_kv), out(head_dim);
+          AttendOneHead(q.data(), krows.data(), vrows.data(), kv, n_kv, head_dim,
+                        static_cast<float>(scale), scratch.data(), out.data());
+          for (int64_t i = 0; i < head_dim; ++i) {
+            ASSERT_NEAR(out[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
+                << IsaName(isa) << " kv=" << static_cast<int>(kv) << " d=" << head_dim
+                << " n=" << n_kv << " i=" << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, RopeNormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
+  const int64_t head_dim = 8, n_heads = 2, pos = 7;
+  const float inv_freq[4] = {1.0f, 0.1f, 0.01f, 0.001f};
+  std::vector<float> x(n_heads * head_dim);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) * 0.25f - 1.0f;
+  std::vector<float> normal = x, neox = x;
+  Rope(normal.data(), n_heads, head_dim, pos, inv_freq, RopeStyle::kNormal);
+  Rope(neox.data(), n_heads, head_dim, pos, inv_freq, RopeStyle::kNeox);
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t i = 0; i < head_dim / 2; ++i) {
+      const double c = std::cos(pos * double(inv_freq[i])), s = std::sin(pos * double(inv_freq[i]));
+      const float* xh = &x[h * head_dim];
+      // Normal: (2i, 2i+1).
+      EXPECT_NEAR(normal[h * head_dim + 2 * i], xh[2 * i] * c - xh[2 * i + 1] * s, 1e-6);
+      EXPECT_NEAR(normal[h * head_dim + 2 * i + 1], xh[2 * i] * s + xh[2 * i + 1] * c, 1e-6);
+      // NeoX: (i, i + d/2).
+      EXPECT_NEAR(neox[h * head_dim + i], xh[i] * c - xh[i + 4] * s, 1e-6);
+      EXPECT_NEAR(neox[h * head_dim + i + 4], xh[i] * s + xh[i + 4] * c, 1e-6);
+    }
+  }
+  // Position 0 is the identity for both.
+  std::vector<float> same = x;
+  Rope(same.data(), n_heads, head_dim, 0, inv_freq, RopeStyle::kNeox);
+  EXPECT_EQ(same, x);
+}
+
+TEST_F(KernelsTest, NormsAndElementwiseMatchFloat64) {
+  std::mt19937 rng(13);
+  const int64_t n = 1000;
+  const std::vector<float> x = RandomFloats(rng, n, 3.0f), w = RandomFloats(rng, n, 1.0f);
+  std::vector<float> y(n);
+  RmsNorm(x.data(), w.data(), 1e-6f, n, y.data());
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
+  for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * inv * w[i], 1e-5 * (1 + std::fabs(y[i])));
+  std::vector<float> alias = x;
+  RmsNorm(alias.data(), nullptr, 1e-6f, n, alias.data());
+  for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(alias[i], x[i] * inv, 1e-5);
+
+  std::vector<float> sm = {1000.0f, 1001.0f, -5.0f};  // stable at large logits
+  Softmax(sm.data(), 3);
+  const double e1 = std::exp(-1.0);
+  EXPECT_NEAR(sm[0], e1 / (1 + e1 + std::exp(-1006.0)), 1e-6);
+  EXPECT_NEAR(sm[1], 1 / (1 + e1), 1e-6);
+
+  std::vector<float> out(n);
+  SiluMul(x.data(), w.data(), out.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = x[i];
+    EXPECT_NEAR(out[i], g / (1 + std::exp(-g)) * w[i], 1e-5 * (1 + std::fabs(out[i])));
+  }
+  std::vector<float> acc = x;
+  AddInPlace(acc.data(), w.data(), n);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(acc[i], x[i] + w[i]);
+}
+
+TEST(ComputePoolTest, ManyRunsEachCoverEveryThreadOnce) {
+  // More threads than this machine's cores: allowed, and must stay live.
+  ComputePool pool(3);
+  ASSERT_EQ(pool.n_threads(), 3);
+  std::atomic<int64_t> total{0};
+  for (int run = 0; run < 2000; ++run) {
+    std::atomic<int> mask{0};
+    pool.Run([&](int ith, int nth) {
+      ASSERT_EQ(nth, 3);
+      mask.fetch_or(1 << ith);
+      total.fetch_add(ith + 1);
+    });
+    ASSERT_EQ(mask.load(), 7) << "run " << run;
+  }
+  EXPECT_EQ(total.load(), 2000 * 6);
+}
+
+TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
+  for (int i = 0; i < 200; ++i) {
+    ComputePool pool(2);
+    if (i % 2 == 0) {
+      int calls = 0;
+      std::atomic<int> seen{0};
+      pool.Run([&](int ith, int) {
+        seen.fetch_add(1);
+        if (ith == 0) ++calls;
+      });
+      EXPECT_EQ(seen.load(), 2);
+      EXPECT_EQ(calls, 1);
+    }
+  }
+  ComputePool single(1);
+  int n = 0;
+  single.Run([&](int ith, int nth) { n += ith + nth; });
+  EXPECT_EQ(n, 1);
+}
+
+}  // namespace
+}  // namespace yunzhi::engine::kernels

@@ -1,0 +1,477 @@
+#include "yunzhi/engine/tensor_type.h"
+
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace yunzhi::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+// ---- type table
+
+TEST(TensorType, IdsAndSizesMatchTheGgufSpecification) {
+  struct Row {
+    uint32_t id;
+    std::string_view name;
+    int64_t block_size;
+    int64_t block_bytes;
+  };
+  // (id, name, elements per block, bytes per block) as the GGUF/ggml format defines them.
+  const Row rows[] = {
+      {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
+      {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},
+      {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},      {10, "Q2_K", 256, 84},
+      {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
+      {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66},
+      {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
+      {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},
+      {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
+      {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},
+      {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},
+      {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
+  };
+  for (const Row& row : rows) {
+    const TypeTraits* t = FindTraitsByGgmlId(row.id);
+    ASSERT_NE(t, nullptr) << row.name;
+    EXPECT_EQ(t->name, row.name);
+    EXPECT_EQ(static_cast<uint32_t>(t->type), row.id);
+    EXPECT_EQ(t->block_size, row.block_size) << row.name;
+    EXPECT_EQ(t->block_bytes, row.block_bytes) << row.name;
+  }
+}
+
+TEST(TensorType, RetiredAndUnknownIdsAreNotRecognised) {
+  for (uint32_t id : {4u, 5u, 31u, 32u, 33u, 36u, 37u, 38u, 63u, 64u, 1000u, 0xFFFFFFFFu}) {
+    EXPECT_EQ(FindTraitsByGgmlId(id), nullptr) << id;
+  }
+}
+
+TEST(TensorType, ExactlyTheSevenComputableTypesAreSupported) {
+  EXPECT_EQ(SupportedTypeNames(), "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+  for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
+                       TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    EXPECT_TRUE(IsSupported(t)) << TypeName(t);
+  }
+  for (TensorType t : {TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kIQ2_XXS, TensorType::kI32,
+                       TensorType::kF64}) {
+    EXPECT_FALSE(IsSupported(t)) << TypeName(t);
+  }
+}
+
+TEST(TensorType, ParsesNamesCaseInsensitively) {
+  EXPECT_EQ(ParseTensorType("q4_0").value(), TensorType::kQ4_0);
+  EXPECT_EQ(ParseTensorType("Q4_K").value(), TensorType::kQ4_K);
+  EXPECT_EQ(ParseTensorType("bf16").value(), TensorType::kBF16);
+  EXPECT_EQ(ParseTensorType("iq2_xxs").value(), TensorType::kIQ2_XXS);
+  auto bad = ParseTensorType("q4");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
+  EXPECT_THAT(bad.error().message, HasSubstr("unknown tensor type 'q4'"));
+  EXPECT_THAT(bad.error().message, HasSubstr("Q4_K"));
+  EXPECT_FALSE(ParseTensorType(""));
+}
+
+TEST(TensorType, UnsupportedTypeErrorNamesTensorTypeAndAlternatives) {
+  Status s = CheckSupported(TensorType::kQ5_1, "blk.0.attn_q.weight");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, Code::kUnimplemented);
+  EXPECT_EQ(s.error().message,
+            "tensor blk.0.attn_q.weight has type Q5_1, which this build cannot run (supported: "
+            "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+  EXPECT_TRUE(CheckSupported(TensorType::kQ6_K, "x"));
+}
+
+TEST(TensorType, RowSizes) {
+  EXPECT_EQ(RowSizeBytes(TensorType::kF32, 10), 40);
+  EXPECT_EQ(RowSizeBytes(TensorType::kBF16, 10), 20);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ8_0, 64), 68);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ4_0, 4096), 128 * 18);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ4_K, 4096), 16 * 144);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ6_K, 256), 210);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ5_1, 64), 48);
+  EXPECT_TRUE(IsValidRowLength(TensorType::kQ4_K, 0));
+  EXPECT_FALSE(IsValidRowLength(TensorType::kQ4_K, 128));
+  EXPECT_FALSE(IsValidRowLength(TensorType::kQ8_0, 33));
+  EXPECT_FALSE(IsValidRowLength(TensorType::kF32, -1));
+}
+
+TEST(TensorType, ViewGivesBothShapeOrders) {
+  TensorView v;
+  v.n_dims = 2;
+  v.ne = {64, 512, 1, 1};
+  EXPECT_EQ(v.RowMajorShape(), (std::vector<int64_t>{512, 64}));
+  EXPECT_EQ(v.n_elements(), 64 * 512);
+  EXPECT_EQ(v.n_rows(), 512);
+}
+
+// ---- fp16 / bf16
+
+float Bits(uint32_t b) { return std::bit_cast<float>(b); }
+
+TEST(Half, EveryHalfSurvivesARoundTripThroughFloat) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = HalfToFloat(static_cast<uint16_t>(h));
+    const bool is_nan = (h & 0x7C00u) == 0x7C00u && (h & 0x3FFu) != 0;
+    if (is_nan) {
+      EXPECT_TRUE(std::isnan(f)) << h;
+      const uint16_t back = FloatToHalf(f);
+      EXPECT_EQ(back & 0x7C00u, 0x7C00u);
+      EXPECT_NE(back & 0x3FFu, 0u);
+    } else {
+      EXPECT_EQ(FloatToHalf(f), h) << h;
+    }
+  }
+}
+
+TEST(Half, KnownValues) {
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3C00);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xC000);
+  EXPECT_EQ(FloatToHalf(0.5f), 0x3800);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7BFF);
+  EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);
+  EXPECT_EQ(FloatToHalf(std::numeric_limits<float>::infinity()), 0x7C00);
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(HalfToFloat(0x0400), std::ldexp(1.0f, -14));  // smallest normal
+  EXPECT_EQ(HalfToFloat(0x3555), 0.333251953125f);
+}
+
+TEST(Half, RoundsToNearestEven) {
+  // 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties go to the even mantissa (1.0).
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);
+  // 1 + 3*2^-11 lies halfway between 1 + 2^-10 (odd) and 1 + 2^-9 (even).
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);
+  // Just above halfway rounds up.
+  EXPECT_EQ(FloatToHalf(std::nextafter(1.0f + std::ldexp(1.0f, -11), 2.0f)), 0x3C01);
+  // Overflow: 65519 rounds down to 65504; 65520 (halfway to 2^16) rounds to even = inf.
+  EXPECT_EQ(FloatToHalf(65519.0f), 0x7BFF);
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);
+  EXPECT_EQ(FloatToHalf(1e10f), 0x7C00);
+  // Subnormals: 2^-25 is halfway between 0 and 2^-24 -> 0 (even); a bit more -> 2^-24.
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);
+  EXPECT_EQ(FloatToHalf(std::nextafter(std::ldexp(1.0f, -25), 1.0f)), 0x0001);
+  EXPECT_EQ(FloatToHalf(3 * std::ldexp(1.0f, -25)), 0x0002);  // 1.5 ulp: tie -> even (2)
+  EXPECT_EQ(FloatToHalf(-std::ldexp(1.0f, -30)), 0x8000);
+  // The largest subnormal rounds up into the smallest normal.
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -14) - std::ldexp(1.0f, -26)), 0x0400);
+  EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+#if defined(__FLT16_MAX__)
+TEST(Half, MatchesTheCompilersFloat16OnRandomFloats) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 200000; ++i) {
+    // Random bit patterns cover every exponent; restrict to finite values.
+    const float f = Bits(bits(rng));
+    if (!std::isfinite(f)) continue;
+    const auto expected = std::bit_cast<uint16_t>(static_cast<_Float16>(f));
+    ASSERT_EQ(FloatToHalf(f), expected) << f;
+  }
+}
+#endif
+
+TEST(Bf16, RoundsToNearestEvenAndKeepsNaN) {
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3F80);
+  EXPECT_EQ(Bf16ToFloat(0x3F80), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+  EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);
+  EXPECT_EQ(FloatToBf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);
+  EXPECT_EQ(FloatToBf16(std::nextafter(1.0f + std::ldexp(1.0f, -8), 2.0f)), 0x3F81);
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::max()), 0x7F80);  // rounds up to inf
+  EXPECT_EQ(FloatToBf16(-std::numeric_limits<float>::infinity()), 0xFF80);
+  const uint16_t nan = FloatToBf16(Bits(0x7F800001u));  // a NaN whose payload is in the low bits
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(nan)));
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = Bf16ToFloat(static_cast<uint16_t>(h));
+    if (!std::isnan(f)) {
+      ASSERT_EQ(FloatToBf16(f), h);
+    }
+  }
+}
+
+// ---- golden blocks: hand-built bytes with known values (catches any layout mistake)
+
+std::vector<float> Decode(TensorType type, const std::vector<uint8_t>& bytes, int64_t n) {
+  EXPECT_EQ(static_cast<int64_t>(bytes.size()), RowSizeBytes(type, n));
+  std::vector<float> out(static_cast<size_t>(n));
+  Dequantize(type, bytes.data(), out.data(), n);
+  return out;
+}
+
+void PutU16(std::vector<uint8_t>& b, size_t at, uint16_t v) {
+  b[at] = static_cast<uint8_t>(v & 0xFF);
+  b[at + 1] = static_cast<uint8_t>(v >> 8);
+}
+
+TEST(GoldenBlock, Q8_0) {
+  // d = 0.5 (fp16 0x3800) at bytes 0-1, then 32 int8 quants: q[i] = 3 * i - 50.
+  std::vector<uint8_t> b(34);
+  PutU16(b, 0, 0x3800);
+  for (int i = 0; i < 32; ++i) b[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(3 * i - 50));
+  const std::vector<float> y = Decode(TensorType::kQ8_0, b, 32);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(y[i], 0.5f * static_cast<float>(3 * i - 50)) << i;
+}
+
+TEST(GoldenBlock, Q4_0LowNibblesAreTheFirstHalf) {
+  // d = 2.0 (0x4000); byte j holds element j in its low nibble, element j + 16 in its high one.
+  std::vector<uint8_t> b(18);
+  PutU16(b, 0, 0x4000);
+  for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  const std::vector<float> y = Decode(TensorType::kQ4_0, b, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], 2.0f * static_cast<float>(j - 8)) << j;
+    EXPECT_EQ(y[j + 16], 2.0f * static_cast<float>(15 - j - 8)) << j;
+  }
+}
+
+TEST(GoldenBlock, Q4_KScalesMinsAndNibbleOrder) {
+  // Layout: d (fp16) | dmin (fp16) | 12 bytes of 6-bit scales/mins | 128 bytes of nibbles.
+  const int sc[8] = {1, 2, 3, 4, 33, 45, 63, 17};  // the last four need their high 2 bits
+  const int mn[8] = {0, 5, 10, 63, 32, 48, 7, 20};
+  std::vector<uint8_t> b(144, 0);
+  PutU16(b, 0, 0x3C00);  // d = 1.0
+  PutU16(b, 2, 0x3800);  // dmin = 0.5
+  uint8_t* s = b.data() + 4;
+  // Sub-blocks 0-3: scale in the low 6 bits of byte j, min in the low 6 bits of byte j + 4.
+  // Sub-blocks 4-7: low 4 bits of scale and min share byte j + 4 (scale low nibble, min high
+  // nibble); their top 2 bits go to the top 2 bits of bytes j - 4 (scale) and j (min).
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+  }
+  // Chunk c (32 bytes) covers elements 64c..64c+63: low nibbles -> 64c + l, high -> 64c + 32 + l.
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      b[16 + 32 * c + l] = static_cast<uint8_t>((l & 15) | (((l + 5 * c) & 15) << 4));
+    }
+  }
+  const std::vector<float> y = Decode(TensorType::kQ4_K, b, 256);
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const float lo = 1.0f * static_cast<float>(sc[2 * c] * (l & 15)) - 0.5f * mn[2 * c];
+      const float hi =
+          1.0f * static_cast<float>(sc[2 * c + 1] * ((l + 5 * c) & 15)) - 0.5f * mn[2 * c + 1];
+      EXPECT_EQ(y[64 * c + l], lo) << "chunk " << c << " l " << l;
+      EXPECT_EQ(y[64 * c + 32 + l], hi) << "chunk " << c << " l " << l;
+    }
+  }
+}
+
+TEST(GoldenBlock, Q6_KBitPlanesAndScaleOrder) {
+  // Layout: ql[128] | qh[64] | int8 scales[16] | d (fp16). Choose a distinct 6-bit q per element
+  // and a distinct scale per 16-element sub-block, encode by the spec, and check the decode.
+  std::vector<uint8_t> b(210, 0);
+  int q[256];
+  for (int i = 0; i < 256; ++i) q[i] = (i * 37 + 11) % 64;
+  int8_t scales[16];
+  for (int s = 0; s < 16; ++s) scales[s] = static_cast<int8_t>(s % 2 == 0 ? s + 1 : -(s + 1) * 3);
+  uint8_t* ql = b.data();
+  uint8_t* qh = b.data() + 128;
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 32; ++l) {
+      const int e = 128 * h;
+      // ql byte l: element l (low nibble) and l + 64 (high); ql byte l + 32: l + 32 and l + 96.
+      ql[64 * h + l] = static_cast<uint8_t>((q[e + l] & 15) | ((q[e + l + 64] & 15) << 4));
+      ql[64 * h + l + 32] =
+          static_cast<uint8_t>((q[e + l + 32] & 15) | ((q[e + l + 96] & 15) << 4));
+      // qh byte l: 2-bit high parts of elements l, l + 32, l + 64, l + 96 from bit 0 upwards.
+      qh[32 * h + l] =
+          static_cast<uint8_t>((q[e + l] >> 4) | ((q[e + l + 32] >> 4) << 2) |
+                               ((q[e + l + 64] >> 4) << 4) | ((q[e + l + 96] >> 4) << 6));
+    }
+  }
+  std::memcpy(b.data() + 192, scales, 16);
+  PutU16(b, 208, 0x3400);  // d = 0.25
+  const std::vector<float> y = Decode(TensorType::kQ6_K, b, 256);
+  for (int i = 0; i < 256; ++i) {
+    EXPECT_EQ(y[i], 0.25f * static_cast<float>(scales[i / 16]) * static_cast<float>(q[i] - 32))
+        << i;
+  }
+}
+
+TEST(GoldenBlock, F16AndBf16AreLittleEndianBitPatterns) {
+  std::vector<uint8_t> h = {0x00, 0x3C, 0x00, 0xC0};  // 1.0, -2.0
+  EXPECT_EQ(Decode(TensorType::kF16, h, 2), (std::vector<float>{1.0f, -2.0f}));
+  std::vector<uint8_t> bf = {0x80, 0x3F, 0x40, 0xC0};  // 1.0, -3.0
+  EXPECT_EQ(Decode(TensorType::kBF16, bf, 2), (std::vector<float>{1.0f, -3.0f}));
+}
+
+TEST(GoldenBlock, QuantiserProducesTheSameBytesAsTheHandBuiltLayout) {
+  // Values that Q8_0 and Q4_0 represent exactly must encode to the hand-built bytes above.
+  std::vector<float> x(32);
+  for (int i = 0; i < 32; ++i) x[i] = 0.5f * static_cast<float>(3 * i - 50);
+  // amax = 0.5 * 50 = 25 -> d = 25/127, not 0.5; so check the Q4_0 case, whose d is exact.
+  for (int j = 0; j < 16; ++j) {
+    x[j] = 2.0f * static_cast<float>(j - 8);
+    x[j + 16] = 2.0f * static_cast<float>(15 - j - 8);
+  }
+  std::vector<uint8_t> b(18);
+  Quantize(TensorType::kQ4_0, x.data(), b.data(), 32);
+  EXPECT_EQ(b[0], 0x00);
+  EXPECT_EQ(b[1], 0x40);  // d = max / -8 = -16 / -8 = 2.0
+  for (int j = 0; j < 16; ++j) EXPECT_EQ(b[2 + j], j | ((15 - j) << 4)) << j;
+}
+
+// ---- quantise -> dequantise error bounds
+
+std::vector<float> Gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = dist(rng);
+  return x;
+}
+
+std::vector<float> RoundTrip(TensorType type, const std::vector<float>& x) {
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(RowSizeBytes(type, n)));
+  Quantize(type, x.data(), q.data(), n);
+  std::vector<float> y(x.size());
+  Dequantize(type, q.data(), y.data(), n);
+  return y;
+}
+
+double Rms(const std::vector<float>& a, const std::vector<float>& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += (a[i] - b[i]) * static_cast<double>(a[i] - b[i]);
+  return std::sqrt(sum / static_cast<double>(a.size()));
+}
+
+// Largest error within each block divided by the block's largest magnitude.
+double MaxBlockRelativeError(const std::vector<float>& x, const std::vector<float>& y,
+                             int64_t block) {
+  double worst = 0;
+  for (size_t b = 0; b < x.size(); b += static_cast<size_t>(block)) {
+    float amax = 0, err = 0;
+    for (size_t i = b; i < b + static_cast<size_t>(block); ++i) {
+      amax = std::max(amax, std::fabs(x[i]));
+      err = std::max(err, std::fabs(x[i] - y[i]));
+    }
+    if (amax > 0) worst = std::max(worst, static_cast<double>(err / amax));
+  }
+  return worst;
+}
+
+// Stated tolerances (data: 64K samples of N(0, 1), several seeds):
+//  F16:  relative error <= 2^-11 per element (round to nearest, no subnormals in this data range
+//        that matter; checked as |err| <= 2^-11 |x| + 2^-24).
+//  BF16: relative error <= 2^-8 per element.
+//  Q8_0: |err| <= 0.5 * d, d = amax/127: per block, max |err| / amax <= 1/254 * 1.01.
+//  Q4_0: |err| <= d = amax/8 (values of the sign opposite to the extreme clamp at +7d):
+//        max |err| / amax <= 1/8 * 1.01; RMS error <= 0.095 sigma.
+//  Q4_K: RMS error <= 0.075 sigma; max |err| per block <= 0.25 * amax.
+//  Q6_K: RMS error <= 0.020 sigma; max |err| per block <= 0.05 * amax.
+TEST(QuantRoundTrip, ErrorBoundsPerType) {
+  constexpr int64_t kN = 65536;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    const std::vector<float> x = Gaussian(kN, seed);
+
+    std::vector<float> y = RoundTrip(TensorType::kF32, x);
+    EXPECT_EQ(y, x);
+
+    y = RoundTrip(TensorType::kF16, x);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_LE(std::fabs(y[i] - x[i]), std::ldexp(std::fabs(x[i]), -11) + std::ldexp(1.0f, -24));
+    }
+    y = RoundTrip(TensorType::kBF16, x);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_LE(std::fabs(y[i] - x[i]), std::ldexp(std::fabs(x[i]), -8));
+    }
+
+    y = RoundTrip(TensorType::kQ8_0, x);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 32), 1.01 / 254);
+    EXPECT_LE(Rms(x, y), 0.006);
+
+    y = RoundTrip(TensorType::kQ4_0, x);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 32), 1.01 / 8);
+    EXPECT_LE(Rms(x, y), 0.095);
+
+    y = RoundTrip(TensorType::kQ4_K, x);
+    EXPECT_LE(Rms(x, y), 0.075);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.25);
+
+    y = RoundTrip(TensorType::kQ6_K, x);
+    EXPECT_LE(Rms(x, y), 0.020);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.05);
+  }
+}
+
+TEST(QuantRoundTrip, ScaleInvariantBoundsHoldForSmallAndLargeMagnitudes) {
+  for (float sigma : {1e-3f, 30.0f}) {
+    const std::vector<float> x = Gaussian(4096, 11, sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ8_0, x)), 0.006 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_0, x)), 0.095 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.075 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.020 * sigma);
+  }
+}
+
+TEST(QuantRoundTrip, ZerosStayExactlyZero) {
+  const std::vector<float> x(512, 0.0f);
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K,
+                       TensorType::kF16, TensorType::kBF16}) {
+    const std::vector<float> y = RoundTrip(t, x);
+    for (float v : y) ASSERT_EQ(v, 0.0f) << TypeName(t);
+  }
+}
+
+TEST(QuantRoundTrip, KQuantsHandleOffsetAndOneSidedData) {
+  // Q4_K decodes value = d*sc*q - dmin*m with m >= 0, so a sub-block's range always reaches
+  // down to min(0, its minimum): all-negative data [-6, -5] is represented on its own range
+  // (step ~1/15), all-positive data [5, 6] only on [0, 6] (step ~6/15, RMS ~0.115).
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(5.0f, 6.0f);
+  std::vector<float> x(1024);
+  for (float& v : x) v = -dist(rng);
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.04);
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.1);
+  for (float& v : x) v = -v;
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.13);
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.1);
+}
+
+TEST(QuantRoundTrip, OutlierInABlockIsRepresentedClosely) {
+  std::vector<float> x = Gaussian(256, 9, 0.01f);
+  x[77] = 4.0f;
+  for (TensorType t :
+       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    const std::vector<float> y = RoundTrip(t, x);
+    EXPECT_NEAR(y[77], 4.0f, 0.1f) << TypeName(t);
+  }
+}
+
+TEST(QuantRoundTrip, RequantisingDequantisedQ8_0AndQ4_0IsStable) {
+  const std::vector<float> x = Gaussian(1024, 21);
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    std::vector<uint8_t> a(static_cast<size_t>(RowSizeBytes(t, 1024)));
+    std::vector<uint8_t> b(a.size());
+    std::vector<float> y(1024);
+    Quantize(t, x.data(), a.data(), 1024);
+    Dequantize(t, a.data(), y.data(), 1024);
+    Quantize(t, y.data(), b.data(), 1024);
+    EXPECT_EQ(a, b) << TypeName(t);
+  }
+}
+
+TEST(QuantRoundTrip, NonFiniteInputIsMemorySafe) {
+  std::vector<float> x = Gaussian(256, 3);
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  x[100] = std::numeric_limits<float>::infinity();
+  for (TensorType t :
+       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    (void)RoundTrip(t, x);  // must not crash or trip the sanitizers
+  }
+}
+
+}  // namespace
+}  // namespace yunzhi::engine

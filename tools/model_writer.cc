@@ -1,0 +1,527 @@
+#include "model_writer.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "yunzhi/engine/gguf.h"
+#include "yunzhi/engine/safetensors.h"
+
+namespace yunzhi::tools {
+namespace {
+
+using engine::Architecture;
+using engine::TensorType;
+
+// splitmix64: a tiny, well-mixed, portable generator (the same numbers on every platform,
+// unlike std::*_distribution).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [-1, 1).
+  float Symmetric() {
+    return static_cast<float>(static_cast<double>(Next() >> 11) * 0x1p-52 - 1.0);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// One tensor in HF layout: row-major [rows, cols] (cols == 0 for a vector of `rows`).
+struct Tensor {
+  std::string hf_name;
+  std::string gguf_name;
+  int64_t rows = 0;
+  int64_t cols = 0;  // 0: a 1-D tensor of `rows` elements
+  bool matrix = false;
+  bool rope_permute = false;  // llama Q/K: permute rows for GGUF
+  int64_t permute_heads = 0;
+  std::vector<float> values;  // as generated (HF order)
+};
+
+bool IsFloatType(TensorType t) {
+  return t == TensorType::kF32 || t == TensorType::kF16 || t == TensorType::kBF16;
+}
+
+// Rows of a head-major Q/K matrix reordered from rotate-half (HF) to interleaved (GGUF llama)
+// order: within each head of size d, GGUF row 2i holds HF row i and row 2i+1 holds HF row
+// i + d/2, so that rotating pairs (2i, 2i+1) equals rotating (i, i + d/2).
+std::vector<float> PermuteForInterleavedRope(const std::vector<float>& w, int64_t rows,
+                                             int64_t cols, int64_t n_heads) {
+  std::vector<float> out(w.size());
+  const int64_t d = rows / n_heads;
+  const int64_t c = cols == 0 ? 1 : cols;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t i = 0; i < d / 2; ++i) {
+      std::memcpy(&out[static_cast<size_t>((h * d + 2 * i) * c)],
+                  &w[static_cast<size_t>((h * d + i) * c)], static_cast<size_t>(c) * 4);
+      std::memcpy(&out[static_cast<size_t>((h * d + 2 * i + 1) * c)],
+                  &w[static_cast<size_t>((h * d + i + d / 2) * c)], static_cast<size_t>(c) * 4);
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> Encode(TensorType type, const std::vector<float>& values, int64_t row_len) {
+  const int64_t n_rows = static_cast<int64_t>(values.size()) / row_len;
+  const int64_t row_bytes = engine::RowSizeBytes(type, row_len);
+  std::vector<uint8_t> out(static_cast<size_t>(row_bytes * n_rows));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    engine::Quantize(type, values.data() + r * row_len, out.data() + r * row_bytes, row_len);
+  }
+  return out;
+}
+
+std::vector<float> Decode(TensorType type, const std::vector<uint8_t>& bytes, int64_t n,
+                          int64_t row_len) {
+  std::vector<float> out(static_cast<size_t>(n));
+  const int64_t row_bytes = engine::RowSizeBytes(type, row_len);
+  for (int64_t r = 0; r < n / row_len; ++r) {
+    engine::Dequantize(type, bytes.data() + r * row_bytes, out.data() + r * row_len, row_len);
+  }
+  return out;
+}
+
+std::vector<uint8_t> FloatBytes(const std::vector<float>& v) {
+  std::vector<uint8_t> out(v.size() * 4);
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+// The Llama 3.1 scaled inverse frequency for base frequency `freq`.
+double Llama3Freq(const ModelSpec& s, double freq) {
+  const double old_ctx = static_cast<double>(s.rope_original_context);
+  const double low_wavelen = old_ctx / s.rope_low_freq_factor;
+  const double high_wavelen = old_ctx / s.rope_high_freq_factor;
+  const double wavelen = 2.0 * M_PI / freq;
+  if (wavelen < high_wavelen) return freq;
+  if (wavelen > low_wavelen) return freq / s.rope_factor;
+  const double smooth = (old_ctx / wavelen - s.rope_low_freq_factor) /
+                        (s.rope_high_freq_factor - s.rope_low_freq_factor);
+  return (1.0 - smooth) * freq / s.rope_factor + smooth * freq;
+}
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      out += fmt::format("\\u{:04x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+const char kChatMlTemplate[] =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+std::string HfModelType(Architecture a) { return std::string(engine::ArchitectureName(a)); }
+
+std::string ConfigJson(const ModelSpec& s, int64_t head_dim) {
+  const char* arch_class = "LlamaForCausalLM";
+  if (s.architecture == Architecture::kMistral) arch_class = "MistralForCausalLM";
+  if (s.architecture == Architecture::kQwen2) arch_class = "Qwen2ForCausalLM";
+  if (s.architecture == Architecture::kQwen3) arch_class = "Qwen3ForCausalLM";
+  std::string rope_scaling = "null";
+  if (s.rope_scaling == engine::RopeScaling::kLinear) {
+    rope_scaling = fmt::format("{{\"rope_type\": \"linear\", \"factor\": {}}}", s.rope_factor);
+  } else if (s.rope_scaling == engine::RopeScaling::kLlama3) {
+    rope_scaling = fmt::format(
+        "{{\"rope_type\": \"llama3\", \"factor\": {}, \"low_freq_factor\": {}, "
+        "\"high_freq_factor\": {}, \"original_max_position_embeddings\": {}}}",
+        s.rope_factor, s.rope_low_freq_factor, s.rope_high_freq_factor, s.rope_original_context);
+  }
+  const std::string dtype = s.weight_type == TensorType::kF16    ? "float16"
+                            : s.weight_type == TensorType::kBF16 ? "bfloat16"
+                                                                 : "float32";
+  return fmt::format(
+      "{{\n  \"architectures\": [\"{}\"],\n  \"model_type\": \"{}\",\n  \"vocab_size\": {},\n"
+      "  \"hidden_size\": {},\n  \"num_hidden_layers\": {},\n  \"num_attention_heads\": {},\n"
+      "  \"num_key_value_heads\": {},\n  \"head_dim\": {},\n  \"intermediate_size\": {},\n"
+      "  \"max_position_embeddings\": {},\n  \"rms_norm_eps\": {},\n  \"rope_theta\": {},\n"
+      "  \"rope_scaling\": {},\n  \"tie_word_embeddings\": {},\n  \"hidden_act\": \"silu\",\n"
+      "  \"attention_bias\": {},\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
+      "  \"torch_dtype\": \"{}\"\n}}\n",
+      arch_class, HfModelType(s.architecture), s.n_vocab, s.n_embd, s.n_layer, s.n_head,
+      s.n_head_kv, head_dim, s.n_ff, s.n_ctx, s.norm_eps, s.rope_theta, rope_scaling,
+      s.tied_output ? "true" : "false", s.architecture == Architecture::kQwen2 ? "true" : "false",
+      dtype);
+}
+
+// ---- synthetic vocabularies
+
+// GGUF: SentencePiece-style, <unk> <s> </s>, the 256 byte tokens, then pieces.
+void AddGgufVocab(const ModelSpec& s, engine::GgufWriter* w) {
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<int32_t> types = {2, 3, 3};
+  for (int b = 0; b < 256; ++b) {
+    tokens.push_back(fmt::format("<0x{:02X}>", b));
+    types.push_back(6);
+  }
+  const std::string sp = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  std::vector<std::string> pieces = {sp};
+  for (char c = 'a'; c <= 'z'; ++c) pieces.push_back(std::string(1, c));
+  for (char c = 'a'; c <= 'z'; ++c) pieces.push_back(sp + std::string(1, c));
+  for (const char* word : {"the", "he", "in", "on", "an", "er", "is", "it", "at", "or"}) {
+    pieces.push_back(word);
+    pieces.push_back(sp + word);
+  }
+  for (const std::string& p : pieces) {
+    if (static_cast<int64_t>(tokens.size()) >= s.n_vocab) break;
+    tokens.push_back(p);
+    types.push_back(1);
+  }
+  for (int64_t i = static_cast<int64_t>(tokens.size()); i < s.n_vocab; ++i) {
+    tokens.push_back(fmt::format("{}t{}", sp, i));
+    types.push_back(1);
+  }
+  std::vector<float> scores(tokens.size());
+  for (size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);
+  w->SetString("tokenizer.ggml.model", "llama");
+  w->SetStringArray("tokenizer.ggml.tokens", tokens);
+  w->SetF32Array("tokenizer.ggml.scores", scores);
+  w->SetI32Array("tokenizer.ggml.token_type", types);
+  w->SetU32("tokenizer.ggml.unknown_token_id", 0);
+  w->SetU32("tokenizer.ggml.bos_token_id", 1);
+  w->SetU32("tokenizer.ggml.eos_token_id", 2);
+  w->SetBool("tokenizer.ggml.add_bos_token", true);
+  w->SetString("tokenizer.chat_template", kChatMlTemplate);
+}
+
+// GPT-2's reversible byte -> printable character mapping, as UTF-8.
+std::string ByteToUnicode(int b) {
+  int cp = b;
+  const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+  if (!printable) {
+    int n = 0;
+    for (int x = 0; x < b; ++x) {
+      if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE))) ++n;
+    }
+    cp = 256 + n;
+  }
+  std::string out;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return out;
+}
+
+// HF: byte-level BPE with the 256 byte symbols, some merges, and three ChatML control tokens
+// at the end of the vocabulary.
+std::string TokenizerJson(const ModelSpec& s) {
+  std::vector<std::string> vocab;
+  for (int b = 0; b < 256; ++b) vocab.push_back(ByteToUnicode(b));
+  std::vector<std::string> merges;
+  const std::string space = ByteToUnicode(' ');
+  const int64_t n_normal = s.n_vocab - 3;
+  for (char a = 'a'; a <= 'z' && static_cast<int64_t>(vocab.size()) < n_normal; ++a) {
+    merges.push_back(space + " " + std::string(1, a));
+    vocab.push_back(space + std::string(1, a));
+  }
+  for (char a = 'a'; a <= 'z'; ++a) {
+    for (char b = 'a'; b <= 'z' && static_cast<int64_t>(vocab.size()) < n_normal; ++b) {
+      merges.push_back(std::string(1, a) + " " + std::string(1, b));
+      vocab.push_back(std::string(1, a) + std::string(1, b));
+    }
+  }
+  for (int64_t i = static_cast<int64_t>(vocab.size()); i < n_normal; ++i) {
+    vocab.push_back(fmt::format("<filler_{}>", i));
+  }
+  std::string out = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n";
+  out += "  \"added_tokens\": [\n";
+  const char* specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+  for (int i = 0; i < 3; ++i) {
+    out += fmt::format(
+        "    {{\"id\": {}, \"content\": \"{}\", \"single_word\": false, \"lstrip\": false, "
+        "\"rstrip\": false, \"normalized\": false, \"special\": true}}{}\n",
+        n_normal + i, specials[i], i < 2 ? "," : "");
+  }
+  out += "  ],\n  \"normalizer\": null,\n";
+  out +=
+      "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+      "\"trim_offsets\": true, \"use_regex\": true},\n";
+  out += "  \"post_processor\": null,\n  \"decoder\": {\"type\": \"ByteLevel\"},\n";
+  out +=
+      "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+      "\"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, \"fuse_unk\": false, "
+      "\"byte_fallback\": false, \"ignore_merges\": false,\n    \"vocab\": {";
+  for (size_t i = 0; i < vocab.size(); ++i) {
+    out += fmt::format("{}\"{}\": {}", i ? ", " : "", JsonEscape(vocab[i]), i);
+  }
+  out += "},\n    \"merges\": [";
+  for (size_t i = 0; i < merges.size(); ++i) {
+    out += fmt::format("{}\"{}\"", i ? ", " : "", JsonEscape(merges[i]));
+  }
+  out += "]\n  }\n}\n";
+  return out;
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return UnavailableError(fmt::format("{}: cannot write", path));
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<ModelSpec> PresetSpec(const std::string& name) {
+  ModelSpec s;
+  if (name == "tiny") return s;
+  if (name == "qwen2.5-0.5b") {
+    s.architecture = Architecture::kQwen2;
+    s.n_vocab = 151936;
+    s.n_embd = 896;
+    s.n_layer = 24;
+    s.n_head = 14;
+    s.n_head_kv = 2;
+    s.head_dim = 64;
+    s.n_ff = 4864;
+    s.n_ctx = 32768;
+    s.norm_eps = 1e-6f;
+    s.rope_theta = 1000000.0f;
+    s.tied_output = true;
+    return s;
+  }
+  if (name == "llama3.2-1b") {
+    s.architecture = Architecture::kLlama;
+    s.n_vocab = 128256;
+    s.n_embd = 2048;
+    s.n_layer = 16;
+    s.n_head = 32;
+    s.n_head_kv = 8;
+    s.head_dim = 64;
+    s.n_ff = 8192;
+    s.n_ctx = 131072;
+    s.norm_eps = 1e-5f;
+    s.rope_theta = 500000.0f;
+    s.rope_scaling = engine::RopeScaling::kLlama3;
+    s.rope_factor = 32.0f;
+    s.rope_low_freq_factor = 1.0f;
+    s.rope_high_freq_factor = 4.0f;
+    s.rope_original_context = 8192;
+    s.tied_output = true;
+    return s;
+  }
+  if (name == "stories260k") {
+    s.architecture = Architecture::kLlama;
+    s.n_vocab = 512;
+    s.n_embd = 64;
+    s.n_layer = 5;
+    s.n_head = 8;
+    s.n_head_kv = 4;
+    s.n_ff = 172;
+    return s;
+  }
+  return InvalidArgumentError(fmt::format(
+      "unknown preset '{}' (known: tiny, qwen2.5-0.5b, llama3.2-1b, stories260k)", name));
+}
+
+Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
+  const int64_t head_dim = s.head_dim > 0 ? s.head_dim : (s.n_head > 0 ? s.n_embd / s.n_head : 0);
+  if (s.n_vocab < 262 || s.n_embd <= 0 || s.n_layer <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 ||
+      s.n_ff <= 0 || head_dim <= 0 || head_dim % 2 != 0 || s.n_head % s.n_head_kv != 0) {
+    return InvalidArgumentError(fmt::format(
+        "inconsistent shape: n_vocab {} (>= 262), n_embd {}, n_layer {}, n_head {}, n_head_kv {} "
+        "(must divide n_head), head_dim {} (even), n_ff {}",
+        s.n_vocab, s.n_embd, s.n_layer, s.n_head, s.n_head_kv, head_dim, s.n_ff));
+  }
+  if (!engine::IsSupported(s.weight_type)) {
+    return InvalidArgumentError(fmt::format("weight type {} is not supported (supported: {})",
+                                            engine::TypeName(s.weight_type),
+                                            engine::SupportedTypeNames()));
+  }
+  if (!targets.hf_dir.empty() && !IsFloatType(s.weight_type)) {
+    return InvalidArgumentError(
+        fmt::format("safetensors holds only F32, F16 and BF16 weights, not {}",
+                    engine::TypeName(s.weight_type)));
+  }
+  const bool llama_family =
+      s.architecture == Architecture::kLlama || s.architecture == Architecture::kMistral;
+  const bool qkv_bias = s.architecture == Architecture::kQwen2;
+  const bool qk_norm = s.architecture == Architecture::kQwen3;
+  const int64_t q_dim = s.n_head * head_dim;
+  const int64_t kv_dim = s.n_head_kv * head_dim;
+
+  // ---- Draw every tensor (HF layout), in a fixed order so the seed fixes the values.
+  Rng rng(s.seed);
+  std::vector<Tensor> tensors;
+  auto matrix = [&](std::string hf, std::string gguf, int64_t rows, int64_t cols, float scale,
+                    bool permute = false, int64_t heads = 0) {
+    Tensor t{std::move(hf), std::move(gguf), rows, cols, true, permute && llama_family, heads, {}};
+    t.values.resize(static_cast<size_t>(rows * cols));
+    for (float& v : t.values) v = rng.Symmetric() * scale;
+    tensors.push_back(std::move(t));
+  };
+  auto vector = [&](std::string hf, std::string gguf, int64_t n, float center, float spread,
+                    bool permute = false, int64_t heads = 0) {
+    Tensor t{std::move(hf), std::move(gguf), n, 0, false, permute && llama_family, heads, {}};
+    t.values.resize(static_cast<size_t>(n));
+    for (float& v : t.values) v = center + rng.Symmetric() * spread;
+    tensors.push_back(std::move(t));
+  };
+  // Uniform(-a, a) has standard deviation a / sqrt(3): scale matrices to keep activations O(1).
+  auto fan_in = [](int64_t cols) { return std::sqrt(3.0f / static_cast<float>(cols)); };
+  matrix("model.embed_tokens.weight", "token_embd.weight", s.n_vocab, s.n_embd, 1.0f);
+  for (int64_t l = 0; l < s.n_layer; ++l) {
+    const std::string h = fmt::format("model.layers.{}.", l);
+    const std::string g = fmt::format("blk.{}.", l);
+    vector(h + "input_layernorm.weight", g + "attn_norm.weight", s.n_embd, 1.0f, 0.2f);
+    matrix(h + "self_attn.q_proj.weight", g + "attn_q.weight", q_dim, s.n_embd,
+           fan_in(s.n_embd) * 2.0f, true, s.n_head);
+    matrix(h + "self_attn.k_proj.weight", g + "attn_k.weight", kv_dim, s.n_embd,
+           fan_in(s.n_embd) * 2.0f, true, s.n_head_kv);
+    matrix(h + "self_attn.v_proj.weight", g + "attn_v.weight", kv_dim, s.n_embd, fan_in(s.n_embd));
+    if (qkv_bias) {
+      vector(h + "self_attn.q_proj.bias", g + "attn_q.bias", q_dim, 0.0f, 0.5f);
+      vector(h + "self_attn.k_proj.bias", g + "attn_k.bias", kv_dim, 0.0f, 0.5f);
+      vector(h + "self_attn.v_proj.bias", g + "attn_v.bias", kv_dim, 0.0f, 0.5f);
+    }
+    if (qk_norm) {
+      vector(h + "self_attn.q_norm.weight", g + "attn_q_norm.weight", head_dim, 1.0f, 0.3f);
+      vector(h + "self_attn.k_norm.weight", g + "attn_k_norm.weight", head_dim, 1.0f, 0.3f);
+    }
+    matrix(h + "self_attn.o_proj.weight", g + "attn_output.weight", s.n_embd, q_dim, fan_in(q_dim));
+    vector(h + "post_attention_layernorm.weight", g + "ffn_norm.weight", s.n_embd, 1.0f, 0.2f);
+    matrix(h + "mlp.gate_proj.weight", g + "ffn_gate.weight", s.n_ff, s.n_embd, fan_in(s.n_embd));
+    matrix(h + "mlp.up_proj.weight", g + "ffn_up.weight", s.n_ff, s.n_embd, fan_in(s.n_embd));
+    matrix(h + "mlp.down_proj.weight", g + "ffn_down.weight", s.n_embd, s.n_ff, fan_in(s.n_ff));
+  }
+  vector("model.norm.weight", "output_norm.weight", s.n_embd, 1.0f, 0.2f);
+  if (!s.tied_output) {
+    matrix("lm_head.weight", "output.weight", s.n_vocab, s.n_embd, fan_in(s.n_embd) * 4.0f);
+  }
+
+  // ---- Store: each tensor's type, bytes, and the values as the engine will read them back.
+  engine::GgufWriter gguf;
+  engine::SafetensorsWriter hf;
+  engine::SafetensorsWriter ref;
+  for (Tensor& t : tensors) {
+    const int64_t row_len = t.matrix ? t.cols : t.rows;
+    TensorType type = t.matrix ? s.weight_type : TensorType::kF32;
+    if (!engine::IsValidRowLength(type, row_len)) {
+      // Real K-quant files fall back to another type where a row does not fit the super-block.
+      if (s.weight_type == TensorType::kQ4_K || s.weight_type == TensorType::kQ6_K) {
+        type = TensorType::kQ8_0;
+      }
+      if (!engine::IsValidRowLength(type, row_len)) {
+        return InvalidArgumentError(fmt::format(
+            "tensor {}: row length {} is not a multiple of the {} block size ({})", t.gguf_name,
+            row_len, engine::TypeName(type), engine::Traits(type).block_size));
+      }
+    }
+    // Vectors are rounded through the float weight type so that GGUF (F32 vectors) and
+    // safetensors (vectors in the weight type) hold the same numbers.
+    if (!t.matrix && IsFloatType(s.weight_type) && s.weight_type != TensorType::kF32) {
+      t.values = Decode(s.weight_type, Encode(s.weight_type, t.values, row_len), t.rows, row_len);
+    }
+    std::vector<uint8_t> bytes = Encode(type, t.values, row_len);
+    std::vector<float> effective =
+        Decode(type, bytes, static_cast<int64_t>(t.values.size()), row_len);
+    std::vector<int64_t> shape =
+        t.matrix ? std::vector<int64_t>{t.rows, t.cols} : std::vector<int64_t>{t.rows};
+    if (!targets.reference_path.empty()) {
+      YZ_RETURN_IF_ERROR(ref.AddTensor(t.hf_name, TensorType::kF32, shape, FloatBytes(effective)));
+    }
+    if (!targets.hf_dir.empty()) {
+      const TensorType hf_type = s.weight_type;
+      YZ_RETURN_IF_ERROR(hf.AddTensor(
+          t.hf_name, hf_type, shape, hf_type == type ? bytes : Encode(hf_type, t.values, row_len)));
+    }
+    if (!targets.gguf_path.empty()) {
+      std::vector<float> stored = t.values;
+      if (t.rope_permute)
+        stored = PermuteForInterleavedRope(stored, t.rows, t.cols, t.permute_heads);
+      std::vector<int64_t> ne =
+          t.matrix ? std::vector<int64_t>{t.cols, t.rows} : std::vector<int64_t>{t.rows};
+      YZ_RETURN_IF_ERROR(gguf.AddTensor(t.gguf_name, type, ne,
+                                        t.rope_permute ? Encode(type, stored, row_len) : bytes));
+    }
+  }
+
+  const std::string config = ConfigJson(s, head_dim);
+  if (!targets.gguf_path.empty()) {
+    const std::string arch(engine::ArchitectureName(s.architecture));
+    gguf.SetString("general.architecture", arch);
+    gguf.SetString("general.name",
+                   fmt::format("yunzhi random {} {}", arch, engine::TypeName(s.weight_type)));
+    gguf.SetU32(arch + ".context_length", static_cast<uint32_t>(s.n_ctx));
+    gguf.SetU32(arch + ".embedding_length", static_cast<uint32_t>(s.n_embd));
+    gguf.SetU32(arch + ".block_count", static_cast<uint32_t>(s.n_layer));
+    gguf.SetU32(arch + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
+    gguf.SetU32(arch + ".attention.head_count", static_cast<uint32_t>(s.n_head));
+    gguf.SetU32(arch + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
+    gguf.SetU32(arch + ".attention.key_length", static_cast<uint32_t>(head_dim));
+    gguf.SetU32(arch + ".attention.value_length", static_cast<uint32_t>(head_dim));
+    gguf.SetF32(arch + ".attention.layer_norm_rms_epsilon", s.norm_eps);
+    gguf.SetF32(arch + ".rope.freq_base", s.rope_theta);
+    gguf.SetU32(arch + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
+    if (s.rope_scaling == engine::RopeScaling::kLinear) {
+      gguf.SetString(arch + ".rope.scaling.type", "linear");
+      gguf.SetF32(arch + ".rope.scaling.factor", s.rope_factor);
+    } else if (s.rope_scaling == engine::RopeScaling::kLlama3) {
+      // As the llama.cpp converter does: the divisor of every frequency in a tensor.
+      std::vector<float> factors(static_cast<size_t>(head_dim / 2));
+      for (int64_t i = 0; i < head_dim / 2; ++i) {
+        const double freq = std::pow(static_cast<double>(s.rope_theta),
+                                     -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+        factors[static_cast<size_t>(i)] = static_cast<float>(freq / Llama3Freq(s, freq));
+      }
+      YZ_RETURN_IF_ERROR(gguf.AddTensor("rope_freqs.weight", TensorType::kF32, {head_dim / 2},
+                                        FloatBytes(factors)));
+    }
+    AddGgufVocab(s, &gguf);
+    YZ_RETURN_IF_ERROR(gguf.WriteFile(targets.gguf_path));
+  }
+  if (!targets.hf_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(targets.hf_dir, ec);
+    if (ec) {
+      return UnavailableError(fmt::format("{}: cannot create: {}", targets.hf_dir, ec.message()));
+    }
+    hf.SetMetadata("format", "pt");
+    YZ_RETURN_IF_ERROR(hf.WriteFile(targets.hf_dir + "/model.safetensors"));
+    YZ_RETURN_IF_ERROR(WriteText(targets.hf_dir + "/config.json", config));
+    YZ_RETURN_IF_ERROR(WriteText(targets.hf_dir + "/tokenizer.json", TokenizerJson(s)));
+    YZ_RETURN_IF_ERROR(
+        WriteText(targets.hf_dir + "/tokenizer_config.json",
+                  fmt::format("{{\n  \"bos_token\": null,\n  \"eos_token\": \"<|endoftext|>\",\n"
+                              "  \"add_bos_token\": false,\n  \"chat_template\": \"{}\"\n}}\n",
+                              JsonEscape(kChatMlTemplate))));
+    YZ_RETURN_IF_ERROR(
+        WriteText(targets.hf_dir + "/generation_config.json",
+                  fmt::format("{{\n  \"eos_token_id\": [{}, {}],\n  \"temperature\": 0.7,\n"
+                              "  \"top_p\": 0.8\n}}\n",
+                              s.n_vocab - 3, s.n_vocab - 1)));
+  }
+  if (!targets.reference_path.empty()) {
+    ref.SetMetadata("config", config);
+    YZ_RETURN_IF_ERROR(ref.WriteFile(targets.reference_path));
+  }
+  return OkStatus();
+}
+
+}  // namespace yunzhi::tools
