@@ -15,5 +15,7 @@ esac
 if [ ! -f "$dir/build.ninja" ]; then
   cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 fi
+# Cache hits across clones of the repository (CI builds a fresh clone).
+export CCACHE_BASEDIR="$PWD"
 jobs=$(nproc)
 ninja -C "$dir" -j "$jobs" "$@"
