@@ -42,7 +42,7 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Create(std::shared_ptr<const M
   }
   const ModelConfig& c = model->config();
   auto state = std::make_unique<internal::RunnerState>();
-  state->n_ctx = options.n_ctx > 0 ? options.n_ctx : c.n_ctx_train;
+  state->n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(c.n_ctx_train, kDefaultContextTokens);
   if (options.n_ctx < 0 || state->n_ctx <= 0) {
     return InvalidArgumentError(fmt::format("ModelRunner: bad context size {}", options.n_ctx));
   }

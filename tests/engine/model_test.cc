@@ -634,6 +634,30 @@ TEST(ModelLoad, ShardedSafetensorsLoadLikeOneFile) {
   EXPECT_EQ(RunAlone(*sharded, {Tokens(9, 1)}), expected);
 }
 
+TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
+  TempDir dir;
+  const std::string cmd = std::string(YUNZHI_MAKE_MODEL) +
+                          " --arch qwen3 --type bf16 --n-vocab 300 --n-embd 64 --n-ff 128"
+                          " --n-head 4 --n-head-kv 2 --head-dim 32 --n-layer 3 --tied 1 --seed 7"
+                          " --gguf " +
+                          (dir / "m.gguf") + " --hf " + (dir / "hf");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  for (const std::string& path : {dir / "m.gguf", dir / "hf"}) {
+    auto model = Model::Load(path);
+    ASSERT_TRUE(model) << model.error().ToString();
+    const ModelConfig& c = (*model)->config();
+    EXPECT_EQ(c.architecture, Architecture::kQwen3);
+    EXPECT_EQ(c.n_layer, 3);
+    EXPECT_EQ(c.head_dim, 32);
+    EXPECT_TRUE(c.tied_output);
+    EXPECT_EQ(c.weight_type, TensorType::kBF16);
+  }
+  // A quantised type cannot go into safetensors: a clear error, non-zero exit.
+  const std::string bad =
+      std::string(YUNZHI_MAKE_MODEL) + " --type q4_0 --hf " + (dir / "x") + " 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+}
+
 TEST(ModelLoad, GgufAndHfFilesOfOneModelGiveTheSameLogits) {
   // The writer permutes llama Q/K rows for GGUF (interleaved RoPE) and keeps the HF order
   // (rotate-half RoPE): the engine must undo exactly that.

@@ -172,11 +172,14 @@ struct ForwardOutput {
   }
 };
 
+inline constexpr int64_t kDefaultContextTokens = 4096;
+
 struct RunnerOptions {
   // Compute threads (the caller's thread is one of them); <= 0: one per core.
   int n_threads = 0;
-  // Longest sequence in tokens; 0 = the model's n_ctx_train. May exceed n_ctx_train (RoPE
-  // extrapolates, quality drops).
+  // Longest sequence in tokens; 0 = min(n_ctx_train, kDefaultContextTokens), because the
+  // trained context of recent models (32k-128k) would cost GiBs of KV cache by default. May
+  // exceed n_ctx_train (RoPE extrapolates, quality drops).
   int64_t n_ctx = 0;
   KvCacheOptions kv_cache = {};
 };
