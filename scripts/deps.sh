@@ -13,7 +13,7 @@ build_pkgs=(
   libtomlplusplus-dev libpcre2-dev
 )
 test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch)
-bench_pkgs=(libbenchmark-dev wrk nginx-light)
+bench_pkgs=(libbenchmark-dev libopenblas-dev wrk nginx-light)
 
 want=("${build_pkgs[@]}")
 case "$profile" in

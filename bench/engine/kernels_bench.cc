@@ -13,6 +13,7 @@
 // Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
 
 #include <cblas.h>
+#include <emmintrin.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -99,17 +100,19 @@ void BM_ReadBandwidth(benchmark::State& state) {
   std::vector<uint64_t> sink(64 * 8);
   for (auto _ : state) {
     Pool().Run([&](int ith, int nth) {
-      const auto* p = reinterpret_cast<const uint64_t*>(buf.p);
-      const size_t n = bytes / 8;
+      // 16-byte loads into eight independent accumulators: a scalar 8-byte loop tops out near
+      // 2 loads x 8 B per cycle (~40 GB/s at 2.6 GHz), below what one core can pull from DRAM.
+      const auto* p = reinterpret_cast<const __m128i*>(buf.p);
+      const size_t n = bytes / 16;
       const size_t lo = n * ith / nth, hi = n * (ith + 1) / nth;
-      // Eight independent chains: the loop is limited by memory, not by the adds.
-      uint64_t s[8] = {};
+      __m128i s[8];
+      for (__m128i& v : s) v = _mm_setzero_si128();
       for (size_t i = lo; i < hi; i += 8) {
-        for (int k = 0; k < 8; ++k) s[k] += p[i + k];
+        for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(p + i + k));
       }
-      uint64_t t = 0;
-      for (uint64_t v : s) t += v;
-      sink[static_cast<size_t>(ith) * 8] = t;
+      __m128i t = _mm_setzero_si128();
+      for (const __m128i& v : s) t = _mm_add_epi64(t, v);
+      sink[static_cast<size_t>(ith) * 8] = static_cast<uint64_t>(_mm_cvtsi128_si64(t));
     });
     benchmark::DoNotOptimize(sink.data());
   }
@@ -131,8 +134,8 @@ constexpr Shape kGemvShapes[] = {{"4864x896(gate/up)", 4864, 896},
                                  {"896x4864(down)", 896, 4864},
                                  {"896x896(q/o)", 896, 896},
                                  {"128x896(k/v)", 128, 896},
-                                 {"8960x1536(1.5B gate/up)", 8960, 1536},
-                                 {"1536x8960(1.5B down)", 1536, 8960}};
+                                 {"8960x1536(1.5B-gate/up)", 8960, 1536},
+                                 {"1536x8960(1.5B-down)", 1536, 8960}};
 constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
                                  {"1536x1536", 1536, 1536}};
 constexpr int64_t kPromptTokens = 512;

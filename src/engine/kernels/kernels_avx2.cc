@@ -32,9 +32,15 @@ inline __m256 Zero() { return _mm256_setzero_ps(); }
 // Software prefetch for decoding: see kernels_avx512.cc. Several rows are read side by side, and
 // the hardware prefetchers alone were measured to leave the AVX2 kernels at a fraction of the
 // bandwidth that a single sequential stream gets.
-constexpr int kPrefetchBytes = 1024;
-inline void Prefetch(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+// Distance: 1 KiB ahead within long rows; for short rows (the micro-kernel's NR rows together
+// span less than a few KiB) the same offset in the next group of NR rows, which is what the
+// next call reads -- 1 KiB ahead would land in rows this call is already reading.
+constexpr int64_t kPrefetchBytes = 1024;
+inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
+}
+inline void Prefetch(const uint8_t* p, int64_t distance) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_T0);
 }
 
 inline float Hsum(__m256 v) {
@@ -131,6 +137,7 @@ struct FloatMicro {
       const uint8_t* w[NR];
       const float* x[NT];
       for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
       for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
       __m256 acc[NR][NT];
 #pragma GCC unroll 8
@@ -141,7 +148,7 @@ struct FloatMicro {
       for (; c + 8 <= a.cols; c += 8) {
         __m256 wv[NR];
         if (NT <= 2 && ((c * L::kBytes) & 63) == 0) {
-          for (int i = 0; i < NR; ++i) Prefetch(w[i] + c * L::kBytes);
+          for (int i = 0; i < NR; ++i) Prefetch(w[i] + c * L::kBytes, pf);
         }
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) wv[i] = L::Load(w[i] + c * L::kBytes);
@@ -225,6 +232,7 @@ struct Q8_0K {
     const uint8_t* w[NR];
     ActQ8Row x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m256 acc[NR][NT];
 #pragma GCC unroll 8
@@ -237,7 +245,7 @@ struct Q8_0K {
 #pragma GCC unroll 8
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ8_0);
-        if (NT <= 2) Prefetch(p);
+        if (NT <= 2) Prefetch(p, pf);
         wq[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
         wabs[i] = _mm256_sign_epi8(wq[i], wq[i]);
         dw[i] = HalfBitsToFloat(p);
@@ -266,6 +274,7 @@ struct Q4_0K {
     const uint8_t* w[NR];
     ActQ8Row x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m256 acc[NR][NT];
     float corr[NR][NT] = {};
@@ -280,7 +289,7 @@ struct Q4_0K {
 #pragma GCC unroll 8
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ4_0);
-        if (NT <= 2 && (b & 1) == 0) Prefetch(p);
+        if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
         wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
         dw[i] = HalfBitsToFloat(p);
@@ -324,6 +333,7 @@ struct Q4_KK {
     const uint8_t* w[NR];
     ActQ8KRow x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m256 acc[NR][NT];
     float min_acc[NR][NT] = {};
@@ -339,9 +349,9 @@ struct Q4_KK {
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ4_K);
         if (NT <= 2) {
-          Prefetch(p);
-          Prefetch(p + 64);
-          Prefetch(p + 128);
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
         }
         d[i] = HalfBitsToFloat(p);
         dmin[i] = HalfBitsToFloat(p + 2);
@@ -405,6 +415,7 @@ struct Q6_KK {
     const uint8_t* w[NR];
     ActQ8KRow x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m256 acc[NR][NT];
     float corr_acc[NR][NT] = {};
@@ -420,10 +431,10 @@ struct Q6_KK {
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
         if (NT <= 2) {
-          Prefetch(p);
-          Prefetch(p + 64);
-          Prefetch(p + 128);
-          Prefetch(p + 192);
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
+          Prefetch(p + 192, pf);
         }
         d[i] = HalfBitsToFloat(p + 208);
         sc8[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));

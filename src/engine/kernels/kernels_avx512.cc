@@ -47,9 +47,15 @@ inline __m512 Zero() { return _mm512_setzero_ps(); }
 // between; prefetching each row a little ahead keeps enough misses in flight that the integer
 // work overlaps the transfer instead of adding to it. (A prefetch never faults, so running off
 // the end of a row is harmless.)
-constexpr int kPrefetchBytes = 1024;
-inline void Prefetch(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+// Distance: 1 KiB ahead within long rows; for short rows (the micro-kernel's NR rows together
+// span less than a few KiB) the same offset in the next group of NR rows, which is what the
+// next call reads -- 1 KiB ahead would land in rows this call is already reading.
+constexpr int64_t kPrefetchBytes = 1024;
+inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
+}
+inline void Prefetch(const uint8_t* p, int64_t distance) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_T0);
 }
 
 // 16 floats: lanes 0-7 = half(h0), lanes 8-15 = half(h1). The per-block scales of two 32-element
@@ -140,6 +146,7 @@ struct FloatMicro {
       const uint8_t* w[NR];
       const float* x[NT];
       for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
       for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
       __m512 acc[NR][NT];
 #pragma GCC unroll 8
@@ -150,7 +157,7 @@ struct FloatMicro {
       for (; c + 16 <= a.cols; c += 16) {
         __m512 wv[NR];
         if (NT <= 2 && ((c * L::kBytes) & 63) == 0) {
-          for (int i = 0; i < NR; ++i) Prefetch(w[i] + c * L::kBytes);
+          for (int i = 0; i < NR; ++i) Prefetch(w[i] + c * L::kBytes, pf);
         }
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) wv[i] = L::Load(w[i] + c * L::kBytes);
@@ -289,6 +296,7 @@ struct Q8Micro {
       const uint8_t* w[NR];
       ActQ8Row x[NT];
       for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
       for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
       __m512 acc[NR][NT];
 #pragma GCC unroll 8
@@ -304,7 +312,7 @@ struct Q8Micro {
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) {
           const uint8_t* p = w[i] + b * W::kBlockBytes;
-          if (NT <= 2) Prefetch(p);
+          if (NT <= 2) Prefetch(p, pf);
           wq[i] = W::Two(p);
           wd[i] = TwoHalfScales(LoadU16(p), LoadU16(p + W::kBlockBytes));
         }
@@ -507,6 +515,7 @@ struct Q4_KK {
     const uint8_t* w[NR];
     ActQ8KRow x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m512 acc[NR][NT];
     float min_acc[NR][NT] = {};
@@ -522,9 +531,9 @@ struct Q4_KK {
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ4_K);
         if (NT <= 2) {
-          Prefetch(p);
-          Prefetch(p + 64);
-          Prefetch(p + 128);
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
         }
         d[i] = HalfBitsToFloat(p);
         dmin[i] = HalfBitsToFloat(p + 2);
@@ -592,6 +601,7 @@ struct Q6_KK {
     const uint8_t* w[NR];
     ActQ8KRow x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m512 acc[NR][NT];
 #pragma GCC unroll 8
@@ -609,10 +619,10 @@ struct Q6_KK {
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockQ6_K);
         if (NT <= 2) {
-          Prefetch(p);
-          Prefetch(p + 64);
-          Prefetch(p + 128);
-          Prefetch(p + 192);
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
+          Prefetch(p + 192, pf);
         }
         d[i] = HalfBitsToFloat(p + 208);
         sc16[i] = _mm512_castsi256_si512(
