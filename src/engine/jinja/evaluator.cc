@@ -495,8 +495,10 @@ Value Interpreter::EvalFilter(const FilterExpr& node, const ScopePtr& scope,
 
 Value Interpreter::EvalCompare(const CompareExpr& node, const ScopePtr& scope) {
   Value left = Eval(*node.first, scope);
-  for (const auto& [op, expr] : node.rest) {
-    Value right = Eval(*expr, scope);
+  for (const auto& step : node.rest) {
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    const auto op = step.first;
+    Value right = Eval(*step.second, scope);
     bool result = [&] {
       switch (op) {
         case CompareOp::kEq:
