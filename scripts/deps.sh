@@ -12,7 +12,8 @@ build_pkgs=(
   libsqlite3-dev libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libexpected-dev
   libtomlplusplus-dev libpcre2-dev
 )
-test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch)
+test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch
+           clang-14 libclang-rt-14-dev)
 bench_pkgs=(libbenchmark-dev libopenblas-dev wrk nginx-light)
 
 want=("${build_pkgs[@]}")
