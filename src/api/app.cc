@@ -37,9 +37,7 @@ json::object KeyJson(const platform::ApiKey& k) {
   json::array scopes;
   for (Scope s : {Scope::kAdmin, Scope::kInference, Scope::kRead}) {
     // List the scopes as granted, not as implied.
-    if (k.scopes.ToString().find(platform::ScopeName(s)) != std::string::npos) {
-      scopes.emplace_back(platform::ScopeName(s));
-    }
+    if (k.scopes.Granted(s)) scopes.emplace_back(platform::ScopeName(s));
   }
   json::object o{{"id", k.id},
                  {"object", "api_key"},

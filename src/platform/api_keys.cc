@@ -102,7 +102,7 @@ bool Scopes::Allows(Scope needed) const {
 std::string Scopes::ToString() const {
   std::string out;
   for (const auto& [s, name] : kScopeNames) {
-    if (bits_ & static_cast<uint32_t>(s)) {
+    if (Granted(s)) {
       if (!out.empty()) out += ',';
       out += name;
     }

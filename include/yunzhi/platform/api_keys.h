@@ -43,6 +43,8 @@ class Scopes {
   // unknown scope.
   static Result<Scopes> Parse(std::string_view text);
   bool Allows(Scope needed) const;
+  // Whether `scope` itself was granted (not merely implied by a larger one).
+  bool Granted(Scope scope) const { return (bits_ & static_cast<uint32_t>(scope)) != 0; }
   bool empty() const { return bits_ == 0; }
   std::string ToString() const;  // "admin,inference" in a fixed order
   bool operator==(const Scopes&) const = default;
