@@ -132,4 +132,31 @@ void AddResidual(ForwardContext& ctx, const float* y) {
   kernels::AddInPlace(ctx.x, y, ctx.n_tokens * ctx.config->n_embd);
 }
 
+void ProjectQkv(ForwardContext& ctx, const internal::LayerWeights& w) {
+  const ModelConfig& c = *ctx.config;
+  NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
+  Linear(ctx, w.wq, ctx.xn, ctx.q);
+  Linear(ctx, w.wk, ctx.xn, ctx.k);
+  Linear(ctx, w.wv, ctx.xn, ctx.v);
+  if (c.qkv_bias) {
+    AddBias(ctx, ctx.q, w.bq);
+    AddBias(ctx, ctx.k, w.bk);
+    AddBias(ctx, ctx.v, w.bv);
+  }
+}
+
+void AttendAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
+  const ModelConfig& c = *ctx.config;
+  RopeRows(ctx, ctx.q, c.n_head);
+  RopeRows(ctx, ctx.k, c.n_head_kv);
+  StoreKv(ctx, layer);
+  Attention(ctx, layer);
+  Linear(ctx, w.wo, ctx.attn, ctx.out);
+  AddResidual(ctx, ctx.out);
+
+  NormRows(ctx, ctx.x, w.ffn_norm, c.n_embd, ctx.xn);
+  FeedForwardSwiGlu(ctx, w);
+  AddResidual(ctx, ctx.out);
+}
+
 }  // namespace yunzhi::engine::arch

@@ -14,24 +14,8 @@ void FinishConfig(ModelConfig& config, bool /*from_gguf*/) {
 }
 
 void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  const ModelConfig& c = *ctx.config;
-  NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
-  Linear(ctx, w.wq, ctx.xn, ctx.q);
-  Linear(ctx, w.wk, ctx.xn, ctx.k);
-  Linear(ctx, w.wv, ctx.xn, ctx.v);
-  AddBias(ctx, ctx.q, w.bq);
-  AddBias(ctx, ctx.k, w.bk);
-  AddBias(ctx, ctx.v, w.bv);
-  RopeRows(ctx, ctx.q, c.n_head);
-  RopeRows(ctx, ctx.k, c.n_head_kv);
-  StoreKv(ctx, layer);
-  Attention(ctx, layer);
-  Linear(ctx, w.wo, ctx.attn, ctx.out);
-  AddResidual(ctx, ctx.out);
-
-  NormRows(ctx, ctx.x, w.ffn_norm, c.n_embd, ctx.xn);
-  FeedForwardSwiGlu(ctx, w);
-  AddResidual(ctx, ctx.out);
+  ProjectQkv(ctx, w);  // with the Q/K/V biases (FinishConfig sets qkv_bias)
+  AttendAndFeedForward(ctx, w, layer);
 }
 
 }  // namespace
