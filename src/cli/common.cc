@@ -24,7 +24,6 @@ Result<LoadedConfig> LoadCliConfig(const GlobalFlags& flags,
 
 Result<Store> OpenStore(const Config& config, const store::DataDir& dir) {
   Store out;
-  out.dir = dir;
   store::DatabaseOptions options;
   options.url = config.store.url.empty() ? dir.database_url() : config.store.url;
   options.busy_timeout = std::chrono::milliseconds(config.store.busy_timeout_ms);

@@ -27,9 +27,8 @@ struct GlobalFlags {
 Result<LoadedConfig> LoadCliConfig(const GlobalFlags& flags,
                                    std::vector<std::pair<std::string, std::string>> overrides = {});
 
-// The opened data dir and its metadata store, schema up to date, system tenant present.
+// The data dir's metadata store, schema up to date, system tenant present.
 struct Store {
-  std::optional<store::DataDir> dir;
   std::unique_ptr<store::Database> db;
 };
 Result<Store> OpenStore(const Config& config, const store::DataDir& dir);

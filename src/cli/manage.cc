@@ -1,6 +1,7 @@
 #include "cli/manage.h"
 
 #include <cstdio>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -68,13 +69,9 @@ int RunKeysList(const GlobalFlags& flags, const std::string& tenant) {
   if (!tenants) return PrintError(tenants.error());
   std::printf("%-30s  %-11s  %-12s  %-20s  %-16s  %-6s  %-19s  %-19s  %s\n", "ID", "PREFIX",
               "TENANT", "NAME", "SCOPES", "RPM", "CREATED (UTC)", "LAST USED (UTC)", "STATUS");
-  for (const auto& k : *keys) {
-    std::string tenant_name = k.tenant_id;
-    for (const auto& t : *tenants) {
-      if (t.id == k.tenant_id) tenant_name = t.name;
-    }
-    PrintKeyRow(k, tenant_name);
-  }
+  std::map<std::string, std::string> tenant_names;
+  for (const auto& t : *tenants) tenant_names[t.id] = t.name;
+  for (const auto& k : *keys) PrintKeyRow(k, tenant_names[k.tenant_id]);
   return 0;
 }
 

@@ -27,7 +27,7 @@ namespace {
 Status EnsureAdminKey(platform::ApiKeys& keys, platform::Tenants& tenants) {
   YZ_ASSIGN_OR_RETURN(bool has_admin, keys.HasActivePlatformAdminKey());
   if (has_admin) return OkStatus();
-  YZ_ASSIGN_OR_RETURN(auto system, tenants.EnsureSystem());
+  YZ_ASSIGN_OR_RETURN(auto system, tenants.Find(platform::kSystemTenantName));  // OpenStore made it
   platform::KeyOptions options;
   options.name = "platform admin (created at first start)";
   options.scopes = platform::Scopes::Of({platform::Scope::kAdmin});
