@@ -142,6 +142,23 @@ Status KvCache::Fork(const Sequence& src, Sequence* dst) {
   return OkStatus();
 }
 
+Status KvCache::Adopt(Sequence* seq, std::span<const int32_t> blocks) {
+  if (!seq->blocks_.empty() || seq->n_tokens_ != 0) {
+    return InvalidArgumentError("KV cache: Adopt needs an empty sequence");
+  }
+  for (int32_t b : blocks) {
+    if (b < 0 || b >= n_blocks() || ref_counts_[static_cast<size_t>(b)] <= 0) {
+      return InvalidArgumentError(fmt::format("KV cache: cannot adopt block {}: not in use", b));
+    }
+  }
+  for (int32_t b : blocks) {
+    ++ref_counts_[static_cast<size_t>(b)];
+    seq->blocks_.push_back(b);
+  }
+  seq->n_tokens_ = static_cast<int64_t>(blocks.size()) * block_tokens_;
+  return OkStatus();
+}
+
 void* KvCache::Row(bool value, const Sequence& seq, int64_t layer, int64_t pos,
                    int64_t head) const {
   const int32_t block = seq.blocks_[static_cast<size_t>(pos / block_tokens_)];

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -103,7 +104,16 @@ class KvCache {
   // Makes `dst` (which must be empty) a copy of `src` that shares src's full blocks; a
   // partially filled last block is copied. Errors: kResourceExhausted (nothing changed).
   Status Fork(const Sequence& src, Sequence* dst);
-  // References held on `block` (0 = free). For tests.
+  // Makes `seq` (which must be empty) start with `blocks`, full blocks written by other
+  // sequences (a cached prompt prefix): each gains a reference and the sequence holds
+  // blocks.size() * block_tokens() positions. The blocks must be in use (ref_count > 0).
+  // Errors: kInvalidArgument for a non-empty sequence or a free / out-of-range block.
+  Status Adopt(Sequence* seq, std::span<const int32_t> blocks);
+  // Takes / drops one reference on a block in use (the prefix cache holds blocks this way);
+  // the last Unref returns the block to the pool. Precondition: ref_count(block) > 0.
+  void Retain(int32_t block) { ++ref_counts_[static_cast<size_t>(block)]; }
+  void Unref(int32_t block) { DropBlock(block); }
+  // References held on `block` (0 = free).
   int32_t ref_count(int32_t block) const { return ref_counts_[static_cast<size_t>(block)]; }
 
   // ---- for the runner (src/engine): raw row access.

@@ -134,6 +134,10 @@ class TokenConstraint {
   // The token the sampler chose (or that was forced with AcceptToken). An error means the
   // constraint cannot continue (Sample / AcceptToken return it).
   virtual Status Accept(int32_t token) = 0;
+  // How many more tokens the sequence may generate (the caller's max_tokens minus what it has
+  // generated), told before each step. A grammar can use it to close its output in time
+  // (e.g. finish a JSON value before the budget runs out). Default: ignored.
+  virtual void SetRemainingTokens(int64_t remaining) {}
 };
 
 struct TokenLogprob {
@@ -165,6 +169,8 @@ class Sampler {
 
   // Installs (or with nullptr removes) the grammar hook. The sampler owns it.
   void SetConstraint(std::unique_ptr<TokenConstraint> constraint);
+  // The installed constraint, or null.
+  TokenConstraint* constraint() const { return constraint_.get(); }
 
   // Appends prompt tokens to the history: they count for the repetition penalty but not for the
   // presence/frequency penalties. Call before the first Sample (may be called in pieces).
