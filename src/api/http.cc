@@ -117,6 +117,52 @@ std::string SseEvent(std::string_view data) {
 
 // --- HttpResponse -----------------------------------------------------------------------------
 
+PendingResponse::PendingResponse() = default;
+PendingResponse::~PendingResponse() = default;
+
+bool PendingResponse::Complete(HttpResponse response) {
+  std::shared_ptr<ResponseStream> orphan;
+  {
+    std::lock_guard lock(mutex_);
+    if (completed_ || cancelled_.load()) {
+      orphan = response.stream;
+    } else {
+      completed_ = true;
+      response_ = std::make_unique<HttpResponse>(std::move(response));
+      if (wakeup_) wakeup_();
+      return true;
+    }
+  }
+  if (orphan) orphan->Cancel();  // nobody will read it: its producer must stop
+  return false;
+}
+
+void PendingResponse::SetWakeup(std::function<void()> wakeup) {
+  std::lock_guard lock(mutex_);
+  wakeup_ = std::move(wakeup);
+}
+
+std::unique_ptr<HttpResponse> PendingResponse::Take() {
+  std::lock_guard lock(mutex_);
+  return std::move(response_);
+}
+
+void PendingResponse::Cancel() {
+  std::unique_ptr<HttpResponse> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_.store(true);
+    dropped = std::move(response_);
+  }
+  if (dropped && dropped->stream) dropped->stream->Cancel();
+}
+
+HttpResponse HttpResponse::Deferred(std::shared_ptr<PendingResponse> pending) {
+  HttpResponse r;
+  r.pending = std::move(pending);
+  return r;
+}
+
 HttpResponse HttpResponse::Json(int status, std::string json_body) {
   HttpResponse response;
   response.status = status;

@@ -249,6 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ForceClose() {
     forced_ = true;
     if (body_stream_) body_stream_->Cancel();
+    if (pending_) pending_->Cancel();
     stream_.close();
     Wake();
   }
@@ -265,6 +266,12 @@ class Session : public std::enable_shared_from_this<Session> {
                                       bool keep_alive);
   asio::awaitable<bool> WriteStream(Exchange& exchange, HttpResponse& response, unsigned version,
                                     bool keep_alive);
+  // Waits for a deferred response and replaces `response` with it. False when the client went
+  // away or the server was forced down first (the pending response is then cancelled).
+  asio::awaitable<bool> AwaitPending(HttpResponse& response);
+  // Starts / stops watching the socket for the client going away (while nothing is read).
+  void StartWatching();
+  asio::awaitable<void> StopWatching();
   static asio::awaitable<void> WatchForDisconnect(std::shared_ptr<Session> self);
   asio::awaitable<void> WaitForWake();
   asio::awaitable<void> LingeringClose();
@@ -290,6 +297,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool stop_watching_ = false;  // we cancelled the watcher: its error is not a disconnect
   bool client_gone_ = false;    // the watcher saw EOF or an error
   std::shared_ptr<ResponseStream> body_stream_;  // the stream being sent, if any
+  std::shared_ptr<PendingResponse> pending_;     // the deferred response waited for, if any
 };
 
 asio::awaitable<void> Session::Loop() {
@@ -440,6 +448,18 @@ asio::awaitable<bool> Session::Serve() {
           NotFoundError(fmt::format("no route for {} {}", request.method, request.path)));
     }
   }
+  if (response.pending) {
+    if (!co_await AwaitPending(response)) {
+      // The client left (or the server is being forced down) before the answer was ready.
+      exchange.status = 499;
+      server_->Record(exchange, remote_);
+      co_return false;
+    }
+    if (response.pending) {
+      log::Error("http_nested_pending", {{"route", exchange.route}});
+      response = HttpResponse::FromError(InternalError("internal server error"));
+    }
+  }
   if (response.status < 100 || response.status > 999) {
     log::Error("http_bad_status", {{"route", exchange.route}, {"status", response.status}});
     if (response.stream) response.stream->Cancel();  // its producer must not wait for a reader
@@ -538,12 +558,7 @@ asio::awaitable<bool> Session::WriteStream(Exchange& exchange, HttpResponse& res
     ~ClearWakeup() { stream->SetWakeup(nullptr); }
   } clear_wakeup{body.get()};
   // Watch the socket for the client going away while we wait for the producer.
-  watching_ = true;
-  stop_watching_ = false;
-  client_gone_ = false;
-  asio::co_spawn(executor(), WatchForDisconnect(shared_from_this()), [](std::exception_ptr e) {
-    if (e) log::Error("http_stream_watcher_failed", {});
-  });
+  StartWatching();
 
   bool ok = true;
   while (true) {
@@ -586,13 +601,59 @@ asio::awaitable<bool> Session::WriteStream(Exchange& exchange, HttpResponse& res
   body->SetWakeup(nullptr);  // after this no wakeup runs: the producer may outlive the session
   if (!ok || forced_ || client_gone_) body->Cancel();
   body_stream_.reset();
-  if (watching_) {
-    stop_watching_ = true;
-    beast::error_code ec;
-    stream_.socket().cancel(ec);
-    while (watching_) co_await WaitForWake();
-  }
+  co_await StopWatching();
   co_return ok && !client_gone_;
+}
+
+void Session::StartWatching() {
+  watching_ = true;
+  stop_watching_ = false;
+  client_gone_ = false;
+  asio::co_spawn(executor(), WatchForDisconnect(shared_from_this()), [](std::exception_ptr e) {
+    if (e) log::Error("http_stream_watcher_failed", {});
+  });
+}
+
+asio::awaitable<void> Session::StopWatching() {
+  if (!watching_) co_return;
+  stop_watching_ = true;
+  beast::error_code ec;
+  stream_.socket().cancel(ec);
+  while (watching_) co_await WaitForWake();
+}
+
+asio::awaitable<bool> Session::AwaitPending(HttpResponse& response) {
+  std::shared_ptr<PendingResponse> pending = std::move(response.pending);
+  pending_ = pending;
+  std::weak_ptr<Session> weak = weak_from_this();
+  pending->SetWakeup([weak, executor = executor()] {
+    asio::post(executor, [weak] {
+      if (auto self = weak.lock()) self->Wake();
+    });
+  });
+  struct ClearWakeup {
+    PendingResponse* pending;
+    ~ClearWakeup() { pending->SetWakeup(nullptr); }
+  } clear_wakeup{pending.get()};
+  StartWatching();
+  std::unique_ptr<HttpResponse> done;
+  while (true) {
+    woken_ = false;
+    if (client_gone_ || forced_) break;
+    done = pending->Take();
+    if (done) break;
+    if (!woken_) co_await WaitForWake();
+  }
+  pending->SetWakeup(nullptr);
+  co_await StopWatching();
+  pending_.reset();
+  if (!done || client_gone_ || forced_) {
+    pending->Cancel();
+    if (done && done->stream) done->stream->Cancel();
+    co_return false;
+  }
+  response = std::move(*done);
+  co_return true;
 }
 
 asio::awaitable<void> Session::WatchForDisconnect(std::shared_ptr<Session> self) {
@@ -618,6 +679,7 @@ asio::awaitable<void> Session::WatchForDisconnect(std::shared_ptr<Session> self)
   self->watching_ = false;
   // Tell the producer at once, not when it next writes.
   if (self->client_gone_ && self->body_stream_) self->body_stream_->Cancel();
+  if (self->client_gone_ && self->pending_) self->pending_->Cancel();
   self->Wake();
 }
 

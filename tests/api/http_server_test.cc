@@ -677,5 +677,88 @@ TEST_F(HttpServerTest, UnresolvableHostIsUnavailable) {
   EXPECT_THAT(started.error().message, StartsWith("cannot listen on no-such-host.invalid:0: "));
 }
 
+// ---- Deferred responses: the handler returns at once; another thread answers later.
+
+TEST_F(HttpServerTest, DeferredResponseCompletedLaterIsSentWithItsStatusAndHeaders) {
+  std::thread worker;
+  router_.Add("GET", "/later", [&](HttpRequest&) {
+    auto pending = std::make_shared<PendingResponse>();
+    worker = std::thread([pending] {
+      std::this_thread::sleep_for(50ms);
+      HttpResponse r = HttpResponse::Json(429, R"({"late":true})");
+      r.headers.emplace("Retry-After", "3");
+      EXPECT_TRUE(pending->Complete(std::move(r)));
+      EXPECT_FALSE(pending->Complete(HttpResponse::Text(200, "second")));  // first one wins
+    });
+    return HttpResponse::Deferred(pending);
+  });
+  StartServer();
+  HttpClient client(port());
+  ASSERT_TRUE(client.Connect());
+  // While the first request waits, the I/O threads still answer others.
+  HttpClient other(port());
+  ASSERT_TRUE(client.SendRaw("GET /later HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto quick = other.Send("GET", "/hello");
+  ASSERT_TRUE(quick) << quick.error().ToString();
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response) << response.error().ToString();
+  EXPECT_EQ(response->status, 429);
+  EXPECT_EQ(response->body, R"({"late":true})");
+  EXPECT_EQ(response->Header("Retry-After"), "3");
+  worker.join();
+  // Keep-alive still works after a deferred answer.
+  auto next = client.Send("GET", "/hello");
+  ASSERT_TRUE(next) << next.error().ToString();
+  EXPECT_EQ(next->body, "hello");
+}
+
+TEST_F(HttpServerTest, DeferredResponseMayBeAStream) {
+  std::thread worker;
+  router_.Add("GET", "/later-stream", [&](HttpRequest&) {
+    auto pending = std::make_shared<PendingResponse>();
+    worker = std::thread([pending] {
+      auto stream = std::make_shared<ResponseStream>();
+      HttpResponse r;
+      r.content_type = "text/event-stream";
+      r.stream = stream;
+      stream->Write(SseEvent("x"));
+      ASSERT_TRUE(pending->Complete(std::move(r)));
+      stream->Write(SseEvent("[DONE]"));
+      stream->Close();
+    });
+    return HttpResponse::Deferred(pending);
+  });
+  StartServer();
+  HttpClient client(port());
+  auto response = client.Send("GET", "/later-stream");
+  ASSERT_TRUE(response) << response.error().ToString();
+  EXPECT_TRUE(response->chunked);
+  EXPECT_EQ(response->body, "data: x\n\ndata: [DONE]\n\n");
+  worker.join();
+}
+
+TEST_F(HttpServerTest, ClientLeavingCancelsADeferredResponse) {
+  auto pending = std::make_shared<PendingResponse>();
+  router_.Add("GET", "/never", [&](HttpRequest&) { return HttpResponse::Deferred(pending); });
+  StartServer();
+  {
+    HttpClient client(port());
+    ASSERT_TRUE(client.Connect());
+    ASSERT_TRUE(client.SendRaw("GET /never HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const auto deadline = Clock::now() + 5s;
+    while (pending.use_count() < 2 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    client.Close();
+  }
+  const auto deadline = Clock::now() + 5s;
+  while (!pending->cancelled() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(pending->cancelled());
+  // A late answer is dropped, and a stream in it is cancelled so its producer stops.
+  auto stream = std::make_shared<ResponseStream>();
+  HttpResponse late;
+  late.stream = stream;
+  EXPECT_FALSE(pending->Complete(std::move(late)));
+  EXPECT_TRUE(stream->cancelled());
+}
+
 }  // namespace
 }  // namespace yunzhi::api

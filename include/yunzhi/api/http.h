@@ -95,6 +95,40 @@ class ResponseStream {
 // Lines end at "\r\n", "\r" or "\n", as an SSE client splits them.
 std::string SseEvent(std::string_view data);
 
+struct HttpResponse;
+
+// A response that is not known yet when the handler returns: the handler hands its work to
+// another thread (model loading, the scheduler) and that thread completes the response later,
+// with any status, headers or a stream. The I/O thread stays free meanwhile. If the client
+// disconnects (or the server is forced to stop) first, the pending response is cancelled and a
+// late Complete is dropped.
+// Thread safety: all methods are safe from any thread.
+class PendingResponse {
+ public:
+  PendingResponse();
+  ~PendingResponse();
+  // Sets the response; the first call wins and returns true, later ones are ignored (false).
+  // A response with a stream: the stream's producer may already be writing to it.
+  bool Complete(HttpResponse response);
+  // True once the client is gone or the server gave up; the producer should stop its work.
+  bool cancelled() const { return cancelled_.load(); }
+
+  // --- for the server ---
+  // As ResponseStream::SetWakeup: called when Complete ran (under the lock; keep it cheap).
+  void SetWakeup(std::function<void()> wakeup);
+  // The response, once completed (moved out; later calls return null).
+  std::unique_ptr<HttpResponse> Take();
+  // Marks it cancelled and drops a completed response (cancelling its stream). Idempotent.
+  void Cancel();
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<HttpResponse> response_;
+  bool completed_ = false;
+  std::function<void()> wakeup_;
+  std::atomic<bool> cancelled_{false};
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
@@ -106,6 +140,9 @@ struct HttpResponse {
   // When set, `body` is ignored: headers go out at once and the body is streamed from here with
   // chunked transfer encoding (content_type "text/event-stream" for SSE).
   std::shared_ptr<ResponseStream> stream;
+  // When set, everything above is ignored: the server waits (without blocking its thread) for
+  // the pending response to be completed and sends that one instead.
+  std::shared_ptr<PendingResponse> pending;
 
   // `json_body` must already be JSON; content type "application/json".
   static HttpResponse Json(int status, std::string json_body);
@@ -116,6 +153,8 @@ struct HttpResponse {
   // `type` is OpenAiErrorType(code), `param` is error.param and `code` is error.detail (null
   // when empty). An error with Code::kOk is a programmer error and is sent as a 500.
   static HttpResponse FromError(const Error& error);
+  // A response to be completed later through `pending`.
+  static HttpResponse Deferred(std::shared_ptr<PendingResponse> pending);
 };
 
 using Handler = std::function<HttpResponse(HttpRequest&)>;
