@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "cli/manage.h"
+#include "cli/models.h"
 #include "cli/quantize.h"
 #include "cli/run.h"
 #include "cli/serve.h"
@@ -74,6 +75,28 @@ int main(int argc, char** argv) {
   auto* tenants_delete = tenants->add_subcommand("delete", "Delete a tenant and its keys");
   tenants_delete->add_option("tenant", delete_tenant, "Tenant id or name")->required();
   tenants_delete->callback([&] { exit_code = RunTenantsDelete(flags, delete_tenant); });
+
+  ImportFlags import_flags;
+  auto* import = app.add_subcommand("import", "Import a GGUF file or Hugging Face directory");
+  import->add_option("path", import_flags.path, ".gguf file or Hugging Face model directory")
+      ->required();
+  import->add_option("--name", import_flags.name,
+                     "[namespace/]name[:tag] (default: from the file or directory name)");
+  import->add_flag("--replace", import_flags.replace, "Replace a model of the same name");
+  import->callback([&] { exit_code = RunImport(flags, import_flags); });
+  app.add_subcommand("list", "List the imported models")->callback([&] {
+    exit_code = RunList(flags);
+  });
+  std::string show_name;
+  bool show_json = false;
+  auto* show = app.add_subcommand("show", "Show a model's metadata and files");
+  show->add_option("name", show_name, "Model name or id")->required();
+  show->add_flag("--json", show_json, "Print JSON");
+  show->callback([&] { exit_code = RunShow(flags, show_name, show_json); });
+  std::string rm_name;
+  auto* rm = app.add_subcommand("rm", "Remove a model (its files go unless another model shares them)");
+  rm->add_option("name", rm_name, "Model name or id")->required();
+  rm->callback([&] { exit_code = RunRemove(flags, rm_name); });
 
   RunFlags run_flags;
   auto* run = app.add_subcommand("run", "Chat with a model in the terminal, or complete a prompt");

@@ -15,6 +15,7 @@
 #include "yunzhi/base/clock.h"
 #include "yunzhi/base/log.h"
 #include "yunzhi/base/metrics.h"
+#include "yunzhi/hub/registry.h"
 #include "yunzhi/platform/api_keys.h"
 #include "yunzhi/platform/rate_limiter.h"
 #include "yunzhi/platform/tenants.h"
@@ -73,6 +74,10 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   platform::RateLimiter limiter(clock);
   metrics::Registry registry;
   if (auto s = EnsureAdminKey(keys, tenants); !s) return PrintError(s.error());
+  auto blobs = store::BlobStore::Open(dir->blobs_path());
+  if (!blobs) return PrintError(blobs.error());
+  auto models = hub::Registry::Open(*store->db, **blobs, dir->models_path(), clock);
+  if (!models) return PrintError(models.error());
 
   std::atomic<bool> draining{false};
   api::AppContext context;
@@ -81,6 +86,7 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   context.keys = &keys;
   context.limiter = &limiter;
   context.metrics = &registry;
+  context.registry = models->get();
   context.default_requests_per_minute = config.limits.default_requests_per_minute;
   context.draining = &draining;
   api::Router router;

@@ -6,6 +6,13 @@
 //   GET    /readyz                  readiness (store answers, not draining), no auth
 //   GET    /metrics                 Prometheus text format, no auth
 //   GET    /v1/models               [read]  OpenAI list shape
+//   GET    /v1/models/{id...}       [read]  one model (404 model_not_found)
+//   GET    /api/models              [read]  detailed list
+//   POST   /api/models              [platform admin]  {"path","name","replace"} → 202 import job
+//   GET    /api/models/imports/{id} [platform admin]  an import job's progress
+//   GET    /api/models/{name...}    [read]  one model, detailed
+//   PATCH  /api/models/{name...}    [platform admin]  {"keep_alive": "5m" | seconds | -1}
+//   DELETE /api/models/{name...}    [platform admin]
 //   GET    /api/me                  [read]  the calling key and its tenant
 //   GET    /api/tenants             [platform admin]
 //   POST   /api/tenants             [platform admin]  {"name": "..."}
@@ -26,6 +33,10 @@
 #include "yunzhi/platform/tenants.h"
 #include "yunzhi/store/database.h"
 
+namespace yunzhi::hub {
+class Registry;
+}  // namespace yunzhi::hub
+
 namespace yunzhi::api {
 
 // What the routes use. Every pointer must outlive the router's use.
@@ -35,6 +46,8 @@ struct AppContext {
   platform::ApiKeys* keys = nullptr;
   platform::RateLimiter* limiter = nullptr;
   metrics::Registry* metrics = nullptr;
+  // The model registry (/v1/models, /api/models); null: no models are listed.
+  hub::Registry* registry = nullptr;
   // Requests per minute for keys without their own limit (0: unlimited).
   int64_t default_requests_per_minute = 0;
   // Set when shutdown begins: /readyz then answers 503 so load balancers stop sending traffic.

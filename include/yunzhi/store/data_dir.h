@@ -2,6 +2,7 @@
 //
 //   <dir>/yunzhi.db    the metadata database (SQLite)
 //   <dir>/blobs/       the blob store (store/blob_store.h)
+//   <dir>/models/      one directory per imported safetensors model, linking to blobs (hub/)
 //   <dir>/server.lock  held by the running `yunzhi serve`
 //
 // Only `yunzhi serve` takes the ServerLock. Management commands (keys, list, import ...) work on a
@@ -31,6 +32,7 @@ class DataDir {
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path database_path() const { return path_ / "yunzhi.db"; }
   std::filesystem::path blobs_path() const { return path_ / "blobs"; }
+  std::filesystem::path models_path() const { return path_ / "models"; }
   std::filesystem::path lock_path() const { return path_ / "server.lock"; }
   // "sqlite:<dir>/yunzhi.db", for DatabaseOptions::url.
   std::string database_url() const { return "sqlite:" + database_path().string(); }
