@@ -30,14 +30,32 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "deps: installing ${missing[*]}" >&2
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-  sudo_cmd=(sudo)
+# The end-to-end tests drive the server with the official openai npm client. Node and npm come
+# from Debian unless a node is installed already (NodeSource's nodejs bundles npm and conflicts
+# with Debian's npm package).
+if [ "$profile" != build ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The npm packages of tests/e2e/openai, exactly as locked, from the npm registry: installed when
+# missing or older than the lockfile (npm ci records what it installed in .package-lock.json).
+if [ "$profile" != build ]; then
+  e2e="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e/openai"
+  if [ ! -f "$e2e/node_modules/.package-lock.json" ] ||
+     [ "$e2e/package-lock.json" -nt "$e2e/node_modules/.package-lock.json" ]; then
+    echo "deps: npm ci in tests/e2e/openai" >&2
+    (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

@@ -12,6 +12,7 @@
 
 #include "yunzhi/api/http.h"
 #include "yunzhi/base/ids.h"
+#include "yunzhi/hub/registry.h"
 
 namespace yunzhi::api {
 namespace {
@@ -743,48 +744,6 @@ Result<std::vector<CompletionPrompt>> ParsePrompt(const json::object& body) {
 
 // ---- keep_alive
 
-// Go's time.ParseDuration grammar: [-+]? then one or more <decimal><unit>, units ns us µs μs ms
-// s m h. Returns milliseconds (rounded), or nullopt when `s` is not a duration.
-std::optional<double> ParseGoDurationMs(std::string_view s) {
-  bool negative = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return std::nullopt;
-  double total_ms = 0;
-  while (!s.empty()) {
-    size_t i = 0;
-    bool digits = false, dot = false;
-    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '.' && !dot))) {
-      if (s[i] == '.')
-        dot = true;
-      else
-        digits = true;
-      ++i;
-    }
-    if (!digits) return std::nullopt;
-    const double number = std::strtod(std::string(s.substr(0, i)).c_str(), nullptr);
-    s.remove_prefix(i);
-    static constexpr std::pair<std::string_view, double> kUnits[] = {
-        {"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"\xce\xbcs", 1e-3},
-        {"ms", 1.0},  {"s", 1e3},   {"m", 60e3},         {"h", 3600e3}};
-    // Longest unit first where one is a prefix of another ("ms" before "m").
-    double scale = 0;
-    size_t unit_len = 0;
-    for (const auto& [unit, ms] : kUnits) {
-      if (s.substr(0, unit.size()) == unit && unit.size() > unit_len) {
-        scale = ms;
-        unit_len = unit.size();
-      }
-    }
-    if (unit_len == 0) return std::nullopt;
-    s.remove_prefix(unit_len);
-    total_ms += number * scale;
-  }
-  return negative ? -total_ms : total_ms;
-}
-
 int64_t MsFromDouble(double ms) {
   if (ms < 0) return -1;
   // Beyond ~292 million years: as good as forever.
@@ -1001,21 +960,9 @@ Result<int64_t> ParseKeepAliveMs(const json::value& v) {
     return MsFromDouble(seconds * 1000.0);
   }
   if (!v.is_string()) return TypeError("keep_alive", "a string or a number", v);
-  const std::string text(v.as_string());
-  // A bare number in a string ("300", "-1") is seconds, like the JSON number.
-  if (!text.empty()) {
-    char* end = nullptr;
-    const double seconds = std::strtod(text.c_str(), &end);
-    if (end == text.c_str() + text.size() && std::isfinite(seconds) &&
-        text.find_first_of("xXnNiI") == std::string::npos) {
-      return MsFromDouble(seconds * 1000.0);
-    }
-  }
-  if (auto ms = ParseGoDurationMs(text)) return MsFromDouble(*ms);
-  return ValueError("keep_alive",
-                    fmt::format("Invalid value for 'keep_alive': '{}' is neither a duration "
-                                "(\"5m\", \"1h30m\", \"-1m\") nor a number of seconds.",
-                                ToValidUtf8(text)));
+  // A duration ("5m", "1h30m") or a bare number of seconds in a string, as the registry's
+  // per-model setting takes it.
+  return hub::ParseKeepAliveMs(v.as_string());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
@@ -15,6 +16,8 @@
 #include "yunzhi/base/clock.h"
 #include "yunzhi/base/log.h"
 #include "yunzhi/base/metrics.h"
+#include "yunzhi/base/thread_pool.h"
+#include "yunzhi/serving/model_manager.h"
 #include "yunzhi/hub/registry.h"
 #include "yunzhi/platform/api_keys.h"
 #include "yunzhi/platform/rate_limiter.h"
@@ -78,6 +81,26 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   if (!blobs) return PrintError(blobs.error());
   auto models = hub::Registry::Open(*store->db, **blobs, dir->models_path(), clock);
   if (!models) return PrintError(models.error());
+  hub::Registry* hub_registry = models->get();
+  serving::ServingOptions serving_options;
+  serving_options.n_threads = config.serving.threads;
+  serving_options.n_ctx = config.serving.context_tokens;
+  serving_options.kv_cache_tokens = config.serving.kv_cache_tokens;
+  serving_options.memory_budget_bytes = config.serving.memory_budget_mb << 20;
+  serving_options.default_keep_alive_ms =
+      config.serving.keep_alive_s < 0 ? -1 : config.serving.keep_alive_s * 1000;
+  serving_options.scheduler.max_running = config.serving.max_running;
+  serving_options.scheduler.max_waiting = config.serving.max_waiting;
+  serving_options.scheduler.max_step_tokens =
+      std::max<int64_t>(config.serving.max_step_tokens, config.serving.max_running + 1);
+  serving_options.scheduler.prefix_caching = config.serving.prefix_caching != 0;
+  serving::ModelManager model_manager(
+      [hub_registry](std::string_view name) -> Result<serving::ModelSource> {
+        YZ_ASSIGN_OR_RETURN(hub::ModelInfo info, hub_registry->Find(name));
+        return serving::ModelSource{info.name, info.id, info.path, info.keep_alive_ms};
+      },
+      serving_options, &registry, clock);
+  ThreadPool request_workers(static_cast<size_t>(config.serving.request_threads), "requests");
 
   std::atomic<bool> draining{false};
   api::AppContext context;
@@ -87,6 +110,8 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   context.limiter = &limiter;
   context.metrics = &registry;
   context.registry = models->get();
+  context.models = &model_manager;
+  context.workers = &request_workers;
   context.default_requests_per_minute = config.limits.default_requests_per_minute;
   context.draining = &draining;
   api::Router router;
@@ -129,6 +154,8 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   });
   second_signal.detach();
   server.Shutdown();
+  // Streams still running after the grace period end now (their clients are gone).
+  model_manager.Shutdown();
   log::Info("server_stopped", {});
   return 0;
 }

@@ -195,7 +195,7 @@ Result<RequestHandle> Scheduler::Submit(GenerationRequest request) {
   if (request.constraint) sampler.SetConstraint(std::move(request.constraint));
   const Tokenizer& tokenizer = model.tokenizer();
   DecodeOptions decode;
-  decode.skip_special = true;
+  decode.skip_special = !request.keep_special_text;
   decode.remove_space_prefix = tokenizer.IsSpecial(request.prompt.back());
 
   auto active = std::make_unique<Active>(std::move(request), std::move(sampler), std::move(stop),
@@ -232,6 +232,8 @@ void Scheduler::State::Publish() {
   const KvCache& cache = runner->kv_cache();
   snap.kv_blocks_free = cache.n_free_blocks();
   snap.kv_blocks_cached = prefix_cache ? prefix_cache->n_entries() : 0;
+  snap.kv_blocks_used = snap.kv_blocks_total - snap.kv_blocks_free -
+                        (prefix_cache ? prefix_cache->n_evictable() : 0);
   std::lock_guard lock(mutex);
   snap.waiting = n_waiting;
   stats = snap;
@@ -483,7 +485,11 @@ void Scheduler::State::AfterForward(Active& a, size_t item) {
 
 void Scheduler::State::Sample(Active& a, size_t item) {
   const int64_t generated = static_cast<int64_t>(a.sampler.output_tokens().size());
-  if (TokenConstraint* c = a.sampler.constraint()) c->SetRemainingTokens(a.max_new - generated);
+  // One token is kept for the end-of-generation token, so that a grammar closes its output in
+  // time to stop (finish_reason "stop") rather than at the limit.
+  if (TokenConstraint* c = a.sampler.constraint()) {
+    c->SetRemainingTokens(std::max<int64_t>(1, a.max_new - generated - 1));
+  }
   auto sampled = a.sampler.Sample(out.Row(item));
   if (!sampled) {
     Finish(a, FinishReason::kCancelled, Status(sampled.error()));

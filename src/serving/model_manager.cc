@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -118,8 +117,8 @@ ModelManager::ModelManager(ModelResolver resolver, ServingOptions options,
     s.step_seconds = metrics->AddHistogram("yunzhi_step_seconds",
                                            "Time of each batched forward pass.", {"model"});
     s.kv_blocks = metrics->AddGauge("yunzhi_kv_blocks",
-                                    "KV cache blocks by state (used, free, cached: held only "
-                                    "by the prefix cache or shared with it).",
+                                    "KV cache blocks by state: used (by running requests), free, "
+                                    "cached (in the prefix cache; reusable, evicted when needed).",
                                     {"model", "state"});
   }
   s.reaper = std::thread([&s] { s.ReaperLoop(); });
@@ -283,7 +282,7 @@ Result<Lease> ModelManager::Acquire(std::string_view name, std::optional<int64_t
     on_step = [batch, step, used, free, cached](const engine::StepInfo& info) {
       batch->Observe(static_cast<double>(info.batch_sequences));
       step->Observe(info.forward_ms / 1000.0);
-      used->Set(static_cast<double>(info.stats.kv_blocks_total - info.stats.kv_blocks_free));
+      used->Set(static_cast<double>(info.stats.kv_blocks_used));
       free->Set(static_cast<double>(info.stats.kv_blocks_free));
       cached->Set(static_cast<double>(info.stats.kv_blocks_cached));
     };
@@ -398,46 +397,6 @@ Status ModelManager::Unload(std::string_view name) {
   }
   log::Info("model_unloaded", {{"model", std::string(name)}, {"reason", "requested"}});
   return OkStatus();
-}
-
-Result<int64_t> ParseKeepAlive(std::string_view text) {
-  auto bad = [&] {
-    return InvalidArgumentError(
-        fmt::format("invalid keep_alive '{}': use a duration like \"5m\", \"30s\", \"1h\", "
-                    "\"250ms\", a number of seconds, 0 (unload at once) or -1 (keep loaded)",
-                    text),
-        "keep_alive");
-  };
-  if (text.empty()) return bad();
-  size_t i = 0;
-  bool negative = false;
-  if (text[0] == '-') {
-    negative = true;
-    i = 1;
-  }
-  double value = 0;
-  const char* begin = text.data() + i;
-  const char* end = text.data() + text.size();
-  if (begin == end || *begin == '-' || *begin == '+') return bad();
-  auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr == begin) return bad();
-  std::string_view unit(ptr, static_cast<size_t>(end - ptr));
-  double ms_per_unit = 1000;  // bare numbers are seconds
-  if (unit == "ms") {
-    ms_per_unit = 1;
-  } else if (unit == "s" || unit.empty()) {
-    ms_per_unit = 1000;
-  } else if (unit == "m") {
-    ms_per_unit = 60'000;
-  } else if (unit == "h") {
-    ms_per_unit = 3'600'000;
-  } else {
-    return bad();
-  }
-  if (negative) return int64_t{-1};
-  const double ms = value * ms_per_unit;
-  if (ms > 1e15) return bad();
-  return static_cast<int64_t>(ms);
 }
 
 }  // namespace yunzhi::serving

@@ -231,7 +231,7 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{R"({"repetition_penalty":0})", "repetition_penalty", "expected a value > 0"},
         ErrorCase{R"({"repetition_penalty":-1})", "repetition_penalty", "below minimum"},
         ErrorCase{R"({"ignore_eos":1})", "ignore_eos", "expected a boolean"},
-        ErrorCase{R"({"keep_alive":"soon"})", "keep_alive", "'soon' is neither a duration"},
+        ErrorCase{R"({"keep_alive":"soon"})", "keep_alive", "invalid keep_alive 'soon'"},
         ErrorCase{R"({"keep_alive":true})", "keep_alive", "expected a string or a number"},
         ErrorCase{R"({"user":1})", "user", "expected a string"},
         ErrorCase{R"({"n":0})", "n",

@@ -81,7 +81,7 @@ TEST_F(ConfigTest, DefaultsWithoutAnySource) {
   EXPECT_EQ(c.log.file, "");
   EXPECT_EQ(c.limits.default_requests_per_minute, 0);
   EXPECT_EQ(loaded->file, "");
-  EXPECT_EQ(loaded->origin_of.size(), 16u);
+  EXPECT_EQ(loaded->origin_of.size(), 26u);
   for (const auto& [key, origin] : loaded->origin_of) EXPECT_EQ(origin, "default") << key;
 }
 

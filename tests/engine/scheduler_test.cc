@@ -64,6 +64,17 @@ std::vector<int32_t> Prompt(int64_t n, int32_t salt, int32_t n_vocab) {
   return p;
 }
 
+// on_done runs before the step's stats snapshot is published: poll for a stats condition.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
 GenerationRequest Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
   GenerationRequest r;
   r.prompt = std::move(prompt);
@@ -138,10 +149,10 @@ TEST_F(SchedulerTest, GreedyTokensAreTheSameAloneAndInABatchOfEight) {
     EXPECT_EQ(c[i].tokens, Alone(prompts[i], 24)) << "request " << i;
   }
   // Everything given back, except what the prefix cache keeps.
+  EXPECT_TRUE(Eventually([&] { return scheduler->stats().completed == 8; }));
   SchedulerStats st = scheduler->stats();
   EXPECT_EQ(st.running, 0);
   EXPECT_EQ(st.kv_blocks_free + st.kv_blocks_cached, st.kv_blocks_total);
-  EXPECT_EQ(st.completed, 8);
 }
 
 TEST_F(SchedulerTest, RealModelStreamsTheSameTextInABatch) {
@@ -211,7 +222,7 @@ TEST_F(SchedulerTest, PrefixCacheHitSkipsTheSharedPrefixAndGivesTheSameTokens) {
   ASSERT_TRUE(again.Wait());
   EXPECT_EQ(again.result.cached_prompt_tokens, 96);
   EXPECT_EQ(again.tokens, first.tokens);
-  EXPECT_EQ(scheduler->stats().cached_prompt_tokens, 192);
+  EXPECT_TRUE(Eventually([&] { return scheduler->stats().cached_prompt_tokens == 192; }));
 }
 
 TEST_F(SchedulerTest, WithoutPrefixCachingNothingIsReused) {
@@ -227,7 +238,8 @@ TEST_F(SchedulerTest, WithoutPrefixCachingNothingIsReused) {
     ASSERT_TRUE(c.Wait());
     EXPECT_EQ(c.result.cached_prompt_tokens, 0);
   }
-  EXPECT_EQ(scheduler->stats().kv_blocks_free, scheduler->stats().kv_blocks_total);
+  EXPECT_TRUE(Eventually(
+      [&] { return scheduler->stats().kv_blocks_free == scheduler->stats().kv_blocks_total; }));
 }
 
 TEST_F(SchedulerTest, ShortKvPoolPreemptsAndStillGivesTheSameTokens) {
@@ -252,7 +264,7 @@ TEST_F(SchedulerTest, ShortKvPoolPreemptsAndStillGivesTheSameTokens) {
     preemptions += c[i].result.preemptions;
   }
   EXPECT_GT(preemptions, 0);
-  EXPECT_EQ(scheduler->stats().kv_blocks_free, 8);
+  EXPECT_TRUE(Eventually([&] { return scheduler->stats().kv_blocks_free == 8; }));
 }
 
 TEST_F(SchedulerTest, FullQueueIsRefusedAndOverlongPromptsAreInvalid) {
@@ -309,12 +321,7 @@ TEST_F(SchedulerTest, CancelFreesTheBlocksAtTheNextStep) {
   ASSERT_TRUE(a.Wait());
   EXPECT_EQ(a.result.finish_reason, FinishReason::kCancelled);
   EXPECT_LT(a.result.completion_tokens, 200);
-  // on_done runs before the snapshot is published; poll briefly.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (scheduler->stats().kv_blocks_free != 128 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(scheduler->stats().kv_blocks_free, 128);
+  EXPECT_TRUE(Eventually([&] { return scheduler->stats().kv_blocks_free == 128; }));
 }
 
 TEST_F(SchedulerTest, PolledCancellationStopsAWaitingRequestToo) {

@@ -207,22 +207,5 @@ TEST_F(ModelManagerTest, UnloadRefusesWhileInUseAndShutdownEndsAcquires) {
   EXPECT_EQ(late.error().code, Code::kUnavailable);
 }
 
-TEST(ParseKeepAlive, OllamaDurations) {
-  EXPECT_EQ(*ParseKeepAlive("5m"), 300'000);
-  EXPECT_EQ(*ParseKeepAlive("30s"), 30'000);
-  EXPECT_EQ(*ParseKeepAlive("1h"), 3'600'000);
-  EXPECT_EQ(*ParseKeepAlive("250ms"), 250);
-  EXPECT_EQ(*ParseKeepAlive("10"), 10'000);
-  EXPECT_EQ(*ParseKeepAlive("1.5m"), 90'000);
-  EXPECT_EQ(*ParseKeepAlive("0"), 0);
-  EXPECT_EQ(*ParseKeepAlive("-1"), -1);
-  EXPECT_EQ(*ParseKeepAlive("-5m"), -1);
-  for (const char* bad : {"", "m", "5 m", "5d", "abc", "--1"}) {
-    auto r = ParseKeepAlive(bad);
-    ASSERT_FALSE(r) << bad;
-    EXPECT_EQ(r.error().param, "keep_alive");
-  }
-}
-
 }  // namespace
 }  // namespace yunzhi::serving

@@ -13,6 +13,11 @@
 //   GET    /api/models/{name...}    [read]  one model, detailed
 //   PATCH  /api/models/{name...}    [platform admin]  {"keep_alive": "5m" | seconds | -1}
 //   DELETE /api/models/{name...}    [platform admin]
+//   POST   /v1/chat/completions     [inference]  OpenAI chat (stream, tools, response_format)
+//   POST   /v1/completions          [inference]  OpenAI legacy completions
+//   POST   /tokenize, /detokenize   [inference]  vLLM's tokenizer helpers
+//   GET    /api/ps                  [read]  loaded models, memory, active requests
+//   DELETE /api/ps/{name...}        [platform admin]  unload an idle model now
 //   GET    /api/me                  [read]  the calling key and its tenant
 //   GET    /api/tenants             [platform admin]
 //   POST   /api/tenants             [platform admin]  {"name": "..."}
@@ -33,9 +38,15 @@
 #include "yunzhi/platform/tenants.h"
 #include "yunzhi/store/database.h"
 
+namespace yunzhi {
+class ThreadPool;
+}  // namespace yunzhi
 namespace yunzhi::hub {
 class Registry;
 }  // namespace yunzhi::hub
+namespace yunzhi::serving {
+class ModelManager;
+}  // namespace yunzhi::serving
 
 namespace yunzhi::api {
 
@@ -48,6 +59,10 @@ struct AppContext {
   metrics::Registry* metrics = nullptr;
   // The model registry (/v1/models, /api/models); null: no models are listed.
   hub::Registry* registry = nullptr;
+  // Loaded models (the inference routes); null: inference answers 503.
+  serving::ModelManager* models = nullptr;
+  // Workers that prepare inference requests (model loading may block for seconds).
+  ThreadPool* workers = nullptr;
   // Requests per minute for keys without their own limit (0: unlimited).
   int64_t default_requests_per_minute = 0;
   // Set when shutdown begins: /readyz then answers 503 so load balancers stop sending traffic.

@@ -64,12 +64,28 @@ struct LimitsConfig {
   bool operator==(const LimitsConfig&) const = default;
 };
 
+struct ServingConfig {
+  int threads = 0;                  // compute threads per loaded model; 0: one per CPU core
+  int64_t context_tokens = 0;       // per sequence; 0: min(the model's trained context, 4096)
+  int64_t kv_cache_tokens = 0;      // KV pool per model; 0: 4 contexts' worth
+  int64_t memory_budget_mb = 0;     // weights + KV of all loaded models; 0: 80% of RAM
+  int64_t keep_alive_s = 300;       // idle time before a model unloads; -1: never
+  int max_running = 16;             // sequences batched together per model
+  int max_waiting = 256;            // queued requests per model before 429
+  int64_t max_step_tokens = 512;    // tokens per batched forward pass
+  bool prefix_caching = true;
+  int request_threads = 4;          // workers preparing requests (model loading, templates)
+
+  bool operator==(const ServingConfig&) const = default;
+};
+
 struct Config {
   std::string data_dir = "./data";  // metadata DB and blobs
   ServerConfig server;
   StoreConfig store;
   LogConfig log;
   LimitsConfig limits;
+  ServingConfig serving;
 
   // The logger options these settings describe (for yunzhi::log::Init).
   yunzhi::log::Options LogOptions() const;

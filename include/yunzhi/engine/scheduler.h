@@ -80,6 +80,9 @@ struct GenerationRequest {
   std::vector<int32_t> extra_eos;
   // Installed into the request's sampler (JSON schema, tool-call syntax); may be null.
   std::unique_ptr<TokenConstraint> constraint;
+  // Write control tokens into the text (tool-call markers such as <|python_tag|> or
+  // [TOOL_CALLS] are control tokens); by default they are skipped.
+  bool keep_special_text = false;
   // Requests with the same key share admission turns (the tenant id).
   std::string fairness_key;
   // Polled every step; true cancels the request (finish_reason kCancelled).
@@ -96,7 +99,8 @@ struct SchedulerStats {
   int64_t waiting = 0;
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_free = 0;
-  int64_t kv_blocks_cached = 0;  // held by the prefix cache
+  int64_t kv_blocks_used = 0;    // held by running sequences (shared ones included)
+  int64_t kv_blocks_cached = 0;  // entries of the prefix cache (may be shared with sequences)
   int64_t block_tokens = 0;
   // Totals since start.
   int64_t steps = 0;

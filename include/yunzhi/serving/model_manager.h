@@ -153,8 +153,4 @@ class ModelManager {
   std::unique_ptr<State> state_;
 };
 
-// Parses an Ollama-style keep-alive: "5m", "30s", "1h", "250ms", a bare number of seconds, "0"
-// or a negative value (forever). Errors: kInvalidArgument with param "keep_alive".
-Result<int64_t> ParseKeepAlive(std::string_view text);
-
 }  // namespace yunzhi::serving
