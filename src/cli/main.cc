@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "cli/manage.h"
 #include "cli/models.h"
+#include "cli/ps.h"
 #include "cli/quantize.h"
 #include "cli/run.h"
 #include "cli/serve.h"
@@ -97,6 +98,13 @@ int main(int argc, char** argv) {
   auto* rm = app.add_subcommand("rm", "Remove a model (its files go unless another model shares them)");
   rm->add_option("name", rm_name, "Model name or id")->required();
   rm->callback([&] { exit_code = RunRemove(flags, rm_name); });
+  PsFlags ps_flags;
+  auto* ps = app.add_subcommand("ps", "Show the models a running server has loaded");
+  ps->add_option("--url", ps_flags.url,
+                 "Server URL (default: the server running on the data dir)");
+  ps->add_option("--api-key", ps_flags.api_key, "API key with the read scope (default: $YUNZHI_API_KEY)");
+  ps->add_flag("--json", ps_flags.json, "Print the server's JSON");
+  ps->callback([&] { exit_code = RunPs(flags, ps_flags); });
 
   RunFlags run_flags;
   auto* run = app.add_subcommand("run", "Chat with a model in the terminal, or complete a prompt");

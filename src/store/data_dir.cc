@@ -125,6 +125,32 @@ Result<std::unique_ptr<ServerLock>> ServerLock::Acquire(const DataDir& dir) {
   return lock;
 }
 
+Result<std::string> ServerLock::RunningServerUrl(const DataDir& dir) {
+  const fs::path path = dir.lock_path();
+  const auto none = [&] {
+    return UnavailableError(
+        fmt::format("no yunzhi server is running on data dir {}", dir.path().string()));
+  };
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return none();
+  // A shared lock we can take means no server holds the exclusive one.
+  int rc;
+  do {
+    rc = ::flock(fd, LOCK_SH | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) {
+    ::close(fd);
+    return none();
+  }
+  std::string url = Field(ReadSmallFile(fd), "url");
+  ::close(fd);
+  if (url.empty()) return none();
+  return url;
+}
+
 ServerLock::~ServerLock() {
   // Closing the only descriptor of the open file releases the flock.
   ::close(fd_);

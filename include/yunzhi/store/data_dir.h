@@ -66,6 +66,11 @@ class ServerLock {
   // kUnavailable on a write error.
   Status SetUrl(std::string_view url);
 
+  // The URL of the server holding `dir`'s lock, for clients on the same machine (`yunzhi ps`).
+  // Errors: kUnavailable "no yunzhi server is running on data dir /x" when nobody holds the
+  // lock or the holder has not bound its listener yet.
+  static Result<std::string> RunningServerUrl(const DataDir& dir);
+
  private:
   ServerLock(std::filesystem::path path, int fd) : path_(std::move(path)), fd_(fd) {}
   Status WriteContent(std::string_view url);
