@@ -215,6 +215,26 @@ TEST_F(ServingTest, DeletedModelFileGivesAClearErrorAndTheServerGoesOn) {
   EXPECT_NE(unknown->body.find("model_not_found"), std::string::npos);
 }
 
+TEST_F(ServingTest, PsListsLoadedModelsOfTheServerOnTheDataDir) {
+  Start();
+  const std::string data = dir_.path() + "/data";
+  auto empty = RunCommand({kBinary, "ps", "--data-dir", data}, {{"YUNZHI_API_KEY", key_}});
+  ASSERT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_EQ(empty.out.find("test/stories"), std::string::npos);
+  HttpClient client(port_);
+  auto r = client.Send("POST", "/v1/completions", Headers(), Completion(2, false));
+  ASSERT_TRUE(r && r->status == 200);
+  auto ps = RunCommand({kBinary, "ps", "--data-dir", data}, {{"YUNZHI_API_KEY", key_}});
+  ASSERT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_NE(ps.out.find("test/stories"), std::string::npos) << ps.out;
+  auto no_key = RunCommand({kBinary, "ps", "--data-dir", data}, {{"YUNZHI_API_KEY", ""}});
+  EXPECT_NE(no_key.exit_code, 0);
+  EXPECT_NE(no_key.err.find("API key"), std::string::npos) << no_key.err;
+  auto bad_key = RunCommand({kBinary, "ps", "--data-dir", data, "--api-key", "yz-wrong"});
+  EXPECT_NE(bad_key.exit_code, 0);
+  EXPECT_NE(bad_key.err.find("401"), std::string::npos) << bad_key.err;
+}
+
 TEST_F(ServingTest, TwoHundredConcurrentStreamsAllFinishWithoutLeaks) {
   Start();
   {
