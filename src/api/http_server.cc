@@ -889,8 +889,17 @@ void Server::Shutdown() {
   // 3. Wait for in-flight requests and streams, then cut off what is left.
   std::unique_lock lock(sessions_mutex_);
   auto all_done = [this] { return sessions_.empty() && accept_done_; };
-  if (!sessions_cv_.wait_until(lock, grace_deadline, all_done)) {
+  bool done = sessions_cv_.wait_until(lock, grace_deadline, all_done);
+  if (!done) {
     log::Warn("http_shutdown_grace_expired", {{"connections", sessions_.size()}});
+    if (options_.on_grace_expired) {
+      lock.unlock();
+      options_.on_grace_expired();
+      lock.lock();
+      done = sessions_cv_.wait_until(lock, Clock::now() + options_.final_grace, all_done);
+    }
+  }
+  if (!done) {
     lock.unlock();
     for (auto& session : snapshot()) {
       asio::post(session->executor(), [session] { session->ForceClose(); });

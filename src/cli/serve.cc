@@ -127,6 +127,9 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   options.idle_timeout = std::chrono::milliseconds(config.server.idle_timeout_ms);
   options.write_timeout = std::chrono::milliseconds(config.server.write_timeout_ms);
   options.shutdown_grace = std::chrono::milliseconds(config.server.shutdown_grace_ms);
+  // Generations still streaming when the grace period ends are ended by unloading the models:
+  // their clients get a last error event and [DONE] instead of a cut connection.
+  options.on_grace_expired = [&model_manager] { model_manager.Shutdown(); };
   api::HttpServer server(options, router, &registry);
   if (auto s = server.Start(); !s) return PrintError(s.error());
 
@@ -154,7 +157,6 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   });
   second_signal.detach();
   server.Shutdown();
-  // Streams still running after the grace period end now (their clients are gone).
   model_manager.Shutdown();
   log::Info("server_stopped", {});
   return 0;

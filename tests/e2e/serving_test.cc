@@ -3,6 +3,7 @@
 // while unloaded gives a clear error (and the server goes on), and 200 concurrent streaming
 // clients all finish without errors or leaked resources.
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -213,6 +214,35 @@ TEST_F(ServingTest, DeletedModelFileGivesAClearErrorAndTheServerGoesOn) {
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
   EXPECT_NE(unknown->body.find("model_not_found"), std::string::npos);
+}
+
+TEST_F(ServingTest, ShutdownEndsAStreamStillRunningAfterTheGraceCleanly) {
+  Start({{"YUNZHI_SERVING_CONTEXT_TOKENS", "65536"},
+         {"YUNZHI_SERVER_SHUTDOWN_GRACE_MS", "200"}});
+  HttpClient client(port_, 20s);
+  auto head = StartStream(client, 65000);  // seconds of generation
+  ASSERT_TRUE(head) << head.error().ToString();
+  ASSERT_EQ(head->status, 200);
+  ASSERT_TRUE(client.ReadSseEvent());
+  server_->Signal(SIGTERM);
+  // The stream goes on during the grace period, then ends with an error event and [DONE], and
+  // the chunked body is properly terminated.
+  std::string last_data;
+  bool saw_error = false, saw_done = false;
+  while (true) {
+    auto event = client.ReadSseEvent();
+    ASSERT_TRUE(event) << event.error().ToString();
+    if (!event->has_value()) break;
+    if (**event == "[DONE]") saw_done = true;
+    if ((*event)->find("\"error\"") != std::string::npos) {
+      saw_error = true;
+      last_data = **event;
+    }
+  }
+  EXPECT_TRUE(saw_error);
+  EXPECT_TRUE(saw_done);
+  EXPECT_NE(last_data.find("unloaded"), std::string::npos) << last_data;
+  EXPECT_EQ(server_->Wait(10s), 0);
 }
 
 TEST_F(ServingTest, PsListsLoadedModelsOfTheServerOnTheDataDir) {

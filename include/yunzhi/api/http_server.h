@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,6 +47,12 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{60'000};  // each write (a response, one stream chunk)
   // How long Shutdown lets in-flight requests and open streams finish before cancelling them.
   std::chrono::milliseconds shutdown_grace{30'000};
+  // Called (on the thread running Shutdown) when the grace period is over and requests or
+  // streams remain: the owner ends their work so that they finish cleanly (e.g. a generation
+  // stream writes its last event); they then get up to `final_grace` more before their
+  // connections are cut. May be empty.
+  std::function<void()> on_grace_expired;
+  std::chrono::milliseconds final_grace{2'000};
 };
 
 class HttpServer {
