@@ -3,6 +3,11 @@
 // ties), as SentencePiece's BPE model does. Characters that end up in no piece are written as
 // byte-fallback tokens <0xXX>.
 //
+// Hugging Face's tokenizer.json describes the same models with a merge list instead of scores
+// (its converter lists, for every piece in score order, each split into two pieces). With a merge
+// list the pair listed first merges first, exactly as HF's BPE does: this gives SentencePiece's
+// result for converted vocabs and stays right for vocabs whose merges do not follow the scores.
+//
 // A priority queue of candidate pairs keeps this O(n log n) in the length of the text, which
 // matters because SentencePiece sees a whole message as one piece.
 #include <algorithm>
@@ -59,15 +64,17 @@ int ParseByteToken(std::string_view text) {
 struct Symbol {
   int32_t prev;
   int32_t next;
+  int32_t id;      // the token of this symbol's text, or -1 (a character the vocab lacks)
   uint32_t start;  // byte offset in the text
   uint32_t size;   // bytes; 0 once merged into the symbol on its left
 };
 
 struct Bigram {
-  float score;
+  float score;  // the merged piece's score, or minus the merge rule's rank
   int32_t left;
   int32_t right;
-  uint32_t size;  // size of left + right when queued: a mismatch later means it is stale
+  uint32_t size;   // size of left + right when queued: a mismatch later means it is stale
+  int32_t result;  // the merged token
 };
 
 struct BigramOrder {
@@ -111,6 +118,22 @@ Status BuildSentencePiece(TokenizerState* state) {
         break;
     }
   }
+  // A merge list (tokenizer.json) replaces the scores. Rules whose halves or result are not
+  // pieces can never apply; of duplicate rules the first counts.
+  if (vocab.merges.size() > (size_t{1} << 24)) {
+    // Ranks are queued as floats (see EncodeSegment), exact only below 2^24.
+    return InvalidArgumentError(
+        fmt::format("{} merge rules: at most 2^24 are supported", vocab.merges.size()));
+  }
+  for (size_t rank = 0; rank < vocab.merges.size(); ++rank) {
+    const auto& [a, b] = vocab.merges[rank];
+    const int32_t left = state->text_to_id.Find(a);
+    const int32_t right = state->text_to_id.Find(b);
+    const int32_t result = state->text_to_id.Find(a + b);
+    if (left < 0 || right < 0 || result < 0) continue;
+    const uint64_t key = static_cast<uint64_t>(left) << 32 | static_cast<uint32_t>(right);
+    state->merges.emplace(key, BpeMerge{static_cast<int32_t>(rank), result});
+  }
   // Whether some piece contains a "▁" right after another character ("a▁b"): if none does (true
   // of every SentencePiece vocab seen so far), text splits into independent words before "▁".
   state->spm_words_are_independent = true;
@@ -147,18 +170,29 @@ void EncodeSegment(const TokenizerState& state, std::string_view text, Scratch* 
     const size_t n = ValidUtf8SequenceLength(text, pos);
     const size_t size = n == 0 ? 1 : n;  // an invalid byte is a symbol of its own
     const auto index = static_cast<int32_t>(symbols.size());
-    symbols.push_back(
-        {index - 1, index + 1, static_cast<uint32_t>(pos), static_cast<uint32_t>(size)});
+    symbols.push_back({index - 1, index + 1, state.text_to_id.Find(text.substr(pos, size)),
+                       static_cast<uint32_t>(pos), static_cast<uint32_t>(size)});
     pos += size;
   }
   symbols.back().next = -1;
 
+  const bool by_merge_list = !state.vocab.merges.empty();
   auto try_add = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
     const uint32_t size = symbols[left].size + symbols[right].size;
-    const int32_t id = state.text_to_id.Find(text.substr(symbols[left].start, size));
-    if (id < 0) return;
-    queue.push_back({state.vocab.tokens[id].score, left, right, size});
+    if (by_merge_list) {
+      if (symbols[left].id < 0 || symbols[right].id < 0) return;
+      const uint64_t key =
+          static_cast<uint64_t>(symbols[left].id) << 32 | static_cast<uint32_t>(symbols[right].id);
+      const auto it = state.merges.find(key);
+      if (it == state.merges.end()) return;
+      // Ranks stay below 2^24 (a few 100k rules), so the float holds them exactly.
+      queue.push_back({-static_cast<float>(it->second.rank), left, right, size, it->second.result});
+    } else {
+      const int32_t id = state.text_to_id.Find(text.substr(symbols[left].start, size));
+      if (id < 0) return;
+      queue.push_back({state.vocab.tokens[id].score, left, right, size, id});
+    }
     std::push_heap(queue.begin(), queue.end(), BigramOrder());
   };
   for (size_t i = 1; i < symbols.size(); ++i) {
@@ -174,6 +208,7 @@ void EncodeSegment(const TokenizerState& state, std::string_view text, Scratch* 
     // Stale: one side was merged away or grew since the pair was queued.
     if (left.size == 0 || right.size == 0 || left.size + right.size != bigram.size) continue;
     left.size += right.size;
+    left.id = bigram.result;
     right.size = 0;
     left.next = right.next;
     if (right.next >= 0) symbols[right.next].prev = bigram.left;
@@ -183,9 +218,8 @@ void EncodeSegment(const TokenizerState& state, std::string_view text, Scratch* 
 
   for (int32_t i = 0; i >= 0; i = symbols[i].next) {
     const std::string_view piece = text.substr(symbols[i].start, symbols[i].size);
-    const int32_t id = state.text_to_id.Find(piece);
-    if (id >= 0) {
-      out->push_back(id);
+    if (symbols[i].id >= 0) {
+      out->push_back(symbols[i].id);
       continue;
     }
     // Only single characters can be missing (merges only ever form vocab pieces).

@@ -1,5 +1,6 @@
 // Tokenizer: validation of a Vocab, added-token matching, and the model-independent parts of
-// encoding and decoding. The models themselves live in spm_tokenizer.cc and bpe_tokenizer.cc.
+// encoding and decoding. The models themselves live in spm_tokenizer.cc, bpe_tokenizer.cc and
+// wordpiece_tokenizer.cc.
 #include "yunzhi/engine/tokenizer.h"
 
 #include <algorithm>
@@ -101,17 +102,43 @@ bool IsSpecialType(TokenType type) {
   return type == TokenType::kControl || type == TokenType::kUnknown;
 }
 
-// Encodes one fragment of text that holds no added tokens.
-void EncodeFragment(const TokenizerState& state, std::string_view fragment, bool after_added,
-                    std::vector<int32_t>* out) {
+// Whether SentencePiece puts a space before this fragment (Vocab::space_prefix_rule).
+bool WantsSpacePrefix(const Vocab& vocab, std::string_view fragment, bool at_text_start,
+                      bool after_added) {
+  if (!vocab.add_space_prefix) return false;
+  switch (vocab.space_prefix_rule) {
+    case SpacePrefixRule::kEveryFragment:
+      return after_added;
+    case SpacePrefixRule::kMetaspaceAlways:
+      return after_added && fragment.front() != ' ';
+    case SpacePrefixRule::kMetaspaceFirst:
+      return at_text_start && fragment.front() != ' ';
+  }
+  return false;
+}
+
+// Encodes one fragment of text that holds no added tokens; `at_text_start`: it begins the text;
+// `after_added`: it begins the text or follows an added token.
+void EncodeFragment(const TokenizerState& state, std::string_view fragment, bool at_text_start,
+                    bool after_added, std::vector<int32_t>* out) {
   if (fragment.empty()) return;
+  std::string normalized;
+  if (internal::NormalizeUtf8(fragment, state.vocab.normalization, &normalized)) {
+    fragment = normalized;
+  }
   if (state.vocab.model == TokenizerModel::kByteLevelBpe) {
     internal::EncodeByteLevelBpe(state, fragment, out);
     return;
   }
+  if (state.vocab.model == TokenizerModel::kWordPiece) {
+    internal::EncodeWordPiece(state, fragment, out);
+    return;
+  }
   std::string escaped;
   escaped.reserve(fragment.size() + 16);
-  if (state.vocab.add_space_prefix && after_added) escaped.append(kSpaceMarker);
+  if (WantsSpacePrefix(state.vocab, fragment, at_text_start, after_added)) {
+    escaped.append(kSpaceMarker);
+  }
   for (const char c : fragment) {
     if (c == ' ') {
       escaped.append(kSpaceMarker);
@@ -132,6 +159,20 @@ void AppendToken(const TokenizerState& state, int32_t id, const DecodeOptions& o
     return;
   }
   const TokenType type = state.vocab.tokens[id].type;
+  if (state.vocab.model == TokenizerModel::kWordPiece) {
+    // Words joined by spaces, continuation pieces ("##lo", stored as "lo") by none.
+    if (options.skip_special && IsSpecialType(type)) return;
+    std::string_view piece = state.pieces[id];
+    const bool drop_space = *at_text_start && options.remove_space_prefix;
+    if (IsAddedType(type)) {
+      if (!drop_space) out->push_back(' ');
+    } else if (drop_space && !piece.empty() && piece.front() == ' ') {
+      piece.remove_prefix(1);
+    }
+    out->append(piece);
+    *at_text_start = false;
+    return;
+  }
   if (IsAddedType(type)) {
     if (!(options.skip_special && IsSpecialType(type))) out->append(state.pieces[id]);
     *at_text_start = true;
@@ -174,10 +215,16 @@ Result<Tokenizer> Tokenizer::Create(Vocab vocab) {
   if (v.unk_id >= 0 && v.unk_id != v.bos_id && v.unk_id != v.eos_id && v.unk_id != v.eot_id) {
     state->unk_fallback_id = v.unk_id;
   }
-  if (state->vocab.model == TokenizerModel::kSentencePiece) {
-    YZ_RETURN_IF_ERROR(internal::BuildSentencePiece(state.get()));
-  } else {
-    YZ_RETURN_IF_ERROR(internal::BuildByteLevelBpe(state.get()));
+  switch (state->vocab.model) {
+    case TokenizerModel::kSentencePiece:
+      YZ_RETURN_IF_ERROR(internal::BuildSentencePiece(state.get()));
+      break;
+    case TokenizerModel::kByteLevelBpe:
+      YZ_RETURN_IF_ERROR(internal::BuildByteLevelBpe(state.get()));
+      break;
+    case TokenizerModel::kWordPiece:
+      YZ_RETURN_IF_ERROR(internal::BuildWordPiece(state.get()));
+      break;
   }
   // Models end a turn or a document with any of these, whichever the vocab names EOS/EOT
   // (llama.cpp collects the same set).
@@ -228,7 +275,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, const EncodeOption
       }
       if (fragment_end > fragment_start) {
         EncodeFragment(state, text.substr(fragment_start, fragment_end - fragment_start),
-                       after_added, &out);
+                       fragment_start == 0, after_added, &out);
       }
       out.push_back(id);
       after_added = true;
@@ -240,7 +287,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, const EncodeOption
     }
   }
   if (fragment_start < text.size()) {
-    EncodeFragment(state, text.substr(fragment_start), after_added, &out);
+    EncodeFragment(state, text.substr(fragment_start), fragment_start == 0, after_added, &out);
   }
 
   if (options.add_special && vocab.add_eos) out.push_back(vocab.eos_id);

@@ -1,4 +1,5 @@
-// Vocab loader for Hugging Face `tokenizer.json` (+ `tokenizer_config.json`), byte-level BPE.
+// Vocab loader for Hugging Face `tokenizer.json` (+ `tokenizer_config.json`): byte-level BPE,
+// SentencePiece-style BPE (Llama 2, Mistral v0.1) and WordPiece (BERT).
 #include <algorithm>
 #include <cctype>
 #include <string>
@@ -119,21 +120,135 @@ Status ReadPreTokenizer(const json::value* pre, std::vector<std::string>* patter
   return OkStatus();
 }
 
-Status CheckNormalizer(const json::value* normalizer) {
+constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // "▁" U+2581
+
+// What a normalizer (possibly a Sequence) does, as far as our models can follow it.
+struct NormalizerSteps {
+  UnicodeNormalization form = UnicodeNormalization::kNone;
+  bool prepend_space_marker = false;  // Prepend("▁")
+  bool replace_space = false;         // Replace(" ", "▁")
+  bool bert = false;                  // BertNormalizer, with its options in `wordpiece`
+  WordPieceOptions wordpiece;
+};
+
+Status ReadNormalizer(const json::value* normalizer, NormalizerSteps* steps) {
   if (normalizer == nullptr || normalizer->is_null()) return OkStatus();
   const json::object* object = normalizer->if_object();
   if (object == nullptr) return Malformed("normalizer is not an object");
   const std::string_view type = StringOr(*object, "type", "");
-  // NFC is accepted but not applied: it changes only text that is not already NFC.
-  if (type == "NFC") return OkStatus();
+  if (type == "NFC") {
+    steps->form = UnicodeNormalization::kNfc;
+    return OkStatus();
+  }
+  if (type == "NFKC") {
+    steps->form = UnicodeNormalization::kNfkc;
+    return OkStatus();
+  }
+  if (type == "Prepend" && StringOr(*object, "prepend", "") == kSpaceMarker) {
+    steps->prepend_space_marker = true;
+    return OkStatus();
+  }
+  if (type == "Replace" && StringOr(*object, "content", "") == kSpaceMarker) {
+    const json::value* pattern = object->if_contains("pattern");
+    const json::object* p = pattern != nullptr ? pattern->if_object() : nullptr;
+    if (p != nullptr && StringOr(*p, "String", "") == " ") {
+      steps->replace_space = true;
+      return OkStatus();
+    }
+  }
+  if (type == "BertNormalizer") {
+    steps->bert = true;
+    WordPieceOptions& o = steps->wordpiece;
+    o.clean_text = BoolOr(*object, "clean_text", true);
+    o.handle_chinese_chars = BoolOr(*object, "handle_chinese_chars", true);
+    o.lowercase = BoolOr(*object, "lowercase", true);
+    o.strip_accents = BoolOr(*object, "strip_accents", o.lowercase);  // null: as lowercase
+    return OkStatus();
+  }
   if (type == "Sequence") {
     const json::value* list = object->if_contains("normalizers");
     if (list != nullptr && list->is_array()) {
-      for (const json::value& step : list->get_array()) YZ_RETURN_IF_ERROR(CheckNormalizer(&step));
+      for (const json::value& step : list->get_array()) {
+        YZ_RETURN_IF_ERROR(ReadNormalizer(&step, steps));
+      }
       return OkStatus();
     }
   }
   return Unsupported(fmt::format("normalizer '{}'", type));
+}
+
+// The pre-tokenizer object, or its only step when it is a Sequence of one; nullptr when absent.
+const json::object* SinglePreTokenizer(const json::value* pre) {
+  if (pre == nullptr || !pre->is_object()) return nullptr;
+  const json::object& object = pre->get_object();
+  if (StringOr(object, "type", "") == "Sequence") {
+    const json::value* list = object.if_contains("pretokenizers");
+    if (list != nullptr && list->is_array() && list->get_array().size() == 1 &&
+        list->get_array()[0].is_object()) {
+      return &list->get_array()[0].get_object();
+    }
+  }
+  return &object;
+}
+
+// SentencePiece-style BPE: no pre-tokenizer (spaces handled by the normalizer) or a Metaspace
+// one. Sets where the space prefix goes.
+Status ReadSentencePieceSpaces(const json::value* pre, const NormalizerSteps& normalizer,
+                               Vocab* vocab) {
+  vocab->add_space_prefix = normalizer.prepend_space_marker;
+  vocab->space_prefix_rule = SpacePrefixRule::kEveryFragment;
+  const json::object* metaspace = SinglePreTokenizer(pre);
+  if (metaspace == nullptr) {
+    if (!normalizer.replace_space) {
+      return Unsupported("a BPE model with neither a ByteLevel nor a Metaspace pre-tokenizer");
+    }
+    return OkStatus();
+  }
+  if (StringOr(*metaspace, "type", "") != "Metaspace") {
+    return Unsupported(fmt::format("pre-tokenizer '{}' with a SentencePiece-style BPE model",
+                                   StringOr(*metaspace, "type", "")));
+  }
+  if (StringOr(*metaspace, "replacement", kSpaceMarker) != kSpaceMarker) {
+    return Unsupported("a Metaspace replacement other than U+2581");
+  }
+  // Older files have only add_prefix_space (true = "always").
+  const std::string_view scheme =
+      StringOr(*metaspace, "prepend_scheme",
+               BoolOr(*metaspace, "add_prefix_space", true) ? "always" : "never");
+  if (scheme == "always") {
+    vocab->add_space_prefix = true;
+    vocab->space_prefix_rule = SpacePrefixRule::kMetaspaceAlways;
+  } else if (scheme == "first") {
+    vocab->add_space_prefix = true;
+    vocab->space_prefix_rule = SpacePrefixRule::kMetaspaceFirst;
+  } else if (scheme == "never") {
+    vocab->add_space_prefix = false;
+  } else {
+    return Unsupported(fmt::format("Metaspace prepend_scheme '{}'", scheme));
+  }
+  return OkStatus();
+}
+
+// Whether the pre-tokenizer is (or has a step) ByteLevel.
+bool HasByteLevelStep(const json::value* pre) {
+  if (pre == nullptr || !pre->is_object()) return false;
+  const json::object& object = pre->get_object();
+  const std::string_view type = StringOr(object, "type", "");
+  if (type == "ByteLevel") return true;
+  if (type != "Sequence") return false;
+  const json::value* list = object.if_contains("pretokenizers");
+  if (list == nullptr || !list->is_array()) return false;
+  for (const json::value& step : list->get_array()) {
+    if (HasByteLevelStep(&step)) return true;
+  }
+  return false;
+}
+
+// "<0x0A>": a SentencePiece byte-fallback token.
+bool IsByteTokenSpelling(std::string_view text) {
+  return text.size() == 6 && text.substr(0, 3) == "<0x" && text[5] == '>' &&
+         std::isxdigit(static_cast<unsigned char>(text[3])) &&
+         std::isxdigit(static_cast<unsigned char>(text[4]));
 }
 
 // From a TemplateProcessing post-processor (possibly inside a Sequence): whether the template
@@ -146,6 +261,18 @@ void ReadTemplate(const json::value* post, std::string* first, std::string* last
     if (const json::value* list = object.if_contains("processors"); list && list->is_array()) {
       for (const json::value& step : list->get_array()) ReadTemplate(&step, first, last);
     }
+    return;
+  }
+  if (type == "BertProcessing" || type == "RobertaProcessing") {
+    // {"cls": ["[CLS]", 101], "sep": ["[SEP]", 102]}
+    auto name = [&](std::string_view key) -> std::string {
+      const json::value* v = object.if_contains(key);
+      if (v == nullptr || !v->is_array() || v->get_array().empty()) return {};
+      const json::value& text = v->get_array()[0];
+      return text.is_string() ? std::string(text.get_string()) : std::string();
+    };
+    *first = name("cls");
+    *last = name("sep");
     return;
   }
   if (type != "TemplateProcessing") return;
@@ -186,17 +313,59 @@ Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
   if (model_value == nullptr || !model_value->is_object()) return Malformed("no model object");
   const json::object& model = model_value->get_object();
   const std::string_view model_type = StringOr(model, "type", "BPE");
-  if (model_type != "BPE") return Unsupported(fmt::format("model type '{}'", model_type));
+  if (model_type != "BPE" && model_type != "WordPiece") {
+    return Unsupported(fmt::format("model type '{}'", model_type));
+  }
 
   Vocab vocab;
-  vocab.model = TokenizerModel::kByteLevelBpe;
   vocab.add_space_prefix = false;
-  YZ_RETURN_IF_ERROR(CheckNormalizer(top.if_contains("normalizer")));
-  YZ_RETURN_IF_ERROR(ReadPreTokenizer(top.if_contains("pre_tokenizer"), &vocab.split_patterns));
-  vocab.pre = "none";  // split_patterns say it all (none at all for a bare ByteLevel)
-  vocab.ignore_merges = BoolOr(model, "ignore_merges", false);
+  vocab.pre = "none";
+  NormalizerSteps normalizer;
+  YZ_RETURN_IF_ERROR(ReadNormalizer(top.if_contains("normalizer"), &normalizer));
+  vocab.normalization = normalizer.form;
+  const json::value* pre_tokenizer = top.if_contains("pre_tokenizer");
+  if (model_type == "WordPiece") {
+    vocab.model = TokenizerModel::kWordPiece;
+    if (!normalizer.bert) {
+      // Without a BertNormalizer text is taken as it is: no cleaning, case or accent changes.
+      vocab.wordpiece.clean_text = false;
+      vocab.wordpiece.handle_chinese_chars = false;
+      vocab.wordpiece.strip_accents = false;
+      vocab.wordpiece.lowercase = false;
+    } else {
+      vocab.wordpiece = normalizer.wordpiece;
+    }
+    const json::object* pre = SinglePreTokenizer(pre_tokenizer);
+    if (pre == nullptr || StringOr(*pre, "type", "") != "BertPreTokenizer") {
+      return Unsupported(fmt::format("WordPiece with pre-tokenizer '{}'",
+                                     pre != nullptr ? StringOr(*pre, "type", "") : "none"));
+    }
+    vocab.wordpiece.continuing_subword_prefix =
+        std::string(StringOr(model, "continuing_subword_prefix", "##"));
+    if (const json::value* v = model.if_contains("max_input_chars_per_word")) {
+      const int64_t n = IdOf(*v);
+      if (n < 0) return Malformed("max_input_chars_per_word is not a non-negative integer");
+      vocab.wordpiece.max_input_chars_per_word = static_cast<int32_t>(n);
+    }
+  } else if (HasByteLevelStep(pre_tokenizer)) {
+    vocab.model = TokenizerModel::kByteLevelBpe;
+    if (normalizer.prepend_space_marker || normalizer.replace_space || normalizer.bert) {
+      return Unsupported("a byte-level BPE model with a SentencePiece or BERT normalizer");
+    }
+    YZ_RETURN_IF_ERROR(ReadPreTokenizer(pre_tokenizer, &vocab.split_patterns));
+    vocab.ignore_merges = BoolOr(model, "ignore_merges", false);
+  } else {
+    vocab.model = TokenizerModel::kSentencePiece;
+    if (normalizer.bert) return Unsupported("a BPE model with a BertNormalizer");
+    YZ_RETURN_IF_ERROR(ReadSentencePieceSpaces(pre_tokenizer, normalizer, &vocab));
+  }
+  const bool byte_level = vocab.model == TokenizerModel::kByteLevelBpe;
+  const bool byte_fallback =
+      vocab.model == TokenizerModel::kSentencePiece && BoolOr(model, "byte_fallback", false);
+  const std::string_view unk_token = StringOr(model, "unk_token", "");
 
-  // Normal tokens: {"Ġthe": 279, ...}, spelled through the byte-to-unicode mapping.
+  // Normal tokens: {"Ġthe": 279, ...}; byte-level BPE spells them through the byte-to-unicode
+  // mapping, SentencePiece-style BPE with "▁" for spaces and <0xXX> for byte tokens.
   const json::value* vocab_value = model.if_contains("vocab");
   if (vocab_value == nullptr || !vocab_value->is_object()) return Malformed("model has no vocab");
   struct Entry {
@@ -212,8 +381,9 @@ Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
   for (const auto& [key, value] : vocab_value->get_object()) {
     const int64_t id = IdOf(value);
     if (id < 0) return Malformed(fmt::format("bad id for token '{}'", std::string_view(key)));
-    if (!internal::UnicodeToBytes(key, &raw)) raw = std::string(key);
-    entries.push_back({id, raw, TokenType::kNormal});
+    if (!byte_level || !internal::UnicodeToBytes(key, &raw)) raw = std::string(key);
+    const bool is_byte = byte_fallback && IsByteTokenSpelling(raw);
+    entries.push_back({id, raw, is_byte ? TokenType::kByte : TokenType::kNormal});
   }
   // Added tokens: raw text; they take precedence over a vocab entry with the same id.
   if (const json::value* added = top.if_contains("added_tokens"); added && added->is_array()) {
@@ -224,9 +394,12 @@ Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
       const int64_t id = id_value != nullptr ? IdOf(*id_value) : -1;
       if (id < 0) return Malformed("added token without a valid id");
       const bool special = BoolOr(*o, "special", false);
-      entries.push_back({id, std::string(StringOr(*o, "content", "")),
-                         special ? TokenType::kControl : TokenType::kUserDefined,
-                         BoolOr(*o, "lstrip", false), BoolOr(*o, "rstrip", false)});
+      const std::string_view content = StringOr(*o, "content", "");
+      TokenType type = special ? TokenType::kControl : TokenType::kUserDefined;
+      // The model's unknown token, as GGUF types it (byte-level vocabs keep their old typing).
+      if (!byte_level && !unk_token.empty() && content == unk_token) type = TokenType::kUnknown;
+      entries.push_back({id, std::string(content), type, BoolOr(*o, "lstrip", false),
+                         BoolOr(*o, "rstrip", false)});
     }
   }
   int64_t max_id = -1;
@@ -261,11 +434,12 @@ Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
       } else {
         return Malformed("a merge is neither \"a b\" nor [a, b]");
       }
-      if (!internal::UnicodeToBytes(a, &left)) left = std::string(a);
-      if (!internal::UnicodeToBytes(b, &right)) right = std::string(b);
+      if (!byte_level || !internal::UnicodeToBytes(a, &left)) left = std::string(a);
+      if (!byte_level || !internal::UnicodeToBytes(b, &right)) right = std::string(b);
       vocab.merges.emplace_back(left, right);
     }
   }
+  if (vocab.model == TokenizerModel::kWordPiece) vocab.merges.clear();
 
   // Special ids by text: added tokens first, then normal tokens (by their raw bytes).
   auto find = [&](std::string_view text) -> int32_t {
@@ -280,9 +454,12 @@ Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
   };
   std::string template_first, template_last;
   ReadTemplate(top.if_contains("post_processor"), &template_first, &template_last);
-  std::string_view bos_text = SpecialTokenText(config, "bos_token");
-  std::string_view eos_text = SpecialTokenText(config, "eos_token");
+  const bool wordpiece = vocab.model == TokenizerModel::kWordPiece;
+  // WordPiece: BOS / EOS are [CLS] / [SEP].
+  std::string_view bos_text = SpecialTokenText(config, wordpiece ? "cls_token" : "bos_token");
+  std::string_view eos_text = SpecialTokenText(config, wordpiece ? "sep_token" : "eos_token");
   if (bos_text.empty()) bos_text = template_first;
+  if (wordpiece && eos_text.empty()) eos_text = template_last;
   vocab.bos_id = find(bos_text);
   vocab.eos_id = find(eos_text);
   vocab.pad_id = find(SpecialTokenText(config, "pad_token"));

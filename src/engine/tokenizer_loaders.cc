@@ -74,6 +74,23 @@ int32_t FindTokenOfType(const Vocab& vocab, TokenType type) {
   return -1;
 }
 
+// llama.cpp's converter spells WordPiece tokens that start a word "▁word" and those that
+// continue one "piece" (no "##"), and keeps bracketed names ("[unused0]") as they are; back to
+// tokenizer.json's spelling.
+void RespellWordPieceTokens(Vocab* vocab) {
+  constexpr std::string_view kWordStart = "\xE2\x96\x81";  // "▁" U+2581
+  const std::string& prefix = vocab->wordpiece.continuing_subword_prefix;
+  for (VocabToken& token : vocab->tokens) {
+    if (token.type != TokenType::kNormal && token.type != TokenType::kUserDefined) continue;
+    std::string& text = token.text;
+    if (text.size() > kWordStart.size() && text.starts_with(kWordStart)) {
+      text.erase(0, kWordStart.size());
+    } else if (!(text.size() >= 2 && text.front() == '[' && text.back() == ']')) {
+      text.insert(0, prefix);
+    }
+  }
+}
+
 bool IsLlama3Pre(std::string_view pre) {
   return pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "dbrx" ||
          pre == "smaug-bpe";
@@ -126,10 +143,13 @@ Result<Vocab> VocabFromGguf(const GgufFile& gguf) {
     vocab.model = TokenizerModel::kSentencePiece;
   } else if (model == "gpt2") {
     vocab.model = TokenizerModel::kByteLevelBpe;
+  } else if (model == "bert") {
+    vocab.model = TokenizerModel::kWordPiece;
   } else {
-    return Error(Code::kUnimplemented,
-                 fmt::format("{}: tokenizer model '{}' is not supported (supported: llama, gpt2)",
-                             gguf.name(), model));
+    return Error(
+        Code::kUnimplemented,
+        fmt::format("{}: tokenizer model '{}' is not supported (supported: llama, gpt2, bert)",
+                    gguf.name(), model));
   }
   if (gguf.HasKey("tokenizer.ggml.pre")) {
     YZ_ASSIGN_OR_RETURN(std::string_view pre, gguf.GetString("tokenizer.ggml.pre"));
@@ -177,6 +197,8 @@ Result<Vocab> VocabFromGguf(const GgufFile& gguf) {
     }
   }
 
+  if (vocab.model == TokenizerModel::kWordPiece) RespellWordPieceTokens(&vocab);
+
   if (byte_level && gguf.HasKey("tokenizer.ggml.merges")) {
     YZ_ASSIGN_OR_RETURN(std::vector<std::string_view> merges,
                         gguf.GetStringArray("tokenizer.ggml.merges"));
@@ -208,6 +230,19 @@ Result<Vocab> VocabFromGguf(const GgufFile& gguf) {
   internal::SetEndOfTurnByName(&vocab);
 
   const bool spm = vocab.model == TokenizerModel::kSentencePiece;
+  const bool wordpiece = vocab.model == TokenizerModel::kWordPiece;
+  if (wordpiece) {
+    // BERT inputs are [CLS] text [SEP]: the ids llama.cpp's converter writes (key spelled
+    // "seperator" there; the correct spelling is accepted too).
+    int32_t cls = -1, sep = -1;
+    YZ_ASSIGN_OR_RETURN(cls, OptionalTokenId(gguf, "tokenizer.ggml.cls_token_id", n_vocab));
+    YZ_ASSIGN_OR_RETURN(sep, OptionalTokenId(gguf, "tokenizer.ggml.seperator_token_id", n_vocab));
+    if (sep < 0) {
+      YZ_ASSIGN_OR_RETURN(sep, OptionalTokenId(gguf, "tokenizer.ggml.separator_token_id", n_vocab));
+    }
+    if (cls >= 0) vocab.bos_id = cls;
+    if (sep >= 0) vocab.eos_id = sep;
+  }
   if (spm) {
     // SentencePiece's conventional ids when the file does not say (llama.cpp does the same).
     if (vocab.bos_id < 0 && n_vocab > 1 && vocab.tokens[1].type == TokenType::kControl) {
@@ -219,10 +254,11 @@ Result<Vocab> VocabFromGguf(const GgufFile& gguf) {
   }
   if (byte_level && IsLlama3Pre(vocab.pre)) vocab.ignore_merges = true;
 
-  const bool default_add_bos = (spm || IsLlama3Pre(vocab.pre)) && vocab.bos_id >= 0;
+  const bool default_add_bos = (spm || wordpiece || IsLlama3Pre(vocab.pre)) && vocab.bos_id >= 0;
   YZ_ASSIGN_OR_RETURN(vocab.add_bos,
                       OptionalBool(gguf, "tokenizer.ggml.add_bos_token", default_add_bos));
-  YZ_ASSIGN_OR_RETURN(vocab.add_eos, OptionalBool(gguf, "tokenizer.ggml.add_eos_token", false));
+  YZ_ASSIGN_OR_RETURN(vocab.add_eos, OptionalBool(gguf, "tokenizer.ggml.add_eos_token",
+                                                  wordpiece && vocab.eos_id >= 0));
   YZ_ASSIGN_OR_RETURN(vocab.add_space_prefix,
                       OptionalBool(gguf, "tokenizer.ggml.add_space_prefix", spm));
   if (vocab.add_bos && vocab.bos_id < 0) vocab.add_bos = false;

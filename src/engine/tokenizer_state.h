@@ -1,5 +1,6 @@
 // The compiled, immutable state behind a Tokenizer, shared by the tokenizer sources
-// (tokenizer.cc, spm_tokenizer.cc, bpe_tokenizer.cc). Private to the engine.
+// (tokenizer.cc, spm_tokenizer.cc, bpe_tokenizer.cc, wordpiece_tokenizer.cc). Private to the
+// engine.
 //
 // Thread safety: built once by Tokenizer::Create, then only read.
 #pragma once
@@ -97,7 +98,7 @@ struct TokenizerState {
   // What each token contributes to decoded text (see Tokenizer::TokenToPiece).
   std::vector<std::string> pieces;
   // Tokens that text may be merged into (SentencePiece: normal and user-defined pieces; BPE:
-  // normal tokens, by their bytes).
+  // normal tokens, by their bytes; WordPiece: the pieces words are cut into, "##" spelling).
   PieceMap text_to_id;
   // Control / user-defined / unknown tokens by text (FindAddedToken).
   TokenMap added_text_to_id;
@@ -105,12 +106,15 @@ struct TokenizerState {
   // SentencePiece: the byte-fallback token <0xXX> of each byte; BPE: the single-byte token of
   // each byte. -1 where the vocab has none.
   std::array<int32_t, 256> byte_to_id{};
-  // BPE, BpeMergeRule::kMergeList: (left id << 32 | right id) -> rank and merged token.
+  // BPE with BpeMergeRule::kMergeList, and SentencePiece with a merge list:
+  // (left id << 32 | right id) -> rank and merged token.
   std::unordered_map<uint64_t, BpeMerge> merges;
   std::unique_ptr<PreTokenizer> pre_tokenizer;
   // SentencePiece: no piece contains "▁" after another character, so words starting at "▁" can
   // be merged independently.
   bool spm_words_are_independent = false;
+  // WordPiece: the longest piece in bytes (longer candidates need no lookup).
+  size_t wordpiece_max_piece_bytes = 0;
   // What a byte with no token of its own becomes: the vocab's unknown token, or -1 (dropped)
   // when there is none or when it doubles as BOS/EOS/EOT (GGUF byte-level vocabs often name
   // <|endoftext|> as "unknown"; input must never be able to produce an end-of-text token).
@@ -122,6 +126,7 @@ struct TokenizerState {
 // Model-specific parts of Tokenizer::Create.
 Status BuildSentencePiece(TokenizerState* state);
 Status BuildByteLevelBpe(TokenizerState* state);
+Status BuildWordPiece(TokenizerState* state);
 
 // Appends the tokens of `text`, a fragment that contains no added tokens.
 // SentencePiece: `text` is already escaped ("▁" for spaces, prefix added).
@@ -129,5 +134,7 @@ void EncodeSentencePiece(const TokenizerState& state, std::string_view text,
                          std::vector<int32_t>* out);
 void EncodeByteLevelBpe(const TokenizerState& state, std::string_view text,
                         std::vector<int32_t>* out);
+// WordPiece: `text` is raw; normalisation and word splitting happen inside.
+void EncodeWordPiece(const TokenizerState& state, std::string_view text, std::vector<int32_t>* out);
 
 }  // namespace yunzhi::engine::internal

@@ -1,6 +1,12 @@
 #include "engine/tokenizer_unicode.h"
 
+#include <algorithm>
 #include <array>
+#include <utility>
+
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#include <unicode/stringpiece.h>
 
 namespace yunzhi::engine::internal {
 namespace {
@@ -143,6 +149,57 @@ bool UnicodeToBytes(std::string_view mapped, std::string* out) {
     if (cp >= tables.code_point_to_byte.size() || tables.code_point_to_byte[cp] < 0) return false;
     out->push_back(static_cast<char>(tables.code_point_to_byte[cp]));
   }
+  return true;
+}
+
+bool NormalizeUtf8(std::string_view text, UnicodeNormalization form, std::string* out) {
+  if (form == UnicodeNormalization::kNone) return false;
+  // ASCII is invariant under every normalisation form: the fast path for most text.
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<uint8_t>(c) < 0x80; })) {
+    return false;
+  }
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* normalizer = form == UnicodeNormalization::kNfc
+                                           ? icu::Normalizer2::getNFCInstance(status)
+                                           : icu::Normalizer2::getNFKCInstance(status);
+  if (U_FAILURE(status) || normalizer == nullptr) return false;  // ICU data missing: leave as is
+  // ICU requires well-formed input: normalise each maximal valid run on its own.
+  std::string result;
+  bool changed = false;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = pos;
+    while (end < text.size()) {
+      const size_t n = ValidUtf8SequenceLength(text, end);
+      if (n == 0) break;
+      end += n;
+    }
+    const std::string_view run = text.substr(pos, end - pos);
+    status = U_ZERO_ERROR;
+    const icu::StringPiece piece(run.data(), static_cast<int32_t>(run.size()));
+    if (!run.empty() && !normalizer->isNormalizedUTF8(piece, status)) {
+      std::string normalized;
+      icu::StringByteSink<std::string> sink(&normalized);
+      status = U_ZERO_ERROR;
+      normalizer->normalizeUTF8(0, piece, sink, nullptr, status);
+      if (U_SUCCESS(status)) {
+        result.append(normalized);
+        changed = true;
+      } else {
+        result.append(run);
+      }
+    } else {
+      result.append(run);
+    }
+    if (end < text.size()) {  // copy the invalid byte(s) through
+      result.push_back(text[end]);
+      ++end;
+    }
+    pos = end;
+  }
+  if (!changed) return false;
+  *out = std::move(result);
   return true;
 }
 

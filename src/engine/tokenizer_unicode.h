@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "yunzhi/engine/tokenizer.h"
+
 namespace yunzhi::engine::internal {
 
 // The length of the valid UTF-8 sequence starting at text[pos] (1..4), or 0 when the bytes there
@@ -37,5 +39,10 @@ std::string_view ByteToUnicode(uint8_t byte);
 // Converts mapped text back to bytes. Returns false (and leaves `out` unspecified) when some
 // character is not one of the 256 mapped characters.
 bool UnicodeToBytes(std::string_view mapped, std::string* out);
+
+// Unicode normalisation (ICU) of the valid UTF-8 runs of `text`; invalid bytes are copied as
+// they are. Returns false, leaving `out` untouched, when nothing changes (the common case: all
+// ASCII, or already normalised); otherwise sets `out` to the normalised text.
+bool NormalizeUtf8(std::string_view text, UnicodeNormalization form, std::string* out);
 
 }  // namespace yunzhi::engine::internal

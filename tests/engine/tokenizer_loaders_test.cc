@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -104,16 +105,48 @@ TEST(VocabFromGguf, ReportsWhatItCannotRead) {
   none.SetString("general.architecture", "llama");
   EXPECT_EQ(VocabFromGguf(OpenInMemory(none, &bytes)).error().code, Code::kNotFound);
 
-  GgufWriter bert;
-  bert.SetString("tokenizer.ggml.model", "bert");
-  bert.SetStringArray("tokenizer.ggml.tokens", std::vector<std::string>{"[PAD]"});
-  EXPECT_EQ(VocabFromGguf(OpenInMemory(bert, &bytes)).error().code, Code::kUnimplemented);
+  GgufWriter t5;
+  t5.SetString("tokenizer.ggml.model", "t5");
+  t5.SetStringArray("tokenizer.ggml.tokens", std::vector<std::string>{"<pad>"});
+  EXPECT_EQ(VocabFromGguf(OpenInMemory(t5, &bytes)).error().code, Code::kUnimplemented);
 
   GgufWriter mismatch;
   mismatch.SetString("tokenizer.ggml.model", "llama");
   mismatch.SetStringArray("tokenizer.ggml.tokens", std::vector<std::string>{"a", "b"});
   mismatch.SetF32Array("tokenizer.ggml.scores", std::vector<float>{0});
   EXPECT_EQ(VocabFromGguf(OpenInMemory(mismatch, &bytes)).error().code, Code::kInvalidArgument);
+}
+
+TEST(VocabFromGguf, ReadsAWordPieceVocabRespellingItsPieces) {
+  GgufWriter w;
+  w.SetString("tokenizer.ggml.model", "bert");
+  // llama.cpp's converter spells word starts "▁hel" and continuations "lo" (no "##").
+  const std::vector<std::string> tokens = {
+      "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[unused0]", "\xE2\x96\x81hel", "lo", "\xE2\x96\x81,"};
+  w.SetStringArray("tokenizer.ggml.tokens", tokens);
+  w.SetI32Array("tokenizer.ggml.token_type", std::vector<int32_t>{3, 3, 3, 3, 1, 1, 1, 1});
+  w.SetU32("tokenizer.ggml.unknown_token_id", 1);
+  w.SetU32("tokenizer.ggml.cls_token_id", 2);
+  w.SetU32("tokenizer.ggml.seperator_token_id", 3);
+  std::string bytes;
+  const GgufFile gguf = OpenInMemory(w, &bytes);
+  auto vocab = VocabFromGguf(gguf);
+  ASSERT_TRUE(vocab.has_value()) << vocab.error().ToString();
+  EXPECT_EQ(vocab->model, TokenizerModel::kWordPiece);
+  EXPECT_EQ(vocab->tokens[4].text, "[unused0]");
+  EXPECT_EQ(vocab->tokens[5].text, "hel");
+  EXPECT_EQ(vocab->tokens[6].text, "##lo");
+  EXPECT_EQ(vocab->tokens[7].text, ",");
+  EXPECT_EQ(vocab->bos_id, 2);
+  EXPECT_EQ(vocab->eos_id, 3);
+  EXPECT_TRUE(vocab->add_bos);
+  EXPECT_TRUE(vocab->add_eos);
+  EXPECT_FALSE(vocab->add_space_prefix);
+  const Tokenizer tok = MustCreate(std::move(vocab));
+  EXPECT_THAT(tok.Encode("HELLO,hel lo", {.add_special = true}), ElementsAre(2, 5, 6, 7, 5, 1, 3));
+  EXPECT_EQ(tok.Decode(std::vector<int32_t>{2, 5, 6, 7, 5, 3}), "[CLS] hello , hel [SEP]");
+  EXPECT_EQ(tok.TokenToPiece(6), "lo");
+  EXPECT_EQ(tok.TokenToPiece(5), " hel");
 }
 
 // ---- tokenizer.json
@@ -171,9 +204,141 @@ TEST(VocabFromHfJson, BareByteLevelWithoutRegexSplitsNothing) {
   EXPECT_THAT(tok.Encode("ab ab"), ElementsAre(3, 4));
 }
 
+// A Llama 2 style tokenizer.json: BPE with byte fallback, spaces as "▁" by the normalizer.
+// "ba" is a piece but no rule forms it; the rules make "ab" before "▁a".
+constexpr std::string_view kSentencePieceJson = R"({
+  "added_tokens": [
+    {"id": 0, "content": "<unk>", "special": true},
+    {"id": 1, "content": "<s>", "special": true},
+    {"id": 2, "content": "</s>", "special": true}
+  ],
+  "normalizer": {"type": "Sequence", "normalizers": [
+    {"type": "Prepend", "prepend": "▁"},
+    {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+  "pre_tokenizer": null,
+  "post_processor": {"type": "TemplateProcessing",
+    "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+               {"Sequence": {"id": "A", "type_id": 0}}]},
+  "decoder": {"type": "Sequence", "decoders": [
+    {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+    {"type": "ByteFallback"}, {"type": "Fuse"},
+    {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+  "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true, "fuse_unk": true,
+    "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "▁": 4, "a": 5, "b": 6,
+              "ab": 7, "▁a": 8, "▁ab": 9, "ba": 10},
+    "merges": [["a", "b"], ["▁", "ab"], ["▁", "a"]]}
+})";
+
+TEST(VocabFromHfJson, ReadsSentencePieceStyleBpeAndMergesByRank) {
+  auto vocab = VocabFromHfJson(kSentencePieceJson);
+  ASSERT_TRUE(vocab.has_value()) << vocab.error().ToString();
+  EXPECT_EQ(vocab->model, TokenizerModel::kSentencePiece);
+  EXPECT_TRUE(vocab->add_space_prefix);
+  EXPECT_EQ(vocab->space_prefix_rule, SpacePrefixRule::kEveryFragment);
+  EXPECT_EQ(vocab->tokens[0].type, TokenType::kUnknown);
+  EXPECT_EQ(vocab->tokens[1].type, TokenType::kControl);
+  EXPECT_EQ(vocab->tokens[3].type, TokenType::kByte);
+  EXPECT_EQ(vocab->tokens[4].text, "\xE2\x96\x81");
+  EXPECT_EQ(vocab->bos_id, 1);
+  EXPECT_TRUE(vocab->add_bos);
+  ASSERT_EQ(vocab->merges.size(), 3u);
+  const Tokenizer tok = MustCreate(std::move(vocab));
+  // "▁aba": a+b (rank 0), then ▁+ab (rank 1); "b a" has no rule.
+  EXPECT_THAT(tok.Encode("aba", {.add_special = true}), ElementsAre(1, 9, 5));
+  EXPECT_THAT(tok.Encode("ba"), ElementsAre(4, 6, 5));
+  EXPECT_THAT(tok.Encode("a\n"), ElementsAre(8, 3));
+  // Prepend puts "▁" before every fragment, even one starting with a space.
+  EXPECT_THAT(tok.Encode(" a"), ElementsAre(4, 8));
+  EXPECT_THAT(tok.Encode("<s>a", {.parse_special = true}), ElementsAre(1, 8));
+  EXPECT_EQ(tok.Decode(tok.Encode("ab ba\n", {.add_special = true})), "<s>ab ba\n");
+}
+
+TEST(VocabFromHfJson, MetaspacePrependSchemes) {
+  std::string json(kSentencePieceJson);
+  const size_t begin = json.find(R"("normalizer")");
+  const size_t end = json.find(R"("post_processor")");
+  auto with_pre = [&](std::string_view pre) {
+    std::string out = json;
+    out.replace(begin, end - begin,
+                fmt::format(R"("normalizer": null, "pre_tokenizer": {}, )", pre));
+    return MustCreate(VocabFromHfJson(out));
+  };
+  const Tokenizer first = with_pre(
+      R"({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false})");
+  EXPECT_EQ(first.vocab().space_prefix_rule, SpacePrefixRule::kMetaspaceFirst);
+  EXPECT_THAT(first.Encode("a"), ElementsAre(8));
+  EXPECT_THAT(first.Encode(" a"), ElementsAre(8));  // already starts with "▁"
+  EXPECT_THAT(first.Encode("<s>a", {.parse_special = true}), ElementsAre(1, 5));
+  const Tokenizer always =
+      with_pre(R"({"type": "Metaspace", "replacement": "▁", "add_prefix_space": true})");
+  EXPECT_EQ(always.vocab().space_prefix_rule, SpacePrefixRule::kMetaspaceAlways);
+  EXPECT_THAT(always.Encode(" a"), ElementsAre(8));
+  EXPECT_THAT(always.Encode("<s>a", {.parse_special = true}), ElementsAre(1, 8));
+  const Tokenizer never =
+      with_pre(R"({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never"})");
+  EXPECT_THAT(never.Encode("a"), ElementsAre(5));
+}
+
+// A BERT style tokenizer.json: uncased WordPiece.
+constexpr std::string_view kWordPieceJson = R"({
+  "added_tokens": [
+    {"id": 0, "content": "[PAD]", "special": true},
+    {"id": 1, "content": "[UNK]", "special": true},
+    {"id": 2, "content": "[CLS]", "special": true},
+    {"id": 3, "content": "[SEP]", "special": true}
+  ],
+  "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                 "strip_accents": null, "lowercase": true},
+  "pre_tokenizer": {"type": "BertPreTokenizer"},
+  "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+  "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+  "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+    "max_input_chars_per_word": 5,
+    "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hel": 4, "##lo": 5, ",": 6,
+              "world": 7, "中": 8, "cafe": 9, "##s": 10}}
+})";
+
+TEST(VocabFromHfJson, ReadsWordPieceWithBertNormalizer) {
+  auto vocab = VocabFromHfJson(kWordPieceJson);
+  ASSERT_TRUE(vocab.has_value()) << vocab.error().ToString();
+  EXPECT_EQ(vocab->model, TokenizerModel::kWordPiece);
+  EXPECT_EQ(vocab->tokens[1].type, TokenType::kUnknown);
+  EXPECT_EQ(vocab->unk_id, 1);
+  EXPECT_EQ(vocab->bos_id, 2);
+  EXPECT_EQ(vocab->eos_id, 3);
+  EXPECT_TRUE(vocab->add_bos);
+  EXPECT_TRUE(vocab->add_eos);
+  EXPECT_EQ(vocab->wordpiece.max_input_chars_per_word, 5);
+  const Tokenizer tok = MustCreate(std::move(vocab));
+  // Lower-cased, accents stripped, CJK split off, punctuation isolated, "##" continuations; a
+  // word that cannot be cut ("!" has no piece) or is too long ("worlds") is [UNK].
+  const std::vector<int32_t> ids =
+      tok.Encode("HELLO,\xE4\xB8\xADWorld! Caf\xC3\xA9\tworlds", {.add_special = true});
+  EXPECT_THAT(ids, ElementsAre(2, 4, 5, 6, 8, 7, 1, 9, 1, 3));
+  EXPECT_EQ(tok.Decode(ids), "[CLS] hello , \xE4\xB8\xAD world [UNK] cafe [UNK] [SEP]");
+  EXPECT_EQ(tok.Decode(ids, DecodeOptions{.skip_special = true}),
+            "hello , \xE4\xB8\xAD world cafe");
+  // Zero-width joiner (format) and control characters are dropped; "cafes" = cafe ##s.
+  EXPECT_THAT(tok.Encode("caf\xE2\x80\x8D"
+                         "es\x01"),
+              ElementsAre(9, 10));
+  EXPECT_THAT(tok.Encode(""), ElementsAre());
+  EXPECT_THAT(tok.Encode("", {.add_special = true}), ElementsAre(2, 3));
+}
+
 TEST(VocabFromHfJson, RejectsWhatItDoesNotImplement) {
   EXPECT_EQ(VocabFromHfJson("{not json").error().code, Code::kInvalidArgument);
-  EXPECT_EQ(VocabFromHfJson(R"({"model": {"type": "WordPiece", "vocab": {}}})").error().code,
+  EXPECT_EQ(VocabFromHfJson(R"({"model": {"type": "Unigram", "vocab": []}})").error().code,
+            Code::kUnimplemented);
+  // BPE with neither a ByteLevel pre-tokenizer nor SentencePiece-style spaces.
+  EXPECT_EQ(VocabFromHfJson(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})")
+                .error()
+                .code,
+            Code::kUnimplemented);
+  EXPECT_EQ(VocabFromHfJson(R"({"pre_tokenizer": {"type": "Whitespace"},
+      "model": {"type": "WordPiece", "vocab": {"a": 0}}})")
+                .error()
+                .code,
             Code::kUnimplemented);
   std::string lowercase(kTokenizerJson);
   lowercase.replace(lowercase.find(R"({"type": "NFC"})"), 15, R"({"type": "Lowercase"})");

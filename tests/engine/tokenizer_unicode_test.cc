@@ -57,5 +57,23 @@ TEST(ByteLevelMapping, IsAReversibleMappingOfAllBytes) {
   EXPECT_FALSE(UnicodeToBytes(" ", &back));   // the raw space is never used by the mapping
 }
 
+TEST(TokenizerUnicode, NormalizesValidRunsAndKeepsInvalidBytes) {
+  std::string out = "untouched";
+  EXPECT_FALSE(NormalizeUtf8("plain ASCII", UnicodeNormalization::kNfc, &out));
+  EXPECT_FALSE(NormalizeUtf8("caf\xC3\xA9 \xE4\xB8\xAD", UnicodeNormalization::kNfc, &out));
+  EXPECT_FALSE(NormalizeUtf8("e\xCC\x81", UnicodeNormalization::kNone, &out));
+  EXPECT_EQ(out, "untouched");
+  // "e" + combining acute -> "é"; the invalid bytes around it stay where they were.
+  ASSERT_TRUE(
+      NormalizeUtf8("\xFF"
+                    "e\xCC\x81\x80x",
+                    UnicodeNormalization::kNfc, &out));
+  EXPECT_EQ(out, "\xFF\xC3\xA9\x80x");
+  // NFC keeps the "fi" ligature and full-width letters; NFKC folds them.
+  EXPECT_FALSE(NormalizeUtf8("\xEF\xAC\x81\xEF\xBC\xA1", UnicodeNormalization::kNfc, &out));
+  ASSERT_TRUE(NormalizeUtf8("\xEF\xAC\x81\xEF\xBC\xA1", UnicodeNormalization::kNfkc, &out));
+  EXPECT_EQ(out, "fiA");
+}
+
 }  // namespace
 }  // namespace yunzhi::engine::internal

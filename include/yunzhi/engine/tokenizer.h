@@ -1,13 +1,17 @@
 // Tokenizers: text <-> token ids, exactly as the models' reference tokenizers do it.
 //
-// Two model kinds are supported, named as GGUF names them in `tokenizer.ggml.model`:
+// Three model kinds are supported, named as GGUF names them in `tokenizer.ggml.model`:
 //   * "llama": SentencePiece BPE with byte fallback (Llama 2, Mistral, Phi-3, Baichuan, ...).
-//     Spaces become "▁", a leading space is added, pieces merge by score, characters the vocab
-//     lacks become byte tokens <0xXX>.
+//     Spaces become "▁", a leading space is added, pieces merge by score (GGUF) or by merge rank
+//     (Hugging Face tokenizer.json), characters the vocab lacks become byte tokens <0xXX>.
 //   * "gpt2": byte-level BPE (GPT-2, Llama 3, Qwen2, DeepSeek, Falcon, StarCoder, MPT, ...).
 //     Text is first split by the family's pre-tokenizer regexes, then each piece is merged from
 //     single bytes by merge rank.
-// In both, added tokens ("<|im_start|>", "</s>", ...) are cut out of the text first.
+//   * "bert": WordPiece (BERT, BGE, ... embedding and reranking models). Text is cleaned,
+//     lower-cased and stripped of accents, split at whitespace, punctuation and CJK characters,
+//     and each word is cut greedily into the longest vocab pieces ("##" marks a piece that
+//     continues a word). This model is lossy: Decode gives the normalised words joined by spaces.
+// In all, added tokens ("<|im_start|>", "</s>", "[CLS]", ...) are cut out of the text first.
 //
 // A `Vocab` is plain data produced by a loader (GGUF metadata, Hugging Face tokenizer.json,
 // tiktoken ranks) or by hand in tests; `Tokenizer::Create` validates it and builds the lookup
@@ -22,13 +26,14 @@
 // Bytes, not characters: all text is UTF-8 in std::string / std::string_view. Encode accepts ANY
 // bytes and never fails: bytes that are not valid UTF-8 are encoded as byte tokens (byte
 // fallback for SentencePiece, single-byte symbols for byte-level BPE), so Decode(Encode(x)) == x,
-// except where the models themselves lose information:
+// except for WordPiece and where the models themselves lose information:
 //   * whitespace absorbed by added tokens marked lstrip / rstrip;
 //   * SentencePiece decodes a literal "▁" (U+2581) in the text as a space;
 //   * a byte the vocab has no token for (many byte-level vocabs lack 0xC0, 0xF5..0xFF, ...;
 //     Falcon also lacks 0x0B) becomes the unknown token, or is dropped (as Hugging Face drops
 //     it) when there is none or when it is also BOS/EOS/EOT: GGUF vocabs often call
-//     <|endoftext|> "unknown", and input text must never produce an end-of-text token.
+//     <|endoftext|> "unknown", and input text must never produce an end-of-text token;
+//   * Unicode normalisation the vocab asks for (Vocab::normalization: NFC / NFKC).
 //
 // Thread safety: a Tokenizer is immutable after Create; copies share the same immutable state and
 // every const method may be called from any number of threads at once. A StreamingDecoder holds
@@ -64,6 +69,40 @@ enum class TokenType : uint8_t {
 enum class TokenizerModel : uint8_t {
   kSentencePiece,  // GGUF "llama"
   kByteLevelBpe,   // GGUF "gpt2"
+  kWordPiece,      // GGUF "bert"
+};
+
+// Where SentencePiece puts the space that Vocab::add_space_prefix asks for.
+enum class SpacePrefixRule : uint8_t {
+  // Before the text and before every fragment that follows an added token, even one that starts
+  // with a space already (SentencePiece, llama.cpp, HF Prepend("▁") normalizer).
+  kEveryFragment,
+  // HF Metaspace pre-tokenizer, prepend_scheme "always": the same, except that a fragment that
+  // starts with a space gets none.
+  kMetaspaceAlways,
+  // HF Metaspace, prepend_scheme "first": only before a fragment at the very start of the text,
+  // and only when it does not start with a space.
+  kMetaspaceFirst,
+};
+
+// Unicode normalisation applied to text between added tokens before tokenizing (HF normalizers
+// "NFC" / "NFKC"). Bytes that are not valid UTF-8 are left as they are.
+enum class UnicodeNormalization : uint8_t { kNone, kNfc, kNfkc };
+
+// WordPiece (BERT) text normalisation and word splitting (HF BertNormalizer, WordPiece model).
+struct WordPieceOptions {
+  // Remove control characters, NUL and U+FFFD; turn all whitespace into spaces.
+  bool clean_text = true;
+  // Put spaces around CJK ideographs, so that each is a word of its own.
+  bool handle_chinese_chars = true;
+  // Decompose (NFD) and drop non-spacing marks ("é" -> "e").
+  bool strip_accents = true;
+  bool lowercase = true;
+  // A word longer than this (in characters) becomes the unknown token.
+  int32_t max_input_chars_per_word = 100;
+  // Prefix of the pieces that continue a word. VocabToken::text of WordPiece tokens is spelled as
+  // in tokenizer.json: "hello" starts a word, "##lo" continues one.
+  std::string continuing_subword_prefix = "##";
 };
 
 // How byte-level BPE decides which adjacent pair merges next.
@@ -81,8 +120,11 @@ struct VocabToken {
   //    are spelled "<0x0A>".
   //  * kByteLevelBpe: the raw bytes the token stands for (loaders undo GPT-2's byte-to-unicode
   //    mapping for normal tokens; control and user-defined tokens are stored as raw text).
+  //  * kWordPiece: as tokenizer.json spells it ("hello", "##lo"; see WordPieceOptions).
   std::string text;
-  float score = 0.0f;  // SentencePiece merge priority (higher merges first); unused by BPE
+  // SentencePiece merge priority (higher merges first) when Vocab::merges is empty; unused
+  // otherwise and by the other models.
+  float score = 0.0f;
   TokenType type = TokenType::kNormal;
   // Added tokens only (HF `lstrip` / `rstrip`): when cut out of the text, whitespace on that
   // side is absorbed into the token.
@@ -109,11 +151,16 @@ struct Vocab {
 
   // Byte-level BPE with kMergeList: the merge rules, highest priority first (index = rank). Both
   // halves are byte strings in the same representation as VocabToken::text.
+  // SentencePiece: when not empty (HF tokenizer.json), pieces merge by these rules, the pair
+  // listed first first, instead of by VocabToken::score; a piece no rule forms is never formed.
   std::vector<std::pair<std::string, std::string>> merges;
   BpeMergeRule merge_rule = BpeMergeRule::kMergeList;
   // Byte-level BPE: a pre-tokenized piece that is itself a normal token is emitted whole, without
   // merging (HF `ignore_merges`, Llama 3; tiktoken always does this).
   bool ignore_merges = false;
+
+  UnicodeNormalization normalization = UnicodeNormalization::kNone;
+  WordPieceOptions wordpiece;  // kWordPiece only
 
   // Special token ids; -1 = none.
   int32_t bos_id = -1;
@@ -122,16 +169,18 @@ struct Vocab {
   int32_t pad_id = -1;
   int32_t unk_id = -1;
 
+  // WordPiece: BOS is [CLS] and EOS is [SEP].
   // What EncodeOptions::add_special adds.
   bool add_bos = false;
   bool add_eos = false;
   // SentencePiece only: a space is put before the text (and before text that follows an added
   // token), as SentencePiece's "add dummy prefix" does; Decode removes it again.
   bool add_space_prefix = true;
+  SpacePrefixRule space_prefix_rule = SpacePrefixRule::kEveryFragment;
 };
 
 struct EncodeOptions {
-  // Add BOS / EOS as the vocab asks (Vocab::add_bos / add_eos).
+  // Add BOS / EOS as the vocab asks (Vocab::add_bos / add_eos; WordPiece: [CLS] ... [SEP]).
   bool add_special = false;
   // Recognise control tokens written as text ("<|im_start|>", "<s>") as the tokens themselves.
   // When false they are tokenized as ordinary text, as untrusted user input must be.
@@ -145,6 +194,8 @@ struct DecodeOptions {
   // SentencePiece only: remove the space that Encode adds (add_space_prefix) from the first text
   // token and from the first text token after an added token. Set to false when decoding tokens
   // that continue earlier text (e.g. generated tokens after a prompt), where the space is real.
+  // WordPiece: tokens are joined by spaces ("##" pieces by none); when true, the first token
+  // written gets no space before it.
   bool remove_space_prefix = true;
 };
 
@@ -174,7 +225,8 @@ class Tokenizer {
   std::string Decode(std::span<const int32_t> ids, const DecodeOptions& options) const;
 
   // The bytes one token contributes to decoded text ("▁Hello" -> " Hello", <0x0A> -> "\n",
-  // "<|im_end|>" -> "<|im_end|>"). No space prefix is removed. Out of range: U+FFFD.
+  // "<|im_end|>" -> "<|im_end|>"; WordPiece: "hello" -> " hello", "##lo" -> "lo", "[CLS]" ->
+  // "[CLS]"). No space prefix is removed. Out of range: U+FFFD.
   std::string TokenToPiece(int32_t id) const;
 
   int32_t n_vocab() const;
@@ -227,22 +279,30 @@ class StreamingDecoder {
 
 // ---- Loaders (src/engine/tokenizer_loaders.cc: GGUF, tiktoken; tokenizer_hf.cc: tokenizer.json)
 
-// Reads the tokenizer.ggml.* metadata of a GGUF file: model ("llama" | "gpt2"), pre, tokens,
-// scores, token_type, merges, bos/eos/eot/pad/unknown token ids, add_bos_token, add_eos_token,
-// add_space_prefix. Defaults follow llama.cpp: SentencePiece adds BOS, byte-level BPE does not.
+// Reads the tokenizer.ggml.* metadata of a GGUF file: model ("llama" | "gpt2" | "bert"), pre,
+// tokens, scores, token_type, merges, bos/eos/eot/pad/unknown token ids, add_bos_token,
+// add_eos_token, add_space_prefix. Defaults follow llama.cpp: SentencePiece adds BOS, byte-level
+// BPE does not; "bert" adds [CLS] (cls_token_id) and [SEP] (seperator_token_id) as BOS / EOS,
+// and its tokens, spelled "▁word" / "piece" in GGUF, are respelled "word" / "##piece".
 // Errors: kNotFound when the file has no tokenizer.ggml.tokens; kUnimplemented for another
-// tokenizer model (e.g. "bert" WordPiece); kInvalidArgument for inconsistent arrays.
+// tokenizer model (e.g. "t5" Unigram); kInvalidArgument for inconsistent arrays.
 Result<Vocab> VocabFromGguf(const GgufFile& gguf);
 
 // Builds a vocab from a Hugging Face `tokenizer.json` (and optionally `tokenizer_config.json`,
-// empty = absent) given as text. Supported: model "BPE" with a byte-level pre-tokenizer (a
-// ByteLevel step, optionally preceded by Split / Digits steps, whose regexes are used), merges as
-// "a b" strings or ["a", "b"] pairs, `ignore_merges`, `added_tokens` (special -> kControl, else
-// kUserDefined, with lstrip/rstrip). BOS/EOS come from tokenizer_config.json (bos_token,
-// eos_token, add_bos_token, add_eos_token) or else from a TemplateProcessing post-processor.
-// Not applied: an NFC normalizer (accepted; text that is already NFC, as nearly all text is,
-// tokenizes identically). Errors: kInvalidArgument for malformed JSON; kUnimplemented for
-// other models, normalizers or pre-tokenizers.
+// empty = absent) given as text. Supported:
+//  * model "BPE" with a byte-level pre-tokenizer (a ByteLevel step, optionally preceded by Split
+//    / Digits steps, whose regexes are used) -> kByteLevelBpe;
+//  * model "BPE" in SentencePiece style (Llama 2, Mistral v0.1, TinyLlama): normalizer
+//    Sequence[Prepend("▁"), Replace(" ", "▁")] or a Metaspace pre-tokenizer, `byte_fallback`
+//    -> kSentencePiece merging by the merge list;
+//  * model "WordPiece" with a BertNormalizer and BertPreTokenizer (or Whitespace) -> kWordPiece;
+//    [CLS] / [SEP] from a BertProcessing or TemplateProcessing post-processor.
+// Merges as "a b" strings or ["a", "b"] pairs, `ignore_merges`, `added_tokens` (special ->
+// kControl, except the model's unk_token -> kUnknown; else kUserDefined, with lstrip/rstrip).
+// BOS/EOS come from tokenizer_config.json (bos_token, eos_token, add_bos_token, add_eos_token)
+// or else from a TemplateProcessing post-processor. Normalizers "NFC" / "NFKC" are applied.
+// Errors: kInvalidArgument for malformed JSON; kUnimplemented for other models, normalizers or
+// pre-tokenizers.
 Result<Vocab> VocabFromHfJson(std::string_view tokenizer_json,
                               std::string_view tokenizer_config_json = {});
 // Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json.
