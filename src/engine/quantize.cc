@@ -419,7 +419,8 @@ Status AddHfTokenizer(const std::string& dir, const std::string& gguf_arch, int6
   YZ_ASSIGN_OR_RETURN(Vocab vocab, VocabFromHfDir(dir));
   if (vocab.model != TokenizerModel::kByteLevelBpe) {
     return UnimplementedError(fmt::format(
-        "{}: only byte-level BPE tokenizers can be converted (this one is SentencePiece)", dir));
+        "{}: only byte-level BPE tokenizers can be converted to GGUF yet (this one is {})", dir,
+        vocab.model == TokenizerModel::kWordPiece ? "WordPiece" : "SentencePiece"));
   }
   if (static_cast<int64_t>(vocab.tokens.size()) > n_vocab_model) {
     return InvalidArgumentError(
