@@ -160,11 +160,11 @@ std::string ConfigJson(const ModelSpec& s, int64_t head_dim) {
       "  \"max_position_embeddings\": {},\n  \"rms_norm_eps\": {},\n  \"rope_theta\": {},\n"
       "  \"rope_scaling\": {},\n  \"tie_word_embeddings\": {},\n  \"hidden_act\": \"silu\",\n"
       "  \"attention_bias\": {},\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
-      "  \"torch_dtype\": \"{}\"\n}}\n",
+      "  \"sliding_window\": {},\n  \"torch_dtype\": \"{}\"\n}}\n",
       arch_class, HfModelType(s.architecture), s.n_vocab, s.n_embd, s.n_layer, s.n_head,
       s.n_head_kv, head_dim, s.n_ff, s.n_ctx, s.norm_eps, s.rope_theta, rope_scaling,
       s.tied_output ? "true" : "false", s.architecture == Architecture::kQwen2 ? "true" : "false",
-      dtype);
+      s.sliding_window > 0 ? std::to_string(s.sliding_window) : std::string("null"), dtype);
 }
 
 // ---- synthetic vocabularies
@@ -478,6 +478,9 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
     gguf.SetU32(arch + ".attention.value_length", static_cast<uint32_t>(head_dim));
     gguf.SetF32(arch + ".attention.layer_norm_rms_epsilon", s.norm_eps);
     gguf.SetF32(arch + ".rope.freq_base", s.rope_theta);
+  if (s.sliding_window > 0) {
+    gguf.SetU32(arch + ".attention.sliding_window", static_cast<uint32_t>(s.sliding_window));
+  }
     gguf.SetU32(arch + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
     if (s.rope_scaling == engine::RopeScaling::kLinear) {
       gguf.SetString(arch + ".rope.scaling.type", "linear");

@@ -39,6 +39,8 @@ struct ModelSpec {
   float rope_high_freq_factor = 4.0f;
   int64_t rope_original_context = 64;
   bool tied_output = false;
+  // Sliding-window attention (written for llama/mistral only); 0 = none.
+  int64_t sliding_window = 0;
   // Matrices (and the token embedding) are stored in this type; norms and biases in F32 (GGUF)
   // or this type (safetensors; F32/F16/BF16 only). Their values are rounded through this type
   // in both formats so that both hold the same numbers.

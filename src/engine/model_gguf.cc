@@ -83,6 +83,7 @@ Result<std::unique_ptr<ModelState>> LoadGguf(const std::string& path,
   }
   YZ_ASSIGN_OR_RETURN(c.norm_eps, GetFloat(f, p + "attention.layer_norm_rms_epsilon", 1e-5f));
   YZ_ASSIGN_OR_RETURN(c.rope.theta, GetFloat(f, p + "rope.freq_base", 10000.0f));
+  YZ_ASSIGN_OR_RETURN(c.sliding_window, GetInt(f, p + "attention.sliding_window", 0));
   YZ_ASSIGN_OR_RETURN(int64_t rope_dims, GetInt(f, p + "rope.dimension_count", c.head_dim));
   if (rope_dims != c.head_dim) {
     return UnimplementedError(

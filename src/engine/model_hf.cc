@@ -239,6 +239,18 @@ Result<std::unique_ptr<ModelState>> LoadHfDirectory(const std::string& dir,
   YZ_ASSIGN_OR_RETURN(c.rope.theta, f.Float("rope_theta", 10000.0f));
   YZ_RETURN_IF_ERROR(ReadRopeScaling(config_path, cfg, &c.rope));
   c.qkv_bias = f.Bool("attention_bias", false);
+  // Mistral v0.1 attends within a window; later Mistrals set it to null. Qwen2 configs carry a
+  // window too but only use it with use_sliding_window (per layer; not supported, ignored when
+  // off).
+  if (c.architecture == Architecture::kMistral || c.architecture == Architecture::kLlama ||
+      f.Bool("use_sliding_window", false)) {
+    YZ_ASSIGN_OR_RETURN(c.sliding_window, f.Int("sliding_window", 0));
+    if (c.architecture == Architecture::kQwen2 || c.architecture == Architecture::kQwen3) {
+      return UnimplementedError(fmt::format(
+          "{}: per-layer sliding-window attention (use_sliding_window) is not supported",
+          config_path));
+    }
+  }
   arch::FindArch(c.architecture).finish_config(c, /*from_gguf=*/false);
   YZ_RETURN_IF_ERROR(ValidateConfig(config_path, c));
   if (c.n_vocab <= 0) {

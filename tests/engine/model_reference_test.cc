@@ -126,6 +126,14 @@ std::vector<Variant> Variants() {
     out.push_back(v);
   }
   {
+    // Mistral v0.1's sliding-window attention, with a window far shorter than the prompt.
+    Variant v{"mistral_sliding_window", base};
+    v.spec.architecture = Architecture::kMistral;
+    v.spec.sliding_window = 24;
+    v.spec.seed = 17;
+    out.push_back(v);
+  }
+  {
     Variant v{"qwen2", base};
     v.spec.architecture = Architecture::kQwen2;
     v.spec.rope_theta = 1000000.0f;

@@ -97,6 +97,9 @@ def forward(weights, cfg, tokens):
     cos = torch.cat((angles.cos(), angles.cos()), dim=-1)[:, None, :]  # [T, 1, d]
     sin = torch.cat((angles.sin(), angles.sin()), dim=-1)[:, None, :]
     mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    window = cfg.get("sliding_window") or 0
+    if window > 0:  # Mistral v0.1: position t sees t - window + 1 .. t
+        mask = mask + torch.full((T, T), float("-inf"), dtype=torch.float64).tril(-window)
 
     x = weights["model.embed_tokens.weight"][torch.tensor(tokens)]
     for layer in range(cfg["num_hidden_layers"]):

@@ -9,7 +9,7 @@
 //
 // Supported architectures (one source file per family under src/engine/arch/):
 //   llama   Llama 2, Llama 3 / 3.x (incl. llama3 RoPE scaling), and anything using its layout
-//   mistral the same graph as llama (sliding window not applied)
+//   mistral the same graph as llama, plus sliding-window attention when the model has one
 //   qwen2   Qwen2 / Qwen2.5: biases on Q, K and V
 //   qwen3   Qwen3: RMSNorm on each head of Q and K
 // All with grouped-query attention, SwiGLU feed-forward, RMSNorm, RoPE, and tied or separate
@@ -86,6 +86,9 @@ struct ModelConfig {
   bool qkv_bias = false;     // qwen2
   bool qk_norm = false;      // qwen3
   bool tied_output = false;  // output projection is the token embedding
+  // Sliding-window attention (Mistral v0.1): a position attends to itself and the
+  // sliding_window - 1 positions before it. 0 = to every earlier position.
+  int64_t sliding_window = 0;
   // The type of most weight bytes (e.g. Q4_K for a Q4_K_M file).
   TensorType weight_type = TensorType::kF32;
   int64_t n_params = 0;      // elements of all weights

@@ -1,5 +1,6 @@
 #include "engine/arch/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -103,14 +104,18 @@ void Attention(ForwardContext& ctx, int64_t layer) {
     const int64_t t = item / c.n_head_kv;
     const int64_t h_kv = item % c.n_head_kv;
     const Sequence& seq = *ctx.slices[ctx.token_slice[t]].sequence;
-    const int64_t n_kv = ctx.token_pos[t] + 1;  // causal: positions 0..pos
+    // Causal: positions 0..pos, or the last sliding_window of them.
+    const int64_t first = c.sliding_window > 0
+                              ? std::max<int64_t>(0, ctx.token_pos[t] + 1 - c.sliding_window)
+                              : 0;
+    const int64_t n_kv = ctx.token_pos[t] + 1 - first;
     std::vector<const void*>& rows = (*ctx.attn_rows)[static_cast<size_t>(ith)];
     std::vector<float>& scores = (*ctx.attn_scores)[static_cast<size_t>(ith)];
     const void** k_rows = rows.data();
     const void** v_rows = rows.data() + rows.size() / 2;
     for (int64_t j = 0; j < n_kv; ++j) {
-      k_rows[j] = ctx.cache->KeyRow(seq, layer, j, h_kv);
-      v_rows[j] = ctx.cache->ValueRow(seq, layer, j, h_kv);
+      k_rows[j] = ctx.cache->KeyRow(seq, layer, first + j, h_kv);
+      v_rows[j] = ctx.cache->ValueRow(seq, layer, first + j, h_kv);
     }
     for (int64_t g = 0; g < group; ++g) {
       const int64_t h = h_kv * group + g;

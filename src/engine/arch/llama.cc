@@ -1,7 +1,7 @@
 // Llama 2 / 3 / 3.x and Mistral: pre-norm blocks of grouped-query attention and a SwiGLU
 // feed-forward, RMSNorm, RoPE, no biases. Llama 3.1's frequency-dependent RoPE scaling is part of
-// the inverse frequencies (model.cc); Mistral's sliding window is not applied (its published
-// models use a window no shorter than their context).
+// the inverse frequencies (model.cc); Mistral v0.1's sliding window (config.sliding_window) is
+// applied by the shared attention in layers.cc.
 #include "engine/arch/arch.h"
 #include "engine/arch/layers.h"
 #include "engine/model_state.h"
