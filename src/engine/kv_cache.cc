@@ -159,6 +159,24 @@ Status KvCache::Adopt(Sequence* seq, std::span<const int32_t> blocks) {
   return OkStatus();
 }
 
+Status KvCache::AppendCopy(Sequence* seq, int32_t block, int64_t n_tokens) {
+  if (seq->n_tokens_ % block_tokens_ != 0 ||
+      static_cast<int64_t>(seq->blocks_.size()) != seq->n_tokens_ / block_tokens_) {
+    return InvalidArgumentError("KV cache: AppendCopy needs a sequence of whole blocks");
+  }
+  if (block < 0 || block >= n_blocks() || ref_counts_[static_cast<size_t>(block)] <= 0 ||
+      n_tokens < 1 || n_tokens > block_tokens_) {
+    return InvalidArgumentError(
+        fmt::format("KV cache: cannot copy {} positions of block {}", n_tokens, block));
+  }
+  if (free_.empty()) return Error(Code::kResourceExhausted, "KV cache full: no block to copy into");
+  const int32_t fresh = TakeBlock();
+  CopyBlock(block, fresh);
+  seq->blocks_.push_back(fresh);
+  seq->n_tokens_ += n_tokens;
+  return OkStatus();
+}
+
 void* KvCache::Row(bool value, const Sequence& seq, int64_t layer, int64_t pos,
                    int64_t head) const {
   const int32_t block = seq.blocks_[static_cast<size_t>(pos / block_tokens_)];

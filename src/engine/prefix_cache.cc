@@ -11,6 +11,7 @@ PrefixCache::~PrefixCache() { Clear(); }
 void PrefixCache::Clear() {
   for (auto& [hash, entry] : entries_) cache_->Unref(entry.block);
   entries_.clear();
+  children_.clear();
   lru_.clear();
 }
 
@@ -51,6 +52,24 @@ PrefixCache::Match PrefixCache::Lookup(std::span<const int32_t> tokens, int64_t 
     match.blocks.push_back(it->second.block);
     match.last_hash = hash;
   }
+  // The next block may still match in part (a prompt that shares a prefix ending mid-block).
+  const int64_t start = static_cast<int64_t>(match.blocks.size()) * bt;
+  const int64_t room = std::min<int64_t>(bt, limit - start);
+  if (room > 0) {
+    auto [first, last] = children_.equal_range(match.last_hash);
+    uint64_t best_hash = 0;
+    for (auto c = first; c != last; ++c) {
+      const Entry& e = entries_.at(c->second);
+      int64_t k = 0;
+      while (k < room && e.tokens[static_cast<size_t>(k)] == tokens[static_cast<size_t>(start + k)]) ++k;
+      if (k > match.partial_tokens) {
+        match.partial_tokens = k;
+        match.partial_block = e.block;
+        best_hash = c->second;
+      }
+    }
+    if (match.partial_tokens > 0) Touch(best_hash, entries_.at(best_hash));
+  }
   return match;
 }
 
@@ -81,6 +100,7 @@ uint64_t PrefixCache::Insert(uint64_t parent_hash, std::span<const int32_t> bloc
   }
   entry.tick = ++clock_;
   cache_->Retain(block);
+  children_.emplace(parent_hash, hash);
   lru_.emplace(LruKey{entry.tick, -entry.depth, hash}, hash);
   entries_.emplace(hash, std::move(entry));
   return hash;
@@ -90,6 +110,12 @@ void PrefixCache::Remove(std::unordered_map<uint64_t, Entry>::iterator it) {
   Entry& entry = it->second;
   lru_.erase(LruKey{entry.tick, -entry.depth, it->first});
   cache_->Unref(entry.block);
+  for (auto [c, end] = children_.equal_range(entry.parent); c != end; ++c) {
+    if (c->second == it->first) {
+      children_.erase(c);
+      break;
+    }
+  }
   if (auto parent = entries_.find(entry.parent); parent != entries_.end()) {
     if (--parent->second.children == 0) {
       lru_.emplace(LruKey{parent->second.tick, -parent->second.depth, parent->first},

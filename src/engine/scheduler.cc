@@ -335,6 +335,13 @@ void Scheduler::State::Admit() {
       cache.Release(&a.seq);
       match = {};
     }
+    // A block that matches only in part is copied (one block copy instead of recomputing up
+    // to block_tokens - 1 positions); skipped when no block is free for the copy.
+    int64_t partial = 0;
+    if (match.partial_tokens > 0 && MakeFree(1) &&
+        cache.AppendCopy(&a.seq, match.partial_block, match.partial_tokens)) {
+      partial = match.partial_tokens;
+    }
     // Keep the blocks the running sequences need for their next token.
     int64_t reserve = 0;
     for (const auto& r : running) {
@@ -349,7 +356,8 @@ void Scheduler::State::Admit() {
       cache.Release(&a.seq);
       break;
     }
-    const int64_t reused = static_cast<int64_t>(match.blocks.size()) * cache.block_tokens();
+    const int64_t reused =
+        static_cast<int64_t>(match.blocks.size()) * cache.block_tokens() + partial;
     a.cached_blocks = static_cast<int64_t>(match.blocks.size());
     a.chain_hash = match.last_hash;
     if (!a.ever_admitted) {
@@ -414,6 +422,14 @@ void Scheduler::State::Step() {
   }
   if (running.empty()) {
     Publish();
+    if (on_step) {
+      StepInfo info;  // no forward pass: the cache state changed (cancellations) all the same
+      {
+        std::lock_guard lock(mutex);
+        info.stats = stats;
+      }
+      on_step(info);
+    }
     return;
   }
 

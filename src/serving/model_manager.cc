@@ -280,8 +280,10 @@ Result<Lease> ModelManager::Acquire(std::string_view name, std::optional<int64_t
     metrics::Gauge* free = &s.kv_blocks->WithLabels({key, "free"});
     metrics::Gauge* cached = &s.kv_blocks->WithLabels({key, "cached"});
     on_step = [batch, step, used, free, cached](const engine::StepInfo& info) {
-      batch->Observe(static_cast<double>(info.batch_sequences));
-      step->Observe(info.forward_ms / 1000.0);
+      if (info.batch_sequences > 0) {
+        batch->Observe(static_cast<double>(info.batch_sequences));
+        step->Observe(info.forward_ms / 1000.0);
+      }
       used->Set(static_cast<double>(info.stats.kv_blocks_used));
       free->Set(static_cast<double>(info.stats.kv_blocks_free));
       cached->Set(static_cast<double>(info.stats.kv_blocks_cached));

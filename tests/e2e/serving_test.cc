@@ -144,7 +144,7 @@ TEST_F(ServingTest, ClientLeavingMidStreamFreesItsKvBlocks) {
     if (!ps.contains("data") || ps["data"].as_array().empty()) return false;
     auto& m = ps["data"].as_array()[0].as_object();
     return m["running"].as_int64() == 0 && m["active_requests"].as_int64() == 0;
-  }));
+  })) << json::serialize(Ps());
   EXPECT_GE(Metric(R"(yunzhi_generation_requests_total{model="test/stories",finish="cancelled"})"), 1);
 }
 

@@ -209,8 +209,9 @@ TEST_F(SchedulerTest, PrefixCacheHitSkipsTheSharedPrefixAndGivesTheSameTokens) {
   second.Attach(r2);
   ASSERT_TRUE(scheduler->Submit(std::move(r2)));
   ASSERT_TRUE(second.Wait());
-  // 100 shared tokens = 6 full blocks of 16 (96 tokens) reused.
-  EXPECT_EQ(second.result.cached_prompt_tokens, 96);
+  // All 100 shared tokens reused: 6 full blocks of 16, plus the first 4 positions of the next
+  // block, copied.
+  EXPECT_EQ(second.result.cached_prompt_tokens, 100);
   EXPECT_EQ(second.tokens, Alone(p2, 16));
 
   // The same prompt again: everything but the last token comes from the cache (the last token
@@ -220,9 +221,9 @@ TEST_F(SchedulerTest, PrefixCacheHitSkipsTheSharedPrefixAndGivesTheSameTokens) {
   again.Attach(r3);
   ASSERT_TRUE(scheduler->Submit(std::move(r3)));
   ASSERT_TRUE(again.Wait());
-  EXPECT_EQ(again.result.cached_prompt_tokens, 96);
+  EXPECT_EQ(again.result.cached_prompt_tokens, 100);
   EXPECT_EQ(again.tokens, first.tokens);
-  EXPECT_TRUE(Eventually([&] { return scheduler->stats().cached_prompt_tokens == 192; }));
+  EXPECT_TRUE(Eventually([&] { return scheduler->stats().cached_prompt_tokens == 200; }));
 }
 
 TEST_F(SchedulerTest, WithoutPrefixCachingNothingIsReused) {
@@ -459,6 +460,40 @@ TEST(PrefixCacheTest, EvictsLeastRecentlyUsedLeavesAndNeverBlocksInUse) {
   EXPECT_EQ(pc.Evict(10), 2);
   EXPECT_EQ(kv.n_free_blocks(), 8);
   EXPECT_EQ(pc.n_entries(), 0);
+}
+
+TEST(PrefixCacheTest, APartlyMatchingBlockIsFoundAndCopied) {
+  ModelConfig config;
+  config.n_layer = 1;
+  config.n_head_kv = 1;
+  config.head_dim = 4;
+  auto cache = KvCache::Create(config, {KvCacheType::kF32, 4, 8});
+  ASSERT_TRUE(cache);
+  KvCache& kv = **cache;
+  PrefixCache pc(&kv);
+  std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+  Sequence seq;
+  ASSERT_TRUE(kv.Reserve(&seq, 8));
+  *static_cast<float*>(kv.KeyRow(seq, 0, 5, 0)) = 42.0f;  // position 5 = block 1, offset 1
+  uint64_t h = pc.Insert(PrefixCache::kRootHash, std::span<const int32_t>(tokens.data(), 4),
+                         seq.blocks()[0]);
+  pc.Insert(h, std::span<const int32_t>(tokens.data() + 4, 4), seq.blocks()[1]);
+  // [1 2 3 4] [5 6 9 ...]: one whole block, then 2 positions of the next.
+  std::vector<int32_t> other = {1, 2, 3, 4, 5, 6, 9, 9, 9};
+  auto m = pc.Lookup(other, 100);
+  ASSERT_EQ(m.blocks.size(), 1u);
+  EXPECT_EQ(m.partial_block, seq.blocks()[1]);
+  EXPECT_EQ(m.partial_tokens, 2);
+  EXPECT_EQ(pc.Lookup(other, 5).partial_tokens, 1);  // max_tokens caps the partial match too
+  Sequence copy;
+  ASSERT_TRUE(kv.Adopt(&copy, m.blocks));
+  ASSERT_TRUE(kv.AppendCopy(&copy, m.partial_block, m.partial_tokens));
+  EXPECT_EQ(copy.n_tokens(), 6);
+  EXPECT_NE(copy.blocks()[1], seq.blocks()[1]);  // a private copy: the original is never written
+  EXPECT_EQ(*static_cast<float*>(kv.KeyRow(copy, 0, 5, 0)), 42.0f);
+  EXPECT_FALSE(kv.AppendCopy(&copy, m.partial_block, 1));  // copy ends in a partial block
+  kv.Release(&copy);
+  kv.Release(&seq);
 }
 
 TEST(PrefixCacheTest, AdoptedBlocksAreSharedNotCopied) {

@@ -109,6 +109,11 @@ class KvCache {
   // blocks.size() * block_tokens() positions. The blocks must be in use (ref_count > 0).
   // Errors: kInvalidArgument for a non-empty sequence or a free / out-of-range block.
   Status Adopt(Sequence* seq, std::span<const int32_t> blocks);
+  // Appends to `seq` (which holds whole blocks only) a private copy of `block`'s first
+  // `n_tokens` positions (1..block_tokens): a cached block that matches a prompt only in part.
+  // Errors: kInvalidArgument for a sequence ending in a partial block, a free block or a bad
+  // count; kResourceExhausted when no block is free (nothing changed).
+  Status AppendCopy(Sequence* seq, int32_t block, int64_t n_tokens);
   // Takes / drops one reference on a block in use (the prefix cache holds blocks this way);
   // the last Unref returns the block to the pool. Precondition: ref_count(block) > 0.
   void Retain(int32_t block) { ++ref_counts_[static_cast<size_t>(block)]; }

@@ -42,9 +42,14 @@ class PrefixCache {
   struct Match {
     std::vector<int32_t> blocks;  // the cached blocks, in position order
     uint64_t last_hash = kRootHash;  // chain hash of the last matched block
+    // A cached block after `blocks` whose first `partial_tokens` positions (0 = none) also
+    // match: the caller copies that part (KvCache::AppendCopy) instead of recomputing it.
+    int32_t partial_block = -1;
+    int64_t partial_tokens = 0;
   };
-  // The longest run of cached whole blocks that starts `tokens`, covering at most `max_tokens`
-  // tokens. Touches the matched entries (they become most recently used).
+  // The longest run of cached whole blocks that starts `tokens`, then the longest partial
+  // match among the next blocks, covering at most `max_tokens` tokens in all. Touches the
+  // matched entries (they become most recently used).
   Match Lookup(std::span<const int32_t> tokens, int64_t max_tokens);
 
   // Registers the block holding `block_tokens` (exactly block_tokens() ids) after the prefix
@@ -87,6 +92,7 @@ class PrefixCache {
 
   KvCache* cache_;
   std::unordered_map<uint64_t, Entry> entries_;
+  std::unordered_multimap<uint64_t, uint64_t> children_;  // parent hash -> child hashes
   std::map<LruKey, uint64_t> lru_;  // only leaves (entries without cached children) are here
   uint64_t clock_ = 0;
 };

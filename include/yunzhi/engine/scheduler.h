@@ -111,7 +111,8 @@ struct SchedulerStats {
   int64_t completed = 0;
 };
 
-// What one step did, for metrics (called on the scheduler thread after each step).
+// What one step did, for metrics (called on the scheduler thread after each step; a step that
+// only dropped cancelled requests reports batch_sequences 0).
 struct StepInfo {
   int64_t batch_sequences = 0;
   int64_t batch_tokens = 0;
