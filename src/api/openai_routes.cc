@@ -441,36 +441,48 @@ std::vector<engine::ToolSpec> ToolSpecs(const ChatCompletionRequest& req) {
 
 // ---------------------------------------------------------------------------------------------
 
-void RunChat(const AppContext& ctx, const InferenceMetrics* metrics,
-             std::shared_ptr<PendingResponse> pending, std::string tenant, std::string request_id,
-             std::shared_ptr<ChatCompletionRequest> req) {
-  log::ScopedRequestId scoped(request_id);
-  if (pending->cancelled()) return;
-  auto lease = ctx.models->Acquire(req->model, req->params.keep_alive_ms);
+// Acquires the model (loading it on a cold start) and starts the request's Job; on failure
+// completes `pending` with the error and returns null.
+std::shared_ptr<Job> StartJob(const AppContext& ctx, const InferenceMetrics* metrics,
+                              std::shared_ptr<PendingResponse>& pending, std::string tenant,
+                              const std::string& request_id, const std::string& model,
+                              const GenerationParams& params, Job::Kind kind) {
+  auto lease = ctx.models->Acquire(model, params.keep_alive_ms);
   if (!lease) {
     pending->Complete(ErrorResponse(lease.error()));
-    return;
+    return nullptr;
   }
   if (lease->cold_start() && metrics->cold_starts) {
-    metrics->cold_starts->WithLabels({req->model}).Increment();
+    metrics->cold_starts->WithLabels({model}).Increment();
   }
   auto job = std::make_shared<Job>();
-  job->kind = Job::Kind::kChat;
+  job->kind = kind;
   job->metrics = metrics;
   job->tenant = std::move(tenant);
   job->request_id = request_id;
   job->pending = std::move(pending);
   job->lease = std::make_shared<serving::Lease>(std::move(*lease));
+  job->tok = &(*job->lease)->model->tokenizer();
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  job->meta = {NewResponseId(kind == Job::Kind::kChat ? "chatcmpl" : "cmpl"),
+               std::chrono::duration_cast<std::chrono::seconds>(now).count(), model,
+               "fp_yunzhi"};
+  job->stream = params.stream;
+  job->include_usage = params.include_usage;
+  return job;
+}
+
+void RunChat(const AppContext& ctx, const InferenceMetrics* metrics,
+             std::shared_ptr<PendingResponse> pending, std::string tenant, std::string request_id,
+             std::shared_ptr<ChatCompletionRequest> req) {
+  log::ScopedRequestId scoped(request_id);
+  if (pending->cancelled()) return;
+  auto job = StartJob(ctx, metrics, pending, std::move(tenant), request_id, req->model,
+                      req->params, Job::Kind::kChat);
+  if (!job) return;
   serving::LoadedModel& lm = **job->lease;
   const engine::Model& model = *lm.model;
   const engine::Tokenizer& tok = model.tokenizer();
-  job->tok = &tok;
-  job->meta = {NewResponseId("chatcmpl"), std::chrono::duration_cast<std::chrono::seconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count(),
-               req->model, "fp_yunzhi"};
-  job->stream = req->params.stream;
-  job->include_usage = req->params.include_usage;
   job->logprobs = req->params.sampling.logprobs || req->params.sampling.top_logprobs > 0;
 
   const bool use_tools = !req->tools.empty() && req->tool_choice.mode != ToolChoice::Mode::kNone;
@@ -536,30 +548,11 @@ void RunCompletion(const AppContext& ctx, const InferenceMetrics* metrics,
         "'echo' together with 'logprobs' (prompt logprobs) is not supported yet", "echo")));
     return;
   }
-  auto lease = ctx.models->Acquire(req->model, req->params.keep_alive_ms);
-  if (!lease) {
-    pending->Complete(ErrorResponse(lease.error()));
-    return;
-  }
-  if (lease->cold_start() && metrics->cold_starts) {
-    metrics->cold_starts->WithLabels({req->model}).Increment();
-  }
-  auto job = std::make_shared<Job>();
-  job->kind = Job::Kind::kCompletion;
-  job->metrics = metrics;
-  job->tenant = std::move(tenant);
-  job->request_id = request_id;
-  job->pending = std::move(pending);
-  job->lease = std::make_shared<serving::Lease>(std::move(*lease));
+  auto job = StartJob(ctx, metrics, pending, std::move(tenant), request_id, req->model,
+                      req->params, Job::Kind::kCompletion);
+  if (!job) return;
   serving::LoadedModel& lm = **job->lease;
   const engine::Tokenizer& tok = lm.model->tokenizer();
-  job->tok = &tok;
-  job->meta = {NewResponseId("cmpl"), std::chrono::duration_cast<std::chrono::seconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count(),
-               req->model, "fp_yunzhi"};
-  job->stream = req->params.stream;
-  job->include_usage = req->params.include_usage;
   job->logprobs = req->logprobs.has_value();
 
   Submission sub;

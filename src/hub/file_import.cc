@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "yunzhi/base/crypto.h"
+#include "yunzhi/base/posix.h"
 
 namespace yunzhi::hub::internal {
 namespace fs = std::filesystem;
@@ -22,33 +23,7 @@ namespace {
 // Big enough that syscalls cost nothing next to hashing; small enough to report progress often.
 constexpr size_t kChunkBytes = size_t{4} << 20;
 
-std::string OsReason(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-Error IoError(std::string_view what, const fs::path& path, int err) {
-  return UnavailableError(fmt::format("{} {}: {}", what, path.string(), OsReason(err)));
-}
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Close();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Close(); }
-  int get() const { return fd_; }
-  int Close() {
-    if (fd_ < 0) return 0;
-    return ::close(std::exchange(fd_, -1)) == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 // A path in the blob store's tmp/ directory that is unlinked on destruction unless released.
 class TempPath {

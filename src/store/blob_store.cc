@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "yunzhi/base/crypto.h"
+#include "yunzhi/base/posix.h"
 
 namespace yunzhi::store {
 namespace fs = std::filesystem;
@@ -23,38 +24,7 @@ constexpr size_t kChunkBytes = size_t{1} << 20;
 // A temp file this old belongs to no live writer: a blob, even of many GB, is written in minutes.
 constexpr auto kStaleTempAge = std::chrono::hours(24);
 
-std::string OsReason(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-Error IoError(std::string_view what, const fs::path& path, int err) {
-  return UnavailableError(fmt::format("{} {}: {}", what, path.string(), OsReason(err)));
-}
-
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      Close();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Close(); }
-  int get() const { return fd_; }
-  // Returns the error of close() (0 when fine): on some file systems a write error shows only
-  // there.
-  int Close() {
-    if (fd_ < 0) return 0;
-    int rc = ::close(std::exchange(fd_, -1));
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 Result<Fd> OpenFile(const fs::path& path, int flags, mode_t mode = 0) {
   int fd;

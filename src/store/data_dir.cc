@@ -12,13 +12,13 @@
 #include <sys/stat.h>
 
 #include "yunzhi/base/crypto.h"
+#include "yunzhi/base/posix.h"
 
 namespace yunzhi::store {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string OsReason(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // The value of "key=value" in the lock file's lines, or "".
 std::string Field(std::string_view content, std::string_view key) {

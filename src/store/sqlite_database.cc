@@ -34,6 +34,7 @@
 
 #include <fmt/format.h>
 
+#include "yunzhi/base/posix.h"
 #include "yunzhi/base/status.h"
 
 namespace yunzhi::store::internal {
@@ -51,7 +52,6 @@ struct Config {
   std::chrono::milliseconds busy_timeout{0};
 };
 
-std::string OsReason(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // One line of `sql`, shortened, for error messages (never the parameter values: they may be
 // secrets).
