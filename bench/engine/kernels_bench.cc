@@ -1,11 +1,13 @@
 // CPU kernel benchmarks: every weight type x every ISA this CPU runs, next to the memory
 // bandwidth they are bounded by (decoding) and OpenBLAS sgemm (prompt processing).
 //
-//   ReadBandwidth              STREAM-style read of 1 GiB with the pool's threads: the decode bound.
+//   ReadBandwidth              STREAM-style read of 512 MiB with the pool's threads, best pass:
+//                              the decode bound (MeasureReadBandwidthGBs).
 //   Gemv/<type>/<isa>/<shape>  one token through one matrix; many copies of the matrix so every
 //                              call reads from DRAM, not L3 (GB/s of weights read).
 //   DecodeStep/<type>/<isa>    one token through every matrix of a Qwen2.5-0.5B body (24 layers,
 //                              ~0.36 GiB at Q8_0): the real decode working set.
+//   DecodeStepFused/...        the same with q/k/v and gate/up each in one MatMulMany.
 //   DotL2/<type>/<isa>         one thread, weights resident in L2: the kernel's compute ceiling.
 //   Gemm/<type>/<isa>/<shape>  512 tokens (prompt processing), GFLOP/s.
 //   OpenBlasSgemm/<shape>      cblas_sgemm on the same shapes (f32 weights) as the reference.
@@ -13,7 +15,6 @@
 // Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
 
 #include <cblas.h>
-#include <emmintrin.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -93,30 +94,18 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, double flops_pe
 
 // ---- bandwidth
 
+// MeasureReadBandwidthGBs (kernels.h): 512 MiB (16x this machine's L3) read by all pool threads
+// at once, best of 10 passes per iteration; the counter is the best iteration. `yunzhi bench
+// --bandwidth` runs the same function, so the two figures compare.
 void BM_ReadBandwidth(benchmark::State& state) {
-  const size_t bytes = size_t{1} << 30;
-  Aligned buf(bytes);
-  for (size_t i = 0; i < bytes; i += 4096) buf.p[i] = static_cast<uint8_t>(i >> 12);
-  std::vector<uint64_t> sink(64 * 8);
+  constexpr int64_t kBytes = int64_t{512} << 20;
+  double best_gbs = 0;
   for (auto _ : state) {
-    Pool().Run([&](int ith, int nth) {
-      // 16-byte loads into eight independent accumulators: a scalar 8-byte loop tops out near
-      // 2 loads x 8 B per cycle (~40 GB/s at 2.6 GHz), below what one core can pull from DRAM.
-      const auto* p = reinterpret_cast<const __m128i*>(buf.p);
-      const size_t n = bytes / 16;
-      const size_t lo = n * ith / nth, hi = n * (ith + 1) / nth;
-      __m128i s[8];
-      for (__m128i& v : s) v = _mm_setzero_si128();
-      for (size_t i = lo; i < hi; i += 8) {
-        for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(p + i + k));
-      }
-      __m128i t = _mm_setzero_si128();
-      for (const __m128i& v : s) t = _mm_add_epi64(t, v);
-      sink[static_cast<size_t>(ith) * 8] = static_cast<uint64_t>(_mm_cvtsi128_si64(t));
-    });
-    benchmark::DoNotOptimize(sink.data());
+    const double gbs = MeasureReadBandwidthGBs(&Pool(), kBytes, 10);
+    best_gbs = std::max(best_gbs, gbs);
+    state.SetIterationTime(static_cast<double>(kBytes) / (gbs * 1e9));
   }
-  SetCounters(state, static_cast<double>(bytes), 0);
+  state.counters["GB/s"] = best_gbs;
 }
 
 // ---- matrix products
@@ -167,13 +156,16 @@ struct Body {
 constexpr Body kQwen05B{24, 896, 128, 4864};
 constexpr Body kQwen15B{28, 1536, 256, 8960};
 
-void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body) {
+// fused: q/k/v and gate/up through MatMulMany (one fork-join each) instead of one MatMul per
+// matrix: 4 parallel loops per layer instead of 7.
+void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body, bool fused) {
   SetActiveIsa(isa);
   const int kLayers = body.layers;
   struct M {
     int64_t rows, cols;
   };
   const int64_t h = body.hidden;
+  // q, k, v, o, gate, up, down
   const M mats[] = {{h, h}, {body.kv, h}, {body.kv, h}, {h, h},
                     {body.inter, h}, {body.inter, h}, {h, body.inter}};
   std::vector<std::unique_ptr<Aligned>> weights;
@@ -187,12 +179,26 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body)
     flops += 2.0 * m.rows * m.cols * kLayers;
   }
   const std::vector<float> x = RandomFloats(body.inter, 3);
-  std::vector<float> y(static_cast<size_t>(body.inter));
+  std::vector<std::vector<float>> y;
+  for (const M& m : mats) y.emplace_back(static_cast<size_t>(m.rows));
+  auto target = [&](size_t k, int l) {
+    return MatMulTarget{type, weights[k]->p + l * bytes[k], mats[k].rows, y[k].data()};
+  };
+  auto one = [&](size_t k, int l) {
+    MatMul(&Pool(), type, weights[k]->p + l * bytes[k], mats[k].rows, mats[k].cols, x.data(), 1,
+           y[k].data());
+  };
   for (auto _ : state) {
     for (int l = 0; l < kLayers; ++l) {
-      for (size_t k = 0; k < std::size(mats); ++k) {
-        MatMul(&Pool(), type, weights[k]->p + l * bytes[k], mats[k].rows, mats[k].cols, x.data(),
-               1, y.data());
+      if (fused) {
+        const MatMulTarget qkv[] = {target(0, l), target(1, l), target(2, l)};
+        MatMulMany(&Pool(), qkv, h, x.data(), 1);
+        one(3, l);
+        const MatMulTarget gate_up[] = {target(4, l), target(5, l)};
+        MatMulMany(&Pool(), gate_up, h, x.data(), 1);
+        one(6, l);
+      } else {
+        for (size_t k = 0; k < std::size(mats); ++k) one(k, l);
       }
     }
     benchmark::DoNotOptimize(y.data());
@@ -271,7 +277,8 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
 }
 
 const bool kRegistered = [] {
-  Timed(benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth))->MinTime(1.0);
+  // Manual time: the best pass of each iteration (allocation and page faults excluded).
+  benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth)->UseManualTime()->Iterations(5);
   for (TensorType type : kTypes) {
     const std::string tn(TypeName(type));
     for (Isa isa : Isas()) {
@@ -293,11 +300,15 @@ const bool kRegistered = [] {
       }
       if (isa != Isa::kScalar) {
         const bool k_quant = Traits(type).block_size == 256;
-        Timed(benchmark::RegisterBenchmark(
-                  Name({"DecodeStep", tn, in, k_quant ? "qwen2.5-1.5b" : "qwen2.5-0.5b"}).c_str(),
-                  BM_DecodeStep, type, isa, k_quant ? kQwen15B : kQwen05B))
-            ->MinTime(1.0)
-            ->Unit(benchmark::kMillisecond);
+        for (bool fused : {false, true}) {
+          Timed(benchmark::RegisterBenchmark(
+                    Name({fused ? "DecodeStepFused" : "DecodeStep", tn, in,
+                          k_quant ? "qwen2.5-1.5b" : "qwen2.5-0.5b"})
+                        .c_str(),
+                    BM_DecodeStep, type, isa, k_quant ? kQwen15B : kQwen05B, fused))
+              ->MinTime(1.0)
+              ->Unit(benchmark::kMillisecond);
+        }
       }
     }
   }

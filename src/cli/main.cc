@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
   bench->add_option("-p,--prompt-tokens", bench_flags.prompt_tokens, "Prompt length (0: skip)");
   bench->add_option("-n,--gen-tokens", bench_flags.gen_tokens, "Tokens to generate (0: skip)");
   bench->add_option("-r,--repetitions", bench_flags.repetitions, "Repetitions of each test");
+  bench->add_flag("--bandwidth", bench_flags.bandwidth,
+                  "Also measure memory read bandwidth and print generation as a share of it");
   bench->callback([&] { exit_code = RunBench(bench_flags); });
 
   QuantizeFlags quantize_flags;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "engine/kernels/kernels.h"
 #include "yunzhi/engine/chat.h"
 #include "yunzhi/engine/generate.h"
 #include "yunzhi/engine/model.h"
@@ -200,6 +201,22 @@ int RunBench(const BenchFlags& flags) {
   std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
               static_cast<double>(usage.ru_maxrss) / 1024.0,
               static_cast<double>(runner.kv_cache().size_bytes()) / (1 << 20));
+  if (flags.bandwidth) {
+    // After the tests and after reading peak RSS: the probe's buffer must not count as the
+    // model's memory. Same thread count as the runner, its own (idle-until-now) pool.
+    constexpr int64_t kProbeBytes = int64_t{512} << 20;
+    constexpr int kProbePasses = 10;
+    engine::ComputePool pool(flags.threads);
+    const double gbs = engine::kernels::MeasureReadBandwidthGBs(&pool, kProbeBytes, kProbePasses);
+    std::printf("memory read bandwidth %.1f GB/s (%d threads, best of %d passes over %lld MiB)\n",
+                gbs, pool.n_threads(), kProbePasses, static_cast<long long>(kProbeBytes >> 20));
+    if (!tg_rates.empty()) {
+      const double limit = gbs * 1e9 / static_cast<double>(config.weight_bytes);
+      const double tg = stats(tg_rates).first;
+      std::printf("generation bound %.1f tokens/s (bandwidth / weight bytes): tg at %.1f%% of it\n",
+                  limit, 100.0 * tg / limit);
+    }
+  }
   return 0;
 }
 

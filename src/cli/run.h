@@ -30,6 +30,9 @@ struct BenchFlags {
   int64_t prompt_tokens = 512;  // -p
   int64_t gen_tokens = 128;     // -n
   int repetitions = 3;          // -r
+  // --bandwidth: after the tests, measure the memory read bandwidth with the same number of
+  // threads (kernels::MeasureReadBandwidthGBs) and print generation as a share of that limit.
+  bool bandwidth = false;
 };
 int RunBench(const BenchFlags& flags);
 

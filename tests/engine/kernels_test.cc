@@ -143,7 +143,8 @@ TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
   uint32_t seed = 1;
   for (TensorType type : kAllTypes) {
     const int64_t block = Traits(type).block_size == 1 ? 32 : Traits(type).block_size;
-    for (int64_t cols : {block, 2 * block, int64_t{256 * 3}, int64_t{4096}}) {
+    // 3 and 5 blocks: partial groups of the 4-block decoding kernels (kQ8x4).
+    for (int64_t cols : {block, 2 * block, 3 * block, 5 * block, int64_t{256 * 3}, int64_t{4096}}) {
       if (cols % block != 0) continue;
       for (int64_t rows : {int64_t{1}, int64_t{5}, int64_t{17}, int64_t{35}}) {
         for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7}, int64_t{33}}) {
@@ -189,6 +190,50 @@ TEST_F(KernelsTest, MatMulEdgeCaseMagnitudes) {
   }
 }
 
+TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
+  // Mixed types (so several activation formats at once) and row counts, for every ISA, with and
+  // without a pool, decoding (fused) and prompt (per-target) token counts.
+  ComputePool pool(2);
+  std::mt19937 rng(21);
+  const int64_t cols = 512;
+  const TensorType types[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kF16,
+                              TensorType::kQ4_K, TensorType::kQ6_K, TensorType::kQ4_0};
+  const int64_t rows[] = {130, 5, 64, 17, 33, 1};
+  std::vector<std::vector<uint8_t>> weights;
+  for (size_t k = 0; k < std::size(types); ++k) {
+    const std::vector<float> wf = RandomFloats(rng, rows[k] * cols, 1.0f);
+    const int64_t row_bytes = RowSizeBytes(types[k], cols);
+    weights.emplace_back(static_cast<size_t>(row_bytes * rows[k]));
+    for (int64_t r = 0; r < rows[k]; ++r) {
+      Quantize(types[k], wf.data() + r * cols, weights.back().data() + r * row_bytes, cols);
+    }
+  }
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{5}}) {
+      const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
+      for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+        std::vector<std::vector<float>> want, got;
+        std::vector<MatMulTarget> targets;
+        for (size_t k = 0; k < std::size(types); ++k) {
+          want.emplace_back(static_cast<size_t>(n_tokens * rows[k]), -1.0f);
+          got.emplace_back(static_cast<size_t>(n_tokens * rows[k]), -2.0f);
+          MatMul(p, types[k], weights[k].data(), rows[k], cols, x.data(), n_tokens,
+                 want.back().data());
+        }
+        for (size_t k = 0; k < std::size(types); ++k) {
+          targets.push_back({types[k], weights[k].data(), rows[k], got[k].data()});
+        }
+        MatMulMany(p, targets, cols, x.data(), n_tokens);
+        for (size_t k = 0; k < std::size(types); ++k) {
+          EXPECT_EQ(want[k], got[k]) << "target " << k << " tokens " << n_tokens;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(KernelsTest, ActivationQuantisersMatchReferenceBitForBit) {
   std::mt19937 rng(5);
   for (Isa isa : AvailableIsas()) {
@@ -207,6 +252,15 @@ TEST_F(KernelsTest, ActivationQuantisersMatchReferenceBitForBit) {
           internal::QuantizeActQ8Ref(x.data(), cols, a.data());
           k.quantize_q8(x.data(), cols, b.data());
           EXPECT_EQ(0, std::memcmp(a.data(), b.data(), cols + 8 * (cols / 32)));
+        }
+        if (k.quantize_q8x4 != nullptr) {
+          for (int64_t n_cols : {int64_t{96}, cols}) {  // 96: a partial last group
+            const int64_t n = internal::ActStrideBytes(internal::ActFormat::kQ8x4, n_cols);
+            std::vector<uint8_t> a(n, 0), b(n, 0xAB);  // every byte must be written
+            internal::QuantizeActQ8x4Ref(x.data(), n_cols, a.data());
+            k.quantize_q8x4(x.data(), n_cols, b.data());
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), n)) << "kQ8x4 cols=" << n_cols;
+          }
         }
         if (k.quantize_q8k != nullptr) {
           const int64_t n = internal::ActStrideBytes(internal::ActFormat::kQ8K, cols);
@@ -383,6 +437,42 @@ TEST(ComputePoolTest, ManyRunsEachCoverEveryThreadOnce) {
     ASSERT_EQ(mask.load(), 7) << "run " << run;
   }
   EXPECT_EQ(total.load(), 2000 * 6);
+}
+
+TEST(ComputePoolTest, RunSharedDoesAllWorkOnceAndNoWorkerOutlivesIt) {
+  // Mixed with Run so that late workers of a shared job meet the next job of either kind.
+  // The per-run state lives on this stack frame: a worker still inside a call after RunShared
+  // returned would touch the next run's counters and break the counts (and ASan would see it).
+  for (int n_threads : {2, 3}) {
+    ComputePool pool(n_threads);
+    for (int run = 0; run < 3000; ++run) {
+      if (run % 3 == 2) {
+        std::atomic<int> mask{0};
+        pool.Run([&](int ith, int) { mask.fetch_or(1 << ith); });
+        ASSERT_EQ(mask.load(), (1 << n_threads) - 1);
+        continue;
+      }
+      constexpr int kItems = 37;
+      std::atomic<int> next{0};
+      std::atomic<int> inside{0};
+      std::vector<std::atomic<int>> done(kItems);
+      bool caller_ran = false;
+      pool.RunShared([&](int ith, int nth) {
+        ASSERT_EQ(nth, n_threads);
+        inside.fetch_add(1);
+        if (ith == 0) caller_ran = true;
+        for (int i; (i = next.fetch_add(1)) < kItems;) done[static_cast<size_t>(i)].fetch_add(1);
+        inside.fetch_sub(1);
+      });
+      ASSERT_TRUE(caller_ran);
+      ASSERT_EQ(inside.load(), 0) << "run " << run;
+      for (int i = 0; i < kItems; ++i) ASSERT_EQ(done[static_cast<size_t>(i)].load(), 1);
+    }
+  }
+  ComputePool single(1);
+  int n = 0;
+  single.RunShared([&](int ith, int nth) { n += ith + nth; });
+  EXPECT_EQ(n, 1);
 }
 
 TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {

@@ -39,10 +39,14 @@ constexpr int kYieldSpins = 200;
 struct ComputePool::State {
   int n_threads = 1;
   std::vector<std::thread> workers;
-  // Separate cache lines: workers poll `generation` while finishing ones decrement `pending`.
+  // Job id: a counter in the high bits, bit 0 set for a shared job (RunShared). Separate cache
+  // lines: workers poll `generation` while finishing ones decrement `pending` / `active`.
   alignas(64) std::atomic<uint64_t> generation{0};
-  alignas(64) std::atomic<int> pending{0};
-  alignas(64) const std::function<void(int, int)>* job = nullptr;  // written before generation++
+  alignas(64) std::atomic<int> pending{0};  // Run: workers yet to finish
+  alignas(64) std::atomic<int> active{0};   // RunShared: workers inside the job
+  std::atomic<uint64_t> closed{0};          // RunShared: the last job closed to late workers
+  alignas(64) const std::function<void(int, int)>* job = nullptr;  // written before generation
+  uint64_t count = 0;  // jobs published (caller only)
   std::atomic<bool> stop{false};
   std::mutex mu;  // guards the sleep/wake handshake on `cv` (not the job itself)
   std::condition_variable cv;
@@ -69,8 +73,42 @@ struct ComputePool::State {
         }
       }
       seen = g;
-      (*job)(ith, n_threads);
-      pending.fetch_sub(1, std::memory_order_acq_rel);
+      if ((g & 1) == 0) {
+        // Run: the caller waits for every worker, so `job` is still this job's.
+        (*job)(ith, n_threads);
+        pending.fetch_sub(1, std::memory_order_acq_rel);
+        continue;
+      }
+      // RunShared: join unless the caller has closed the job already. Sequentially consistent
+      // on both sides (Dekker): either the caller sees this worker in `active` and waits for
+      // it, or this worker sees the job closed and leaves `job` alone (it may already belong
+      // to a later job).
+      active.fetch_add(1, std::memory_order_seq_cst);
+      if (closed.load(std::memory_order_seq_cst) < g) (*job)(ith, n_threads);
+      active.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  void Publish(const std::function<void(int, int)>& fn, bool shared) {
+    job = &fn;
+    ++count;
+    {
+      // Under the lock so that a worker between its predicate check and its wait cannot miss it.
+      std::lock_guard<std::mutex> lock(mu);
+      generation.store(count << 1 | (shared ? 1 : 0), std::memory_order_release);
+    }
+    cv.notify_all();
+  }
+
+  template <typename Done>
+  static void WaitUntil(const Done& done) {
+    int spins = 0;
+    while (!done()) {
+      if (++spins < kPauseSpins) {
+        CpuRelax();
+      } else {
+        std::this_thread::yield();
+      }
     }
   }
 };
@@ -102,23 +140,22 @@ void ComputePool::Run(const std::function<void(int ith, int nth)>& fn) {
     fn(0, 1);
     return;
   }
-  s.job = &fn;
   s.pending.store(s.n_threads - 1, std::memory_order_relaxed);
-  {
-    // Under the lock so that a worker between its predicate check and its wait cannot miss it.
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.generation.fetch_add(1, std::memory_order_release);
-  }
-  s.cv.notify_all();
+  s.Publish(fn, /*shared=*/false);
   fn(0, s.n_threads);
-  int spins = 0;
-  while (s.pending.load(std::memory_order_acquire) != 0) {
-    if (++spins < kPauseSpins) {
-      CpuRelax();
-    } else {
-      std::this_thread::yield();
-    }
+  State::WaitUntil([&] { return s.pending.load(std::memory_order_acquire) == 0; });
+}
+
+void ComputePool::RunShared(const std::function<void(int ith, int nth)>& fn) {
+  State& s = *state_;
+  if (s.n_threads == 1) {
+    fn(0, 1);
+    return;
   }
+  s.Publish(fn, /*shared=*/true);
+  fn(0, s.n_threads);
+  s.closed.store(s.generation.load(std::memory_order_relaxed), std::memory_order_seq_cst);
+  State::WaitUntil([&] { return s.active.load(std::memory_order_seq_cst) == 0; });
 }
 
 }  // namespace yunzhi::engine

@@ -2,10 +2,17 @@
 // splits matrix products over the ComputePool.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "engine/kernels/kernels_internal.h"
 #include "yunzhi/base/status.h"
@@ -136,44 +143,74 @@ void SetActiveIsa(Isa isa) {
   ActiveSlot().store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
+namespace {
+
+// The tile function and activation format for `wtype` at this token count: decoding may have its
+// own tile and activation layout.
+struct Selected {
+  TileFn tile;
+  ActFormat act;
+};
+Selected Select(TensorType wtype, int64_t n_tokens) {
+  const KindInfo info = KindOf(wtype);
+  if (n_tokens <= internal::kGemvMaxTokens) {
+    const internal::GemvKernel& gemv = Table(ActiveIsa()).gemv[static_cast<int>(info.kind)];
+    if (gemv.tile != nullptr) return {gemv.tile, gemv.act};
+  }
+  return {PickTile(info.kind), info.act};
+}
+
+// Converts n_tokens rows of x to `act` at buf (x_stride bytes apart); not for kFloat.
+void ConvertActivations(ComputePool* pool, ActFormat act, const float* x, int64_t cols,
+                        int64_t n_tokens, int64_t x_stride, uint8_t* buf) {
+  const internal::QuantizeActFn quantize =
+      act == ActFormat::kQ8    ? Pick(&IsaKernels::quantize_q8)
+      : act == ActFormat::kQ8K ? Pick(&IsaKernels::quantize_q8k)
+                               : Pick(&IsaKernels::quantize_q8x4);
+  auto quantize_range = [&](int ith, int n) {
+    for (int64_t t = ith * n_tokens / n; t < (ith + 1) * n_tokens / n; ++t) {
+      quantize(x + t * cols, cols, buf + t * x_stride);
+    }
+  };
+  // Below a few tokens the fork-join costs more than quantising on one thread.
+  if (n_tokens >= 4 && pool != nullptr && pool->n_threads() > 1) {
+    RunOn(pool, quantize_range);
+  } else {
+    quantize_range(0, 1);
+  }
+}
+
+// Decoding: pure streaming of the weights; ~8 row chunks per thread for balance.
+int64_t DecodeRowChunk(int64_t rows, int nth) {
+  return internal::RoundUp(std::max<int64_t>(rows / (8 * nth), 1), kRowAlign);
+}
+
+}  // namespace
+
 void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
             const float* x, int64_t n_tokens, float* y) {
   if (rows <= 0 || n_tokens <= 0) return;
-  const KindInfo info = KindOf(wtype);
   YZ_DCHECK(IsValidRowLength(wtype, cols));
   const int nth = pool != nullptr ? pool->n_threads() : 1;
+  const Selected sel = Select(wtype, n_tokens);
+  const TileFn tile = sel.tile;
 
   // 1. Activations in the partner format.
-  const int64_t x_stride = internal::ActStrideBytes(info.act, cols);
+  const int64_t x_stride = internal::ActStrideBytes(sel.act, cols);
   const uint8_t* xa = reinterpret_cast<const uint8_t*>(x);
-  if (info.act != ActFormat::kFloat) {
+  if (sel.act != ActFormat::kFloat) {
     uint8_t* buf = ActScratch(static_cast<size_t>(x_stride * n_tokens));
-    const internal::QuantizeActFn quantize = info.act == ActFormat::kQ8
-                                                 ? Pick(&IsaKernels::quantize_q8)
-                                                 : Pick(&IsaKernels::quantize_q8k);
-    auto quantize_range = [&](int ith, int n) {
-      for (int64_t t = ith * n_tokens / n; t < (ith + 1) * n_tokens / n; ++t) {
-        quantize(x + t * cols, cols, buf + t * x_stride);
-      }
-    };
-    // Below a few tokens the fork-join costs more than quantising on one thread.
-    if (n_tokens >= 4 && nth > 1) {
-      RunOn(pool, quantize_range);
-    } else {
-      quantize_range(0, 1);
-    }
+    ConvertActivations(pool, sel.act, x, cols, n_tokens, x_stride, buf);
     xa = buf;
   }
 
   // 2. Tiles. Row chunks sized to stay in L2 while every token block of the chunk passes.
-  const TileFn tile = PickTile(info.kind);
   const TileArgs args{static_cast<const uint8_t*>(w), RowSizeBytes(wtype, cols), cols, xa,
                       x_stride, y, rows};
   int64_t row_chunk;
   int64_t tok_block;
   if (n_tokens < 8) {
-    // Decoding: pure streaming of the weights; ~8 chunks per thread for balance.
-    row_chunk = internal::RoundUp(std::max<int64_t>(rows / (8 * nth), 1), kRowAlign);
+    row_chunk = DecodeRowChunk(rows, nth);
     tok_block = n_tokens;
   } else {
     // Prompt: a chunk of weights (<= ~128 KiB) is reused by every token of a block whose
@@ -190,13 +227,79 @@ void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, in
     return;
   }
   alignas(64) std::atomic<int64_t> next{0};
-  RunOn(pool, [&](int, int) {
+  pool->RunShared([&](int, int) {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n_items) break;
       const int64_t rc = i / n_tb, tb = i % n_tb;
       tile(args, rc * row_chunk, std::min(rows, (rc + 1) * row_chunk), tb * tok_block,
            std::min(n_tokens, (tb + 1) * tok_block));
+    }
+  });
+}
+
+void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_t cols,
+                const float* x, int64_t n_tokens) {
+  const int nth = pool != nullptr ? pool->n_threads() : 1;
+  if (n_tokens > internal::kGemvMaxTokens || nth == 1 || targets.size() <= 1 ||
+      targets.size() > kMaxMatMulTargets) {
+    for (const MatMulTarget& m : targets) {
+      MatMul(pool, m.wtype, m.w, m.rows, cols, x, n_tokens, m.y);
+    }
+    return;
+  }
+  if (n_tokens <= 0) return;
+  const size_t n = targets.size();
+  // Each distinct activation format once, one after the other in one scratch buffer.
+  std::array<Selected, kMaxMatMulTargets> sel;
+  std::array<int64_t, kMaxMatMulTargets> x_offset;  // -1: float activations
+  std::array<ActFormat, kMaxMatMulTargets> formats;
+  std::array<int64_t, kMaxMatMulTargets> format_offset;
+  size_t n_formats = 0;
+  int64_t scratch_bytes = 0;
+  for (size_t k = 0; k < n; ++k) {
+    YZ_DCHECK(IsValidRowLength(targets[k].wtype, cols));
+    sel[k] = Select(targets[k].wtype, n_tokens);
+    x_offset[k] = -1;
+    if (sel[k].act == ActFormat::kFloat) continue;
+    size_t f = 0;
+    while (f < n_formats && formats[f] != sel[k].act) ++f;
+    if (f == n_formats) {
+      formats[f] = sel[k].act;
+      format_offset[f] = scratch_bytes;
+      scratch_bytes += internal::ActStrideBytes(sel[k].act, cols) * n_tokens;
+      ++n_formats;
+    }
+    x_offset[k] = format_offset[f];
+  }
+  uint8_t* buf = n_formats > 0 ? ActScratch(static_cast<size_t>(scratch_bytes)) : nullptr;
+  for (size_t f = 0; f < n_formats; ++f) {
+    ConvertActivations(pool, formats[f], x, cols, n_tokens,
+                       internal::ActStrideBytes(formats[f], cols), buf + format_offset[f]);
+  }
+  // Work items: the row chunks of every matrix, numbered matrix after matrix.
+  std::array<TileArgs, kMaxMatMulTargets> args;
+  std::array<int64_t, kMaxMatMulTargets> row_chunk, first_item;
+  int64_t n_items = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const MatMulTarget& m = targets[k];
+    const ActFormat act = sel[k].act;
+    const uint8_t* xa = x_offset[k] < 0 ? reinterpret_cast<const uint8_t*>(x) : buf + x_offset[k];
+    args[k] = TileArgs{static_cast<const uint8_t*>(m.w), RowSizeBytes(m.wtype, cols), cols, xa,
+                       internal::ActStrideBytes(act, cols), m.y, m.rows};
+    row_chunk[k] = DecodeRowChunk(m.rows, nth);
+    first_item[k] = n_items;
+    n_items += m.rows > 0 ? (m.rows + row_chunk[k] - 1) / row_chunk[k] : 0;
+  }
+  alignas(64) std::atomic<int64_t> next{0};
+  pool->RunShared([&](int, int) {
+    size_t k = 0;
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n_items) break;
+      while (k + 1 < n && i >= first_item[k + 1]) ++k;  // items are claimed in increasing order
+      const int64_t r0 = (i - first_item[k]) * row_chunk[k];
+      sel[k].tile(args[k], r0, std::min(targets[k].rows, r0 + row_chunk[k]), 0, n_tokens);
     }
   });
 }
@@ -233,6 +336,70 @@ void FloatToHalf(const float* x, uint16_t* y, int64_t n) {
 
 void HalfToFloat(const uint16_t* x, float* y, int64_t n) {
   Pick(&IsaKernels::half_to_float)(x, y, n);
+}
+
+namespace {
+
+// Sums `n` bytes (a multiple of 128) at p, 64-byte aligned, so the reads cannot be optimised out.
+uint64_t ReadAll(const uint8_t* p, int64_t n) {
+#if defined(__SSE2__)
+  // 16-byte loads into eight independent sums: 2 loads x 16 B per cycle is far above what one
+  // core can pull from DRAM, whereas a scalar 8-byte loop can itself be the limit (~40 GB/s).
+  const auto* v = reinterpret_cast<const __m128i*>(p);
+  __m128i s[8];
+  for (__m128i& x : s) x = _mm_setzero_si128();
+  for (int64_t i = 0; i < n / 16; i += 8) {
+    for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(v + i + k));
+  }
+  __m128i t = _mm_setzero_si128();
+  for (const __m128i& x : s) t = _mm_add_epi64(t, x);
+  alignas(16) uint64_t lanes[2];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lanes), t);
+  return lanes[0] + lanes[1];
+#else
+  uint64_t s[8] = {};
+  for (int64_t i = 0; i < n; i += 64) {
+    for (int k = 0; k < 8; ++k) {
+      uint64_t x;
+      std::memcpy(&x, p + i + 8 * k, 8);
+      s[k] += x;
+    }
+  }
+  uint64_t t = 0;
+  for (uint64_t x : s) t += x;
+  return t;
+#endif
+}
+
+}  // namespace
+
+double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes) {
+  const int nth = pool != nullptr ? pool->n_threads() : 1;
+  const int64_t share = std::max<int64_t>(bytes / nth / 4096, 1) * 4096;
+  const int64_t total = share * nth;
+  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(4096, static_cast<size_t>(total)));
+  YZ_CHECK(buf != nullptr);
+  // Each thread faults in (writes) the share it will read, so the pages are its NUMA-local ones.
+  RunOn(pool, [&](int ith, int) {
+    std::memset(buf + ith * share, ith + 1, static_cast<size_t>(share));
+  });
+  std::vector<uint64_t> sink(static_cast<size_t>(nth) * 8);  // a line per thread
+  double best_s = 0;
+  for (int pass = 0; pass < std::max(passes, 1); ++pass) {
+    const auto start = std::chrono::steady_clock::now();
+    RunOn(pool, [&](int ith, int) {
+      sink[static_cast<size_t>(ith) * 8] += ReadAll(buf + ith * share, share);
+    });
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (pass == 0 || s < best_s) best_s = s;
+  }
+  uint64_t check = 0;
+  for (uint64_t x : sink) check += x;
+  std::free(buf);
+  // Keeps the sums alive (an impossible branch the compiler cannot prove impossible).
+  if (check == 1) best_s *= 1.0000001;
+  return static_cast<double>(total) / best_s / 1e9;
 }
 
 }  // namespace yunzhi::engine::kernels

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "yunzhi/engine/tensor_type.h"
@@ -29,7 +30,7 @@ namespace yunzhi::engine {
 
 // A fixed set of compute threads for data-parallel loops. Run() is a fork-join that costs a few
 // microseconds (spinning workers, then a condition variable when idle), cheap enough per op.
-// Thread safety: Run() may be called by one thread at a time.
+// Thread safety: Run() and RunShared() may be called by one thread at a time.
 class ComputePool {
  public:
   // n_threads <= 0: one per core (std::thread::hardware_concurrency()).
@@ -41,6 +42,13 @@ class ComputePool {
   // Runs fn(ith, nth) for ith in [0, nth) in parallel (the caller runs ith = 0) and returns when
   // all calls have returned.
   void Run(const std::function<void(int ith, int nth)>& fn);
+  // Work sharing: fn must take its work from shared state (e.g. an atomic counter) until none
+  // is left, because only the caller's call (ith = 0) is certain to happen: a worker that picks
+  // the job up only after the caller's call has returned skips it. Returns when the caller's call
+  // and every worker call that started have returned. On cores shared with other processes this
+  // spares the caller from waiting for a descheduled worker to wake up merely to find the work
+  // done -- the cost of a fork-join that a decode step pays a few hundred times.
+  void RunShared(const std::function<void(int ith, int nth)>& fn);
 
  private:
   struct State;
@@ -64,6 +72,21 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 // thread). n_tokens == 1 is the decoding GEMV path; larger n_tokens is the prompt GEMM path.
 void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
             const float* x, int64_t n_tokens, float* y);
+
+// Several products of the same activations (q/k/v, gate/up) in one parallel loop: for each
+// target, Y = X * W^T as MatMul would compute it (bit-identical results). Decoding (n_tokens <= 2)
+// pays one fork-join for all of them instead of one per matrix, and the activations are
+// converted once per format; longer inputs simply run MatMul per target. Targets may have
+// different types and row counts; all share `cols`. No output may alias x or another output.
+struct MatMulTarget {
+  TensorType wtype;
+  const void* w;
+  int64_t rows;
+  float* y;  // n_tokens x rows
+};
+inline constexpr size_t kMaxMatMulTargets = 8;  // more: one MatMul each
+void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_t cols,
+                const float* x, int64_t n_tokens);
 
 // One row of any supported type to float (embedding lookup).
 void DequantizeRow(TensorType type, const void* row, float* out, int64_t n);
@@ -108,6 +131,17 @@ void AttendOneHead(const float* q, const void* const* k_rows, const void* const*
 // float <-> fp16/bf16 rows (KV cache writes, F16 weights).
 void FloatToHalf(const float* x, uint16_t* y, int64_t n);
 void HalfToFloat(const uint16_t* x, float* y, int64_t n);
+
+// --- memory bandwidth ----------------------------------------------------------------------------
+
+// The bound of decoding: a STREAM-style read. Allocates `bytes` (rounded down to a multiple of
+// 4 KiB per thread; use several times the last-level cache, e.g. 512 MiB), touches every page
+// once untimed, then reads the whole buffer `passes` times with all of the pool's threads in
+// parallel (each its own contiguous share, 16-byte loads into independent sums) and returns the
+// best pass in GB/s (1e9 bytes per second). The best, not the mean: on a shared machine a pass
+// is only ever slowed down by other processes, never sped up. Frees the buffer before returning.
+// `pool` may be null (one thread). Thread safety: as ComputePool::Run.
+double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes);
 
 }  // namespace kernels
 }  // namespace yunzhi::engine

@@ -12,9 +12,11 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "engine/kernels/kernels_internal.h"
@@ -48,11 +50,16 @@ inline __m512 Zero() { return _mm512_setzero_ps(); }
 // work overlaps the transfer instead of adding to it. (A prefetch never faults, so running off
 // the end of a row is harmless.)
 // Distance: 1 KiB ahead within long rows; for short rows (the micro-kernel's NR rows together
-// span less than a few KiB) the same offset in the next group of NR rows, which is what the
-// next call reads -- 1 KiB ahead would land in rows this call is already reading.
+// span less than a few KiB) the same offset in a later group of NR rows, which is what the next
+// calls read -- 1 KiB ahead would land in rows this call is already reading. At least 4 KiB
+// ahead: one group of 4 Q4_0 rows of 896 columns is only 2 KiB, and fetching it one group ahead
+// left decoding waiting on DRAM latency (Q4_0 gate/up GEMV 20 -> 27 GB/s on one core).
 constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kMinShortPrefetchBytes = 4096;
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
-  return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
+  if (row_bytes >= 4096) return kPrefetchBytes;
+  const int64_t group = nr * row_bytes;
+  return std::max<int64_t>(1, (kMinShortPrefetchBytes + group - 1) / group) * group;
 }
 inline void Prefetch(const uint8_t* p, int64_t distance) {
   _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_T0);
@@ -353,6 +360,150 @@ template <int NR, int NT>
 using Q8_0K = Q8Micro<WeightsQ8_0>::K<NR, NT>;
 template <int NR, int NT>
 using Q4_0K = Q8Micro<WeightsQ4_0>::K<NR, NT>;
+
+// Decoding Q8_0/Q4_0 weights against kQ8x4 activations, four blocks per step.
+//
+// Decoding reads each weight once, so the kernel's work per byte decides whether it keeps up with
+// memory. The 16-byte halves of four blocks are loaded into the four 128-bit lanes of a vector, in
+// the kQ8x4 order, so that two VPDPBUSDs leave every block's integer sum in the 4 int32 lanes of
+// its own 128-bit lane. The four fp16 weight scales come out of one VPERMW / VPERMT2W, and the
+// activation scales are stored pre-broadcast, so a group of 4 blocks costs one conversion and two
+// FMAs per row where the 2-block kernel above needs two and four, plus its per-pair scale setup
+// (Q4_0 L2-resident 28 -> 53 GB/s on one core). 16-byte loads rather than one 64-byte load and a
+// byte permute (VPERMT2B): slightly slower from L2 but faster from DRAM, where a load straddling
+// two lines waits for both.
+// Offsets as in Q8Micro: d_w * (d_x * sum (w + off) x - off * ds), the off * ds term spread over
+// the 4 lanes of each block (exact: off / 4 is a power of 2).
+
+// Loads bytes [0, n) of p (n may be <= 0 or >= the width) without touching memory past p + n.
+inline __m512i LoadBytes(const uint8_t* p, int64_t n) {
+  if (n >= 64) return _mm512_loadu_si512(p);
+  if (n <= 0) return _mm512_setzero_si512();
+  return _mm512_maskz_loadu_epi8((~__mmask64{0}) >> (64 - n), p);
+}
+template <bool kFull>
+inline __m128i Load16(const uint8_t* p, int64_t n) {
+  if (kFull || n >= 16) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (n <= 0) return _mm_setzero_si128();
+  return _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1), p);
+}
+// Lane k (of 4): the 16 bytes at p + k * stride; `n` readable bytes from p.
+template <bool kFull>
+inline __m512i Quarters(const uint8_t* p, int64_t stride, int64_t n) {
+  __m512i v = _mm512_castsi128_si512(Load16<kFull>(p, n));
+  v = _mm512_inserti32x4(v, Load16<kFull>(p + stride, n - stride), 1);
+  v = _mm512_inserti32x4(v, Load16<kFull>(p + 2 * stride, n - 2 * stride), 2);
+  return _mm512_inserti32x4(v, Load16<kFull>(p + 3 * stride, n - 3 * stride), 3);
+}
+
+// 16-bit lanes 4k..4k+3: the fp16 word at byte kStride * k of a group (VPERMW index).
+template <int kStride>
+struct ScaleIndexTable {
+  static constexpr std::array<uint16_t, 32> Make() {
+    std::array<uint16_t, 32> idx{};
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i) idx[4 * k + i] = static_cast<uint16_t>(kStride / 2 * k);
+    return idx;
+  }
+  alignas(64) static constexpr std::array<uint16_t, 32> kIdx = Make();
+};
+
+// Each weight type: how many bytes 4 blocks span, and the group's lo/hi byte vectors (offset
+// applied, unsigned) plus 16 float scales (lanes 4k..4k+3: block k); `n` readable bytes at p, all
+// of the group when kFull. Missing blocks of a partial group load as zeros (zero scale).
+struct GroupQ8_0 {
+  static constexpr int64_t kGroupBytes = 4 * sizeof(BlockQ8_0);  // 136
+  static constexpr float kOffset = 128.0f;
+  template <bool kFull>
+  static void Load(const uint8_t* p, int64_t n, __m512i& lo, __m512i& hi, __m512& d) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    lo = _mm512_xor_si512(Quarters<kFull>(p + 2, 34, n - 2), flip);
+    hi = _mm512_xor_si512(Quarters<kFull>(p + 18, 34, n - 18), flip);
+    // Scales at bytes 0, 34, 68, 102: words 0, 17, 34, 51 of p[0, 128).
+    const __m512i a = kFull ? _mm512_loadu_si512(p) : LoadBytes(p, n);
+    const __m512i b = kFull ? _mm512_loadu_si512(p + 64) : LoadBytes(p + 64, n - 64);
+    const __m512i idx = _mm512_load_si512(ScaleIndexTable<34>::kIdx.data());
+    d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx, b)));
+  }
+};
+
+struct GroupQ4_0 {
+  static constexpr int64_t kGroupBytes = 4 * sizeof(BlockQ4_0);  // 72
+  static constexpr float kOffset = 8.0f;
+  template <bool kFull>
+  static void Load(const uint8_t* p, int64_t n, __m512i& lo, __m512i& hi, __m512& d) {
+    // Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
+    const __m512i q = Quarters<kFull>(p + 2, 18, n - 2);
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    lo = _mm512_and_si512(q, mask);
+    hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+    // Scales at bytes 0, 18, 36, 54: words 0, 9, 18, 27 of p[0, 64).
+    const __m512i a = kFull ? _mm512_loadu_si512(p) : LoadBytes(p, n);
+    const __m512i idx = _mm512_load_si512(ScaleIndexTable<18>::kIdx.data());
+    d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, a)));
+  }
+};
+
+template <class G>
+struct Q8x4Micro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / 32;
+      const int64_t full = nb / 4;
+      const int64_t tail_bytes = (nb % 4) * (G::kGroupBytes / 4);
+      const uint8_t* w[NR];
+      const uint8_t* x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      for (int j = 0; j < NT; ++j) x[j] = a.x + (t + j) * a.x_stride_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+      const __m512 neg_off = _mm512_set1_ps(-G::kOffset / 4);
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      auto step = [&](auto full_group, int64_t g, int64_t n) {
+        __m512i wlo[NR], whi[NR];
+        __m512 wd[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + g * G::kGroupBytes;
+          // Groups are contiguous: one prefetch per 64 bytes touches every line.
+          for (int64_t o = 0; o < G::kGroupBytes; o += 64) Prefetch(p + o, pf);
+          G::template Load<decltype(full_group)::value>(p, n, wlo[i], whi[i], wd[i]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const uint8_t* xg = x[j] + g * kActQ8x4GroupBytes;
+          const __m512i xlo = _mm512_loadu_si512(xg);
+          const __m512i xhi = _mm512_loadu_si512(xg + 64);
+          const __m512 dx = _mm512_loadu_ps(xg + 128);
+          const __m512 m = _mm512_mul_ps(_mm512_loadu_ps(xg + 192), neg_off);
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wlo[i], xlo);
+            dot = _mm512_dpbusd_epi32(dot, whi[i], xhi);
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+          }
+        }
+      };
+      for (int64_t g = 0; g < full; ++g) step(std::true_type{}, g, G::kGroupBytes);
+      if (tail_bytes > 0) step(std::false_type{}, full, tail_bytes);
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    }
+  };
+};
+
+// 8 rows per micro-kernel: 8 streams in flight keep more DRAM lines outstanding than 4 (one core,
+// decode step from DRAM: Q4_0 30 -> 35 GB/s, Q8_0 28 -> 32 GB/s), although the L2-resident
+// ceiling drops by ~10% (register pressure).
+template <class G>
+void TileGemvQ8x4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  TileWith<Q8x4Micro<G>::template K, 8, 2>(a, r0, r1, t0, t1);
+}
 
 // Prompt processing: decoding a Q8_0/Q4_0 weight vector (loads, nibble split, lane shuffles,
 // fp16 scales) costs about as much as the dot products it feeds when shared by only NT tokens.
@@ -711,6 +862,40 @@ void QuantizeQ8(const float* x, int64_t cols, uint8_t* out) {
   }
 }
 
+void QuantizeQ8x4(const float* x, int64_t cols, uint8_t* out) {
+  const int64_t nb = cols / 32;
+  const int64_t n_groups = (nb + 3) / 4;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    uint8_t* group = out + g * kActQ8x4GroupBytes;
+    alignas(64) float d[4] = {}, ds[4] = {};
+    for (int64_t k = 0; k < 4; ++k) {
+      const int64_t b = 4 * g + k;
+      if (b >= nb) {
+        std::memset(group + 16 * k, 0, 16);
+        std::memset(group + 64 + 16 * k, 0, 16);
+        continue;
+      }
+      const __m512 v0 = _mm512_loadu_ps(x + 32 * b);
+      const __m512 v1 = _mm512_loadu_ps(x + 32 * b + 16);
+      const float amax =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const bool tiny = !(amax >= kTinyAmax);
+      const __m512 id = _mm512_set1_ps(tiny ? 0.0f : 127.0f / amax);
+      const __m512i q0 = QuantizeVec(v0, id), q1 = QuantizeVec(v1, id);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(group + 16 * k), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(group + 64 + 16 * k), _mm512_cvtepi32_epi8(q1));
+      d[k] = tiny ? 0.0f : amax / 127.0f;
+      ds[k] = d[k] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+    }
+    // Each of the 4 values to its 4 lanes.
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512 dv = _mm512_castps128_ps512(_mm_load_ps(d));
+    const __m512 dsv = _mm512_castps128_ps512(_mm_load_ps(ds));
+    _mm512_storeu_ps(group + 128, _mm512_permutexvar_ps(spread, dv));
+    _mm512_storeu_ps(group + 192, _mm512_permutexvar_ps(spread, dsv));
+  }
+}
+
 void QuantizeQ8K(const float* x, int64_t cols, uint8_t* out) {
   auto* qs = reinterpret_cast<int8_t*>(out);
   auto* d = reinterpret_cast<float*>(out + cols);
@@ -801,6 +986,9 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 3, 3>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
+    t.quantize_q8x4 = QuantizeQ8x4;
+    t.gemv[static_cast<int>(WKind::kQ8_0)] = {TileGemvQ8x4<GroupQ8_0>, ActFormat::kQ8x4};
+    t.gemv[static_cast<int>(WKind::kQ4_0)] = {TileGemvQ8x4<GroupQ4_0>, ActFormat::kQ8x4};
     t.scores = Scores;
     t.weighted_sum = WeightedSum;
     t.half_to_float = HalfToFloatRow;

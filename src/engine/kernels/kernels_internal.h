@@ -29,11 +29,22 @@ namespace yunzhi::engine::kernels::internal {
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
 //                           and Q6_K's -32 offset are applied through these.
+// kQ8x4 (partner of Q8_0 and Q4_0 weights in the AVX-512 decoding kernels), the same numbers as
+// kQ8 regrouped for 512-bit vectors, our own layout: groups of 4 blocks (128 elements), 256 bytes
+// per group, the missing blocks of a last partial group all zero:
+//   int8  lo[64]   elements 0-15 of each of the 4 blocks (16 bytes per block)
+//   int8  hi[64]   elements 16-31 of each block
+//   float d[16]    lanes 4k..4k+3: d of block k
+//   float ds[16]   lanes 4k..4k+3: ds of block k
+// A VPDPBUSD of the weights' 4 blocks laid out the same way leaves each block's sum in the 4
+// int32 lanes of one 128-bit lane, so the block scales of 4 blocks apply in one vector FMA with
+// no horizontal work (see kernels_avx512.cc).
 // Each token's row starts at a 64-byte aligned offset (`ActStrideBytes`).
-enum class ActFormat { kFloat, kQ8, kQ8K };
+enum class ActFormat { kFloat, kQ8, kQ8K, kQ8x4 };
 
 inline constexpr int64_t kActQ8Block = 32;
 inline constexpr int64_t kActQ8KBlock = 256;
+inline constexpr int64_t kActQ8x4GroupBytes = 256;  // per 4 blocks of 32
 
 // The small helpers below have internal linkage (`static`) on purpose: this header is compiled into
 // sources built with different -m flags, and an external inline function would let the linker
@@ -45,6 +56,7 @@ static inline int64_t ActStrideBytes(ActFormat f, int64_t cols) {
     case ActFormat::kFloat: return cols * 4;
     case ActFormat::kQ8: return RoundUp(cols + 2 * 4 * (cols / kActQ8Block), 64);
     case ActFormat::kQ8K: return RoundUp(cols + 4 * (cols / kActQ8KBlock) + 2 * (cols / 16), 64);
+    case ActFormat::kQ8x4: return (cols / kActQ8Block + 3) / 4 * kActQ8x4GroupBytes;
   }
   return 0;
 }
@@ -98,11 +110,21 @@ using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v
 using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
 using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 
+// A decoding-only tile (at most kGemvMaxTokens tokens) with its own activation format; where an
+// ISA has none, `tile` serves decoding too.
+inline constexpr int64_t kGemvMaxTokens = 2;
+struct GemvKernel {
+  TileFn tile = nullptr;
+  ActFormat act = ActFormat::kFloat;
+};
+
 // One ISA's kernels. A null entry falls back to the scalar reference.
 struct IsaKernels {
   TileFn tile[static_cast<int>(WKind::kCount)] = {};
+  GemvKernel gemv[static_cast<int>(WKind::kCount)] = {};
   QuantizeActFn quantize_q8 = nullptr;
   QuantizeActFn quantize_q8k = nullptr;
+  QuantizeActFn quantize_q8x4 = nullptr;
   ScoresFn scores = nullptr;
   WeightedSumFn weighted_sum = nullptr;
   HalfToFloatFn half_to_float = nullptr;
@@ -118,6 +140,7 @@ const IsaKernels& Avx512Kernels();
 // Scalar references, also used directly by tests.
 void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out);
+void QuantizeActQ8x4Ref(const float* x, int64_t cols, uint8_t* out);
 
 // fp16 <-> float of one value without a table (the library's reference conversions).
 float HalfToFloatRef(uint16_t h);

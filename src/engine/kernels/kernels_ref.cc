@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "engine/kernels/kernels_internal.h"
 
@@ -258,6 +259,26 @@ void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out) {
   }
 }
 
+void QuantizeActQ8x4Ref(const float* x, int64_t cols, uint8_t* out) {
+  // The kQ8 numbers, regrouped (layout in kernels_internal.h).
+  const int64_t nb = cols / kActQ8Block;
+  std::vector<uint8_t> q8(static_cast<size_t>(ActStrideBytes(ActFormat::kQ8, cols)));
+  QuantizeActQ8Ref(x, cols, q8.data());
+  const ActQ8Row row = ViewQ8(q8.data(), cols);
+  std::memset(out, 0, static_cast<size_t>(ActStrideBytes(ActFormat::kQ8x4, cols)));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* group = out + (b / 4) * kActQ8x4GroupBytes;
+    const int64_t k = b % 4;
+    std::memcpy(group + 16 * k, row.qs + 32 * b, 16);
+    std::memcpy(group + 64 + 16 * k, row.qs + 32 * b + 16, 16);
+    auto* d = reinterpret_cast<float*>(group + 128);
+    for (int i = 0; i < 4; ++i) {
+      d[4 * k + i] = row.d[b];
+      d[16 + 4 * k + i] = row.ds[b];
+    }
+  }
+}
+
 void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out) {
   auto* qs = reinterpret_cast<int8_t*>(out);
   auto* d = reinterpret_cast<float*>(out + cols);
@@ -295,6 +316,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
     t.quantize_q8 = QuantizeActQ8Ref;
     t.quantize_q8k = QuantizeActQ8KRef;
+    t.quantize_q8x4 = QuantizeActQ8x4Ref;
     t.scores = ScoresRef;
     t.weighted_sum = WeightedSumRef;
     t.half_to_float = HalfToFloatRow;
