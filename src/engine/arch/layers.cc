@@ -127,8 +127,11 @@ void Attention(ForwardContext& ctx, int64_t layer) {
 
 void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w) {
   const int64_t n_ff = ctx.config->n_ff;
-  Linear(ctx, w.w_gate, ctx.xn, ctx.ff_gate);
-  Linear(ctx, w.w_up, ctx.xn, ctx.ff_up);
+  // Gate and up read the same input: one parallel loop for both.
+  const kernels::MatMulTarget targets[] = {
+      {w.w_gate.type, w.w_gate.data, w.w_gate.ne[1], ctx.ff_gate},
+      {w.w_up.type, w.w_up.data, w.w_up.ne[1], ctx.ff_up}};
+  kernels::MatMulMany(ctx.pool, targets, w.w_gate.ne[0], ctx.xn, ctx.n_tokens);
   kernels::SiluMul(ctx.ff_gate, ctx.ff_up, ctx.ff_gate, ctx.n_tokens * n_ff);
   Linear(ctx, w.w_down, ctx.ff_gate, ctx.out);
 }
@@ -140,9 +143,11 @@ void AddResidual(ForwardContext& ctx, const float* y) {
 void ProjectQkv(ForwardContext& ctx, const internal::LayerWeights& w) {
   const ModelConfig& c = *ctx.config;
   NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
-  Linear(ctx, w.wq, ctx.xn, ctx.q);
-  Linear(ctx, w.wk, ctx.xn, ctx.k);
-  Linear(ctx, w.wv, ctx.xn, ctx.v);
+  // Q, K and V read the same input: one parallel loop for the three.
+  const kernels::MatMulTarget targets[] = {{w.wq.type, w.wq.data, w.wq.ne[1], ctx.q},
+                                           {w.wk.type, w.wk.data, w.wk.ne[1], ctx.k},
+                                           {w.wv.type, w.wv.data, w.wv.ne[1], ctx.v}};
+  kernels::MatMulMany(ctx.pool, targets, w.wq.ne[0], ctx.xn, ctx.n_tokens);
   if (c.qkv_bias) {
     AddBias(ctx, ctx.q, w.bq);
     AddBias(ctx, ctx.k, w.bk);
