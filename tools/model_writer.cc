@@ -527,4 +527,138 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
   return OkStatus();
 }
 
+Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
+  if (s.n_embd <= 0 || s.n_head <= 0 || s.n_embd % s.n_head != 0 || s.n_layer <= 0 || s.n_ff <= 0 ||
+      s.n_vocab <= 0 || s.n_ctx <= 0 || s.n_token_types <= 0) {
+    return InvalidArgumentError("encoder spec: inconsistent shape");
+  }
+  for (int64_t n : {s.n_embd, s.n_ff}) {
+    if (!engine::IsValidRowLength(s.weight_type, n)) {
+      return InvalidArgumentError(fmt::format("encoder spec: rows of {} elements cannot be {}", n,
+                                              engine::TypeName(s.weight_type)));
+    }
+  }
+  if (!targets.hf_dir.empty() && !IsFloatType(s.weight_type)) {
+    return InvalidArgumentError(
+        fmt::format("encoder spec: safetensors cannot hold {}", engine::TypeName(s.weight_type)));
+  }
+  // Vectors: F32 in GGUF, rounded through the weight type when it is a float type.
+  const TensorType vector_type = IsFloatType(s.weight_type) ? s.weight_type : TensorType::kF32;
+  Rng rng(s.seed);
+  std::vector<Tensor> tensors;
+  auto matrix = [&](std::string hf, std::string gguf, int64_t rows, int64_t cols, float scale) {
+    Tensor t{std::move(hf), std::move(gguf), rows, cols, true, false, 0, {}};
+    t.values.resize(static_cast<size_t>(rows * cols));
+    for (float& v : t.values) v = scale * rng.Symmetric();
+    tensors.push_back(std::move(t));
+  };
+  auto vector = [&](std::string hf, std::string gguf, int64_t n, float center, float scale) {
+    Tensor t{std::move(hf), std::move(gguf), n, 0, false, false, 0, {}};
+    t.values.resize(static_cast<size_t>(n));
+    for (float& v : t.values) v = center + scale * rng.Symmetric();
+    tensors.push_back(std::move(t));
+  };
+  const int64_t d = s.n_embd;
+  const float w_scale = 1.0f / std::sqrt(static_cast<float>(d));
+  matrix("embeddings.word_embeddings.weight", "token_embd.weight", s.n_vocab, d, 1.0f);
+  matrix("embeddings.position_embeddings.weight", "position_embd.weight", s.n_ctx, d, 0.5f);
+  matrix("embeddings.token_type_embeddings.weight", "token_types.weight", s.n_token_types, d, 0.5f);
+  vector("embeddings.LayerNorm.weight", "token_embd_norm.weight", d, 1.0f, 0.2f);
+  vector("embeddings.LayerNorm.bias", "token_embd_norm.bias", d, 0.0f, 0.1f);
+  for (int64_t i = 0; i < s.n_layer; ++i) {
+    const std::string h = fmt::format("encoder.layer.{}.", i);
+    const std::string g = fmt::format("blk.{}.", i);
+    const std::pair<const char*, const char*> kSquare[] = {
+        {"attention.self.query", "attn_q"},
+        {"attention.self.key", "attn_k"},
+        {"attention.self.value", "attn_v"},
+        {"attention.output.dense", "attn_output"}};
+    for (const auto& [hf, gg] : kSquare) {
+      matrix(h + hf + ".weight", g + gg + ".weight", d, d, 2.0f * w_scale);
+      vector(h + hf + ".bias", g + gg + ".bias", d, 0.0f, 0.1f);
+    }
+    vector(h + "attention.output.LayerNorm.weight", g + "attn_output_norm.weight", d, 1.0f, 0.2f);
+    vector(h + "attention.output.LayerNorm.bias", g + "attn_output_norm.bias", d, 0.0f, 0.1f);
+    matrix(h + "intermediate.dense.weight", g + "ffn_up.weight", s.n_ff, d, 2.0f * w_scale);
+    vector(h + "intermediate.dense.bias", g + "ffn_up.bias", s.n_ff, 0.0f, 0.1f);
+    matrix(h + "output.dense.weight", g + "ffn_down.weight", d, s.n_ff,
+           2.0f / std::sqrt(static_cast<float>(s.n_ff)));
+    vector(h + "output.dense.bias", g + "ffn_down.bias", d, 0.0f, 0.1f);
+    vector(h + "output.LayerNorm.weight", g + "layer_output_norm.weight", d, 1.0f, 0.2f);
+    vector(h + "output.LayerNorm.bias", g + "layer_output_norm.bias", d, 0.0f, 0.1f);
+  }
+
+  const bool cls = s.pooling == engine::EncoderPooling::kCls;
+  const std::string config = fmt::format(
+      "{{\n  \"architectures\": [\"BertModel\"],\n  \"model_type\": \"bert\",\n"
+      "  \"hidden_size\": {},\n  \"num_hidden_layers\": {},\n  \"num_attention_heads\": {},\n"
+      "  \"intermediate_size\": {},\n  \"vocab_size\": {},\n  \"max_position_embeddings\": {},\n"
+      "  \"type_vocab_size\": {},\n  \"layer_norm_eps\": {},\n  \"hidden_act\": \"gelu\",\n"
+      "  \"position_embedding_type\": \"absolute\",\n  \"torch_dtype\": \"{}\"\n}}\n",
+      d, s.n_layer, s.n_head, s.n_ff, s.n_vocab, s.n_ctx, s.n_token_types, s.norm_eps,
+      s.weight_type == TensorType::kF16    ? "float16"
+      : s.weight_type == TensorType::kBF16 ? "bfloat16"
+                                           : "float32");
+
+  engine::GgufWriter gguf;
+  engine::SafetensorsWriter hf;
+  engine::SafetensorsWriter ref;
+  gguf.SetString("general.architecture", "bert");
+  gguf.SetString("general.name", "yunzhi random bert");
+  gguf.SetU32("bert.embedding_length", static_cast<uint32_t>(d));
+  gguf.SetU32("bert.block_count", static_cast<uint32_t>(s.n_layer));
+  gguf.SetU32("bert.feed_forward_length", static_cast<uint32_t>(s.n_ff));
+  gguf.SetU32("bert.attention.head_count", static_cast<uint32_t>(s.n_head));
+  gguf.SetU32("bert.context_length", static_cast<uint32_t>(s.n_ctx));
+  gguf.SetF32("bert.attention.layer_norm_epsilon", s.norm_eps);
+  gguf.SetBool("bert.attention.causal", false);
+  gguf.SetU32("bert.pooling_type", cls ? 2 : 1);  // llama.cpp: 1 mean, 2 cls
+  for (Tensor& t : tensors) {
+    const int64_t row_len = t.matrix ? t.cols : t.rows;
+    const TensorType gguf_type = t.matrix ? s.weight_type : TensorType::kF32;
+    const TensorType round_type = t.matrix ? s.weight_type : vector_type;
+    // Round through the stored type so that every file holds the same numbers.
+    t.values = Decode(round_type, Encode(round_type, t.values, row_len),
+                      static_cast<int64_t>(t.values.size()), row_len);
+    if (!targets.gguf_path.empty()) {
+      std::vector<int64_t> ne =
+          t.matrix ? std::vector<int64_t>{t.cols, t.rows} : std::vector<int64_t>{t.rows};
+      YZ_RETURN_IF_ERROR(
+          gguf.AddTensor(t.gguf_name, gguf_type, ne, Encode(gguf_type, t.values, row_len)));
+    }
+    std::vector<int64_t> shape =
+        t.matrix ? std::vector<int64_t>{t.rows, t.cols} : std::vector<int64_t>{t.rows};
+    if (!targets.hf_dir.empty()) {
+      YZ_RETURN_IF_ERROR(
+          hf.AddTensor(t.hf_name, round_type, shape, Encode(round_type, t.values, row_len)));
+    }
+    if (!targets.reference_path.empty()) {
+      YZ_RETURN_IF_ERROR(ref.AddTensor(t.hf_name, TensorType::kF32, shape, FloatBytes(t.values)));
+    }
+  }
+  if (!targets.gguf_path.empty()) YZ_RETURN_IF_ERROR(gguf.WriteFile(targets.gguf_path));
+  if (!targets.hf_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(targets.hf_dir + "/1_Pooling", ec);
+    if (ec) {
+      return UnavailableError(fmt::format("{}: cannot create ({})", targets.hf_dir, ec.message()));
+    }
+    hf.SetMetadata("format", "pt");
+    YZ_RETURN_IF_ERROR(hf.WriteFile(targets.hf_dir + "/model.safetensors"));
+    YZ_RETURN_IF_ERROR(WriteText(targets.hf_dir + "/config.json", config));
+    YZ_RETURN_IF_ERROR(WriteText(
+        targets.hf_dir + "/1_Pooling/config.json",
+        fmt::format(
+            "{{\n  \"word_embedding_dimension\": {},\n  \"pooling_mode_cls_token\": {},\n"
+            "  \"pooling_mode_mean_tokens\": {},\n  \"pooling_mode_max_tokens\": false\n}}\n",
+            d, cls, !cls)));
+  }
+  if (!targets.reference_path.empty()) {
+    ref.SetMetadata("config", config);
+    ref.SetMetadata("pooling", cls ? "cls" : "mean");
+    YZ_RETURN_IF_ERROR(ref.WriteFile(targets.reference_path));
+  }
+  return OkStatus();
+}
+
 }  // namespace yunzhi::tools

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "yunzhi/base/status.h"
+#include "yunzhi/engine/encoder.h"
 #include "yunzhi/engine/model.h"
 #include "yunzhi/engine/tensor_type.h"
 
@@ -62,5 +63,30 @@ struct WriteTargets {
 // is not a multiple of the weight type's block size, a quantised type for safetensors);
 // kUnavailable for I/O errors.
 Status WriteModel(const ModelSpec& spec, const WriteTargets& targets);
+
+// A random-weight BERT encoder (post-LayerNorm, GELU, absolute positions) as llama.cpp's GGUF
+// "bert" architecture and/or a Hugging Face BertModel directory (config.json, model.safetensors,
+// sentence-transformers' 1_Pooling/config.json). No tokenizer is written: tests feed token ids.
+// The reference file holds every weight as float32 under its HF name, config.json under the
+// metadata key "config" and "cls" or "mean" under "pooling" (tests/reference/encode.py).
+struct EncoderSpec {
+  int64_t n_vocab = 1000;
+  int64_t n_embd = 64;
+  int64_t n_layer = 2;
+  int64_t n_head = 4;
+  int64_t n_ff = 128;
+  int64_t n_ctx = 64;  // position embeddings
+  int64_t n_token_types = 2;
+  float norm_eps = 1e-12f;
+  engine::EncoderPooling pooling = engine::EncoderPooling::kCls;
+  // Matrices and embedding tables are stored in this type (any type for GGUF; F32/F16/BF16 for
+  // safetensors); LayerNorms and biases in F32 (GGUF) or this type (safetensors), rounded
+  // through it in both so both files hold the same numbers.
+  engine::TensorType weight_type = engine::TensorType::kF32;
+  uint64_t seed = 1;
+};
+
+// Writes the encoder. Errors as WriteModel.
+Status WriteEncoderModel(const EncoderSpec& spec, const WriteTargets& targets);
 
 }  // namespace yunzhi::tools
