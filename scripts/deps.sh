@@ -11,6 +11,7 @@ build_pkgs=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libexpected-dev
   libtomlplusplus-dev libpcre2-dev libicu-dev
+  libmagic-dev libgumbo-dev libcmark-gfm-dev libcmark-gfm-extensions-dev
 )
 test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch
            clang-14 libclang-rt-14-dev)
