@@ -68,6 +68,7 @@ struct Scheduler::State {
   std::deque<std::unique_ptr<Active>> inbox;
   bool stopping = false;
   int64_t n_waiting = 0;  // inbox + queues
+  int64_t n_running = 0;  // admitted and not finished
   SchedulerStats stats;   // snapshot, updated after each step
 
   // Scheduler thread only.
@@ -212,7 +213,9 @@ Result<RequestHandle> Scheduler::Submit(GenerationRequest request) {
   {
     std::lock_guard lock(s.mutex);
     if (s.stopping) return UnavailableError("the model is being unloaded; retry the request");
-    if (s.n_waiting >= s.options.max_waiting) {
+    // Requests that a free batch slot will take at once do not count as waiting.
+    const int64_t free_slots = std::max<int64_t>(0, s.options.max_running - s.n_running);
+    if (s.n_waiting - free_slots >= s.options.max_waiting) {
       return Error(Code::kResourceExhausted,
                    fmt::format("The server is busy: {} requests are already waiting for this "
                                "model. Retry shortly.",
@@ -290,7 +293,12 @@ void Scheduler::State::Finish(Active& a, FinishReason reason, Status status) {
 }
 
 void Scheduler::State::RemoveFinished() {
-  std::erase_if(running, [](const std::unique_ptr<Active>& a) { return a->admitted == UINT64_MAX; });
+  const size_t removed = std::erase_if(
+      running, [](const std::unique_ptr<Active>& a) { return a->admitted == UINT64_MAX; });
+  if (removed > 0) {
+    std::lock_guard lock(mutex);
+    n_running -= static_cast<int64_t>(removed);
+  }
   for (auto it = waiting.begin(); it != waiting.end();) {
     std::erase_if(it->second,
                   [](const std::unique_ptr<Active>& a) { return a->admitted == UINT64_MAX; });
@@ -375,6 +383,7 @@ void Scheduler::State::Admit() {
     if (it->second.empty()) waiting.erase(it);
     std::lock_guard lock(mutex);
     --n_waiting;
+    ++n_running;
   }
 }
 
@@ -392,6 +401,7 @@ void Scheduler::State::Preempt(size_t index) {
   q.push_front(std::move(a));
   std::lock_guard lock(mutex);
   ++n_waiting;
+  --n_running;
 }
 
 bool Scheduler::State::EnsureDecodeBlocks() {

@@ -151,7 +151,8 @@ class Scheduler {
   // Validates and queues a request. Errors (nothing queued, no callback called):
   //   kInvalidArgument    empty prompt, prompt of n_ctx tokens or more ("the prompt has 5000
   //                       tokens; the model's context is 4096"), bad sampling/stop parameters
-  //   kResourceExhausted  max_waiting requests already wait (answer 429 with Retry-After)
+  //   kResourceExhausted  max_waiting requests already wait beyond the free batch slots
+  //                       (answer 429 with Retry-After)
   //   kUnavailable        the scheduler is shutting down
   Result<RequestHandle> Submit(GenerationRequest request);
 
