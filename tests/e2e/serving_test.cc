@@ -308,14 +308,17 @@ TEST_F(ServingTest, TwoHundredConcurrentStreamsAllFinishWithoutLeaks) {
     EXPECT_TRUE(Eventually([&] { return Metric("yunzhi_http_requests_in_flight") <= 1; }))
         << Metric("yunzhi_http_requests_in_flight");
   };
-  // The first burst may grow pools (store connections, threads' buffers) to their working size;
-  // a second one must not need a single descriptor more.
+  // The first burst grows pools to their working size (the store's SQLite connections, up to
+  // its bounded maximum, 2-3 descriptors each); later bursts of 200 connections must not leave
+  // descriptors behind: a per-connection or per-request leak would show as hundreds.
   burst();
   std::this_thread::sleep_for(200ms);
   const int fds_after_first = OpenFds();
-  burst();
-  EXPECT_TRUE(Eventually([&] { return OpenFds() <= fds_after_first; }))
-      << OpenFds() << " fds, " << fds_after_first << " after the first burst";
+  for (int round = 0; round < 2; ++round) {
+    burst();
+    EXPECT_TRUE(Eventually([&] { return OpenFds() <= fds_after_first + 16; }))
+        << OpenFds() << " fds, " << fds_after_first << " after the first burst";
+  }
 }
 
 }  // namespace
