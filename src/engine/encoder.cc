@@ -18,11 +18,14 @@
 #include "yunzhi/engine/tensor_type.h"
 
 #include "engine/kernels/kernels.h"
+#include "engine/model_loader.h"
 
 namespace yunzhi::engine {
 namespace {
 
 namespace json = boost::json;
+using internal::ReadJsonObject;
+using internal::ReadText;
 
 struct EncoderLayer {
   TensorView wq, wk, wv, wo, w_up, w_down;
@@ -68,29 +71,6 @@ std::string HfName(const std::string& name) {
     }
   }
   return name;
-}
-
-Result<std::string> ReadText(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return NotFoundError(fmt::format("{}: no such file", path));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (!in && !in.eof()) return UnavailableError(fmt::format("{}: cannot read", path));
-  return out.str();
-}
-
-Result<json::object> ReadJsonObject(const std::string& path) {
-  YZ_ASSIGN_OR_RETURN(std::string text, ReadText(path));
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) {
-    return InvalidArgumentError(
-        fmt::format("{}: not a JSON object{}", path, ec ? " (" + ec.message() + ")" : ""));
-  }
-  return std::move(v.as_object());
 }
 
 Result<int64_t> JsonInt(const std::string& file, const json::object& obj, std::string_view key,

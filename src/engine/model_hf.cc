@@ -82,30 +82,6 @@ class SafetensorsSource : public WeightSource {
   std::string dir_;
 };
 
-// The whole file, or kNotFound / kUnavailable.
-Result<std::string> ReadText(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return NotFoundError(fmt::format("{}: no such file", path));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (!in && !in.eof()) return UnavailableError(fmt::format("{}: cannot read", path));
-  return out.str();
-}
-
-Result<json::object> ReadJsonObject(const std::string& path) {
-  YZ_ASSIGN_OR_RETURN(std::string text, ReadText(path));
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) {
-    return InvalidArgumentError(
-        fmt::format("{}: not a JSON object{}", path, ec ? " (" + ec.message() + ")" : ""));
-  }
-  return std::move(v.as_object());
-}
-
 // Typed field access with a clear error naming the file and key.
 struct Fields {
   const std::string& file;
@@ -209,6 +185,30 @@ std::string ChatTemplateOf(const std::string& dir) {
 }
 
 }  // namespace
+
+Result<std::string> ReadText(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return NotFoundError(fmt::format("{}: no such file", path));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (!in && !in.eof()) return UnavailableError(fmt::format("{}: cannot read", path));
+  return out.str();
+}
+
+Result<json::object> ReadJsonObject(const std::string& path) {
+  YZ_ASSIGN_OR_RETURN(std::string text, ReadText(path));
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) {
+    return InvalidArgumentError(
+        fmt::format("{}: not a JSON object{}", path, ec ? " (" + ec.message() + ")" : ""));
+  }
+  return std::move(v.as_object());
+}
+
 
 Result<std::unique_ptr<ModelState>> LoadHfDirectory(const std::string& dir,
                                                     const ModelLoadOptions& options) {

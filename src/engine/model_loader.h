@@ -3,6 +3,8 @@
 // WeightSource; BindWeights then checks and binds every tensor the same way for both.
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +39,11 @@ Status ValidateConfig(const std::string& file, const ModelConfig& config);
 // n_vocab-dependent checks, n_params, weight_bytes, weight_type, tied_output and inv_freq.
 // Precondition: state->config holds the hyper-parameters and n_vocab.
 Status BindWeights(const WeightSource& source, ModelState* state);
+
+// A small text file (config.json, tokenizer.json) whole. Errors: kNotFound, kUnavailable.
+Result<std::string> ReadText(const std::string& path);
+// A JSON file whose top level is an object. Errors: those of ReadText; kInvalidArgument.
+Result<boost::json::object> ReadJsonObject(const std::string& path);
 
 Result<std::unique_ptr<ModelState>> LoadGguf(const std::string& path,
                                              const ModelLoadOptions& options);
