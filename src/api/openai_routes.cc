@@ -123,7 +123,6 @@ struct Choice {
   std::vector<TokenLogprob> logprobs;
   std::unique_ptr<engine::ToolCallStreamParser> tool_parser;
   int32_t n_tool_calls = 0;
-  std::vector<ToolCall> tool_calls;  // non-streaming: parsed at the end
   bool sent_role = false;
   engine::GenerationResult result;
   // Legacy completions: characters of text so far (text_offset of the next token).
@@ -159,7 +158,6 @@ struct Job : std::enable_shared_from_this<Job> {
   std::vector<int64_t> prompt_tokens;  // per choice
   int remaining = 0;
   std::optional<Error> error;
-  std::vector<engine::RequestHandle> handles;
 
   bool Cancelled() const {
     return (pending && pending->cancelled()) || (out && out->cancelled());
@@ -233,7 +231,6 @@ struct Job : std::enable_shared_from_this<Job> {
 
   Usage TotalUsage() const {
     Usage u;
-    std::vector<int64_t> seen;
     for (size_t i = 0; i < choices.size(); ++i) {
       u.completion_tokens += choices[i].result.completion_tokens;
       u.cached_prompt_tokens = std::max(u.cached_prompt_tokens, choices[i].result.cached_prompt_tokens);
@@ -398,38 +395,27 @@ void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
       requests.push_back(std::move(g));
     }
   }
-  if (job->stream) {
-    // Role chunks first (OpenAI sends the role before any content) — only for chat, written when
-    // the first token of each choice arrives (see StreamToken) so that choices stay in order.
-    HttpResponse r;
-    r.content_type = "text/event-stream";
-    r.stream = job->out;
-    // Submit first: a full queue must still be a 429, not an event in a 200 stream.
-    std::lock_guard lock(job->mutex);  // callbacks wait until every choice is in
-    for (auto& g : requests) {
-      auto h = lm.scheduler->Submit(std::move(g));
-      if (!h) {
-        for (auto& handle : job->handles) handle.Cancel();
-        job->remaining = 1 << 30;  // the cancelled ones' on_done must not finish the stream
-        job->out->Cancel();
-        job->pending->Complete(ErrorResponse(h.error()));
-        return;
-      }
-      job->handles.push_back(*h);
-    }
-    job->pending->Complete(std::move(r));
-    return;
-  }
+  // Submit every choice before answering: a full queue must still be a 429, not an event in a
+  // 200 stream. The lock holds the callbacks back until every choice is in.
   std::lock_guard lock(job->mutex);
+  std::vector<engine::RequestHandle> handles;
   for (auto& g : requests) {
     auto h = lm.scheduler->Submit(std::move(g));
     if (!h) {
-      for (auto& handle : job->handles) handle.Cancel();
-      job->remaining = 1 << 30;
+      for (auto& handle : handles) handle.Cancel();
+      job->remaining = 1 << 30;  // the cancelled ones' on_done must not finish the response
+      if (job->out) job->out->Cancel();
       job->pending->Complete(ErrorResponse(h.error()));
       return;
     }
-    job->handles.push_back(*h);
+    handles.push_back(*h);
+  }
+  if (job->stream) {
+    // The role goes out with each choice's first token (StreamToken), keeping choices in order.
+    HttpResponse r;
+    r.content_type = "text/event-stream";
+    r.stream = job->out;
+    job->pending->Complete(std::move(r));
   }
 }
 

@@ -25,7 +25,6 @@ namespace {
 
 namespace json = boost::json;
 using internal::ReadJsonObject;
-using internal::ReadText;
 
 struct EncoderLayer {
   TensorView wq, wk, wv, wo, w_up, w_down;

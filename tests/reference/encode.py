@@ -16,28 +16,11 @@ Any failure exits non-zero: the calling test must fail, not skip.
 """
 import json
 import math
-import struct
 import sys
 
-import numpy as np
 import torch
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack_from("<Q", data, 0)
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__", {}) or {}
-    base = 8 + n
-    tensors = {}
-    for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} is {info['dtype']}, expected F32")
-        begin, end = info["data_offsets"]
-        arr = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=base + begin)
-        tensors[name] = torch.from_numpy(arr.astype(np.float64)).reshape(info["shape"])
-    return tensors, meta
+from forward import read_safetensors  # the same float32 reference files as the decoders
 
 
 def layer_norm(x, w, b, eps):
