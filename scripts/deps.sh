@@ -12,6 +12,8 @@ build_pkgs=(
   libsqlite3-dev libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libexpected-dev
   libtomlplusplus-dev libpcre2-dev libicu-dev
   libmagic-dev libgumbo-dev libcmark-gfm-dev libcmark-gfm-extensions-dev
+  libpoppler-cpp-dev poppler-data libzip-dev libpugixml-dev libhnswlib-dev
+  libtesseract-dev tesseract-ocr-eng tesseract-ocr-chi-sim
 )
 test_pkgs=(libgtest-dev libgmock-dev python3 python3-jinja2 python3-numpy python3-torch
            clang-14 libclang-rt-14-dev)

@@ -251,7 +251,6 @@ TEST(Ingest, LegacyFormatsGiveAClearError) {
       {"unstructured-tests-example.xls", "application/vnd.ms-excel"},
       {"unstructured-fake-doc.rtf", "rtf"},
       {"unstructured-fake.odt", "application/vnd.oasis.opendocument.text"},
-      {"unstructured-fake-email.eml", "message/rfc822"},
   };
   for (const auto& c : cases) {
     auto doc = Extract(ReadFile(Docs() / "legacy" / c.file), c.file);

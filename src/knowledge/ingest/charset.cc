@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "knowledge/formats.h"
+#include "knowledge/ingest/formats.h"
 
 namespace yunzhi::knowledge::internal {
 namespace {

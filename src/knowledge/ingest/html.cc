@@ -1,11 +1,13 @@
 // HTML with gumbo: headings, paragraphs, list items, tables, code; script and style dropped.
 #include <gumbo.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <memory>
 #include <string>
 
-#include "knowledge/formats.h"
+#include "knowledge/ingest/formats.h"
 
 namespace yunzhi::knowledge::internal {
 namespace {
@@ -32,8 +34,12 @@ bool IsSkipped(GumboTag t) {
 }
 
 // `depth` bounds the recursion on pathologically nested input.
+// Input is flattened to max_nesting (default 512) levels before parsing, so this only guards
+// callers that raise max_nesting very high.
+constexpr int kMaxWalkDepth = 4096;
+
 void AllText(const GumboNode* n, std::string& out, int depth = 0) {
-  if (depth > 200) return;
+  if (depth > kMaxWalkDepth) return;
   if (n->type == GUMBO_NODE_TEXT || n->type == GUMBO_NODE_WHITESPACE || n->type == GUMBO_NODE_CDATA) {
     out += n->v.text.text;
     return;
@@ -54,7 +60,7 @@ class Walker {
   explicit Walker(DocBuilder& doc) : doc_(doc) {}
 
   void Walk(const GumboNode* n, int list_depth, int depth) {
-    if (depth > 200) return;  // pathological nesting: keep the stack bounded
+    if (depth > kMaxWalkDepth) return;  // pathological nesting: keep the stack bounded
     if (n->type == GUMBO_NODE_TEXT || n->type == GUMBO_NODE_WHITESPACE || n->type == GUMBO_NODE_CDATA) {
       inline_ += n->v.text.text;
       return;
@@ -183,9 +189,80 @@ class Walker {
   std::string inline_;
 };
 
+bool IsVoidTag(std::string_view name) {
+  for (std::string_view v : {"br", "img", "hr", "meta", "link", "input", "area", "base", "col",
+                             "embed", "param", "source", "track", "wbr"}) {
+    if (name.size() == v.size() &&
+        std::equal(name.begin(), name.end(), v.begin(),
+                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Drops the tags of elements nested deeper than `max_nesting` (a space stands in for each), so
+// their text stays but gumbo never builds the deep tree. Returns "" when nothing is that deep.
+// The depth count is approximate (no implied end tags), which only errs towards flattening.
+std::string FlattenDeepTags(std::string_view html, int max_nesting) {
+  int depth = 0;
+  bool too_deep = false;
+  for (size_t i = 0; i + 1 < html.size() && !too_deep; ++i) {
+    if (html[i] != '<') continue;
+    if (std::isalpha(static_cast<unsigned char>(html[i + 1]))) {
+      size_t e = i + 1;
+      while (e < html.size() && std::isalnum(static_cast<unsigned char>(html[e]))) ++e;
+      size_t close = html.find('>', e);
+      bool self_closing = close != std::string_view::npos && close > 0 && html[close - 1] == '/';
+      if (!self_closing && !IsVoidTag(html.substr(i + 1, e - i - 1))) ++depth;
+      too_deep = depth > max_nesting;
+    } else if (html[i + 1] == '/') {
+      depth = std::max(0, depth - 1);
+    }
+  }
+  if (!too_deep) return "";
+  std::string out;
+  out.reserve(html.size());
+  depth = 0;
+  for (size_t i = 0; i < html.size(); ++i) {
+    bool open = html[i] == '<' && i + 1 < html.size() &&
+                std::isalpha(static_cast<unsigned char>(html[i + 1]));
+    bool end = html[i] == '<' && i + 1 < html.size() && html[i + 1] == '/';
+    if (!open && !end) {
+      out.push_back(html[i]);
+      continue;
+    }
+    size_t close = html.find('>', i);
+    if (close == std::string_view::npos) close = html.size() - 1;
+    std::string_view tag = html.substr(i, close - i + 1);
+    bool keep;
+    if (open) {
+      size_t e = i + 1;
+      while (e < html.size() && std::isalnum(static_cast<unsigned char>(html[e]))) ++e;
+      bool grows = tag.size() < 2 || tag[tag.size() - 2] != '/';
+      grows = grows && !IsVoidTag(html.substr(i + 1, e - i - 1));
+      keep = depth < max_nesting;
+      if (grows) ++depth;
+    } else {
+      keep = depth <= max_nesting;
+      depth = std::max(0, depth - 1);
+    }
+    if (keep) {
+      out += tag;
+    } else {
+      out.push_back(' ');
+    }
+    i = close;
+  }
+  return out;
+}
+
 }  // namespace
 
-Result<std::vector<Block>> ParseHtml(std::string_view utf8) {
+Result<std::vector<Block>> ParseHtml(std::string_view utf8, int max_nesting) {
+  // gumbo frees its tree recursively: the nesting it sees stays bounded whatever the caller asks.
+  std::string flat = FlattenDeepTags(utf8, std::clamp(max_nesting, 1, kMaxWalkDepth / 2));
+  if (!flat.empty()) utf8 = flat;
   std::unique_ptr<GumboOutput, void (*)(GumboOutput*)> out(
       gumbo_parse_with_options(&kGumboDefaultOptions, utf8.data(), utf8.size()),
       [](GumboOutput* o) { gumbo_destroy_output(&kGumboDefaultOptions, o); });

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "knowledge/formats.h"
+#include "knowledge/ingest/formats.h"
 
 namespace yunzhi::knowledge::internal {
 namespace {

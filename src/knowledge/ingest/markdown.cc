@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "knowledge/formats.h"
+#include "knowledge/ingest/formats.h"
 
 namespace yunzhi::knowledge::internal {
 namespace {

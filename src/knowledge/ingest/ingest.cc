@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "knowledge/formats.h"
+#include "knowledge/ingest/formats.h"
 
 namespace yunzhi::knowledge {
 namespace {
@@ -55,11 +55,6 @@ bool LooksLikeHtml(std::string_view utf8) {
   return head.find("<html") != std::string::npos || head.find("<!doctype html") != std::string::npos;
 }
 
-bool IsPlanned(std::string_view mime) {
-  return mime == "application/pdf" || mime.substr(0, 6) == "image/" ||
-         mime.find("openxmlformats") != std::string_view::npos || mime == "application/epub+zip" ||
-         mime == "application/zip";
-}
 
 }  // namespace
 
@@ -93,7 +88,7 @@ void DocBuilder::Heading(int level, std::string text) {
   b.kind = BlockKind::kHeading;
   b.level = level;
   b.text = text;
-  for (auto& h : headings_) b.section_path.push_back(h.second);
+  Stamp(b);
   blocks_.push_back(std::move(b));
   headings_.emplace_back(level, std::move(text));
 }
@@ -105,7 +100,7 @@ void DocBuilder::Add(BlockKind kind, std::string text, int level) {
   b.kind = kind;
   b.level = level;
   b.text = std::move(text);
-  for (auto& h : headings_) b.section_path.push_back(h.second);
+  Stamp(b);
   blocks_.push_back(std::move(b));
 }
 
@@ -125,8 +120,23 @@ void DocBuilder::Table(std::vector<std::vector<std::string>> rows, bool has_head
   }
   b.rows = std::move(rows);
   b.has_header_row = has_header_row;
-  for (auto& h : headings_) b.section_path.push_back(h.second);
+  Stamp(b);
   blocks_.push_back(std::move(b));
+}
+
+void DocBuilder::Stamp(Block& b) const {
+  for (auto& h : headings_) b.section_path.push_back(h.second);
+  b.page = page_;
+}
+
+void DocBuilder::Append(std::vector<Block> blocks) {
+  std::vector<std::string> prefix;
+  for (auto& h : headings_) prefix.push_back(h.second);
+  for (Block& b : blocks) {
+    b.section_path.insert(b.section_path.begin(), prefix.begin(), prefix.end());
+    if (b.page == 0) b.page = page_;
+    blocks_.push_back(std::move(b));
+  }
 }
 
 Result<std::vector<Block>> ParsePlainText(std::string_view utf8) {
@@ -152,8 +162,11 @@ Result<std::vector<Block>> ParsePlainText(std::string_view utf8) {
 
 }  // namespace internal
 
-std::string ExtractedDocument::ToMarkdown() const {
+std::string ExtractedDocument::ToMarkdown() const { return ToMarkdown(nullptr); }
+
+std::string ExtractedDocument::ToMarkdown(std::vector<std::pair<size_t, size_t>>* block_spans) const {
   std::string out;
+  if (block_spans != nullptr) block_spans->clear();
   auto cell = [](std::string s) {
     std::string r;
     for (char c : s) {
@@ -164,6 +177,7 @@ std::string ExtractedDocument::ToMarkdown() const {
     return r;
   };
   for (const Block& b : blocks) {
+    const size_t block_start = out.size();
     switch (b.kind) {
       case BlockKind::kHeading:
         out += std::string(static_cast<size_t>(std::clamp(b.level, 1, 6)), '#') + " " + b.text + "\n\n";
@@ -197,32 +211,78 @@ std::string ExtractedDocument::ToMarkdown() const {
         break;
       }
     }
+    if (block_spans != nullptr) {
+      // Every non-empty rendering above ends with a blank line ("\n\n"), not part of the span.
+      const size_t end = out.size() > block_start + 2 ? out.size() - 2 : block_start;
+      block_spans->emplace_back(block_start, end);
+    }
   }
   return out;
 }
 
-Result<ExtractedDocument> Extract(std::string_view bytes, std::string_view file_name_hint) {
-  if (bytes.empty()) return InvalidArgumentError("empty document");
-  std::string ext = Extension(file_name_hint);
-  std::string mime = SniffMime(bytes);
-  bool wide = internal::LooksLikeWideText(bytes);
-  bool text = mime.substr(0, 5) == "text/" || mime == "application/json" ||
-              mime == "application/csv" || wide;
-  if (mime == "text/rtf" || mime == "application/rtf") {
-    return InvalidArgumentError(fmt::format("unsupported format {}", mime));
-  }
-  if (!text) {
-    if (IsPlanned(mime)) {
-      return Error(Code::kUnimplemented, fmt::format("format {} is not supported yet", mime));
-    }
-    return InvalidArgumentError(fmt::format("unsupported format {}", mime));
-  }
-  // A text file named .eml is an e-mail (libmagic often says text/plain); not handled yet.
-  if (ext == "eml" || mime == "message/rfc822") {
-    return InvalidArgumentError("unsupported format message/rfc822");
-  }
+namespace {
 
+bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+bool IsRasterImage(std::string_view mime) {
+  for (std::string_view m : {"image/png", "image/jpeg", "image/tiff", "image/bmp", "image/x-ms-bmp",
+                             "image/gif", "image/webp", "image/x-portable-pixmap",
+                             "image/x-portable-greymap", "image/x-portable-bitmap", "image/jp2"}) {
+    if (mime == m) return true;
+  }
+  return false;
+}
+
+ExtractedDocument FromParsed(std::string mime, internal::Parsed p) {
   ExtractedDocument doc;
+  doc.mime_type = std::move(mime);
+  doc.blocks = std::move(p.blocks);
+  doc.page_count = p.page_count;
+  doc.ocr_page_count = p.ocr_page_count;
+  doc.warnings = std::move(p.warnings);
+  return doc;
+}
+
+// A zip container: the parts inside say what it is (libmagic does not always look that far).
+Result<ExtractedDocument> ExtractZip(std::string_view bytes, const internal::Context& ctx,
+                                     const std::string& sniffed) {
+  YZ_ASSIGN_OR_RETURN(auto zip, internal::ZipReader::Open(bytes, ctx.options));
+  if (zip->Has("mimetype")) {
+    YZ_ASSIGN_OR_RETURN(std::string m, zip->Read("mimetype"));
+    m = CollapseSpace(m.substr(0, 200));
+    if (m == "application/epub+zip") {
+      YZ_ASSIGN_OR_RETURN(auto p, internal::ParseEpub(*zip, ctx));
+      return FromParsed(m, std::move(p));
+    }
+    if (!m.empty()) return InvalidArgumentError(fmt::format("unsupported format {}", m));
+  }
+  if (zip->Has("word/document.xml")) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParseDocx(*zip, ctx));
+    return FromParsed("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                      std::move(p));
+  }
+  if (zip->Has("xl/workbook.xml")) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParseXlsx(*zip, ctx));
+    return FromParsed("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                      std::move(p));
+  }
+  if (zip->Has("ppt/presentation.xml")) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParsePptx(*zip, ctx));
+    return FromParsed("application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                      std::move(p));
+  }
+  if (zip->Has("META-INF/container.xml")) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParseEpub(*zip, ctx));
+    return FromParsed("application/epub+zip", std::move(p));
+  }
+  return InvalidArgumentError(fmt::format("unsupported format {}", sniffed));
+}
+
+Result<ExtractedDocument> ExtractText(std::string_view bytes, std::string_view file_name_hint,
+                                      const std::string& ext, std::string mime,
+                                      const ExtractOptions& options) {
+  ExtractedDocument doc;
+  bool wide = internal::LooksLikeWideText(bytes);
   std::string declared = (mime == "text/html" || ext == "html" || ext == "htm")
                              ? internal::HtmlMetaCharset(bytes) : std::string();
   Result<std::string> utf8 = internal::DecodeToUtf8(bytes, declared, &doc.charset);
@@ -242,7 +302,7 @@ Result<ExtractedDocument> Extract(std::string_view bytes, std::string_view file_
     blocks = internal::ParseJson(*utf8);
   } else if (mime == "text/html" || ext == "html" || ext == "htm" || LooksLikeHtml(*utf8)) {
     doc.mime_type = "text/html";
-    blocks = internal::ParseHtml(*utf8);
+    blocks = internal::ParseHtml(*utf8, options.max_nesting);
   } else {
     doc.mime_type = "text/plain";
     blocks = internal::ParsePlainText(*utf8);
@@ -250,6 +310,59 @@ Result<ExtractedDocument> Extract(std::string_view bytes, std::string_view file_
   if (!blocks) return blocks.error();
   doc.blocks = std::move(*blocks);
   return doc;
+}
+
+Result<ExtractedDocument> Dispatch(std::string_view bytes, std::string_view file_name_hint,
+                                   const internal::Context& ctx) {
+  const ExtractOptions& options = ctx.options;
+  if (bytes.empty()) return InvalidArgumentError("empty document");
+  if (bytes.size() > options.max_bytes) {
+    return Error(Code::kPayloadTooLarge, fmt::format("document of {} bytes exceeds the limit of {}",
+                                                     bytes.size(), options.max_bytes));
+  }
+  std::string ext = Extension(file_name_hint);
+  std::string mime = SniffMime(bytes);
+  if (mime == "text/rtf" || mime == "application/rtf") {
+    return InvalidArgumentError(fmt::format("unsupported format {}", mime));
+  }
+  if (mime == "application/pdf" || StartsWith(bytes, "%PDF-")) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParsePdf(bytes, ctx));
+    return FromParsed("application/pdf", std::move(p));
+  }
+  if (IsRasterImage(mime)) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParseImage(bytes, ctx));
+    return FromParsed(mime, std::move(p));
+  }
+  if (StartsWith(bytes, std::string_view("PK\x03\x04", 4)) || mime == "application/zip" ||
+      mime.find("openxmlformats") != std::string::npos || mime == "application/epub+zip") {
+    return ExtractZip(bytes, ctx, mime);
+  }
+  bool wide = internal::LooksLikeWideText(bytes);
+  bool text = mime.substr(0, 5) == "text/" || mime == "application/json" ||
+              mime == "application/csv" || wide;
+  if (mime == "message/rfc822" || (text && !wide && (ext == "eml" || internal::LooksLikeEmail(bytes)))) {
+    YZ_ASSIGN_OR_RETURN(auto p, internal::ParseEmail(bytes, ctx));
+    return FromParsed("message/rfc822", std::move(p));
+  }
+  if (!text) return InvalidArgumentError(fmt::format("unsupported format {}", mime));
+  return ExtractText(bytes, file_name_hint, ext, mime, options);
+}
+
+}  // namespace
+
+namespace internal {
+
+Result<ExtractedDocument> ExtractNested(std::string_view bytes, std::string_view name_hint,
+                                        const Context& ctx) {
+  return Dispatch(bytes, name_hint, ctx);
+}
+
+}  // namespace internal
+
+Result<ExtractedDocument> Extract(std::string_view bytes, std::string_view file_name_hint,
+                                  const ExtractOptions& options) {
+  internal::Context ctx{options, 0};
+  return Dispatch(bytes, file_name_hint, ctx);
 }
 
 }  // namespace yunzhi::knowledge
