@@ -93,4 +93,57 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+namespace {
+constexpr unsigned char kSealVersion = 1;
+constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+static_assert(kNonceBytes == 24 && crypto_aead_xchacha20poly1305_ietf_ABYTES == 16 &&
+              crypto_aead_xchacha20poly1305_ietf_KEYBYTES == DataCipher::kKeyBytes);
+const unsigned char* Bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+}  // namespace
+
+Result<std::unique_ptr<DataCipher>> DataCipher::Create(std::string_view key) {
+  if (key.size() != kKeyBytes) {
+    return InvalidArgumentError("a data key must be exactly 32 bytes");
+  }
+  EnsureInit();
+  return std::unique_ptr<DataCipher>(new DataCipher(key));
+}
+
+DataCipher::DataCipher(std::string_view key) { std::copy(key.begin(), key.end(), key_); }
+
+DataCipher::~DataCipher() { sodium_memzero(key_, sizeof key_); }
+
+std::string DataCipher::Seal(std::string_view plaintext, std::string_view associated_data) const {
+  std::string out(kOverheadBytes + plaintext.size(), '\0');
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  o[0] = kSealVersion;
+  randombytes_buf(o + 1, kNonceBytes);
+  unsigned long long n_cipher = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(o + 1 + kNonceBytes, &n_cipher, Bytes(plaintext),
+                                             plaintext.size(), Bytes(associated_data),
+                                             associated_data.size(), nullptr, o + 1, key_);
+  return out;
+}
+
+Result<std::string> DataCipher::Open(std::string_view sealed,
+                                     std::string_view associated_data) const {
+  if (sealed.size() < kOverheadBytes || static_cast<unsigned char>(sealed[0]) != kSealVersion) {
+    return InternalError("sealed data is truncated or of an unknown version");
+  }
+  std::string out(sealed.size() - kOverheadBytes, '\0');
+  unsigned long long n_plain = 0;
+  const unsigned char* s = Bytes(sealed);
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          reinterpret_cast<unsigned char*>(out.data()), &n_plain, nullptr, s + 1 + kNonceBytes,
+          sealed.size() - 1 - kNonceBytes, Bytes(associated_data), associated_data.size(), s + 1,
+          key_) != 0) {
+    return InternalError(
+        "sealed data failed authentication (wrong key, or the bytes were altered)");
+  }
+  out.resize(n_plain);
+  return out;
+}
+
 }  // namespace yunzhi::crypto

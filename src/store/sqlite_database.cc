@@ -22,6 +22,7 @@
 #include <climits>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <string>
@@ -50,6 +51,7 @@ struct Config {
   std::string path;  // absolute file path, or ":memory:"
   bool memory = false;
   std::chrono::milliseconds busy_timeout{0};
+  std::vector<std::function<Status(sqlite3*)>> hooks;
 };
 
 
@@ -383,6 +385,7 @@ class Connection {
     }
     YZ_RETURN_IF_ERROR(SetupExec("PRAGMA synchronous=NORMAL", nullptr));
     YZ_RETURN_IF_ERROR(SetupExec("PRAGMA foreign_keys=ON", nullptr));
+    for (const auto& hook : config_.hooks) YZ_RETURN_IF_ERROR(hook(db_));
     return OkStatus();
   }
 
@@ -673,6 +676,7 @@ Result<std::unique_ptr<Database>> OpenSqlite(const std::string& path,
                                              const DatabaseOptions& options) {
   Config config;
   config.busy_timeout = options.busy_timeout;
+  config.hooks = options.sqlite_connection_hooks;
   int max_connections = options.max_connections;
   if (path == ":memory:") {
     // A private in-memory database exists per connection: one connection keeps it one database.

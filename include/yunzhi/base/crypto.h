@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "yunzhi/base/status.h"
+
 namespace yunzhi::crypto {
 
 // SHA-256 of `data`, as 64 lowercase hex characters.
@@ -41,5 +43,31 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 // Lowercase hex of arbitrary bytes.
 std::string HexEncode(std::string_view bytes);
+
+// Authenticated encryption of data at rest (documents, extracted text) under one key.
+// Sealed form: a version byte, a random 24-byte nonce, then XChaCha20-Poly1305 ciphertext + tag
+// (41 bytes longer than the plaintext). `associated_data` (e.g. a tenant and document id) is
+// authenticated but not stored: Open must be given the same bytes.
+// Thread safety: Seal and Open are safe from many threads.
+class DataCipher {
+ public:
+  // Errors: kInvalidArgument unless `key` is exactly kKeyBytes long.
+  static Result<std::unique_ptr<DataCipher>> Create(std::string_view key);
+  static constexpr size_t kKeyBytes = 32;
+  static constexpr size_t kOverheadBytes = 1 + 24 + 16;
+
+  ~DataCipher();
+  DataCipher(const DataCipher&) = delete;
+  DataCipher& operator=(const DataCipher&) = delete;
+
+  std::string Seal(std::string_view plaintext, std::string_view associated_data = {}) const;
+  // Errors: kInternal when the input was not sealed by this key with this associated data
+  // (tampered, truncated, wrong key).
+  Result<std::string> Open(std::string_view sealed, std::string_view associated_data = {}) const;
+
+ private:
+  explicit DataCipher(std::string_view key);
+  unsigned char key_[kKeyBytes];
+};
 
 }  // namespace yunzhi::crypto

@@ -28,6 +28,8 @@
 
 #include "yunzhi/base/status.h"
 
+struct sqlite3;
+
 namespace yunzhi::store {
 
 // A bound parameter or a column value. `std::nullptr_t` is SQL NULL.
@@ -93,6 +95,9 @@ struct DatabaseOptions {
   // Connections kept open; readers run in parallel under WAL, writers take turns.
   // ":memory:" always uses a single connection.
   int max_connections = 4;
+  // SQLite only: run on every new connection after its set-up, e.g. to register an FTS5
+  // tokenizer (knowledge/text_analysis.h). A non-OK status makes opening fail with it.
+  std::vector<std::function<Status(sqlite3*)>> sqlite_connection_hooks;
 };
 
 class Database : public Executor {
