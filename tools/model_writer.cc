@@ -527,7 +527,58 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
   return OkStatus();
 }
 
+std::vector<std::string> EncoderVocab(int64_t n_vocab) {
+  std::vector<std::string> v;
+  v.push_back("[PAD]");
+  for (int i = 1; i < 100; ++i) v.push_back(fmt::format("[unused{}]", i));
+  for (const char* t : {"[UNK]", "[CLS]", "[SEP]", "[MASK]"}) v.push_back(t);
+  for (char c = 'a'; c <= 'z'; ++c) v.push_back(std::string(1, c));
+  for (char c = 'a'; c <= 'z'; ++c) v.push_back("##" + std::string(1, c));
+  for (char c = '0'; c <= '9'; ++c) v.push_back(std::string(1, c));
+  for (char c = '0'; c <= '9'; ++c) v.push_back("##" + std::string(1, c));
+  for (const char* t : {".", ",", "!", "?", "'", "-", ":", ";", "(", ")", "the", "a", "is",
+                        "hello", "world", "cat", "dog", "paris", "capital", "france", "of",
+                        "what", "model", "##ing", "##ed"}) {
+    v.push_back(t);
+  }
+  while (static_cast<int64_t>(v.size()) < n_vocab) v.push_back(fmt::format("w{}", v.size()));
+  v.resize(static_cast<size_t>(n_vocab));
+  return v;
+}
+
+namespace {
+
+std::string EncoderTokenizerJson(const std::vector<std::string>& vocab) {
+  std::string added;
+  std::string map;
+  for (size_t i = 0; i < vocab.size(); ++i) {
+    const std::string& t = vocab[i];
+    if (t.size() > 2 && t.front() == '[' && t.back() == ']' && t.rfind("[unused", 0) != 0) {
+      added += fmt::format("{}{{\"id\": {}, \"content\": \"{}\", \"special\": true}}",
+                           added.empty() ? "" : ", ", i, t);
+    }
+    map += fmt::format("{}\"{}\": {}", map.empty() ? "" : ", ", JsonEscape(t), i);
+  }
+  return fmt::format(
+      "{{\n  \"added_tokens\": [{}],\n"
+      "  \"normalizer\": {{\"type\": \"BertNormalizer\", \"clean_text\": true, "
+      "\"handle_chinese_chars\": true, \"strip_accents\": null, \"lowercase\": true}},\n"
+      "  \"pre_tokenizer\": {{\"type\": \"BertPreTokenizer\"}},\n"
+      "  \"post_processor\": {{\"type\": \"BertProcessing\", \"sep\": [\"[SEP]\", 102], "
+      "\"cls\": [\"[CLS]\", 101]}},\n"
+      "  \"decoder\": {{\"type\": \"WordPiece\", \"prefix\": \"##\", \"cleanup\": true}},\n"
+      "  \"model\": {{\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", "
+      "\"continuing_subword_prefix\": \"##\", \"max_input_chars_per_word\": 100,\n"
+      "    \"vocab\": {{{}}}}}\n}}\n",
+      added, map);
+}
+
+}  // namespace
+
 Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
+  if (s.tokenizer && s.n_vocab < 300) {
+    return InvalidArgumentError("encoder spec: a tokenizer needs n_vocab >= 300");
+  }
   if (s.n_embd <= 0 || s.n_head <= 0 || s.n_embd % s.n_head != 0 || s.n_layer <= 0 || s.n_ff <= 0 ||
       s.n_vocab <= 0 || s.n_ctx <= 0 || s.n_token_types <= 0) {
     return InvalidArgumentError("encoder spec: inconsistent shape");
@@ -587,18 +638,26 @@ Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
     vector(h + "output.LayerNorm.weight", g + "layer_output_norm.weight", d, 1.0f, 0.2f);
     vector(h + "output.LayerNorm.bias", g + "layer_output_norm.bias", d, 0.0f, 0.1f);
   }
+  if (s.classifier) {
+    matrix("pooler.dense.weight", "cls.weight", d, d, 2.0f * w_scale);
+    vector("pooler.dense.bias", "cls.bias", d, 0.0f, 0.1f);
+    matrix("classifier.weight", "cls.output.weight", 1, d, w_scale);
+    vector("classifier.bias", "cls.output.bias", 1, 0.0f, 0.5f);
+  }
 
   const bool cls = s.pooling == engine::EncoderPooling::kCls;
   const std::string config = fmt::format(
-      "{{\n  \"architectures\": [\"BertModel\"],\n  \"model_type\": \"bert\",\n"
+      "{{\n  \"architectures\": [\"{}\"],\n  \"model_type\": \"bert\",\n"
       "  \"hidden_size\": {},\n  \"num_hidden_layers\": {},\n  \"num_attention_heads\": {},\n"
       "  \"intermediate_size\": {},\n  \"vocab_size\": {},\n  \"max_position_embeddings\": {},\n"
       "  \"type_vocab_size\": {},\n  \"layer_norm_eps\": {},\n  \"hidden_act\": \"gelu\",\n"
-      "  \"position_embedding_type\": \"absolute\",\n  \"torch_dtype\": \"{}\"\n}}\n",
-      d, s.n_layer, s.n_head, s.n_ff, s.n_vocab, s.n_ctx, s.n_token_types, s.norm_eps,
+      "  \"position_embedding_type\": \"absolute\",\n  \"torch_dtype\": \"{}\"{}\n}}\n",
+      s.classifier ? "BertForSequenceClassification" : "BertModel", d, s.n_layer, s.n_head, s.n_ff, s.n_vocab, s.n_ctx, s.n_token_types, s.norm_eps,
       s.weight_type == TensorType::kF16    ? "float16"
       : s.weight_type == TensorType::kBF16 ? "bfloat16"
-                                           : "float32");
+                                           : "float32",
+      s.classifier ? ",\n  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0}"
+                   : "");
 
   engine::GgufWriter gguf;
   engine::SafetensorsWriter hf;
@@ -612,7 +671,34 @@ Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
   gguf.SetU32("bert.context_length", static_cast<uint32_t>(s.n_ctx));
   gguf.SetF32("bert.attention.layer_norm_epsilon", s.norm_eps);
   gguf.SetBool("bert.attention.causal", false);
-  gguf.SetU32("bert.pooling_type", cls ? 2 : 1);  // llama.cpp: 1 mean, 2 cls
+  // llama.cpp: 1 mean, 2 cls, 4 rank (CLS through the classifier head).
+  gguf.SetU32("bert.pooling_type", s.classifier ? 4 : (cls ? 2 : 1));
+  const std::vector<std::string> vocab =
+      s.tokenizer ? EncoderVocab(s.n_vocab) : std::vector<std::string>();
+  if (s.tokenizer) {
+    // GGUF spells WordPiece as llama.cpp's converter does: "▁word" starts a word, "piece"
+    // continues one; special tokens as they are.
+    std::vector<std::string> spelled;
+    std::vector<int32_t> types;
+    for (const std::string& t : vocab) {
+      const bool special = t.size() > 2 && t.front() == '[' && t.back() == ']';
+      types.push_back(special ? 3 : 1);
+      if (special) {
+        spelled.push_back(t);
+      } else if (t.rfind("##", 0) == 0) {
+        spelled.push_back(t.substr(2));
+      } else {
+        spelled.push_back("\xE2\x96\x81" + t);
+      }
+    }
+    gguf.SetString("tokenizer.ggml.model", "bert");
+    gguf.SetStringArray("tokenizer.ggml.tokens", spelled);
+    gguf.SetI32Array("tokenizer.ggml.token_type", types);
+    gguf.SetU32("tokenizer.ggml.unknown_token_id", 100);
+    gguf.SetU32("tokenizer.ggml.padding_token_id", 0);
+    gguf.SetU32("tokenizer.ggml.cls_token_id", 101);
+    gguf.SetU32("tokenizer.ggml.seperator_token_id", 102);
+  }
   for (Tensor& t : tensors) {
     const int64_t row_len = t.matrix ? t.cols : t.rows;
     const TensorType gguf_type = t.matrix ? s.weight_type : TensorType::kF32;
@@ -629,8 +715,11 @@ Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
     std::vector<int64_t> shape =
         t.matrix ? std::vector<int64_t>{t.rows, t.cols} : std::vector<int64_t>{t.rows};
     if (!targets.hf_dir.empty()) {
+      // BertForSequenceClassification keeps the encoder (and pooler) under "bert.".
+      const std::string name =
+          s.classifier && t.hf_name.rfind("classifier.", 0) != 0 ? "bert." + t.hf_name : t.hf_name;
       YZ_RETURN_IF_ERROR(
-          hf.AddTensor(t.hf_name, round_type, shape, Encode(round_type, t.values, row_len)));
+          hf.AddTensor(name, round_type, shape, Encode(round_type, t.values, row_len)));
     }
     if (!targets.reference_path.empty()) {
       YZ_RETURN_IF_ERROR(ref.AddTensor(t.hf_name, TensorType::kF32, shape, FloatBytes(t.values)));
@@ -646,6 +735,10 @@ Status WriteEncoderModel(const EncoderSpec& s, const WriteTargets& targets) {
     hf.SetMetadata("format", "pt");
     YZ_RETURN_IF_ERROR(hf.WriteFile(targets.hf_dir + "/model.safetensors"));
     YZ_RETURN_IF_ERROR(WriteText(targets.hf_dir + "/config.json", config));
+    if (s.tokenizer) {
+      YZ_RETURN_IF_ERROR(
+          WriteText(targets.hf_dir + "/tokenizer.json", EncoderTokenizerJson(vocab)));
+    }
     YZ_RETURN_IF_ERROR(WriteText(
         targets.hf_dir + "/1_Pooling/config.json",
         fmt::format(

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "yunzhi/base/status.h"
 #include "yunzhi/engine/encoder.h"
@@ -66,7 +67,12 @@ Status WriteModel(const ModelSpec& spec, const WriteTargets& targets);
 
 // A random-weight BERT encoder (post-LayerNorm, GELU, absolute positions) as llama.cpp's GGUF
 // "bert" architecture and/or a Hugging Face BertModel directory (config.json, model.safetensors,
-// sentence-transformers' 1_Pooling/config.json). No tokenizer is written: tests feed token ids.
+// sentence-transformers' 1_Pooling/config.json). With `tokenizer`, a WordPiece vocab is written
+// too (GGUF tokenizer.ggml.* / tokenizer.json): [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK]
+// 103, then a-z, ##a-##z, 0-9, ##0-##9, a few punctuation marks and words, then filler words
+// "wNNN", so any lower-case ASCII text tokenizes (needs n_vocab >= 300). With `classifier`, a
+// cross-encoder (Hugging Face BertForSequenceClassification, num_labels 1: "bert."-prefixed
+// encoder, bert.pooler.dense, classifier; GGUF cls.* / cls.output.* and pooling_type 4 "rank").
 // The reference file holds every weight as float32 under its HF name, config.json under the
 // metadata key "config" and "cls" or "mean" under "pooling" (tests/reference/encode.py).
 struct EncoderSpec {
@@ -79,6 +85,8 @@ struct EncoderSpec {
   int64_t n_token_types = 2;
   float norm_eps = 1e-12f;
   engine::EncoderPooling pooling = engine::EncoderPooling::kCls;
+  bool tokenizer = false;
+  bool classifier = false;
   // Matrices and embedding tables are stored in this type (any type for GGUF; F32/F16/BF16 for
   // safetensors); LayerNorms and biases in F32 (GGUF) or this type (safetensors), rounded
   // through it in both so both files hold the same numbers.
@@ -86,7 +94,10 @@ struct EncoderSpec {
   uint64_t seed = 1;
 };
 
-// Writes the encoder. Errors as WriteModel.
+// The writer's WordPiece vocab for `n_vocab` tokens (see EncoderSpec::tokenizer), ids = index.
+std::vector<std::string> EncoderVocab(int64_t n_vocab);
+
+// Writes the encoder. Errors as WriteModel (kInvalidArgument for tokenizer with n_vocab < 300).
 Status WriteEncoderModel(const EncoderSpec& spec, const WriteTargets& targets);
 
 }  // namespace yunzhi::tools

@@ -89,6 +89,7 @@ json::object ToJson(const hub::ModelInfo& m) {
   json::object o{{"id", m.id},
                  {"name", m.name},
                  {"format", std::string(hub::FormatName(m.format))},
+                 {"kind", m.kind},
                  {"architecture", m.architecture},
                  {"n_params", m.n_params},
                  {"weight_type", m.weight_type},
@@ -135,8 +136,8 @@ int RunImport(const GlobalFlags& flags, const ImportFlags& import) {
   options.progress = [&printer](uint64_t done, uint64_t total) { printer.Update(done, total); };
   auto m = s->registry->Import(import.path, import.name, options);
   if (!m) return PrintError(m.error());
-  std::printf("imported %s (%s): %s, %s params, %s, context %lld, %s%s\n", m->name.c_str(),
-              m->id.c_str(), m->architecture.c_str(), FormatParams(m->n_params).c_str(),
+  std::printf("imported %s (%s): %s, %s, %s params, %s, context %lld, %s%s\n", m->name.c_str(),
+              m->id.c_str(), m->kind.c_str(), m->architecture.c_str(), FormatParams(m->n_params).c_str(),
               m->weight_type.c_str(), static_cast<long long>(m->context_tokens),
               FormatBytes(m->size_bytes).c_str(), m->has_chat_template ? ", chat template" : "");
   return 0;
@@ -151,16 +152,16 @@ int RunList(const GlobalFlags& flags) {
   for (const auto& m : *models) name_width = std::max(name_width, m.name.size());
   const std::string row = fmt::format(
       "{{:<{}}}  {{:<30}}  {{:<8}}  {{:>6}}  {{:<5}}  {{:>6}}  "
-      "{{:>8}}  {{}}\n",
+      "{{:>8}}  {{:<19}}  {{}}\n",
       name_width);
   std::fputs(fmt::format(fmt::runtime(row), "NAME", "ID", "ARCH", "PARAMS", "TYPE", "CTX", "SIZE",
-                         "CREATED (UTC)")
+                         "CREATED (UTC)", "KIND")
                  .c_str(),
              stdout);
   for (const auto& m : *models) {
     std::fputs(fmt::format(fmt::runtime(row), m.name, m.id, m.architecture,
                            FormatParams(m.n_params), m.weight_type, m.context_tokens,
-                           FormatBytes(m.size_bytes), FormatTime(m.created_at_ms))
+                           FormatBytes(m.size_bytes), FormatTime(m.created_at_ms), m.kind)
                    .c_str(),
                stdout);
   }
@@ -177,11 +178,13 @@ int RunShow(const GlobalFlags& flags, const std::string& name, bool as_json) {
     return 0;
   }
   std::printf(
-      "name           %s\nid             %s\nformat         %s\narchitecture   %s\n"
+      "name           %s\nid             %s\nkind           %s\nformat         %s\n"
+      "architecture   %s\n"
       "parameters     %s (%lld)\nweight type    %s\ncontext        %lld tokens\n"
       "chat template  %s\nsize           %s (%lld bytes)\ndigest         sha256:%s\n"
       "keep alive     %s\ncreated        %s UTC\nsource         %s\npath           %s\nfiles\n",
-      m->name.c_str(), m->id.c_str(), std::string(hub::FormatName(m->format)).c_str(),
+      m->name.c_str(), m->id.c_str(), m->kind.c_str(),
+      std::string(hub::FormatName(m->format)).c_str(),
       m->architecture.c_str(), FormatParams(m->n_params).c_str(),
       static_cast<long long>(m->n_params), m->weight_type.c_str(),
       static_cast<long long>(m->context_tokens), m->has_chat_template ? "yes" : "no",

@@ -114,7 +114,7 @@ int RunPs(const GlobalFlags& flags, const PsFlags& ps) {
     std::printf("%s\n", json::serialize(body).c_str());
     return 0;
   }
-  std::printf("%-32s %10s %8s %7s %8s %8s %9s %s\n", "NAME", "SIZE", "CONTEXT", "ACTIVE",
+  std::printf("%-32s %-9s %10s %8s %7s %8s %8s %9s %s\n", "NAME", "KIND", "SIZE", "CONTEXT", "ACTIVE",
               "RUNNING", "WAITING", "KV USED", "UNTIL");
   for (const auto& v : body.at("data").as_array()) {
     const auto& m = v.as_object();
@@ -128,8 +128,10 @@ int RunPs(const GlobalFlags& flags, const PsFlags& ps) {
     } else if (Int(m, "active_requests") == 0) {
       until = "forever";
     }
-    std::printf("%-32s %10s %8lld %7lld %8lld %8lld %9s %s\n",
+    const json::value* kind = m.if_contains("kind");
+    std::printf("%-32s %-9s %10s %8lld %7lld %8lld %8lld %9s %s\n",
                 json::value_to<std::string>(m.at("name")).c_str(),
+                kind != nullptr && kind->is_string() ? kind->as_string().c_str() : "chat",
                 FormatBytes(Int(m, "size_bytes")).c_str(),
                 static_cast<long long>(Int(m, "context_length")),
                 static_cast<long long>(Int(m, "active_requests")),

@@ -44,6 +44,8 @@ std::string HfName(const std::string& name) {
       {"token_types.weight", "embeddings.token_type_embeddings.weight"},
       {"token_embd_norm.weight", "embeddings.LayerNorm.weight"},
       {"token_embd_norm.bias", "embeddings.LayerNorm.bias"},
+      {"cls.weight", "pooler.dense.weight"},
+      {"cls.bias", "pooler.dense.bias"},
   };
   for (const auto& [ours, theirs] : kGlobal) {
     if (name == ours) return std::string(theirs);
@@ -101,6 +103,37 @@ Result<int64_t> GgufInt(const GgufFile& f, const std::string& key, int64_t fallb
   return static_cast<int64_t>(v);
 }
 
+// A BERT vocab.txt (one WordPiece token per line, id = line number) with the uncased BERT
+// normaliser defaults; [CLS], [SEP], [UNK], [PAD], [MASK] become control tokens.
+Result<Vocab> VocabFromBertVocabTxt(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) return UnavailableError(fmt::format("{}: cannot read", file));
+  Vocab v;
+  v.model = TokenizerModel::kWordPiece;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    VocabToken t;
+    t.text = line;
+    t.type = TokenType::kNormal;
+    const int32_t id = static_cast<int32_t>(v.tokens.size());
+    if (line == "[CLS]") v.bos_id = id;
+    if (line == "[SEP]") v.eos_id = id;
+    if (line == "[PAD]") v.pad_id = id;
+    if (line == "[UNK]") {
+      v.unk_id = id;
+      t.type = TokenType::kUnknown;
+    } else if (line == "[CLS]" || line == "[SEP]" || line == "[PAD]" || line == "[MASK]") {
+      t.type = TokenType::kControl;
+    }
+    v.tokens.push_back(std::move(t));
+  }
+  if (v.tokens.empty()) return InvalidArgumentError(fmt::format("{}: empty vocab", file));
+  v.add_bos = v.bos_id >= 0;
+  v.add_eos = v.eos_id >= 0;
+  return v;
+}
+
 }  // namespace
 
 struct EncoderModel::State {
@@ -109,7 +142,11 @@ struct EncoderModel::State {
   std::optional<GgufFile> gguf;
   std::optional<SafetensorsModel> safetensors;
   TensorView token_embd, position_embd;
-  std::vector<float> token_type0;  // row 0 of the token-type embeddings
+  std::vector<float> token_types;  // all rows of the token-type embeddings, dequantised
+  // Cross-encoder head (has_classifier): pooler dense [d, d] + tanh, classifier [1, d].
+  TensorView pooler_w;
+  std::vector<float> pooler_b, cls_w, cls_b;
+  std::optional<Tokenizer> tokenizer;
   std::vector<float> embd_norm_w, embd_norm_b;
   std::vector<EncoderLayer> layers;
   std::unique_ptr<ComputePool> pool;
@@ -125,6 +162,7 @@ Status EncoderModel::State::Bind(const FindFn& find, const StoredNameFn& stored)
     if (!view) {
       return NotFoundError(fmt::format("{}: tensor '{}' not found", path, stored(name)));
     }
+    config.n_params += view->n_elements();
     const int64_t want_rows = rows;
     const bool ok = rows == 0
                         ? (view->n_elements() == cols && view->ne[0] == cols)
@@ -156,9 +194,33 @@ Status EncoderModel::State::Bind(const FindFn& find, const StoredNameFn& stored)
       return NotFoundError(
           fmt::format("{}: tensor '{}' not found", path, stored("token_types.weight")));
     }
-    YZ_ASSIGN_OR_RETURN(TensorView t, get("token_types.weight", c.n_embd, types->ne[1]));
-    token_type0.resize(static_cast<size_t>(c.n_embd));
-    kernels::DequantizeRow(t.type, t.data, token_type0.data(), c.n_embd);
+    const int64_t n_types = types->n_dims >= 2 ? types->ne[1] : 1;
+    YZ_ASSIGN_OR_RETURN(TensorView t, get("token_types.weight", c.n_embd, n_types));
+    config.n_token_types = n_types;
+    token_types.resize(static_cast<size_t>(n_types * c.n_embd));
+    for (int64_t r = 0; r < n_types; ++r) {
+      kernels::DequantizeRow(t.type, static_cast<const uint8_t*>(t.data) + r * t.row_size_bytes(),
+                             token_types.data() + r * c.n_embd, c.n_embd);
+    }
+  }
+  // A classification head makes it a cross-encoder. An embedding checkpoint may carry the pooler
+  // alone (BertModel saves it): that is not a head.
+  {
+    YZ_ASSIGN_OR_RETURN(std::optional<TensorView> out, find("cls.output.weight"));
+    if (out) {
+      if (out->n_dims == 2 && out->ne[1] != 1) {
+        return UnimplementedError(fmt::format(
+            "{}: the classifier has {} labels; only rerankers with one label are supported", path,
+            out->ne[1]));
+      }
+      YZ_ASSIGN_OR_RETURN(TensorView cw, get("cls.output.weight", c.n_embd, out->n_dims == 2 ? 1 : 0));
+      cls_w.resize(static_cast<size_t>(c.n_embd));
+      Dequantize(cw.type, cw.data, cls_w.data(), c.n_embd);
+      YZ_ASSIGN_OR_RETURN(cls_b, vec("cls.output.bias", 1));
+      YZ_ASSIGN_OR_RETURN(pooler_w, get("cls.weight", c.n_embd, c.n_embd));
+      YZ_ASSIGN_OR_RETURN(pooler_b, vec("cls.bias", c.n_embd));
+      config.has_classifier = true;
+    }
   }
   YZ_ASSIGN_OR_RETURN(embd_norm_w, vec("token_embd_norm.weight", c.n_embd));
   YZ_ASSIGN_OR_RETURN(embd_norm_b, vec("token_embd_norm.bias", c.n_embd));
@@ -167,6 +229,7 @@ Status EncoderModel::State::Bind(const FindFn& find, const StoredNameFn& stored)
     EncoderLayer& l = layers[static_cast<size_t>(i)];
     const std::string p = fmt::format("blk.{}.", i);
     YZ_ASSIGN_OR_RETURN(l.wq, get(p + "attn_q.weight", c.n_embd, c.n_embd));
+    config.weight_type = l.wq.type;
     YZ_ASSIGN_OR_RETURN(l.wk, get(p + "attn_k.weight", c.n_embd, c.n_embd));
     YZ_ASSIGN_OR_RETURN(l.wv, get(p + "attn_v.weight", c.n_embd, c.n_embd));
     YZ_ASSIGN_OR_RETURN(l.wo, get(p + "attn_output.weight", c.n_embd, c.n_embd));
@@ -257,7 +320,11 @@ Result<std::unique_ptr<EncoderModel>> EncoderModel::Load(const std::string& path
     // Checkpoints saved from BertForXxx carry a "bert." prefix.
     const std::string prefix =
         m.FindTensor("bert.embeddings.word_embeddings.weight") != nullptr ? "bert." : "";
-    auto stored = [&](const std::string& name) { return prefix + HfName(name); };
+    auto stored = [&](const std::string& name) {
+      // The classifier sits outside the "bert." module of BertForSequenceClassification.
+      if (name.rfind("cls.output.", 0) == 0) return "classifier." + name.substr(11);
+      return prefix + HfName(name);
+    };
     auto find = [&](const std::string& name) -> Result<std::optional<TensorView>> {
       const std::string hf = stored(name);
       if (m.FindTensor(hf) == nullptr) return std::optional<TensorView>();
@@ -269,6 +336,20 @@ Result<std::unique_ptr<EncoderModel>> EncoderModel::Load(const std::string& path
       return std::optional<TensorView>(view);
     };
     YZ_RETURN_IF_ERROR(state->Bind(find, stored));
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+      if (entry.path().extension() == ".safetensors") {
+        c.weight_bytes += static_cast<int64_t>(entry.file_size(ec));
+      }
+    }
+    if (std::filesystem::is_regular_file(path + "/tokenizer.json", ec)) {
+      YZ_ASSIGN_OR_RETURN(Vocab vocab, VocabFromHfDir(path));
+      YZ_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Create(std::move(vocab)));
+      state->tokenizer.emplace(std::move(tok));
+    } else if (std::filesystem::is_regular_file(path + "/vocab.txt", ec)) {
+      YZ_ASSIGN_OR_RETURN(Vocab vocab, VocabFromBertVocabTxt(path + "/vocab.txt"));
+      YZ_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Create(std::move(vocab)));
+      state->tokenizer.emplace(std::move(tok));
+    }
   } else {
     YZ_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
     state->gguf.emplace(std::move(file));
@@ -287,15 +368,15 @@ Result<std::unique_ptr<EncoderModel>> EncoderModel::Load(const std::string& path
       YZ_ASSIGN_OR_RETURN(c.norm_eps, f.GetF32("bert.attention.layer_norm_epsilon"));
     }
     if (f.HasKey("bert.pooling_type")) {
-      // llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
+      // llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank (CLS + classifier head).
       YZ_ASSIGN_OR_RETURN(int64_t type, GgufInt(f, "bert.pooling_type", -1));
       if (type == 1) {
         c.pooling = EncoderPooling::kMean;
-      } else if (type == 2) {
+      } else if (type == 2 || type == 4) {
         c.pooling = EncoderPooling::kCls;
       } else {
-        return UnimplementedError(
-            fmt::format("{}: bert.pooling_type {} is not supported (1 mean, 2 cls)", path, type));
+        return UnimplementedError(fmt::format(
+            "{}: bert.pooling_type {} is not supported (1 mean, 2 cls, 4 rank)", path, type));
       }
     }
     YZ_RETURN_IF_ERROR(ValidateConfig(path, c));
@@ -316,6 +397,19 @@ Result<std::unique_ptr<EncoderModel>> EncoderModel::Load(const std::string& path
       return std::optional<TensorView>(view);
     };
     YZ_RETURN_IF_ERROR(state->Bind(find, stored));
+    c.weight_bytes = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (f.HasKey("tokenizer.ggml.tokens")) {
+      YZ_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(f));
+      YZ_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Create(std::move(vocab)));
+      state->tokenizer.emplace(std::move(tok));
+    }
+  }
+  if (state->tokenizer) {
+    const Vocab& v = state->tokenizer->vocab();
+    if (v.bos_id < 0 || v.eos_id < 0) {
+      return InvalidArgumentError(
+          fmt::format("{}: the tokenizer names no [CLS] / [SEP] token", path));
+    }
   }
   if (options.pooling) c.pooling = *options.pooling;
   state->pool = std::make_unique<ComputePool>(options.n_threads);
@@ -325,6 +419,77 @@ Result<std::unique_ptr<EncoderModel>> EncoderModel::Load(const std::string& path
 EncoderModel::EncoderModel(std::unique_ptr<State> state) : state_(std::move(state)) {}
 EncoderModel::~EncoderModel() = default;
 const EncoderConfig& EncoderModel::config() const { return state_->config; }
+const Tokenizer* EncoderModel::tokenizer() const {
+  return state_->tokenizer ? &*state_->tokenizer : nullptr;
+}
+
+Result<std::vector<int32_t>> EncoderModel::TokenizeText(std::string_view text,
+                                                        bool truncate) const {
+  const State& s = *state_;
+  if (!s.tokenizer) {
+    return FailedPreconditionError(fmt::format("{}: the model has no tokenizer", s.path));
+  }
+  std::vector<int32_t> ids = s.tokenizer->Encode(text);
+  const int64_t max_text = s.config.n_ctx_train - 2;
+  if (static_cast<int64_t>(ids.size()) > max_text) {
+    if (!truncate) {
+      return InvalidArgumentError(
+          fmt::format("the input has {} tokens; the model takes at most {}", ids.size() + 2,
+                      s.config.n_ctx_train));
+    }
+    ids.resize(static_cast<size_t>(std::max<int64_t>(max_text, 0)));
+  }
+  const Vocab& v = s.tokenizer->vocab();
+  ids.insert(ids.begin(), v.bos_id);
+  ids.push_back(v.eos_id);
+  return ids;
+}
+
+Result<EncoderInput> EncoderModel::TokenizePair(std::string_view a, std::string_view b,
+                                                bool truncate) const {
+  const State& s = *state_;
+  if (!s.tokenizer) {
+    return FailedPreconditionError(fmt::format("{}: the model has no tokenizer", s.path));
+  }
+  std::vector<int32_t> ia = s.tokenizer->Encode(a);
+  std::vector<int32_t> ib = s.tokenizer->Encode(b);
+  const size_t max_text = static_cast<size_t>(std::max<int64_t>(s.config.n_ctx_train - 3, 0));
+  if (ia.size() + ib.size() > max_text) {
+    if (!truncate) {
+      return InvalidArgumentError(
+          fmt::format("the pair has {} tokens; the model takes at most {}",
+                      ia.size() + ib.size() + 3, s.config.n_ctx_train));
+    }
+    while (ia.size() + ib.size() > max_text) {
+      (ia.size() > ib.size() ? ia : ib).pop_back();
+    }
+  }
+  const Vocab& v = s.tokenizer->vocab();
+  EncoderInput in;
+  in.tokens.reserve(ia.size() + ib.size() + 3);
+  in.tokens.push_back(v.bos_id);
+  in.tokens.insert(in.tokens.end(), ia.begin(), ia.end());
+  in.tokens.push_back(v.eos_id);
+  in.type_ids.assign(in.tokens.size(), 0);
+  in.tokens.insert(in.tokens.end(), ib.begin(), ib.end());
+  in.tokens.push_back(v.eos_id);
+  in.type_ids.resize(in.tokens.size(), 1);
+  return in;
+}
+
+bool IsEncoderModelPath(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    auto cfg = internal::ReadJsonObject(path + "/config.json");
+    if (!cfg) return false;
+    const json::value* type = cfg->if_contains("model_type");
+    return type != nullptr && type->is_string() && type->as_string() == "bert";
+  }
+  auto f = GgufFile::Open(path);
+  if (!f) return false;
+  auto arch = f->GetString("general.architecture");
+  return arch && *arch == "bert";
+}
 
 namespace {
 
@@ -357,16 +522,28 @@ void Linear(ComputePool* pool, const TensorView& w, const float* x, int64_t n_to
 
 }  // namespace
 
-Result<std::vector<std::vector<float>>> EncoderModel::Embed(
-    std::span<const std::vector<int32_t>> batch, bool normalize) {
+Result<std::vector<float>> EncoderModel::Forward(std::span<const EncoderInput> batch,
+                                                 std::vector<int64_t>* first_out) {
   const State& s = *state_;
   const EncoderConfig& c = s.config;
   const int64_t d = c.n_embd;
   const int64_t hd = d / c.n_head;
   // All inputs' tokens run through the linear layers together; attention stays within an input.
-  std::vector<int64_t> first(batch.size() + 1, 0);
+  std::vector<int64_t>& first = *first_out;
+  first.assign(batch.size() + 1, 0);
   for (size_t b = 0; b < batch.size(); ++b) {
-    const auto& tokens = batch[b];
+    const auto& tokens = batch[b].tokens;
+    const auto& types = batch[b].type_ids;
+    if (!types.empty() && types.size() != tokens.size()) {
+      return InvalidArgumentError(fmt::format("input {} has {} tokens but {} type ids", b,
+                                              tokens.size(), types.size()));
+    }
+    for (int32_t t : types) {
+      if (t < 0 || t >= c.n_token_types) {
+        return InvalidArgumentError(
+            fmt::format("input {}: token type {} is outside [0, {})", b, t, c.n_token_types));
+      }
+    }
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n == 0) return InvalidArgumentError(fmt::format("input {} is empty", b));
     if (n > c.n_ctx_train) {
@@ -381,8 +558,7 @@ Result<std::vector<std::vector<float>>> EncoderModel::Embed(
     }
     first[b + 1] = first[b] + n;
   }
-  std::vector<std::vector<float>> result;
-  if (batch.empty()) return result;
+  if (batch.empty()) return std::vector<float>();
   const int64_t n_tokens = first.back();
   const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
   std::vector<float> x(sz(n_tokens * d)), q(sz(n_tokens * d)), k(sz(n_tokens * d)),
@@ -394,13 +570,14 @@ Result<std::vector<std::vector<float>>> EncoderModel::Embed(
       float* xt = x.data() + (first[b] + i) * d;
       const TensorView& te = s.token_embd;
       kernels::DequantizeRow(
-          te.type, static_cast<const uint8_t*>(te.data) + batch[b][sz(i)] * te.row_size_bytes(), xt,
+          te.type, static_cast<const uint8_t*>(te.data) + batch[b].tokens[sz(i)] * te.row_size_bytes(), xt,
           d);
       const TensorView& pe = s.position_embd;
       kernels::DequantizeRow(
           pe.type, static_cast<const uint8_t*>(pe.data) + i * pe.row_size_bytes(), row.data(), d);
       kernels::AddInPlace(xt, row.data(), d);
-      kernels::AddInPlace(xt, s.token_type0.data(), d);
+      const int32_t type = batch[b].type_ids.empty() ? 0 : batch[b].type_ids[sz(i)];
+      kernels::AddInPlace(xt, s.token_types.data() + type * d, d);
     }
   }
   LayerNormRows(x.data(), s.embd_norm_w, s.embd_norm_b, c.norm_eps, n_tokens, d, x.data());
@@ -462,6 +639,55 @@ Result<std::vector<std::vector<float>>> EncoderModel::Embed(
     LayerNormRows(x.data(), l.out_norm_w, l.out_norm_b, c.norm_eps, n_tokens, d, x.data());
   }
 
+  return x;
+}
+
+Result<std::vector<std::vector<float>>> EncoderModel::Embed(
+    std::span<const std::vector<int32_t>> batch, bool normalize) {
+  std::vector<EncoderInput> inputs(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) inputs[i].tokens = batch[i];
+  return Embed(inputs, normalize);
+}
+
+Result<std::vector<float>> EncoderModel::Score(std::span<const EncoderInput> batch) {
+  const State& s = *state_;
+  const EncoderConfig& c = s.config;
+  if (!c.has_classifier) {
+    return FailedPreconditionError(
+        fmt::format("{}: the model has no classification head (not a reranker)", s.path));
+  }
+  std::vector<int64_t> first;
+  YZ_ASSIGN_OR_RETURN(std::vector<float> x, Forward(batch, &first));
+  const int64_t d = c.n_embd;
+  const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  // The [CLS] row of every input through the pooler (dense + tanh), then the classifier.
+  std::vector<float> cls(sz(static_cast<int64_t>(batch.size()) * d));
+  for (size_t b = 0; b < batch.size(); ++b) {
+    std::copy_n(x.data() + first[b] * d, d, cls.data() + static_cast<int64_t>(b) * d);
+  }
+  std::vector<float> pooled(cls.size());
+  Linear(s.pool.get(), s.pooler_w, cls.data(), static_cast<int64_t>(batch.size()), pooled.data());
+  AddBiasRows(pooled.data(), s.pooler_b, static_cast<int64_t>(batch.size()));
+  std::vector<float> scores(batch.size());
+  for (size_t b = 0; b < batch.size(); ++b) {
+    double acc = s.cls_b[0];
+    for (int64_t i = 0; i < d; ++i) {
+      acc += static_cast<double>(s.cls_w[sz(i)]) * std::tanh(pooled[b * sz(d) + sz(i)]);
+    }
+    scores[b] = static_cast<float>(acc);
+  }
+  return scores;
+}
+
+Result<std::vector<std::vector<float>>> EncoderModel::Embed(std::span<const EncoderInput> batch,
+                                                            bool normalize) {
+  const State& s = *state_;
+  const EncoderConfig& c = s.config;
+  const int64_t d = c.n_embd;
+  const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  std::vector<int64_t> first;
+  YZ_ASSIGN_OR_RETURN(std::vector<float> x, Forward(batch, &first));
+  std::vector<std::vector<float>> result;
   result.reserve(batch.size());
   for (size_t b = 0; b < batch.size(); ++b) {
     std::vector<float> e(sz(d), 0.0f);

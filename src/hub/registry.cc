@@ -18,6 +18,7 @@
 
 #include "hub/file_import.h"
 #include "hub/registry_impl.h"
+#include "yunzhi/engine/encoder.h"
 
 namespace yunzhi::hub {
 namespace fs = std::filesystem;
@@ -29,7 +30,7 @@ constexpr uint64_t kProgressIntervalBytes = uint64_t{16} << 20;
 
 constexpr std::string_view kModelColumns =
     "id, name, format, digest, size_bytes, architecture, n_params, weight_type, context_tokens, "
-    "has_chat_template, source_path, created_at_ms, keep_alive_ms";
+    "has_chat_template, source_path, created_at_ms, keep_alive_ms, kind";
 
 Error ModelNotFound(std::string_view name_or_id) {
   return Error(Code::kNotFound, fmt::format("model '{}' does not exist", name_or_id), "",
@@ -51,7 +52,37 @@ ModelInfo FromRow(const store::Row& r) {
   m.source_path = r.Text(10);
   m.created_at_ms = r.Int(11);
   m.keep_alive_ms = r.OptInt(12);
+  m.kind = r.Text(13);
   return m;
+}
+
+// Loads the model at `path` with the loader its files call for (a decoder or a BERT encoder),
+// which validates it, and fills what the record says about it into `m` when not null.
+Status Describe(const std::string& path, ModelInfo* m) {
+  if (engine::IsEncoderModelPath(path)) {
+    auto loaded = engine::EncoderModel::Load(path, {.n_threads = 1});
+    if (!loaded) return loaded.error();
+    if (m == nullptr) return OkStatus();
+    const engine::EncoderConfig& c = (*loaded)->config();
+    m->kind = c.has_classifier ? "rerank" : "embedding";
+    m->architecture = "bert";
+    m->n_params = c.n_params;
+    m->weight_type = std::string(engine::TypeName(c.weight_type));
+    m->context_tokens = c.n_ctx_train;
+    m->has_chat_template = false;
+    return OkStatus();
+  }
+  auto loaded = engine::Model::Load(path);
+  if (!loaded) return loaded.error();
+  if (m == nullptr) return OkStatus();
+  const engine::ModelConfig& c = (*loaded)->config();
+  m->kind = "chat";
+  m->architecture = std::string(engine::ArchitectureName(c.architecture));
+  m->n_params = c.n_params;
+  m->weight_type = std::string(engine::TypeName(c.weight_type));
+  m->context_tokens = c.n_ctx_train;
+  m->has_chat_template = !(*loaded)->chat_template().empty();
+  return OkStatus();
 }
 
 // The top-level files of a Hugging Face directory that belong to the model (see Import).
@@ -225,10 +256,7 @@ Result<ModelInfo> Registry::Impl::Import(const fs::path& source, std::string_vie
   }
   // Reject a broken model before storing any of it. Loading maps the file and checks every
   // tensor's header: cheap next to hashing.
-  {
-    auto loaded = engine::Model::Load(source.string());
-    if (!loaded) return loaded.error();
-  }
+  YZ_RETURN_IF_ERROR(Describe(source.string(), nullptr));
 
   uint64_t total = 0;
   for (const auto& f : sources) total += f.size_bytes;
@@ -264,16 +292,7 @@ Result<ModelInfo> Registry::Impl::Import(const fs::path& source, std::string_vie
     m.path = dir.string();
   }
   // Load what is stored, not the source: this is what the server will load.
-  {
-    auto loaded = engine::Model::Load(m.path);
-    if (!loaded) return loaded.error();
-    const engine::ModelConfig& c = (*loaded)->config();
-    m.architecture = std::string(engine::ArchitectureName(c.architecture));
-    m.n_params = c.n_params;
-    m.weight_type = std::string(engine::TypeName(c.weight_type));
-    m.context_tokens = c.n_ctx_train;
-    m.has_chat_template = !(*loaded)->chat_template().empty();
-  }
+  YZ_RETURN_IF_ERROR(Describe(m.path, &m));
 
   ModelInfo replaced;
   YZ_RETURN_IF_ERROR(db.Transact([&](store::Executor& ex) -> Status {
@@ -299,10 +318,10 @@ Result<ModelInfo> Registry::Impl::Import(const fs::path& source, std::string_vie
     YZ_RETURN_IF_ERROR(ex.Execute(
         "INSERT INTO hub_models (id, name, format, digest, size_bytes, architecture, n_params, "
         "weight_type, context_tokens, has_chat_template, source_path, created_at_ms, "
-        "keep_alive_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        "keep_alive_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
         {m.id, m.name, std::string(FormatName(m.format)), m.digest, m.size_bytes, m.architecture,
          m.n_params, m.weight_type, m.context_tokens, int64_t{m.has_chat_template ? 1 : 0},
-         m.source_path, m.created_at_ms}));
+         m.source_path, m.created_at_ms, m.kind}));
     for (const auto& f : m.files) {
       YZ_RETURN_IF_ERROR(ex.Execute(
           "INSERT INTO hub_model_files (model_id, name, digest, size_bytes) VALUES (?, ?, ?, ?)",

@@ -34,6 +34,12 @@ CREATE TABLE hub_model_files (
 CREATE INDEX hub_model_files_by_digest ON hub_model_files(digest);
 )sql",
        {}},
+      {2,
+       "model kind: chat, embedding or rerank",
+       R"sql(
+ALTER TABLE hub_models ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';
+)sql",
+       {}},
   };
   return store::Migrate(db, "hub", kMigrations);
 }

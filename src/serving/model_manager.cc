@@ -147,7 +147,9 @@ void ModelManager::Shutdown() {
   if (s.reaper.joinable()) s.reaper.join();
   // Requests still running end with kUnavailable; their leases may outlive this call, so the
   // LoadedModel lives on until the last one lets go (Release then finds no entry).
-  for (auto& m : all) m->scheduler->Shutdown();
+  for (auto& m : all) {
+    if (m->scheduler) m->scheduler->Shutdown();
+  }
 }
 
 void ModelManager::State::ReaperLoop() {
@@ -175,6 +177,23 @@ void ModelManager::State::ReaperLoop() {
 }
 
 Result<Lease> ModelManager::Acquire(std::string_view name, std::optional<int64_t> keep_alive_ms) {
+  return AcquireKind(name, keep_alive_ms, /*encoder=*/false);
+}
+
+namespace {
+
+Error WrongKind(std::string_view name, std::string_view is, std::string_view wanted) {
+  return InvalidArgumentError(
+      fmt::format("model '{}' is {} {} model, not {} {} model", name,
+                  is.starts_with("e") ? "an" : "a", is, wanted.starts_with("e") ? "an" : "a",
+                  wanted),
+      "model");
+}
+
+}  // namespace
+
+Result<Lease> ModelManager::AcquireKind(std::string_view name,
+                                        std::optional<int64_t> keep_alive_ms, bool encoder) {
   State& s = *state_;
   YZ_ASSIGN_OR_RETURN(ModelSource source, s.resolver(name));
   const std::string key = source.name;
@@ -190,6 +209,9 @@ Result<Lease> ModelManager::Acquire(std::string_view name, std::optional<int64_t
         continue;
       }
       if (e.loaded->source.path != source.path) break;  // re-imported under the same name
+      if ((e.loaded->encoder != nullptr) != encoder) {
+        return WrongKind(key, e.loaded->kind, encoder ? "embedding" : "chat");
+      }
       ++e.leases;
       e.expires_at_ms.reset();
       e.last_used_ms = s.clock->NowUnixMs();
@@ -219,6 +241,77 @@ Result<Lease> ModelManager::Acquire(std::string_view name, std::optional<int64_t
   };
 
   const auto start = std::chrono::steady_clock::now();
+  // A vanished file is not a wrong kind: the load below reports it (model_load_failed).
+  std::error_code exists_ec;
+  if (std::filesystem::exists(source.path, exists_ec) &&
+      engine::IsEncoderModelPath(source.path) != encoder) {
+    return fail(encoder ? WrongKind(key, "chat", "embedding")
+                        : WrongKind(key, "embedding", "chat"));
+  }
+  if (encoder) {
+    auto enc = engine::EncoderModel::Load(source.path, {.n_threads = s.options.n_threads});
+    if (!enc) {
+      log::Error("model_load_failed", {{"model", key}, {"error", enc.error().message}});
+      return fail(Error(Code::kUnavailable,
+                        fmt::format("cannot load model '{}': {}", key, enc.error().message),
+                        "model", "model_load_failed"));
+    }
+    const engine::EncoderConfig& c = (*enc)->config();
+    const int64_t weight_bytes = c.weight_bytes;
+    // One batch's activations: x, q, k, v, attention, output (n_embd each) and the FFN.
+    const int64_t work_bytes = kEncoderBatchTokens * (6 * c.n_embd + c.n_ff) * 4;
+    std::vector<std::shared_ptr<LoadedModel>> evicted;
+    {
+      std::lock_guard lock(s.mutex);
+      if (s.MakeRoom(weight_bytes + work_bytes, &evicted)) {
+        s.models[key].reserved_bytes = weight_bytes + work_bytes;
+      } else {
+        s.models.erase(key);
+        s.loaded_cv.notify_all();
+        return Error(Code::kResourceExhausted,
+                     fmt::format("model '{}' needs {} ({} weights + {} working memory) but the "
+                                 "models in use leave less than that of the {} memory budget; "
+                                 "retry later",
+                                 key, Mib(weight_bytes + work_bytes), Mib(weight_bytes),
+                                 Mib(work_bytes), Mib(s.options.memory_budget_bytes)),
+                     "model", "memory_budget");
+      }
+    }
+    evicted.clear();
+    auto loaded = std::make_shared<LoadedModel>();
+    loaded->source = source;
+    loaded->kind = c.has_classifier ? "rerank" : "embedding";
+    loaded->encoder = std::move(*enc);
+    loaded->weight_bytes = weight_bytes;
+    loaded->kv_bytes = work_bytes;
+    loaded->load_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    loaded->loaded_at_ms = s.clock->NowUnixMs();
+    if (s.load_seconds != nullptr) {
+      s.load_seconds->WithLabels({key}).Observe(loaded->load_ms / 1000);
+    }
+    log::Info("model_loaded", {{"model", key},
+                               {"path", source.path},
+                               {"kind", loaded->kind},
+                               {"load_ms", loaded->load_ms},
+                               {"weight_bytes", weight_bytes},
+                               {"n_ctx", c.n_ctx_train}});
+    {
+      std::lock_guard lock(s.mutex);
+      if (s.stopping) {
+        s.models.erase(key);
+        s.loaded_cv.notify_all();
+        return UnavailableError("the server is shutting down");
+      }
+      State::Entry& e = s.models[key];
+      e.loaded = loaded;
+      e.leases = 1;
+      e.last_used_ms = s.clock->NowUnixMs();
+      s.UpdateLoadedGauge();
+    }
+    s.loaded_cv.notify_all();
+    return Lease(this, std::move(loaded), keep_alive_ms, true);
+  }
   auto model = engine::Model::Load(source.path);
   if (!model) {
     log::Error("model_load_failed", {{"model", key}, {"error", model.error().message}});
@@ -366,15 +459,21 @@ std::vector<LoadedModelInfo> ModelManager::List() const {
     info.name = name;
     info.id = m.source.id;
     info.path = m.source.path;
-    info.architecture = std::string(engine::ArchitectureName(m.model->config().architecture));
+    info.kind = m.kind;
     info.weight_bytes = m.weight_bytes;
     info.kv_bytes = m.kv_bytes;
-    info.n_ctx = m.scheduler->n_ctx();
+    if (m.encoder) {
+      info.architecture = "bert";
+      info.n_ctx = m.encoder->config().n_ctx_train;
+    } else {
+      info.architecture = std::string(engine::ArchitectureName(m.model->config().architecture));
+      info.n_ctx = m.scheduler->n_ctx();
+      info.stats = m.scheduler->stats();
+    }
     info.leases = e.leases;
     info.loaded_at_ms = m.loaded_at_ms;
     info.load_ms = m.load_ms;
     info.expires_at_ms = e.leases == 0 ? e.expires_at_ms : std::nullopt;
-    info.stats = m.scheduler->stats();
     out.push_back(std::move(info));
   }
   return out;
@@ -399,6 +498,157 @@ Status ModelManager::Unload(std::string_view name) {
   }
   log::Info("model_unloaded", {{"model", std::string(name)}, {"reason", "requested"}});
   return OkStatus();
+}
+
+Result<Lease> ModelManager::AcquireEncoder(std::string_view name,
+                                           std::optional<int64_t> keep_alive_ms,
+                                           std::string_view want_kind) {
+  YZ_ASSIGN_OR_RETURN(Lease lease, AcquireKind(name, keep_alive_ms, /*encoder=*/true));
+  if (lease->kind != want_kind) return WrongKind(lease->source.name, lease->kind, want_kind);
+  return lease;
+}
+
+namespace {
+
+// Runs `inputs` through `run` in consecutive batches of at most kEncoderBatchTokens tokens (at
+// least one input each), appending each batch's results to `out`.
+template <typename Out, typename Fn>
+Status RunInBatches(std::span<const engine::EncoderInput> inputs, std::vector<Out>* out, Fn run) {
+  size_t begin = 0;
+  while (begin < inputs.size()) {
+    size_t end = begin;
+    int64_t tokens = 0;
+    while (end < inputs.size() &&
+           (end == begin ||
+            tokens + static_cast<int64_t>(inputs[end].tokens.size()) <= kEncoderBatchTokens)) {
+      tokens += static_cast<int64_t>(inputs[end].tokens.size());
+      ++end;
+    }
+    YZ_ASSIGN_OR_RETURN(std::vector<Out> part, run(inputs.subspan(begin, end - begin)));
+    for (auto& p : part) out->push_back(std::move(p));
+    begin = end;
+  }
+  return OkStatus();
+}
+
+Status CheckTokenizer(const LoadedModel& m) {
+  if (m.encoder->tokenizer() == nullptr) {
+    return InvalidArgumentError(
+        fmt::format("model '{}' has no tokenizer; send token ids instead of text", m.source.name),
+        "input");
+  }
+  return OkStatus();
+}
+
+Result<EmbedResult> EmbedInputs(LoadedModel& m, std::vector<engine::EncoderInput> inputs,
+                                bool normalize) {
+  EmbedResult result;
+  for (const auto& in : inputs) result.prompt_tokens += static_cast<int64_t>(in.tokens.size());
+  std::lock_guard lock(m.encoder_mutex);
+  YZ_RETURN_IF_ERROR(RunInBatches(
+      std::span<const engine::EncoderInput>(inputs), &result.vectors,
+      [&](std::span<const engine::EncoderInput> batch) {
+        return m.encoder->Embed(batch, normalize);
+      }));
+  return result;
+}
+
+}  // namespace
+
+Result<EmbedResult> ModelManager::Embed(std::string_view model, std::span<const std::string> texts,
+                                        bool normalize, std::optional<int64_t> keep_alive_ms) {
+  return Embed(model, texts, EmbedOptions{.normalize = normalize, .keep_alive_ms = keep_alive_ms});
+}
+
+Result<EmbedResult> ModelManager::Embed(std::string_view model, std::span<const std::string> texts,
+                                        const EmbedOptions& options) {
+  if (texts.empty()) return InvalidArgumentError("input must not be empty", "input");
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (texts[i].empty()) {
+      return InvalidArgumentError(fmt::format("input[{}] is an empty string", i), "input");
+    }
+  }
+  YZ_ASSIGN_OR_RETURN(Lease lease, AcquireEncoder(model, options.keep_alive_ms, "embedding"));
+  YZ_RETURN_IF_ERROR(CheckTokenizer(*lease));
+  std::vector<engine::EncoderInput> inputs(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto ids = lease->encoder->TokenizeText(texts[i], options.truncate);
+    if (!ids) {
+      return InvalidArgumentError(fmt::format("input[{}]: {}", i, ids.error().message), "input");
+    }
+    inputs[i].tokens = std::move(*ids);
+  }
+  return EmbedInputs(*lease, std::move(inputs), options.normalize);
+}
+
+Result<EmbedResult> ModelManager::EmbedTokens(std::string_view model,
+                                              std::span<const std::vector<int32_t>> token_inputs,
+                                              const EmbedOptions& options) {
+  if (token_inputs.empty()) return InvalidArgumentError("input must not be empty", "input");
+  for (size_t i = 0; i < token_inputs.size(); ++i) {
+    if (token_inputs[i].empty()) {
+      return InvalidArgumentError(fmt::format("input[{}] has no tokens", i), "input");
+    }
+  }
+  YZ_ASSIGN_OR_RETURN(Lease lease, AcquireEncoder(model, options.keep_alive_ms, "embedding"));
+  const engine::EncoderConfig& c = lease->encoder->config();
+  const engine::Tokenizer* tok = lease->encoder->tokenizer();
+  std::vector<engine::EncoderInput> inputs(token_inputs.size());
+  for (size_t i = 0; i < token_inputs.size(); ++i) {
+    std::vector<int32_t> ids = token_inputs[i];
+    for (int32_t id : ids) {
+      if (id < 0 || id >= c.n_vocab) {
+        return InvalidArgumentError(
+            fmt::format("input[{}]: token id {} is outside [0, {})", i, id, c.n_vocab), "input");
+      }
+    }
+    if (tok != nullptr) {
+      const int32_t cls = tok->vocab().bos_id;
+      const int32_t sep = tok->vocab().eos_id;
+      if (!(ids.size() >= 2 && ids.front() == cls && ids.back() == sep)) {
+        ids.insert(ids.begin(), cls);
+        ids.push_back(sep);
+      }
+    }
+    if (static_cast<int64_t>(ids.size()) > c.n_ctx_train) {
+      if (!options.truncate) {
+        return InvalidArgumentError(
+            fmt::format("input[{}] has {} tokens; the model takes at most {}", i, ids.size(),
+                        c.n_ctx_train),
+            "input");
+      }
+      const int32_t last = ids.back();
+      ids.resize(static_cast<size_t>(c.n_ctx_train));
+      if (tok != nullptr) ids.back() = last;
+    }
+    inputs[i].tokens = std::move(ids);
+  }
+  return EmbedInputs(*lease, std::move(inputs), options.normalize);
+}
+
+Result<RerankResult> ModelManager::Rerank(std::string_view model, std::string_view query,
+                                          std::span<const std::string> documents,
+                                          std::optional<int64_t> keep_alive_ms) {
+  if (documents.empty()) return InvalidArgumentError("documents must not be empty", "documents");
+  YZ_ASSIGN_OR_RETURN(Lease lease, AcquireEncoder(model, keep_alive_ms, "rerank"));
+  YZ_RETURN_IF_ERROR(CheckTokenizer(*lease));
+  std::vector<engine::EncoderInput> inputs(documents.size());
+  RerankResult result;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    YZ_ASSIGN_OR_RETURN(inputs[i], lease->encoder->TokenizePair(query, documents[i], true));
+    result.prompt_tokens += static_cast<int64_t>(inputs[i].tokens.size());
+  }
+  std::lock_guard lock(lease->encoder_mutex);
+  YZ_RETURN_IF_ERROR(RunInBatches(std::span<const engine::EncoderInput>(inputs), &result.scores,
+                                  [&](std::span<const engine::EncoderInput> batch) {
+                                    return lease->encoder->Score(batch);
+                                  }));
+  return result;
+}
+
+Result<int64_t> ModelManager::EmbeddingDimensions(std::string_view model) {
+  YZ_ASSIGN_OR_RETURN(Lease lease, AcquireEncoder(model, std::nullopt, "embedding"));
+  return lease->encoder->config().n_embd;
 }
 
 }  // namespace yunzhi::serving

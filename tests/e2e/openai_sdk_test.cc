@@ -33,6 +33,8 @@ const std::string kNodeDir = YUNZHI_SOURCE_DIR "/tests/e2e/openai";
 const std::string kStories = YUNZHI_TESTDATA_DIR "/models/stories260K.gguf";
 constexpr const char* kChatModel = "test/stories260k";
 constexpr const char* kTinyModel = "test/tiny-random";
+constexpr const char* kEmbedModel = "test/bge-random";  // a random bge-shaped encoder
+constexpr const char* kRerankModel = "test/reranker-random";  // a random cross-encoder
 
 // The program `name` on PATH (RunCommand executes a path, without a PATH search), or "".
 std::string FindOnPath(const std::string& name) {
@@ -78,6 +80,16 @@ class OpenAiSdk : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
     Import(kStories, kChatModel);
     Import(tiny, kTinyModel);
+    const std::string bge = dir_.path() + "/bge.gguf";
+    const CommandResult made_bge =
+        RunCommand({kMakeModel, "--arch", "bert", "--tokenizer", "--gguf", bge});
+    ASSERT_EQ(made_bge.exit_code, 0) << made_bge.out << made_bge.err;
+    Import(bge, kEmbedModel);
+    const std::string reranker = dir_.path() + "/reranker";
+    const CommandResult made_reranker = RunCommand(
+        {kMakeModel, "--arch", "bert", "--classifier", "--tokenizer", "--hf", reranker});
+    ASSERT_EQ(made_reranker.exit_code, 0) << made_reranker.out << made_reranker.err;
+    Import(reranker, kRerankModel);
 
     server_ = std::make_unique<ChildProcess>(std::vector<std::string>{
         kBinary, "serve", "--data-dir", data_dir(), "--port", "0", "--log-level", "warn"});
@@ -121,6 +133,9 @@ TEST_P(OpenAiSdk, NodeTestsPass) {
       {"OPENAI_API_KEY", admin_key_},
       {"YUNZHI_CHAT_MODEL", kChatModel},
       {"YUNZHI_TINY_MODEL", kTinyModel},
+      {"YUNZHI_EMBED_MODEL", kEmbedModel},
+      {"YUNZHI_RERANK_MODEL", kRerankModel},
+      {"YUNZHI_DOCS_DIR", YUNZHI_TESTDATA_DIR "/docs"},
       // The client must not reach for a proxy on loopback.
       {"NO_PROXY", "127.0.0.1,localhost"},
   };

@@ -49,18 +49,27 @@ std::vector<std::vector<int32_t>> Inputs() {
           {101, 600, 601, 102}};
 }
 
-std::vector<std::vector<float>> RunReference(const std::string& dir, const std::string& reference,
-                                             const std::vector<std::vector<int32_t>>& inputs,
-                                             bool normalize, int64_t n_embd) {
+std::string JsonLists(const std::vector<std::vector<int32_t>>& lists) {
   std::string list;
-  for (const auto& in : inputs) {
+  for (const auto& in : lists) {
     list += (list.empty() ? "" : ",") + fmt::format("[{}]", fmt::join(in, ","));
   }
+  return "[" + list + "]";
+}
+
+// `types` empty: all type 0. `score`: the cross-encoder logit, one float per input (n_embd 1).
+std::vector<std::vector<float>> RunReference(const std::string& dir, const std::string& reference,
+                                             const std::vector<std::vector<int32_t>>& inputs,
+                                             bool normalize, int64_t n_embd,
+                                             const std::vector<std::vector<int32_t>>& types = {},
+                                             bool score = false) {
   const std::string job = dir + "/job.json";
   const std::string out = dir + "/ref.f32";
   std::ofstream(job) << fmt::format(
-      R"({{"cases": [{{"reference": "{}", "inputs": [{}], "normalize": {}, "out": "{}"}}]}})",
-      reference, list, normalize ? "true" : "false", out);
+      R"({{"cases": [{{"reference": "{}", "inputs": {}, {} "normalize": {}, "score": {}, "out": "{}"}}]}})",
+      reference, JsonLists(inputs),
+      types.empty() ? std::string() : fmt::format(R"("type_ids": {},)", JsonLists(types)),
+      normalize ? "true" : "false", score ? "true" : "false", out);
   const std::string cmd = fmt::format("'{}' '{}/tests/reference/encode.py' '{}' 2>&1",
                                       YUNZHI_PYTHON3, YUNZHI_SOURCE_DIR, job);
   FILE* pipe = popen(cmd.c_str(), "r");
@@ -269,6 +278,158 @@ TEST_F(EncoderTest, BadFilesGiveClearErrors) {
   ASSERT_FALSE(garbage);
   EXPECT_NE(garbage.error().message.find("garbage.gguf"), std::string::npos)
       << garbage.error().message;
+}
+
+// Sentence pairs "[CLS] a [SEP] b [SEP]" with type ids 0 then 1.
+std::vector<EncoderInput> Pairs() {
+  return {{{101, 7, 102, 8, 9, 102}, {0, 0, 0, 1, 1, 1}},
+          {{101, 400, 12, 999, 102, 3, 58, 102}, {0, 0, 0, 0, 0, 1, 1, 1}},
+          {{101, 102, 102}, {0, 0, 1}},
+          {{101, 5, 6, 7, 102, 8, 9, 10, 11, 12, 13, 14, 102},
+           {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}}};
+}
+
+TEST_F(EncoderTest, TokenTypesMatchTorchReference) {
+  tools::EncoderSpec spec;
+  const std::string ref = Path("m.ref.safetensors");
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = Path("m.gguf"), .reference_path = ref}));
+  auto model = EncoderModel::Load(Path("m.gguf"), {.n_threads = 2});
+  ASSERT_TRUE(model) << model.error().message;
+  EXPECT_EQ((*model)->config().n_token_types, 2);
+  EXPECT_FALSE((*model)->config().has_classifier);
+  const auto pairs = Pairs();
+  std::vector<std::vector<int32_t>> tokens, types;
+  for (const auto& p : pairs) {
+    tokens.push_back(p.tokens);
+    types.push_back(p.type_ids);
+  }
+  auto ours = (*model)->Embed(pairs, false);
+  ASSERT_TRUE(ours) << ours.error().message;
+  const auto theirs = RunReference(dir_.string(), ref, tokens, false, spec.n_embd, types);
+  EXPECT_LT(MaxRelativeError(*ours, theirs), 1e-4);
+  // Type 1 changes the result: the types are really used.
+  auto type0 = (*model)->Embed(tokens, false);
+  ASSERT_TRUE(type0);
+  EXPECT_GT(MaxRelativeError(*ours, *type0), 1e-3);
+}
+
+TEST_F(EncoderTest, CrossEncoderScoreMatchesTorchReference) {
+  const Case kCases[] = {
+      {"f32 gguf", TensorType::kF32, EncoderPooling::kCls, true, 1e-4},
+      {"f32 hf", TensorType::kF32, EncoderPooling::kCls, false, 1e-4},
+      {"f16 hf", TensorType::kF16, EncoderPooling::kCls, false, 1e-4},
+      {"q8_0 gguf", TensorType::kQ8_0, EncoderPooling::kCls, true, 3e-2},
+  };
+  const auto pairs = Pairs();
+  std::vector<std::vector<int32_t>> tokens, types;
+  for (const auto& p : pairs) {
+    tokens.push_back(p.tokens);
+    types.push_back(p.type_ids);
+  }
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    tools::EncoderSpec spec;
+    spec.weight_type = c.type;
+    spec.classifier = true;
+    const std::string ref = Path("m.ref.safetensors");
+    tools::WriteTargets targets;
+    (c.gguf ? targets.gguf_path : targets.hf_dir) = c.gguf ? Path("m.gguf") : Path("hf");
+    targets.reference_path = ref;
+    ASSERT_TRUE(tools::WriteEncoderModel(spec, targets));
+    auto model = EncoderModel::Load(c.gguf ? Path("m.gguf") : Path("hf"), {.n_threads = 2});
+    ASSERT_TRUE(model) << model.error().message;
+    ASSERT_TRUE((*model)->config().has_classifier);
+    auto ours = (*model)->Score(pairs);
+    ASSERT_TRUE(ours) << ours.error().message;
+    ASSERT_EQ(ours->size(), pairs.size());
+    const auto theirs = RunReference(dir_.string(), ref, tokens, false, 1, types, true);
+    double worst = 0.0, spread = 0.0;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      std::printf("[ %s ] pair %zu: ours %.6f reference %.6f\n", c.name, i, (*ours)[i],
+                  theirs[i][0]);
+      worst = std::max(worst, std::fabs(static_cast<double>((*ours)[i]) - theirs[i][0]) /
+                                  std::max(1.0, std::fabs(static_cast<double>(theirs[i][0]))));
+      spread = std::max(spread, std::fabs(static_cast<double>(theirs[i][0]) - theirs[0][0]));
+    }
+    EXPECT_LT(worst, c.tolerance);
+    EXPECT_GT(spread, 1e-4) << "different pairs should score differently";
+  }
+}
+
+TEST_F(EncoderTest, ScoreNeedsAClassifierAndValidTypes) {
+  tools::EncoderSpec spec;
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = Path("e.gguf")}));
+  spec.classifier = true;
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = Path("r.gguf")}));
+  auto embedder = EncoderModel::Load(Path("e.gguf"));
+  auto reranker = EncoderModel::Load(Path("r.gguf"));
+  ASSERT_TRUE(embedder && reranker);
+  auto no_head = (*embedder)->Score(Pairs());
+  ASSERT_FALSE(no_head);
+  EXPECT_EQ(no_head.error().code, Code::kFailedPrecondition);
+  const std::vector<EncoderInput> bad_type = {{{101, 5, 102}, {0, 2, 0}}};
+  const std::vector<EncoderInput> bad_len = {{{101, 5, 102}, {0, 0}}};
+  for (const auto* in : {&bad_type, &bad_len}) {
+    auto r = (*reranker)->Score(*in);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Code::kInvalidArgument) << r.error().message;
+  }
+}
+
+TEST_F(EncoderTest, TokenizesWithTheModelsOwnVocab) {
+  tools::EncoderSpec spec;
+  spec.tokenizer = true;
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = Path("m.gguf"), .hf_dir = Path("hf")}));
+  auto gguf = EncoderModel::Load(Path("m.gguf"));
+  auto hf = EncoderModel::Load(Path("hf"));
+  ASSERT_TRUE(gguf) << gguf.error().message;
+  ASSERT_TRUE(hf) << hf.error().message;
+  ASSERT_NE((*gguf)->tokenizer(), nullptr);
+  ASSERT_NE((*hf)->tokenizer(), nullptr);
+  const auto vocab = tools::EncoderVocab(spec.n_vocab);
+  auto id = [&](const std::string& t) {
+    return static_cast<int32_t>(std::find(vocab.begin(), vocab.end(), t) - vocab.begin());
+  };
+  for (auto* m : {&*gguf, &*hf}) {
+    auto ids = (*m)->TokenizeText("Hello, World", false);
+    ASSERT_TRUE(ids) << ids.error().message;
+    EXPECT_EQ(*ids, (std::vector<int32_t>{101, id("hello"), id(","), id("world"), 102}));
+    auto pair = (*m)->TokenizePair("the cat", "dogs", false);
+    ASSERT_TRUE(pair) << pair.error().message;
+    EXPECT_EQ(pair->tokens, (std::vector<int32_t>{101, id("the"), id("cat"), 102, id("dog"),
+                                                  id("##s"), 102}));
+    EXPECT_EQ(pair->type_ids, (std::vector<int32_t>{0, 0, 0, 0, 1, 1, 1}));
+  }
+  // n_ctx 64: 70 words are too many unless truncated.
+  std::string long_text;
+  for (int i = 0; i < 70; ++i) long_text += "cat ";
+  auto too_long = (*gguf)->TokenizeText(long_text, false);
+  ASSERT_FALSE(too_long);
+  EXPECT_EQ(too_long.error().code, Code::kInvalidArgument);
+  auto cut = (*gguf)->TokenizeText(long_text, true);
+  ASSERT_TRUE(cut);
+  EXPECT_EQ(static_cast<int64_t>(cut->size()), spec.n_ctx);
+  EXPECT_EQ(cut->back(), 102);
+  // Pairs are cut from the longer side first; the short query survives whole.
+  auto pair = (*gguf)->TokenizePair("dog", long_text, true);
+  ASSERT_TRUE(pair);
+  EXPECT_EQ(static_cast<int64_t>(pair->tokens.size()), spec.n_ctx);
+  EXPECT_EQ(pair->tokens[1], id("dog"));
+  EXPECT_EQ(pair->tokens[2], 102);
+  EXPECT_EQ(pair->tokens.back(), 102);
+  EXPECT_FALSE((*gguf)->TokenizePair("dog", long_text, false));
+  // Without a tokenizer: a clear error.
+  tools::EncoderSpec bare;
+  ASSERT_TRUE(tools::WriteEncoderModel(bare, {.gguf_path = Path("bare.gguf")}));
+  auto b = EncoderModel::Load(Path("bare.gguf"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ((*b)->tokenizer(), nullptr);
+  auto none = (*b)->TokenizeText("hello", true);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Code::kFailedPrecondition);
+  EXPECT_TRUE(IsEncoderModelPath(Path("bare.gguf")));
+  EXPECT_TRUE(IsEncoderModelPath(Path("hf")));
+  EXPECT_FALSE(IsEncoderModelPath(Path("nope.gguf")));
 }
 
 }  // namespace

@@ -7,15 +7,18 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include "yunzhi/base/crypto.h"
+#include "yunzhi/engine/encoder.h"
 #include "yunzhi/engine/model.h"
 #include "yunzhi/store/data_dir.h"
 
@@ -195,6 +198,60 @@ TEST_F(RegistryTest, ImportsGgufWithItsMetadata) {
   ASSERT_TRUE(all);
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ((*all)[0].files.size(), 1u);
+}
+
+TEST_F(RegistryTest, ImportsEncodersAsEmbeddingAndRerankModels) {
+  tools::EncoderSpec spec;
+  spec.tokenizer = true;
+  spec.weight_type = TensorType::kF16;
+  const std::string embed_gguf = (root() / "bge.gguf").string();
+  const std::string embed_hf = (root() / "bge-hf").string();
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = embed_gguf, .hf_dir = embed_hf}));
+  spec.classifier = true;
+  const std::string rerank_gguf = (root() / "reranker.gguf").string();
+  const std::string rerank_hf = (root() / "reranker-hf").string();
+  ASSERT_TRUE(tools::WriteEncoderModel(spec, {.gguf_path = rerank_gguf, .hf_dir = rerank_hf}));
+  const std::string chat = WriteGguf("chat.gguf", Tiny(Architecture::kLlama, TensorType::kF32));
+  struct Case {
+    std::string source, name, kind;
+  };
+  for (const Case& c : {Case{embed_gguf, "bge", "embedding"}, Case{embed_hf, "bge-hf", "embedding"},
+                        Case{rerank_gguf, "rr", "rerank"}, Case{rerank_hf, "rr-hf", "rerank"},
+                        Case{chat, "chat", "chat"}}) {
+    SCOPED_TRACE(c.name);
+    auto m = reg().Import(c.source, c.name);
+    ASSERT_TRUE(m) << m.error().ToString();
+    EXPECT_EQ(m->kind, c.kind);
+    if (c.kind != "chat") {
+      EXPECT_EQ(m->architecture, "bert");
+      EXPECT_EQ(m->weight_type, "F16");
+      EXPECT_EQ(m->context_tokens, spec.n_ctx);
+      EXPECT_GT(m->n_params, spec.n_vocab * spec.n_embd);
+      EXPECT_FALSE(m->has_chat_template);
+      auto loaded = engine::EncoderModel::Load(m->path);
+      ASSERT_TRUE(loaded) << loaded.error().ToString();
+      EXPECT_NE((*loaded)->tokenizer(), nullptr);
+    }
+  }
+  // The kind survives a reopen (it is in the database, not in memory).
+  OpenRegistry();
+  auto all = reg().List();
+  ASSERT_TRUE(all);
+  std::map<std::string, std::string> kinds;
+  for (const auto& m : *all) kinds[m.name] = m.kind;
+  EXPECT_EQ(kinds, (std::map<std::string, std::string>{{"bge", "embedding"},
+                                                         {"bge-hf", "embedding"},
+                                                         {"chat", "chat"},
+                                                         {"rr", "rerank"},
+                                                         {"rr-hf", "rerank"}}));
+  // A broken encoder is rejected like a broken decoder.
+  tools::EncoderSpec bad;
+  const std::string broken = (root() / "broken-hf").string();
+  ASSERT_TRUE(tools::WriteEncoderModel(bad, {.hf_dir = broken}));
+  fs::remove(fs::path(broken) / "model.safetensors");
+  auto r = reg().Import(broken, "broken");
+  ASSERT_FALSE(r);
+  EXPECT_FALSE(reg().Find("broken"));
 }
 
 TEST_F(RegistryTest, ImportsTheRealStoriesModelWithItsChatTemplateFlag) {

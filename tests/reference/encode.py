@@ -5,12 +5,17 @@ python3-torch), in float64. No transformers package.
 
 Input: a JSON job file
     {"cases": [{"reference": "bert.ref.safetensors", "inputs": [[101, 7, 102], ...],
-                "normalize": true, "out": "emb.f32"}, ...]}
+                "type_ids": [[0, 0, 0], ...], "normalize": true, "score": false,
+                "out": "emb.f32"}, ...]}
 where each reference file is what the model writer's WriteEncoderModel writes: every weight as
 float32 under its BertModel name, config.json text under the metadata key "config" and "cls" or
 "mean" under "pooling". Each case writes one embedding per input ([len(inputs), hidden_size],
-float32, row-major, little-endian) to "out". Every input runs alone (no padding), with token
-type 0 and positions 0..n-1.
+float32, row-major, little-endian) to "out". Every input runs alone (no padding), with positions
+0..n-1 and the given token types ("type_ids" absent: all 0).
+
+With "score": true the model is a cross-encoder (BertForSequenceClassification, num_labels 1:
+the reference file also holds pooler.dense.* and classifier.*) and each case writes one float32
+per input: classifier(tanh(pooler.dense(hidden state of [CLS]))), the raw logit.
 
 Any failure exits non-zero: the calling test must fail, not skip.
 """
@@ -34,7 +39,7 @@ def gelu(x):
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-def encode(w, cfg, pooling, tokens):
+def encode(w, cfg, pooling, tokens, types=None):
     eps = float(cfg.get("layer_norm_eps", 1e-12))
     n_head = cfg["num_attention_heads"]
     d = cfg["hidden_size"]
@@ -43,7 +48,8 @@ def encode(w, cfg, pooling, tokens):
     n = len(tokens)
     x = (w["embeddings.word_embeddings.weight"][ids]
          + w["embeddings.position_embeddings.weight"][:n]
-         + w["embeddings.token_type_embeddings.weight"][0])
+         + w["embeddings.token_type_embeddings.weight"][
+             torch.tensor(types if types else [0] * n, dtype=torch.long)])
     x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
     def lin(name, h):
@@ -62,6 +68,9 @@ def encode(w, cfg, pooling, tokens):
         f = lin(p + "output.dense", gelu(lin(p + "intermediate.dense", x)))
         x = layer_norm(x + f, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"],
                        eps)
+    if pooling == "score":
+        pooled = torch.tanh(x[0] @ w["pooler.dense.weight"].T + w["pooler.dense.bias"])
+        return pooled @ w["classifier.weight"].T + w["classifier.bias"]  # [1]
     if pooling == "cls":
         return x[0]
     if pooling == "mean":
@@ -83,9 +92,12 @@ def main():
         w, meta = models[path]
         cfg = json.loads(meta["config"])
         pooling = case.get("pooling", meta.get("pooling", "cls"))
+        if case.get("score", False):
+            pooling = "score"
+        types = case.get("type_ids", [None] * len(case["inputs"]))
         rows = []
-        for tokens in case["inputs"]:
-            e = encode(w, cfg, pooling, tokens)
+        for tokens, tt in zip(case["inputs"], types):
+            e = encode(w, cfg, pooling, tokens, tt)
             if case.get("normalize", False):
                 e = e / torch.clamp(torch.linalg.norm(e), min=1e-12)
             rows.append(e)

@@ -1,5 +1,9 @@
 // The local model registry: which models this installation has, where their bytes are, and what
-// they are (architecture, parameters, weight type, context, chat template).
+// they are (kind, architecture, parameters, weight type, context, chat template).
+//
+// Kinds: "chat" (decoders: engine::Model), "embedding" (BERT encoders: engine::EncoderModel) and
+// "rerank" (BERT cross-encoders with a classification head). Import tells them apart by the
+// files (engine::IsEncoderModelPath) and validates each with its own loader.
 //
 // A model is imported from a GGUF file or a Hugging Face safetensors directory already on this
 // machine. Every file is stored once in the content-addressed blob store (store/blob_store.h),
@@ -61,7 +65,8 @@ struct ModelInfo {
   // "<file name> <file digest>\n" sorted by file name. Equal digests mean equal models.
   std::string digest;
   int64_t size_bytes = 0;      // all files
-  std::string architecture;    // "llama", "qwen2", ... (engine::ArchitectureName)
+  std::string kind = "chat";   // "chat", "embedding" or "rerank" (see the file comment)
+  std::string architecture;    // "llama", "qwen2", ... (engine::ArchitectureName); "bert"
   int64_t n_params = 0;        // weight elements
   std::string weight_type;     // type of most weight bytes, e.g. "Q4_0" (engine::TypeName)
   int64_t context_tokens = 0;  // context the model was trained for (n_ctx_train)
@@ -144,7 +149,8 @@ class Registry {
 
   // Imports the GGUF file or Hugging Face directory at `source` as `name` (empty: DefaultModelName)
   // and returns its record. Blocks while hashing (minutes for tens of GB). The model is validated
-  // by loading it (engine::Model::Load) before anything is stored, and once more from its stored
+  // by loading it (engine::Model::Load, or engine::EncoderModel::Load for a BERT encoder, which
+  // also decides its kind) before anything is stored, and once more from its stored
   // form before the record is written. A safetensors directory contributes its top-level files
   // named *.safetensors, *.json, *.jinja, *.model, *.txt, *.md and LICENSE*/NOTICE*; anything
   // else (other weight formats, hidden files, sub-directories) is left out.

@@ -14,15 +14,25 @@
 // `memory_budget_bytes`; if the models in use leave no room, Acquire fails with
 // kResourceExhausted (answer 503 + Retry-After): never an out-of-memory crash.
 //
-// Thread safety: every method is safe from any thread. Acquire blocks while a model loads: call
-// it from a worker thread, never from an I/O thread.
+// Encoders: embedding models and rerankers (BERT encoders, engine/encoder.h; told apart from
+// decoders by their files) are held by the same manager under the same budget, keep-alive and
+// lease rules. They have no scheduler: Embed / Rerank run one batch at a time per model (a
+// per-model mutex), splitting large requests into batches of at most kEncoderBatchTokens tokens.
+// An encoder costs its weight bytes plus the working memory of one such batch (shown as
+// kv_bytes). Acquire serves chat models only; Embed / Rerank / EmbeddingDimensions encoders only.
+//
+// Thread safety: every method is safe from any thread. Acquire, Embed, Rerank and
+// EmbeddingDimensions block while a model loads: call them from a worker thread, never from an
+// I/O thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +41,7 @@
 #include "yunzhi/base/metrics.h"
 #include "yunzhi/base/status.h"
 #include "yunzhi/engine/chat.h"
+#include "yunzhi/engine/encoder.h"
 #include "yunzhi/engine/model.h"
 #include "yunzhi/engine/scheduler.h"
 
@@ -67,12 +78,20 @@ struct ServingOptions {
 
 class ModelManager;
 
+// Tokens per encoder forward pass: larger Embed / Rerank requests run as several batches.
+inline constexpr int64_t kEncoderBatchTokens = 8192;
+
 // One loaded model, shared by the requests that lease it.
 struct LoadedModel {
   ModelSource source;
+  std::string kind = "chat";  // "chat", "embedding" or "rerank" (as the hub records it)
+  // Chat models: the decoder, its scheduler and chat template; null for encoders.
   std::shared_ptr<const engine::Model> model;
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<engine::ChatFormatter> chat;  // its chat template (or the ChatML fallback)
+  // Encoders only (else null); use it while holding encoder_mutex.
+  std::unique_ptr<engine::EncoderModel> encoder;
+  std::mutex encoder_mutex;  // guards running `encoder` (one batch at a time)
   int64_t weight_bytes = 0;
   int64_t kv_bytes = 0;
   double load_ms = 0;
@@ -110,6 +129,7 @@ struct LoadedModelInfo {
   std::string id;
   std::string path;
   std::string architecture;
+  std::string kind;  // "chat", "embedding" or "rerank"
   int64_t weight_bytes = 0;
   int64_t kv_bytes = 0;
   int64_t n_ctx = 0;
@@ -117,7 +137,24 @@ struct LoadedModelInfo {
   int64_t loaded_at_ms = 0;
   double load_ms = 0;         // its cold start
   std::optional<int64_t> expires_at_ms;  // when idle: when it will be unloaded; nullopt = never / in use
-  engine::SchedulerStats stats;
+  engine::SchedulerStats stats;  // chat models only (zero for encoders)
+};
+
+struct EmbedResult {
+  std::vector<std::vector<float>> vectors;  // one per input, in input order
+  int64_t prompt_tokens = 0;                // all inputs, with [CLS] and [SEP]
+};
+struct RerankResult {
+  std::vector<float> scores;  // one per document, input order: the raw logit (higher = better)
+  int64_t prompt_tokens = 0;  // all "[CLS] query [SEP] document [SEP]" pairs
+};
+
+struct EmbedOptions {
+  bool normalize = true;  // unit-length vectors
+  // An input longer than the model's context: cut to fit when true; else kInvalidArgument
+  // (param "input", as OpenAI answers too-long input).
+  bool truncate = false;
+  std::optional<int64_t> keep_alive_ms = std::nullopt;  // as Acquire
 };
 
 class ModelManager {
@@ -130,12 +167,36 @@ class ModelManager {
   ModelManager(const ModelManager&) = delete;
   ModelManager& operator=(const ModelManager&) = delete;
 
-  // The loaded model `name`, loading it if needed. `keep_alive_ms` overrides the model's
+  // The loaded chat model `name`, loading it if needed. `keep_alive_ms` overrides the model's
   // keep-alive for when this lease ends (0: unload right after; < 0: never).
   // Errors: the resolver's (kNotFound "model_not_found"); kUnavailable with detail
   // "model_load_failed" when loading fails (the message names the file and the problem);
-  // kResourceExhausted (detail "memory_budget") when models in use leave no room for it.
+  // kResourceExhausted (detail "memory_budget") when models in use leave no room for it;
+  // kInvalidArgument "model X is an embedding model, not a chat model" for an encoder.
   Result<Lease> Acquire(std::string_view name, std::optional<int64_t> keep_alive_ms = {});
+
+  // Embeddings of `texts` (each tokenized as "[CLS] text [SEP]" with the model's tokenizer).
+  // Errors: as Acquire; kInvalidArgument "model X is a chat model, not an embedding model" (or a
+  // rerank model); kInvalidArgument (param "input") for no texts, an empty text, a text longer
+  // than the model's context (unless options.truncate) or a model without a tokenizer.
+  Result<EmbedResult> Embed(std::string_view model, std::span<const std::string> texts,
+                            bool normalize = true, std::optional<int64_t> keep_alive_ms = {});
+  Result<EmbedResult> Embed(std::string_view model, std::span<const std::string> texts,
+                            const EmbedOptions& options);
+  // Embeddings of token-id inputs (the model's ids; "[CLS] ... [SEP]" is added unless the input
+  // already starts with [CLS] and ends with [SEP]). Errors as Embed, plus kInvalidArgument for an
+  // id outside the vocabulary.
+  Result<EmbedResult> EmbedTokens(std::string_view model,
+                                  std::span<const std::vector<int32_t>> inputs,
+                                  const EmbedOptions& options = {});
+  // Relevance of each document to `query` with a cross-encoder; pairs longer than the context
+  // are cut, the longer side first (never an error). Errors: as Acquire; kInvalidArgument when
+  // `model` is not a rerank model, for no documents, or a model without a tokenizer.
+  Result<RerankResult> Rerank(std::string_view model, std::string_view query,
+                              std::span<const std::string> documents,
+                              std::optional<int64_t> keep_alive_ms = {});
+  // The length of `model`'s embeddings (loading it if needed). Errors as Embed.
+  Result<int64_t> EmbeddingDimensions(std::string_view model);
 
   std::vector<LoadedModelInfo> List() const;
   // Unloads `name` now if no request holds it. Errors: kNotFound if not loaded;
@@ -148,6 +209,10 @@ class ModelManager {
 
  private:
   friend class Lease;
+  Result<Lease> AcquireKind(std::string_view name, std::optional<int64_t> keep_alive_ms,
+                            bool encoder);
+  Result<Lease> AcquireEncoder(std::string_view name, std::optional<int64_t> keep_alive_ms,
+                               std::string_view want_kind);
   void Release(const std::shared_ptr<LoadedModel>& loaded, std::optional<int64_t> keep_alive_ms);
   struct State;
   std::unique_ptr<State> state_;
