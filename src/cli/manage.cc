@@ -1,11 +1,17 @@
 #include "cli/manage.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
+#include "cli/audit.h"
 #include "yunzhi/base/clock.h"
+#include "yunzhi/platform/audit.h"
+#include "yunzhi/platform/keyring.h"
+#include "yunzhi/store/tenant_stores.h"
 #include "yunzhi/platform/api_keys.h"
 #include "yunzhi/platform/tenants.h"
 
@@ -17,7 +23,21 @@ struct Session {
   Store store;
   std::unique_ptr<platform::Tenants> tenants;
   std::unique_ptr<platform::ApiKeys> keys;
+  std::unique_ptr<platform::AuditLog> audit;
+  Config config;
+  std::optional<store::DataDir> dir;
 };
+
+// Appends an entry by this command's user; a failure is reported, not fatal (the change is made).
+void AuditCli(Session& s, std::string tenant_id, std::string action, std::string target,
+              std::string details_json = "{}") {
+  auto st = s.audit->Append({.tenant_id = std::move(tenant_id),
+                             .actor = CliActor(),
+                             .action = std::move(action),
+                             .target = std::move(target),
+                             .details_json = std::move(details_json)});
+  if (!st) std::fprintf(stderr, "warning: not audited: %s\n", st.error().message.c_str());
+}
 
 Result<Session> Open(const GlobalFlags& flags) {
   YZ_ASSIGN_OR_RETURN(auto loaded, LoadCliConfig(flags));
@@ -26,6 +46,9 @@ Result<Session> Open(const GlobalFlags& flags) {
   YZ_ASSIGN_OR_RETURN(s.store, OpenStore(loaded.config, dir));
   s.tenants = std::make_unique<platform::Tenants>(*s.store.db, *Clock::System());
   s.keys = std::make_unique<platform::ApiKeys>(*s.store.db, *s.tenants, *Clock::System());
+  s.audit = std::make_unique<platform::AuditLog>(*s.store.db, *Clock::System());
+  s.config = loaded.config;
+  s.dir = dir;
   return s;
 }
 
@@ -53,6 +76,9 @@ int RunKeysCreate(const GlobalFlags& flags, const KeyCreateFlags& create) {
       create.tenant.empty() ? std::string(platform::kSystemTenantName) : create.tenant;
   auto created = s->keys->Create(tenant, options);
   if (!created) return PrintError(created.error());
+  AuditCli(*s, created->key.tenant_id, "key.create", created->key.id,
+           fmt::format(R"({{"prefix":"{}","scopes":"{}"}})", created->key.prefix,
+                       created->key.scopes.ToString()));
   std::printf("%s\n", created->secret.c_str());
   std::fprintf(stderr, "Created key %s (%s) for tenant %s with scopes %s. It is shown only now.\n",
                created->key.id.c_str(), created->key.prefix.c_str(), tenant.c_str(),
@@ -80,6 +106,8 @@ int RunKeysRevoke(const GlobalFlags& flags, const std::string& id_or_prefix) {
   if (!s) return PrintError(s.error());
   auto revoked = s->keys->Revoke(id_or_prefix);
   if (!revoked) return PrintError(revoked.error());
+  AuditCli(*s, revoked->tenant_id, "key.revoke", revoked->id,
+           fmt::format(R"({{"prefix":"{}"}})", revoked->prefix));
   std::printf("Revoked key %s (%s).\n", revoked->id.c_str(), revoked->prefix.c_str());
   return 0;
 }
@@ -89,6 +117,7 @@ int RunTenantsCreate(const GlobalFlags& flags, const std::string& name) {
   if (!s) return PrintError(s.error());
   auto t = s->tenants->Create(name);
   if (!t) return PrintError(t.error());
+  AuditCli(*s, t->id, "tenant.create", t->id, fmt::format(R"({{"name":"{}"}})", t->name));
   std::printf("%s\n", t->id.c_str());
   return 0;
 }
@@ -110,8 +139,26 @@ int RunTenantsList(const GlobalFlags& flags) {
 int RunTenantsDelete(const GlobalFlags& flags, const std::string& id_or_name) {
   auto s = Open(flags);
   if (!s) return PrintError(s.error());
-  if (auto st = s->tenants->Delete(id_or_name); !st) return PrintError(st.error());
-  std::printf("Deleted tenant %s and its keys.\n", id_or_name.c_str());
+  auto t = s->tenants->Find(id_or_name);
+  if (!t) return PrintError(t.error());
+  if (t->system) return PrintError(FailedPreconditionError("the system tenant cannot be deleted"));
+  // Crypto-shredding first, as the server does: the tenant's data key goes before its rows.
+  auto keyring = platform::Keyring::Open(*s->store.db, KeyringOptionsFor(s->config, *s->dir));
+  if (!keyring) return PrintError(keyring.error());
+  if (auto st = (*keyring)->DestroyTenantKey(t->id); !st) return PrintError(st.error());
+  if (auto st = s->tenants->Delete(t->id); !st) return PrintError(st.error());
+  // The tenant's knowledge stores (<data_dir>/tenants/<id>/); a running server that still has
+  // them open keeps valid handles to deleted files until it notices.
+  if (store::TenantStores::IsValidTenantId(t->id)) {
+    std::error_code ec;
+    std::filesystem::remove_all(s->dir->path() / "tenants" / t->id, ec);
+    if (ec) std::fprintf(stderr, "warning: could not remove the tenant's data: %s\n",
+                         ec.message().c_str());
+  }
+  AuditCli(*s, t->id, "tenant.delete", t->id,
+           fmt::format(R"({{"name":"{}","key_destroyed":true}})", t->name));
+  std::printf("Deleted tenant %s, its keys, its encryption key and its data.\n",
+              id_or_name.c_str());
   return 0;
 }
 
