@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "yunzhi/base/log.h"
+#include "yunzhi/platform/keyring.h"
 #include "api/route_util.h"
 #include "api/routes.h"
 
@@ -118,6 +119,7 @@ void RegisterTenantRoutes(Router& r, const AppContext& ctx) {
         auto t = ctx.tenants->Create(**name);
         if (!t) return HttpResponse::FromError(t.error());
         log::Info("tenant_created", {{"tenant_id", t->id}, {"name", t->name}, {"by", p.key_id}});
+        AppendAudit(ctx, p, t->id, "tenant.create", t->id, {{"name", t->name}});
         return JsonResponse(201, TenantJson(*t));
       }));
   r.Add("GET", "/api/tenants/{id}",
@@ -137,8 +139,26 @@ void RegisterTenantRoutes(Router& r, const AppContext& ctx) {
         if (auto s = platform_admin_only(p); !s) return HttpResponse::FromError(s.error());
         auto t = ctx.tenants->Find(req.path_params["id"]);
         if (!t) return HttpResponse::FromError(t.error());
+        if (t->system) {
+          return HttpResponse::FromError(
+              FailedPreconditionError("the system tenant cannot be deleted"));
+        }
+        // Crypto-shredding first: once the key is gone, whatever of the tenant's data survives
+        // (a failed purge, a backup) is unreadable.
+        if (ctx.keyring != nullptr) {
+          if (auto s = ctx.keyring->DestroyTenantKey(t->id); !s) {
+            return HttpResponse::FromError(s.error());
+          }
+        }
         if (auto s = ctx.tenants->Delete(t->id); !s) return HttpResponse::FromError(s.error());
+        if (ctx.purge_tenant_data) {
+          if (auto s = ctx.purge_tenant_data(t->id); !s) {
+            log::Error("tenant_purge_failed", {{"tenant_id", t->id}, {"error", s.error().message}});
+          }
+        }
         log::Info("tenant_deleted", {{"tenant_id", t->id}, {"name", t->name}, {"by", p.key_id}});
+        AppendAudit(ctx, p, t->id, "tenant.delete", t->id,
+                    {{"name", t->name}, {"key_destroyed", ctx.keyring != nullptr}});
         return JsonResponse(200,
                             json::object{{"id", t->id}, {"object", "tenant"}, {"deleted", true}});
       }));
@@ -205,6 +225,9 @@ void RegisterKeyRoutes(Router& r, const AppContext& ctx) {
                                         {"tenant_id", created->key.tenant_id},
                                         {"scopes", created->key.scopes.ToString()},
                                         {"by", p.key_id}});
+          AppendAudit(ctx, p, created->key.tenant_id, "key.create", created->key.id,
+                      {{"prefix", created->key.prefix},
+                       {"scopes", created->key.scopes.ToString()}});
           json::object o = KeyJson(created->key);
           o["key"] = created->secret;  // shown once
           return JsonResponse(201, o);
@@ -219,6 +242,8 @@ void RegisterKeyRoutes(Router& r, const AppContext& ctx) {
           auto revoked = ctx.keys->Revoke(key->id);
           if (!revoked) return HttpResponse::FromError(revoked.error());
           log::Info("api_key_revoked", {{"key_id", revoked->id}, {"by", p.key_id}});
+          AppendAudit(ctx, p, revoked->tenant_id, "key.revoke", revoked->id,
+                      {{"prefix", revoked->prefix}});
           return JsonResponse(200, KeyJson(*revoked));
         }));
 }
@@ -231,6 +256,10 @@ void RegisterRoutes(Router& router, const AppContext& context) {
   RegisterKeyRoutes(router, context);
   RegisterModelRoutes(router, context);
   RegisterOpenAiRoutes(router, context);
+  RegisterEmbeddingRoutes(router, context);
+  RegisterKnowledgeRoutes(router, context);
+  RegisterBillingRoutes(router, context);
+  RegisterAuditRoutes(router, context);
 }
 
 }  // namespace yunzhi::api

@@ -5,6 +5,9 @@
 
 #include "yunzhi/hub/registry.h"
 
+#include "yunzhi/studio/derived_models.h"
+
+#include "api/knowledge_json.h"
 #include "api/route_util.h"
 #include "api/routes.h"
 
@@ -23,7 +26,8 @@ json::object OpenAiModelJson(const hub::ModelInfo& m) {
       {"created", m.created_at_ms / 1000},
       {"owned_by", slash == std::string::npos ? std::string("yunzhi") : m.name.substr(0, slash)},
       {"meta",
-       {{"architecture", m.architecture},
+       {{"kind", m.kind},
+        {"architecture", m.architecture},
         {"n_params", m.n_params},
         {"weight_type", m.weight_type},
         {"context_length", m.context_tokens},
@@ -42,6 +46,7 @@ json::object DetailedModelJson(const hub::ModelInfo& m, bool show_paths) {
                  {"object", "hub.model"},
                  {"name", m.name},
                  {"format", std::string(hub::FormatName(m.format))},
+                 {"kind", m.kind},
                  {"architecture", m.architecture},
                  {"n_params", m.n_params},
                  {"weight_type", m.weight_type},
@@ -130,19 +135,29 @@ Result<std::optional<int64_t>> KeepAliveField(const json::object& body) {
 }  // namespace
 
 void RegisterModelRoutes(Router& r, const AppContext& ctx) {
-  r.Add("GET", "/v1/models", Authed(ctx, Scope::kRead, [ctx](HttpRequest&, const Principal&) {
+  r.Add("GET", "/v1/models", Authed(ctx, Scope::kRead, [ctx](HttpRequest&, const Principal& p) {
           json::array data;
           if (ctx.registry != nullptr) {
             auto models = ctx.registry->List();
             if (!models) return HttpResponse::FromError(models.error());
             for (const auto& m : *models) data.push_back(OpenAiModelJson(m));
           }
+          if (ctx.studio != nullptr) {
+            auto derived = ctx.studio->List(p.tenant_id);
+            if (!derived) return HttpResponse::FromError(derived.error());
+            for (const auto& m : *derived) data.push_back(DerivedModelOpenAiJson(m));
+          }
           return JsonResponse(200, json::object{{"object", "list"}, {"data", std::move(data)}});
         }));
 
   r.Add("GET", "/v1/models/{id...}",
-        Authed(ctx, Scope::kRead, [ctx](HttpRequest& req, const Principal&) {
+        Authed(ctx, Scope::kRead, [ctx](HttpRequest& req, const Principal& p) {
           const std::string& id = req.path_params["id"];
+          if (ctx.studio != nullptr) {
+            if (auto d = ctx.studio->Get(p.tenant_id, id)) {
+              return JsonResponse(200, DerivedModelOpenAiJson(*d));
+            }
+          }
           if (ctx.registry == nullptr) {
             return HttpResponse::FromError(Error(Code::kNotFound,
                                                  fmt::format("model '{}' does not exist", id),
@@ -163,11 +178,20 @@ void RegisterModelRoutes(Router& r, const AppContext& ctx) {
           if (!models) return HttpResponse::FromError(models.error());
           json::array data;
           for (const auto& m : *models) data.push_back(DetailedModelJson(m, p.IsPlatformAdmin()));
+          if (ctx.studio != nullptr) {
+            auto derived = ctx.studio->List(p.tenant_id);
+            if (!derived) return HttpResponse::FromError(derived.error());
+            for (const auto& m : *derived) data.push_back(DerivedModelJson(m));
+          }
           return JsonResponse(200, json::object{{"object", "list"}, {"data", std::move(data)}});
         }));
 
   r.Add("POST", "/api/models",
         Authed(ctx, Scope::kAdmin, [ctx](HttpRequest& req, const Principal& p) {
+          // With a "parent": a derived model of the caller's tenant (studio), not an import.
+          if (auto b = JsonBody(req); b && IsDerivedModelRequest(*b)) {
+            return CreateDerivedModel(ctx, *b, p);
+          }
           if (auto s = NeedPlatformAdmin(p); !s) return HttpResponse::FromError(s.error());
           if (auto s = NeedRegistry(ctx); !s) return HttpResponse::FromError(s.error());
           auto body = JsonBody(req);
@@ -190,6 +214,8 @@ void RegisterModelRoutes(Router& r, const AppContext& ctx) {
           }
           auto job = ctx.registry->StartImport(**path, name->value_or(""), replace);
           if (!job) return HttpResponse::FromError(job.error());
+          AppendAudit(ctx, p, "", "model.import", job->id,
+                      {{"path", **path}, {"name", name->value_or("")}, {"replace", replace}});
           HttpResponse resp = JsonResponse(202, JobJson(*job));
           resp.headers.emplace("Location", "/api/models/imports/" + job->id);
           return resp;
@@ -215,6 +241,11 @@ void RegisterModelRoutes(Router& r, const AppContext& ctx) {
 
   r.Add("GET", "/api/models/{name...}",
         Authed(ctx, Scope::kRead, [ctx](HttpRequest& req, const Principal& p) {
+          if (ctx.studio != nullptr) {
+            if (auto d = ctx.studio->Get(p.tenant_id, req.path_params["name"])) {
+              return JsonResponse(200, DerivedModelJson(*d));
+            }
+          }
           if (auto s = NeedRegistry(ctx); !s) return HttpResponse::FromError(s.error());
           auto m = ctx.registry->Find(req.path_params["name"]);
           if (!m) return HttpResponse::FromError(m.error());
@@ -236,10 +267,31 @@ void RegisterModelRoutes(Router& r, const AppContext& ctx) {
 
   r.Add("DELETE", "/api/models/{name...}",
         Authed(ctx, Scope::kAdmin, [ctx](HttpRequest& req, const Principal& p) {
+          if (ctx.studio != nullptr) {
+            // An own derived model: its tenant's admins may delete it.
+            auto d = ctx.studio->Get(p.tenant_id, req.path_params["name"]);
+            if (d && d->tenant_id == p.tenant_id) {
+              if (auto s = ctx.studio->Delete(p.tenant_id, d->id); !s) {
+                return HttpResponse::FromError(s.error());
+              }
+              Audit(ctx, p, "model.delete", d->id, {{"name", d->name}});
+              return JsonResponse(
+                  200, json::object{{"id", d->name}, {"object", "model"}, {"deleted", true}});
+            }
+          }
+          // A name that is neither an own derived model nor a base model does not exist for
+          // this caller (another tenant's models are never revealed, not even by a 403).
+          if (ctx.registry != nullptr && !p.IsPlatformAdmin() &&
+              !ctx.registry->Find(req.path_params["name"])) {
+            return HttpResponse::FromError(Error(
+                Code::kNotFound, fmt::format("model '{}' does not exist", req.path_params["name"]),
+                "model", "model_not_found"));
+          }
           if (auto s = NeedPlatformAdmin(p); !s) return HttpResponse::FromError(s.error());
           if (auto s = NeedRegistry(ctx); !s) return HttpResponse::FromError(s.error());
           auto m = ctx.registry->Remove(req.path_params["name"]);
           if (!m) return HttpResponse::FromError(m.error());
+          AppendAudit(ctx, p, "", "model.delete", m->id, {{"name", m->name}});
           return JsonResponse(
               200, json::object{{"id", m->name}, {"object", "model"}, {"deleted", true}});
         }));

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 
+#include "api/knowledge_json.h"
 #include "api/openai_types.h"
 #include "api/route_util.h"
 #include "api/routes.h"
@@ -28,6 +29,8 @@
 #include "yunzhi/engine/json_constraint.h"
 #include "yunzhi/engine/scheduler.h"
 #include "yunzhi/engine/tool_calls.h"
+#include "yunzhi/platform/billing.h"
+#include "yunzhi/platform/metering.h"
 #include "yunzhi/serving/model_manager.h"
 
 namespace yunzhi::api {
@@ -135,6 +138,10 @@ int64_t CountChars(std::string_view s) {
   return n;
 }
 
+struct Job;
+// Billing hooks (defined below SubmitAll): usage record + settlement when a request ends.
+void MeterAndSettle(Job& job, const Usage& usage);
+
 struct Job : std::enable_shared_from_this<Job> {
   enum class Kind { kChat, kCompletion };
   Kind kind = Kind::kChat;
@@ -152,6 +159,17 @@ struct Job : std::enable_shared_from_this<Job> {
   std::shared_ptr<serving::Lease> lease;
   const engine::Tokenizer* tok = nullptr;
   std::vector<std::string> echo_text;  // completions with echo: per choice, the prompt text
+  // A derived model's sources: answers carry their citations.
+  std::shared_ptr<const DerivedChat> derived;
+  // Billing hooks: who pays, what the request holds (Reserve before, Settle after).
+  platform::Meter* meter = nullptr;
+  platform::Billing* billing = nullptr;
+  ThreadPool* workers = nullptr;
+  std::string key_id;
+  std::string base_model;
+  double cold_load_ms = -1;  // >= 0: this request loaded the model
+  std::optional<platform::Hold> hold;
+  std::optional<platform::Prices> prices;
 
   std::mutex mutex;
   std::vector<Choice> choices;
@@ -168,6 +186,7 @@ struct Job : std::enable_shared_from_this<Job> {
   // ---- streaming
   bool StreamToken(int32_t index, const engine::GenerationToken& t) {
     Choice& c = choices[static_cast<size_t>(index)];
+    if (derived) c.text += t.text;  // to tell which sources the answer cites
     std::string content = t.text;
     std::vector<ToolCallDelta> calls;
     if (c.tool_parser) {
@@ -246,6 +265,16 @@ struct Job : std::enable_shared_from_this<Job> {
   void FinishAll() {
     const Usage usage = TotalUsage();
     if (stream) {
+      if (derived && kind == Kind::kChat) {
+        // The citations travel in one extra chunk with no choices (like the usage chunk).
+        json::object chunk{{"id", meta.id},
+                           {"object", "chat.completion.chunk"},
+                           {"created", meta.created_s},
+                           {"model", meta.model},
+                           {"choices", json::array()},
+                           {"citations", CitationsJson(*derived, choices.empty() ? "" : choices[0].text)}};
+        Write(json::serialize(chunk));
+      }
       if (include_usage) {
         Write(kind == Kind::kChat ? ChatCompletionUsageChunkJson(meta, usage)
                                   : TextCompletionUsageChunkJson(meta, usage));
@@ -273,7 +302,15 @@ struct Job : std::enable_shared_from_this<Job> {
         if (logprobs) cc.logprobs = std::move(c.logprobs);
         out_choices.push_back(std::move(cc));
       }
-      pending->Complete(HttpResponse::Json(200, ChatCompletionJson(meta, out_choices, usage)));
+      std::string body = ChatCompletionJson(meta, out_choices, usage);
+      if (derived) {
+        json::value v = json::parse(body);
+        v.as_object()["citations"] =
+            CitationsJson(*derived, out_choices.empty() || !out_choices[0].content ? ""
+                                                                                   : *out_choices[0].content);
+        body = json::serialize(v);
+      }
+      pending->Complete(HttpResponse::Json(200, std::move(body)));
     } else {
       std::vector<CompletionChoice> out_choices;
       for (size_t i = 0; i < choices.size(); ++i) {
@@ -308,6 +345,7 @@ struct Job : std::enable_shared_from_this<Job> {
                                           : std::string(engine::FinishReasonName(
                                                 choices[0].result.finish_reason))},
                {"error", error ? error->message : std::string()}});
+    MeterAndSettle(*this, usage);
   }
 
   // Scheduler callbacks.
@@ -348,10 +386,112 @@ struct Submission {
   bool keep_special_text = false;
 };
 
+// ---- Billing hooks (platform/metering.h, platform/billing.h) --------------------------------
+
+// Runs `fn` on the request workers, off the scheduler thread (the journal fsync must not stall
+// generation); inline without a pool. The pool drops tasks posted after its shutdown began, so
+// `yunzhi serve` shuts the models down (every request ends and posts its record) before it.
+void OffThread(Job& job, std::function<void()> fn) {
+  if (job.workers != nullptr) {
+    try {
+      job.workers->Post(fn);
+      return;
+    } catch (const std::exception&) {
+    }
+  }
+  fn();
+}
+
+// Records the model load a request waited for (kind model_load, same request id).
+void MeterColdStart(Job& job) {
+  if (job.meter == nullptr || job.cold_load_ms < 0) return;
+  platform::UsageRecord r;
+  r.request_id = job.meta.id;
+  r.kind = std::string(platform::kUsageModelLoad);
+  r.tenant_id = job.tenant;
+  r.key_id = job.key_id;
+  r.model = job.meta.model;
+  r.base_model = job.base_model;
+  r.q.compute_ms = static_cast<int64_t>(job.cold_load_ms);
+  OffThread(job, [meter = job.meter, r = std::move(r)] {
+    if (auto s = meter->Record(r); !s) log::Error("usage_record_failed", {{"error", s.error().message}});
+  });
+}
+
+// Reserves the request's maximum cost (every prompt token at the input price, every choice's
+// max_tokens at the output price) and checks tokens/minute limits. On refusal completes the
+// response with the 429 and returns false.
+bool ReserveBudget(Job& job, const Submission& sub, int64_t n_ctx) {
+  if (job.billing == nullptr) return true;
+  int64_t prompt = 0, completion = 0;
+  for (const auto& p : sub.prompts) {
+    const int64_t len = static_cast<int64_t>(p.size());
+    prompt += len;
+    completion += sub.n * std::max<int64_t>(0, sub.params.max_tokens.value_or(n_ctx - len));
+  }
+  auto prices = job.billing->PricesFor(job.meta.model);
+  if (!prices) {
+    job.pending->Complete(ErrorResponse(prices.error()));
+    return false;
+  }
+  job.prices = *prices;
+  auto cost = platform::Billing::ChatCost(*prices, prompt, 0, completion);
+  auto hold = cost ? job.billing->Reserve(job.tenant, job.key_id, *cost, prompt + completion)
+                   : Result<platform::Hold>(cost.error());
+  if (!hold) {
+    job.pending->Complete(ErrorResponse(hold.error()));
+    return false;
+  }
+  job.hold = std::move(*hold);
+  return true;
+}
+
+// Gives the hold back untouched (the request failed before generating anything).
+void ReleaseBudget(Job& job) {
+  if (job.billing == nullptr || !job.hold) return;
+  if (auto s = job.billing->Settle(*job.hold, platform::Money()); !s) {
+    log::Error("billing_release_failed", {{"error", s.error().message}});
+  }
+  job.hold.reset();
+}
+
+void MeterAndSettle(Job& job, const Usage& usage) {
+  platform::UsageRecord r;
+  r.request_id = job.meta.id;
+  r.kind = std::string(platform::kUsageChatTokens);
+  r.tenant_id = job.tenant;
+  r.key_id = job.key_id;
+  r.model = job.meta.model;
+  r.base_model = job.base_model;
+  r.q.prompt_tokens = usage.prompt_tokens;
+  r.q.cached_prompt_tokens = std::min(usage.cached_prompt_tokens, usage.prompt_tokens);
+  r.q.completion_tokens = usage.completion_tokens;
+  // Without a hold (a request answered without generating), the cost is charged all the same.
+  platform::Hold hold = job.hold.value_or(platform::Hold{job.tenant, job.key_id, platform::Money()});
+  job.hold.reset();
+  if (job.meter == nullptr && job.billing == nullptr) return;
+  OffThread(job, [meter = job.meter, billing = job.billing, hold = std::move(hold),
+                  prices = job.prices, r = std::move(r)] {
+    if (meter != nullptr) {
+      if (auto s = meter->Record(r); !s) log::Error("usage_record_failed", {{"error", s.error().message}});
+    }
+    if (billing != nullptr) {
+      auto p = prices ? Result<platform::Prices>(*prices) : billing->PricesFor(r.model);
+      auto cost = p ? platform::Billing::ChatCost(*p, r.q.prompt_tokens, r.q.cached_prompt_tokens,
+                                                  r.q.completion_tokens)
+                    : Result<platform::Money>(p.error());
+      if (auto s = billing->Settle(hold, cost.value_or(hold.amount)); !s) {
+        log::Error("billing_settle_failed", {{"error", s.error().message}});
+      }
+    }
+  });
+}
+
 // Submits every choice; on success completes the pending response with the stream (when
 // streaming). On failure completes it with the error and cancels what was submitted.
 void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
   serving::LoadedModel& lm = **job->lease;
+  if (!ReserveBudget(*job, sub, lm.scheduler->n_ctx())) return;
   const int64_t n_choices = static_cast<int64_t>(sub.prompts.size()) * sub.n;
   job->choices.resize(static_cast<size_t>(n_choices));
   job->remaining = static_cast<int>(n_choices);
@@ -376,6 +516,7 @@ void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
       if (sub.make_constraint) {
         auto constraint = sub.make_constraint();
         if (!constraint) {
+          ReleaseBudget(*job);
           job->pending->Complete(ErrorResponse(constraint.error()));
           return;
         }
@@ -404,6 +545,7 @@ void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
     if (!h) {
       for (auto& handle : handles) handle.Cancel();
       job->remaining = 1 << 30;  // the cancelled ones' on_done must not finish the response
+      ReleaseBudget(*job);  // what was submitted is cancelled before producing billable output
       if (job->out) job->out->Cancel();
       job->pending->Complete(ErrorResponse(h.error()));
       return;
@@ -455,17 +597,42 @@ std::shared_ptr<Job> StartJob(const AppContext& ctx, const InferenceMetrics* met
                "fp_yunzhi"};
   job->stream = params.stream;
   job->include_usage = params.include_usage;
+  job->meter = ctx.meter;
+  job->billing = ctx.billing;
+  job->workers = ctx.workers;
+  job->base_model = (*job->lease)->source.name;
+  if (job->lease->cold_start()) job->cold_load_ms = (*job->lease)->load_ms;
   return job;
 }
 
 void RunChat(const AppContext& ctx, const InferenceMetrics* metrics,
-             std::shared_ptr<PendingResponse> pending, std::string tenant, std::string request_id,
+             std::shared_ptr<PendingResponse> pending, const platform::Principal& principal,
+             ClientSet client_set, std::string request_id,
              std::shared_ptr<ChatCompletionRequest> req) {
   log::ScopedRequestId scoped(request_id);
   if (pending->cancelled()) return;
-  auto job = StartJob(ctx, metrics, pending, std::move(tenant), request_id, req->model,
+  // A derived model: retrieval and its layers turn the request into one for its base model.
+  auto derived = PrepareDerivedChat(ctx, principal, client_set, *req);
+  if (!derived) {
+    pending->Complete(ErrorResponse(derived.error()));
+    return;
+  }
+  auto job = StartJob(ctx, metrics, pending, principal.tenant_id, request_id, req->model,
                       req->params, Job::Kind::kChat);
   if (!job) return;
+  if (*derived) {
+    job->meta.model = (*derived)->called_model;
+    job->derived = std::make_shared<const DerivedChat>(std::move(**derived));
+    Audit(ctx, principal, "model.answer", job->meta.model, [&] {
+      json::object details{{"request_id", request_id}};
+      json::array docs;
+      for (const auto& h : job->derived->sources) docs.emplace_back(h.document_id);
+      details["documents"] = std::move(docs);
+      return details;
+    }());
+  }
+  job->key_id = principal.key_id;
+  MeterColdStart(*job);
   serving::LoadedModel& lm = **job->lease;
   const engine::Model& model = *lm.model;
   const engine::Tokenizer& tok = model.tokenizer();
@@ -521,7 +688,8 @@ void RunChat(const AppContext& ctx, const InferenceMetrics* metrics,
 
 void RunCompletion(const AppContext& ctx, const InferenceMetrics* metrics,
                    std::shared_ptr<PendingResponse> pending, std::string tenant,
-                   std::string request_id, std::shared_ptr<CompletionRequest> req) {
+                   std::string request_id, std::shared_ptr<CompletionRequest> req,
+                   std::string key_id = {}) {
   log::ScopedRequestId scoped(request_id);
   if (pending->cancelled()) return;
   if (req->suffix && !req->suffix->empty()) {
@@ -537,6 +705,8 @@ void RunCompletion(const AppContext& ctx, const InferenceMetrics* metrics,
   auto job = StartJob(ctx, metrics, pending, std::move(tenant), request_id, req->model,
                       req->params, Job::Kind::kCompletion);
   if (!job) return;
+  job->key_id = std::move(key_id);
+  MeterColdStart(*job);
   serving::LoadedModel& lm = **job->lease;
   const engine::Tokenizer& tok = lm.model->tokenizer();
   job->logprobs = req->logprobs.has_value();
@@ -695,6 +865,7 @@ json::object PsJson(const serving::LoadedModelInfo& m) {
                  {"model", m.name},
                  {"id", m.id},
                  {"architecture", m.architecture},
+                 {"kind", m.kind},
                  {"size_bytes", m.weight_bytes + m.kv_bytes},
                  {"weight_bytes", m.weight_bytes},
                  {"kv_cache_bytes", m.kv_bytes},
@@ -733,9 +904,9 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseChatCompletionRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<ChatCompletionRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, metrics, shared, tenant = p.tenant_id,
+          return Defer(ctx, [ctx, metrics, shared, p, set = ClientSetOf(*body),
                              rid = req.request_id](std::shared_ptr<PendingResponse> pending) {
-            RunChat(ctx, metrics.get(), std::move(pending), tenant, rid, shared);
+            RunChat(ctx, metrics.get(), std::move(pending), p, set, rid, shared);
           });
         }));
   r.Add("POST", "/v1/completions",
@@ -745,9 +916,9 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseCompletionRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<CompletionRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, metrics, shared, tenant = p.tenant_id,
+          return Defer(ctx, [ctx, metrics, shared, tenant = p.tenant_id, key = p.key_id,
                              rid = req.request_id](std::shared_ptr<PendingResponse> pending) {
-            RunCompletion(ctx, metrics.get(), std::move(pending), tenant, rid, shared);
+            RunCompletion(ctx, metrics.get(), std::move(pending), tenant, rid, shared, key);
           });
         }));
   r.Add("POST", "/tokenize",

@@ -4,13 +4,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/audit.h"
 #include "cli/common.h"
+#include "cli/kb.h"
 #include "cli/manage.h"
 #include "cli/models.h"
 #include "cli/ps.h"
 #include "cli/quantize.h"
 #include "cli/run.h"
 #include "cli/serve.h"
+#include "cli/usage.h"
 #include "yunzhi/base/version.h"
 
 int main(int argc, char** argv) {
@@ -62,6 +65,30 @@ int main(int argc, char** argv) {
   auto* keys_revoke = keys->add_subcommand("revoke", "Revoke a key by id or prefix");
   keys_revoke->add_option("key", revoke_id, "Key id (key_...) or prefix (yz-...)")->required();
   keys_revoke->callback([&] { exit_code = RunKeysRevoke(flags, revoke_id); });
+  keys->add_subcommand("rotate-master",
+                       "Rewrap every tenant's encryption key under a new master key (server "
+                       "stopped)")
+      ->callback([&] { exit_code = RunKeysRotateMaster(flags); });
+
+  auto* audit = app.add_subcommand("audit", "Check and read the tamper-evident audit log");
+  audit->require_subcommand(1);
+  audit->add_subcommand("verify", "Walk the hash chain; exit 1 naming the first bad entry")
+      ->callback([&] { exit_code = RunAuditVerify(flags); });
+  AuditListFlags audit_flags;
+  auto* audit_list = audit->add_subcommand("list", "List audit entries, oldest first");
+  audit_list->add_flag("--json", audit_flags.json, "Print JSON");
+  audit_list->add_option("--tenant", audit_flags.tenant, "Tenant id or name (default: all)");
+  audit_list->add_option("--actor", audit_flags.actor, "Key id, cli:<user> or system");
+  audit_list->add_option("--action", audit_flags.action, "e.g. key.create, document.upload");
+  audit_list->add_option("--from", audit_flags.from_s, "Unix seconds, inclusive")
+      ->check(CLI::NonNegativeNumber);
+  audit_list->add_option("--to", audit_flags.to_s, "Unix seconds, inclusive")
+      ->check(CLI::NonNegativeNumber);
+  audit_list->add_option("--limit", audit_flags.limit, "Most entries (default 100)")
+      ->check(CLI::Range(1, 10000));
+  audit_list->add_option("--after", audit_flags.after, "Only entries after this seq (paging)")
+      ->check(CLI::NonNegativeNumber);
+  audit_list->callback([&] { exit_code = RunAuditList(flags, audit_flags); });
 
   auto* tenants = app.add_subcommand("tenants", "Manage tenants on the data dir");
   tenants->require_subcommand(1);
@@ -145,6 +172,84 @@ int main(int argc, char** argv) {
   quantize->add_option("--type", quantize_flags.type, "q8_0 | q4_0 | q4_k_m");
   quantize->add_flag("-q,--quiet", quantize_flags.quiet, "No per-tensor progress");
   quantize->callback([&] { exit_code = RunQuantize(flags, quantize_flags); });
+
+  UsageFlags usage_flags;
+  auto* usage = app.add_subcommand("usage", "Usage records summed by day, model or key");
+  usage->add_option("--tenant", usage_flags.tenant, "Tenant id or name (default: every tenant)");
+  usage->add_option("--from", usage_flags.from, "First day, YYYY-MM-DD UTC (default: this month)");
+  usage->add_option("--to", usage_flags.to, "Last day, YYYY-MM-DD UTC, inclusive");
+  usage->add_option("--group-by", usage_flags.group_by, "day | model | key")
+      ->check(CLI::IsMember({"day", "model", "key"}));
+  usage->add_flag("--csv", usage_flags.csv, "Print CSV");
+  usage->callback([&] { exit_code = RunUsage(flags, usage_flags); });
+
+  // Knowledge spaces.
+  auto* kb = app.add_subcommand("kb", "Knowledge spaces: create, add documents, search, evaluate");
+  kb->require_subcommand(1);
+  KbFlags kb_flags;
+  auto* kb_create = kb->add_subcommand("create", "Create a knowledge space; prints its id");
+  kb_create->add_option("space", kb_flags.space, "Space name")->required();
+  kb_create->add_option("--description", kb_flags.description, "What the space holds");
+  kb_create->add_option("--embedding-model", kb_flags.embedding_model,
+                        "An imported embedding model (default: lexical retrieval only)");
+  kb_create->add_option("--chunk-size", kb_flags.chunk_size, "Chunk size in tokens (default 400)");
+  kb_create->add_option("--chunk-overlap", kb_flags.chunk_overlap, "Overlap in tokens (default 50)");
+  kb_create->callback([&] { exit_code = RunKbCreate(flags, kb_flags); });
+  auto* kb_list = kb->add_subcommand("list", "List spaces, or the documents of SPACE");
+  kb_list->add_option("space", kb_flags.space, "Space name or id");
+  kb_list->callback([&] { exit_code = RunKbList(flags, kb_flags); });
+  auto* kb_add = kb->add_subcommand("add", "Ingest files (directories recursively) into a space");
+  kb_add->add_option("space", kb_flags.space, "Space name or id")->required();
+  kb_add->add_option("files", kb_flags.files, "Files or directories")->required();
+  kb_add->callback([&] { exit_code = RunKbAdd(flags, kb_flags); });
+  auto* kb_search = kb->add_subcommand("search", "Search a space");
+  kb_search->add_option("space", kb_flags.space, "Space name or id")->required();
+  kb_search->add_option("query", kb_flags.query, "What to look for")->required();
+  kb_search->add_option("--top-k", kb_flags.top_k, "Hits to show (default 5)");
+  kb_search->add_option("--mode", kb_flags.mode, "auto | lexical | vector | hybrid");
+  kb_search->callback([&] { exit_code = RunKbSearch(flags, kb_flags); });
+  auto* kb_rm = kb->add_subcommand("rm", "Remove a space, or one document of it");
+  kb_rm->add_option("space", kb_flags.space, "Space name or id")->required();
+  kb_rm->add_option("document", kb_flags.document, "Document id");
+  kb_rm->callback([&] { exit_code = RunKbRemove(flags, kb_flags); });
+  for (CLI::App* sub : {kb_create, kb_list, kb_add, kb_search, kb_rm}) {
+    sub->add_option("--tenant", kb_flags.tenant, "Tenant id or name (default: system)");
+  }
+  KbEvalFlags eval_flags;
+  auto* kb_eval = kb->add_subcommand(
+      "eval", "Retrieval quality on a BEIR collection: nDCG@10, recall@10/100, MRR@10, latency");
+  kb_eval->add_option("--corpus", eval_flags.corpus, "corpus.jsonl");
+  kb_eval->add_option("--queries", eval_flags.queries, "queries.jsonl");
+  kb_eval->add_option("--qrels", eval_flags.qrels, "qrels .tsv");
+  kb_eval->add_option("--squad", eval_flags.squad,
+                      "Instead: a SQuAD-layout JSON (each question's paragraph is relevant)");
+  kb_eval->add_option("--embedding-model", eval_flags.embedding_model, "Also index vectors");
+  kb_eval->add_option("--mode", eval_flags.mode, "auto | lexical | vector | hybrid");
+  kb_eval->add_option("--chunk-size", eval_flags.chunk_size, "Chunk size in tokens (default 400)");
+  kb_eval->callback([&] {
+    if (eval_flags.squad.empty() &&
+        (eval_flags.corpus.empty() || eval_flags.queries.empty() || eval_flags.qrels.empty())) {
+      std::fprintf(stderr, "error: give --corpus, --queries and --qrels, or --squad\n");
+      exit_code = 2;
+      return;
+    }
+    exit_code = RunKbEval(flags, eval_flags);
+  });
+
+  // Derived models.
+  auto* model = app.add_subcommand("model", "Derived models: a parent model plus instructions and knowledge");
+  model->require_subcommand(1);
+  ModelCreateFlags mc_flags;
+  auto* model_create = model->add_subcommand("create", "Create a derived model");
+  model_create->add_option("name", mc_flags.name, "The new model's name")->required();
+  model_create->add_option("--parent", mc_flags.parent, "Base or derived model")->required();
+  model_create->add_option("--instructions", mc_flags.instructions, "System instructions");
+  model_create->add_option("--instructions-file", mc_flags.instructions_file, "... from a file");
+  model_create->add_option("--space", mc_flags.spaces, "Knowledge space to retrieve from (repeat)");
+  model_create->add_option("--top-k", mc_flags.top_k, "Passages retrieved per question (default 4)");
+  model_create->add_option("--description", mc_flags.description, "What the model is for");
+  model_create->add_option("--tenant", mc_flags.tenant, "Tenant id or name (default: system)");
+  model_create->callback([&] { exit_code = RunModelCreate(flags, mc_flags); });
 
   auto* config = app.add_subcommand("config", "Inspect the configuration");
   config->require_subcommand(1);

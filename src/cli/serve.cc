@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
@@ -20,9 +23,15 @@
 #include "yunzhi/serving/model_manager.h"
 #include "yunzhi/hub/registry.h"
 #include "yunzhi/platform/api_keys.h"
+#include "yunzhi/platform/billing.h"
+#include "yunzhi/platform/metering.h"
 #include "yunzhi/platform/rate_limiter.h"
 #include "yunzhi/platform/tenants.h"
 #include "yunzhi/store/data_dir.h"
+#include "cli/knowledge_stack.h"
+#include "cli/audit.h"
+#include "yunzhi/platform/audit.h"
+#include "yunzhi/platform/keyring.h"
 
 namespace yunzhi::cli {
 namespace {
@@ -70,6 +79,17 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   if (!lock) return PrintError(lock.error());
   auto store = OpenStore(config, *dir);
   if (!store) return PrintError(store.error());
+  // The keyring right after the store: a wrong or missing master key stops the start here,
+  // before anything else writes to the data dir.
+  auto keyring = platform::Keyring::Open(*store->db, KeyringOptionsFor(config, *dir));
+  if (!keyring) return PrintError(keyring.error());
+  if ((*keyring)->generated_master_key()) {
+    std::fprintf(stderr,
+                 "Created the master encryption key %s. Back it up apart from the data dir: "
+                 "without it no tenant's encrypted data can be read.\n",
+                 (*keyring)->master_key_source().c_str());
+  }
+  platform::AuditLog audit_log(*store->db, *Clock::System());
 
   const Clock& clock = *Clock::System();
   platform::Tenants tenants(*store->db, clock);
@@ -77,6 +97,33 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   platform::RateLimiter limiter(clock);
   metrics::Registry registry;
   if (auto s = EnsureAdminKey(keys, tenants); !s) return PrintError(s.error());
+  // Metering and billing outlive the request workers and the models: a request finishing during
+  // shutdown still records its usage.
+  auto meter = platform::Meter::Open(*store->db, (dir->path() / "usage.journal").string(), clock);
+  if (!meter) return PrintError(meter.error());
+  platform::BillingOptions billing_options;
+  billing_options.currency = config.billing.currency;
+  auto trial_credit = platform::Money::Parse(config.billing.trial_credit);
+  if (!trial_credit) {
+    return PrintError(InvalidArgumentError("billing.trial_credit: " + trial_credit.error().message));
+  }
+  billing_options.trial_credit = *trial_credit;
+  billing_options.trial_days = config.billing.trial_days;
+  // Storage quotas count the bytes under the tenant's directory (set once the stores are open).
+  store::TenantStores* tenant_stores = nullptr;
+  billing_options.stored_bytes = [&tenant_stores](std::string_view tenant_id) -> Result<int64_t> {
+    if (tenant_stores == nullptr || !store::TenantStores::IsValidTenantId(tenant_id)) return 0;
+    std::error_code ec;
+    int64_t total = 0;
+    const auto root = tenant_stores->DirOf(tenant_id);
+    if (!std::filesystem::exists(root, ec)) return 0;
+    for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
+    }
+    return total;
+  };
+  platform::Billing billing(*store->db, clock, billing_options);
   auto blobs = store::BlobStore::Open(dir->blobs_path());
   if (!blobs) return PrintError(blobs.error());
   auto models = hub::Registry::Open(*store->db, **blobs, dir->models_path(), clock);
@@ -102,6 +149,38 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
       serving_options, &registry, clock);
   ThreadPool request_workers(static_cast<size_t>(config.serving.request_threads), "requests");
 
+  // Knowledge spaces and derived models: per-tenant stores under <data_dir>/tenants.
+  auto system_tenant = tenants.Find(platform::kSystemTenantName);
+  if (!system_tenant) return PrintError(system_tenant.error());
+  KnowledgeStackOptions knowledge_options;
+  knowledge_options.models = &model_manager;
+  knowledge_options.system_tenant_id = system_tenant->id;
+  // Documents, chunks and vectors are sealed with their tenant's data key (crypto-shredded
+  // when the tenant is deleted).
+  knowledge_options.ciphers = [kr = keyring->get()](std::string_view tenant_id) {
+    return kr->ForTenant(tenant_id);
+  };
+  knowledge_options.base_exists = [hub_registry](std::string_view name) {
+    return hub_registry->Find(name).has_value();
+  };
+  // Every ingested document is metered once (bytes, pages, OCR pages), idempotently by its id.
+  knowledge_options.on_document_done = [m = meter->get()](const knowledge::IngestReport& r) {
+    if (r.document.status != knowledge::DocumentStatus::kReady) return;
+    platform::UsageRecord record;
+    record.request_id = r.document.id;
+    record.kind = std::string(platform::kUsageDocumentIngest);
+    record.tenant_id = r.tenant_id;
+    record.q.bytes = r.document.size_bytes;
+    record.q.pages = r.document.pages;
+    record.q.ocr_pages = r.document.ocr_pages;
+    if (auto s = m->Record(record); !s) {
+      log::Error("document_metering_failed",
+                 {{"document_id", r.document.id}, {"error", s.error().message}});
+    }
+  };
+  auto knowledge = OpenKnowledgeStack(*dir, std::move(knowledge_options));
+  if (!knowledge) return PrintError(knowledge.error());
+
   std::atomic<bool> draining{false};
   api::AppContext context;
   context.db = store->db.get();
@@ -112,7 +191,36 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   context.registry = models->get();
   context.models = &model_manager;
   context.workers = &request_workers;
+  context.knowledge = knowledge->knowledge.get();
+  context.studio = knowledge->studio.get();
+  context.purge_tenant_data = [stores = knowledge->stores.get()](std::string_view tenant_id) {
+    return stores->Purge(tenant_id);
+  };
+  context.audit = &audit_log;
+  context.keyring = keyring->get();
+  if (!context.audit_event) {
+    context.audit_event = [&audit_log](const platform::Principal& p, std::string_view action,
+                                       std::string_view target, const std::string& details) {
+      auto s = audit_log.Append({.tenant_id = p.tenant_id,
+                                 .actor = p.key_id,
+                                 .action = std::string(action),
+                                 .target = std::string(target),
+                                 .details_json = details});
+      if (!s) {
+        log::Error("audit_append_failed",
+                   {{"action", std::string(action)}, {"error", s.error().message}});
+      }
+    };
+  }
   context.default_requests_per_minute = config.limits.default_requests_per_minute;
+  tenant_stores = knowledge->stores.get();
+  if (config.billing.enabled != 0) {
+    context.meter = meter->get();
+    context.billing = &billing;
+    context.storage_quota = [&billing](std::string_view tenant_id, int64_t bytes) {
+      return billing.CheckStorageQuota(tenant_id, bytes);
+    };
+  }
   context.draining = &draining;
   api::Router router;
   api::RegisterRoutes(router, context);
@@ -143,6 +251,33 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   std::fflush(stdout);
   log::Info("server_started", {{"url", url}, {"data_dir", dir->path().string()}});
 
+  // Storage metering: one storage_sample per tenant and hour (idempotent per hour).
+  std::mutex sampler_mutex;
+  std::condition_variable sampler_cv;
+  bool sampler_stop = false;  // guarded by sampler_mutex
+  std::thread storage_sampler([&] {
+    std::unique_lock lock(sampler_mutex);
+    while (!sampler_stop && config.billing.enabled != 0) {
+      lock.unlock();
+      const int64_t hour = clock.NowUnixMs() / 3'600'000;
+      if (auto list = tenants.List()) {
+        for (const auto& t : *list) {
+          auto bytes = billing.options().stored_bytes(t.id);
+          if (bytes && *bytes > 0) {
+            if (auto s = platform::RecordStorageHour(**meter, t.id, *bytes, hour); !s) {
+              log::Error("storage_sample_failed", {{"tenant_id", t.id}, {"error", s.error().message}});
+            }
+          }
+        }
+      }
+      lock.lock();
+      // Next at the start of the next hour.
+      const int64_t next_ms = (hour + 1) * 3'600'000 - clock.NowUnixMs();
+      sampler_cv.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(next_ms, 1000)),
+                          [&] { return sampler_stop; });
+    }
+  });
+
   int sig = 0;
   sigwait(&signals, &sig);
   log::Info("shutdown_requested",
@@ -158,6 +293,12 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   second_signal.detach();
   server.Shutdown();
   model_manager.Shutdown();
+  {
+    std::lock_guard lock(sampler_mutex);
+    sampler_stop = true;
+  }
+  sampler_cv.notify_all();
+  storage_sampler.join();
   log::Info("server_stopped", {});
   return 0;
 }

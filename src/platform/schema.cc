@@ -31,6 +31,112 @@ CREATE INDEX api_keys_by_tenant ON api_keys(tenant_id);
 CREATE INDEX api_keys_by_prefix ON api_keys(prefix);
 )sql",
        {}},
+      {2,
+       "audit log (hash chain) and its head",
+       R"sql(
+CREATE TABLE audit_log (
+  seq INTEGER PRIMARY KEY,
+  time_ms INTEGER NOT NULL,
+  tenant_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_tenant ON audit_log(tenant_id, seq);
+CREATE INDEX audit_log_by_time ON audit_log(time_ms);
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL
+);
+)sql",
+       {}},
+      {3,
+       "keyring: master key check value and wrapped tenant data keys",
+       R"sql(
+CREATE TABLE keyring_meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  check_value BLOB NOT NULL,
+  next_key_version INTEGER NOT NULL,
+  rotated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE tenant_keys (
+  tenant_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  wrapped BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+)sql",
+       {}},
+      {4,
+       "metering and billing: usage records, price book, accounts, plans",
+       R"sql(
+CREATE TABLE usage_records (
+  request_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  tenant_id TEXT NOT NULL,
+  key_id TEXT NOT NULL DEFAULT '',
+  model TEXT NOT NULL DEFAULT '',
+  base_model TEXT NOT NULL DEFAULT '',
+  prompt_tokens INTEGER NOT NULL DEFAULT 0,
+  cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  pages INTEGER NOT NULL DEFAULT 0,
+  ocr_pages INTEGER NOT NULL DEFAULT 0,
+  byte_hours INTEGER NOT NULL DEFAULT 0,
+  compute_ms INTEGER NOT NULL DEFAULT 0,
+  time_ms INTEGER NOT NULL,
+  PRIMARY KEY (request_id, kind)
+);
+CREATE INDEX usage_records_by_tenant_time ON usage_records(tenant_id, time_ms);
+CREATE INDEX usage_records_by_time ON usage_records(time_ms);
+CREATE TABLE billing_prices (
+  pattern TEXT PRIMARY KEY,
+  input_nanos INTEGER NOT NULL,
+  cached_input_nanos INTEGER NOT NULL,
+  output_nanos INTEGER NOT NULL,
+  embedding_nanos INTEGER NOT NULL,
+  rerank_nanos INTEGER NOT NULL,
+  storage_gb_month_nanos INTEGER NOT NULL,
+  ocr_1k_pages_nanos INTEGER NOT NULL,
+  compute_hour_nanos INTEGER NOT NULL,
+  throughput_1k_tpm_month_nanos INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE billing_accounts (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  is_key INTEGER NOT NULL,
+  mode TEXT NOT NULL,
+  limit_nanos INTEGER,
+  used_nanos INTEGER NOT NULL DEFAULT 0,
+  reserved_nanos INTEGER NOT NULL DEFAULT 0,
+  trial_nanos INTEGER NOT NULL DEFAULT 0,
+  trial_used_nanos INTEGER NOT NULL DEFAULT 0,
+  trial_expires_ms INTEGER,
+  tokens_per_minute INTEGER,
+  storage_quota_bytes INTEGER,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX billing_accounts_by_tenant ON billing_accounts(tenant_id);
+CREATE TABLE billing_plans (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  model TEXT NOT NULL DEFAULT '',
+  capacity INTEGER NOT NULL,
+  discount_bp INTEGER NOT NULL,
+  start_ms INTEGER NOT NULL,
+  end_ms INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX billing_plans_by_tenant ON billing_plans(tenant_id);
+)sql",
+       {}},
   };
   return store::Migrate(db, "platform", kMigrations);
 }

@@ -80,8 +80,9 @@ TEST_F(ConfigTest, DefaultsWithoutAnySource) {
   EXPECT_EQ(c.log.format, LogFormat::kText);
   EXPECT_EQ(c.log.file, "");
   EXPECT_EQ(c.limits.default_requests_per_minute, 0);
+  EXPECT_EQ(c.security.master_key_file, "");
   EXPECT_EQ(loaded->file, "");
-  EXPECT_EQ(loaded->origin_of.size(), 26u);
+  EXPECT_EQ(loaded->origin_of.size(), 31u);
   for (const auto& [key, origin] : loaded->origin_of) EXPECT_EQ(origin, "default") << key;
 }
 

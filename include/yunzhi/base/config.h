@@ -64,6 +64,23 @@ struct LimitsConfig {
   bool operator==(const LimitsConfig&) const = default;
 };
 
+struct SecurityConfig {
+  // File holding the master encryption key (64 hex characters, mode 0600); empty means
+  // <data_dir>/master.key. The YUNZHI_MASTER_KEY environment variable, when set, wins.
+  std::string master_key_file;
+
+  bool operator==(const SecurityConfig&) const = default;
+};
+
+struct BillingConfig {
+  std::string currency = "CNY";     // ISO 4217 code shown on prices and statements
+  std::string trial_credit = "0";   // decimal amount granted to each new tenant ("100.00")
+  int64_t trial_days = 30;          // how long the trial credit lasts
+  int enabled = 1;                  // 0: no usage records, reservations or balance checks
+
+  bool operator==(const BillingConfig&) const = default;
+};
+
 struct ServingConfig {
   int threads = 0;                  // compute threads per loaded model; 0: one per CPU core
   int64_t context_tokens = 0;       // per sequence; 0: min(the model's trained context, 4096)
@@ -85,6 +102,8 @@ struct Config {
   StoreConfig store;
   LogConfig log;
   LimitsConfig limits;
+  SecurityConfig security;
+  BillingConfig billing;
   ServingConfig serving;
 
   // The logger options these settings describe (for yunzhi::log::Init).
