@@ -500,6 +500,15 @@ void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
     for (int32_t i = 0; i < sub.n; ++i) job->prompt_tokens.push_back(static_cast<int64_t>(sub.prompts[p].size()));
   }
   if (job->stream && !job->out) job->out = std::make_shared<ResponseStream>();
+  // Within the tenant's reserved throughput for this model: admitted ahead of best effort.
+  int priority = 0;
+  if (job->billing != nullptr) {
+    int64_t tokens = 0;
+    for (const auto& p : sub.prompts) {
+      tokens += static_cast<int64_t>(p.size()) + sub.n * int64_t{sub.params.max_tokens.value_or(0)};
+    }
+    if (job->billing->TakeReservedThroughput(job->tenant, job->meta.model, tokens)) priority = 1;
+  }
   std::vector<engine::GenerationRequest> requests;
   for (size_t p = 0; p < sub.prompts.size(); ++p) {
     for (int32_t i = 0; i < sub.n; ++i) {
@@ -512,6 +521,7 @@ void SubmitAll(const std::shared_ptr<Job>& job, Submission& sub) {
       if (g.options.sampling.seed && index > 0) *g.options.sampling.seed += static_cast<uint64_t>(index);
       g.options.ignore_eos = sub.params.ignore_eos;
       g.fairness_key = job->tenant;
+      g.priority = priority;
       g.keep_special_text = sub.keep_special_text;
       if (sub.make_constraint) {
         auto constraint = sub.make_constraint();

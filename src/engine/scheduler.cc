@@ -1,6 +1,7 @@
 #include "yunzhi/engine/scheduler.h"
 
 #include <algorithm>
+#include <climits>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -327,9 +328,15 @@ void Scheduler::State::SweepCancelled() {
 void Scheduler::State::Admit() {
   KvCache& cache = runner->kv_cache();
   while (static_cast<int32_t>(running.size()) < options.max_running && !waiting.empty()) {
-    // Round robin: the first key after the last one served, wrapping around.
+    // The highest priority class waiting first; within it, round robin: the first key after
+    // the last one served (wrapping around) whose next request is of that class.
+    int top = INT_MIN;
+    for (const auto& [key, q] : waiting) top = std::max(top, q.front()->request.priority);
     auto it = served_any_key ? waiting.upper_bound(last_key) : waiting.begin();
-    if (it == waiting.end()) it = waiting.begin();
+    for (size_t n = 0; n <= waiting.size(); ++n, ++it) {
+      if (it == waiting.end()) it = waiting.begin();
+      if (it->second.front()->request.priority == top) break;
+    }
     Active& a = *it->second.front();
 
     // Reuse cached blocks of the prompt; at least one token is always computed (its logits

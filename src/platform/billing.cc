@@ -482,6 +482,10 @@ Result<Plan> Billing::AddPlan(std::string_view tenant_id, std::string_view kind,
       fmt::format("INSERT INTO billing_plans ({}) VALUES (?,?,?,?,?,?,?,?,?)", kPlanColumns),
       {p.id, p.tenant_id, p.kind, p.model, p.capacity, p.discount_bp, p.start_ms, p.end_ms,
        p.created_at_ms}));
+  {
+    std::lock_guard lock(windows_mutex_);
+    plan_cache_.erase(std::string(tenant_id));
+  }
   return p;
 }
 
@@ -499,9 +503,50 @@ Result<std::vector<Plan>> Billing::ListPlans(std::string_view tenant_id) {
   return out;
 }
 
+bool Billing::TakeReservedThroughput(std::string_view tenant_id, std::string_view model,
+                                     int64_t tokens) {
+  if (tokens <= 0) return false;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Plan> plans;
+  {
+    std::lock_guard lock(windows_mutex_);
+    auto it = plan_cache_.find(std::string(tenant_id));
+    if (it != plan_cache_.end() && now - it->second.loaded < std::chrono::seconds(5)) {
+      plans = it->second.plans;
+    } else {
+      it = plan_cache_.end();
+    }
+    if (it == plan_cache_.end()) {
+      auto listed = ListPlans(tenant_id);
+      if (!listed) return false;  // best effort on a store error: normal priority
+      plan_cache_[std::string(tenant_id)] = {now, *listed};
+      plans = std::move(*listed);
+    }
+  }
+  const int64_t now_ms = clock_.NowUnixMs();
+  int64_t capacity = 0;
+  for (const Plan& p : plans) {
+    if (p.kind != kPlanThroughputReserved || now_ms < p.start_ms || now_ms >= p.end_ms) continue;
+    const bool matches = p.model == model ||
+                         (!p.model.empty() && p.model.back() == '*' &&
+                          model.substr(0, p.model.size() - 1) == std::string_view(p.model).substr(0, p.model.size() - 1));
+    if (matches) capacity += p.capacity;
+  }
+  if (capacity <= 0) return false;
+  const int64_t minute = now_ms / 60'000;
+  std::lock_guard lock(windows_mutex_);
+  Window& w = reserved_windows_[std::string(tenant_id) + "\n" + std::string(model)];
+  if (w.minute != minute) w = {minute, 0};
+  if (w.tokens + tokens > capacity) return false;
+  w.tokens += tokens;
+  return true;
+}
+
 Status Billing::DeletePlan(std::string_view plan_id) {
   YZ_ASSIGN_OR_RETURN(int64_t n, db_.Execute("DELETE FROM billing_plans WHERE id = ?", {std::string(plan_id)}));
   if (n == 0) return NotFoundError(fmt::format("no plan '{}'", plan_id));
+  std::lock_guard lock(windows_mutex_);
+  plan_cache_.clear();
   return OkStatus();
 }
 

@@ -378,6 +378,40 @@ TEST_F(SchedulerTest, AdmissionIsRoundRobinAcrossFairnessKeys) {
   EXPECT_LE(other.order, 1);
 }
 
+TEST_F(SchedulerTest, AHigherPriorityIsAdmittedBeforeEveryLowerOne) {
+  SchedulerOptions o;
+  o.max_running = 1;
+  auto scheduler = Make(o);
+  std::atomic<int> counter{0};
+  std::vector<Collector> best_effort(4);
+  Collector reserved;
+  Collector blocker;
+  GenerationRequest rb = Greedy(Prompt(8, 0, n_vocab_), 30);
+  rb.fairness_key = "tenant-a";
+  blocker.Attach(rb);
+  ASSERT_TRUE(scheduler->Submit(std::move(rb)));
+  // Best effort from two tenants, then one reserved-throughput request submitted last.
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r = Greedy(Prompt(8, i + 1, n_vocab_), 4);
+    r.fairness_key = i % 2 == 0 ? "tenant-a" : "tenant-c";
+    best_effort[i].counter = &counter;
+    best_effort[i].Attach(r);
+    ASSERT_TRUE(scheduler->Submit(std::move(r)));
+  }
+  GenerationRequest rr = Greedy(Prompt(8, 9, n_vocab_), 4);
+  // Round robin alone would serve tenant-c (next after tenant-a) before tenant-z.
+  rr.fairness_key = "tenant-z";
+  rr.priority = 1;
+  reserved.counter = &counter;
+  reserved.Attach(rr);
+  ASSERT_TRUE(scheduler->Submit(std::move(rr)));
+  ASSERT_TRUE(blocker.Wait());
+  for (auto& f : best_effort) ASSERT_TRUE(f.Wait());
+  ASSERT_TRUE(reserved.Wait());
+  // Without the priority, round robin would have put it second at best.
+  EXPECT_EQ(reserved.order, 0);
+}
+
 TEST_F(SchedulerTest, StopStringEndsWithStopAndHeldTextIsFlushedAtTheLimit) {
   auto loaded = Model::Load(kStories);
   ASSERT_TRUE(loaded);

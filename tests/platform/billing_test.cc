@@ -293,6 +293,23 @@ TEST_F(BillingTest, TokensPerMinuteLimits) {
   EXPECT_EQ(b->UpdateAccount("ten_a", "", u).error().code, Code::kInvalidArgument);
 }
 
+TEST_F(BillingTest, ReservedThroughputGivesPriorityUpToItsRate) {
+  auto b = Make();
+  // No plan: best effort.
+  EXPECT_FALSE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 10));
+  ASSERT_TRUE(b->AddPlan("ten_a", kPlanThroughputReserved, "qwen/*", 100, kJan1, 1));
+  EXPECT_TRUE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 60));
+  EXPECT_TRUE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 40));
+  EXPECT_FALSE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 1));  // over the rate
+  EXPECT_FALSE(b->TakeReservedThroughput("ten_a", "llama/llama-3", 1));    // another model
+  EXPECT_FALSE(b->TakeReservedThroughput("ten_b", "qwen/qwen2.5-7b", 1));  // another tenant
+  clock_.Advance(std::chrono::minutes(1));
+  EXPECT_TRUE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 100));  // a new minute
+  // After the term the plan no longer applies.
+  clock_.Advance(std::chrono::hours(24 * 62));
+  EXPECT_FALSE(b->TakeReservedThroughput("ten_a", "qwen/qwen2.5-7b", 1));
+}
+
 TEST_F(BillingTest, StorageQuota) {
   BillingOptions options;
   options.stored_bytes = [](std::string_view) -> Result<int64_t> { return 900; };

@@ -85,6 +85,10 @@ struct GenerationRequest {
   bool keep_special_text = false;
   // Requests with the same key share admission turns (the tenant id).
   std::string fairness_key;
+  // Admission class: waiting requests of a higher priority are admitted before any of a lower
+  // one (reserved throughput within its rate: 1; best effort: 0); round robin by fairness key
+  // within a class. Running requests are never preempted for priority.
+  int priority = 0;
   // Polled every step; true cancels the request (finish_reason kCancelled).
   std::function<bool()> cancelled;
   // Called for every sampled token. Returning false cancels the request.

@@ -203,6 +203,12 @@ class Billing {
   Result<Plan> AddPlan(std::string_view tenant_id, std::string_view kind, std::string_view model,
                        int64_t capacity, int64_t start_ms, int64_t term_months);
   Result<std::vector<Plan>> ListPlans(std::string_view tenant_id);  // empty: every tenant
+  // Reserved throughput: whether a request of `tokens` for `model` fits the tenant's reserved
+  // tokens/minute (throughput plans active now whose model is `model` or a matching `prefix*`);
+  // when it does, the tokens are counted against this minute and the request gets the
+  // scheduler's reserved priority. Overflow (false) runs at normal priority. Plans are read at
+  // most every few seconds per tenant.
+  bool TakeReservedThroughput(std::string_view tenant_id, std::string_view model, int64_t tokens);
   Status DeletePlan(std::string_view plan_id);
 
   // ---- statements
@@ -226,8 +232,14 @@ class Billing {
     int64_t minute = 0;  // wall minute the counter belongs to
     int64_t tokens = 0;
   };
-  std::mutex windows_mutex_;  // guards windows_
+  std::mutex windows_mutex_;  // guards windows_ and the two below
   std::unordered_map<std::string, Window> windows_;
+  std::unordered_map<std::string, Window> reserved_windows_;  // "tenant\nmodel" -> this minute
+  struct PlanCache {
+    std::chrono::steady_clock::time_point loaded{};
+    std::vector<Plan> plans;
+  };
+  std::unordered_map<std::string, PlanCache> plan_cache_;  // tenant -> its plans
   // The price book, read on every request: cached for a few seconds (changes through this
   // object show at once; through another process within kPriceCacheMs).
   std::mutex prices_mutex_;  // guards the three below
