@@ -13,63 +13,23 @@
 
 #include <gtest/gtest.h>
 
+#include "knowledge/ingest_test_util.h"
+
 namespace yunzhi::knowledge {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path Docs() { return fs::path(YUNZHI_TESTDATA_DIR) / "docs"; }
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::Docs;
+using testing::ReadFile;
+using testing::Recall;
+using testing::Tokens;
 
 ExtractedDocument MustExtract(const fs::path& p) {
   std::string bytes = ReadFile(p);
   auto doc = Extract(bytes, p.filename().string());
   EXPECT_TRUE(doc.has_value()) << p << ": " << (doc ? "" : doc.error().ToString());
   return doc ? *doc : ExtractedDocument{};
-}
-
-// Lowercased tokens: runs of ASCII letters/digits, and each CJK (or other non-ASCII) code point
-// on its own, so Chinese compares per character.
-std::multiset<std::string> Tokens(std::string_view s) {
-  std::multiset<std::string> out;
-  std::string cur;
-  auto flush = [&] {
-    if (!cur.empty()) out.insert(cur);
-    cur.clear();
-  };
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = s[i];
-    if (c < 0x80) {
-      if (std::isalnum(c)) cur.push_back(static_cast<char>(std::tolower(c)));
-      else flush();
-      ++i;
-    } else {
-      size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-      flush();
-      out.insert(std::string(s.substr(i, len)));
-      i += len;
-    }
-  }
-  flush();
-  return out;
-}
-
-// Fraction of the expected tokens (with multiplicity) found in the actual text.
-double Recall(std::string_view expected, std::string_view actual) {
-  auto want = Tokens(expected);
-  auto have = Tokens(actual);
-  if (want.empty()) return 1.0;
-  size_t hit = 0;
-  for (auto it = want.begin(); it != want.end(); it = want.upper_bound(*it)) {
-    hit += std::min(want.count(*it), have.count(*it));
-  }
-  return static_cast<double>(hit) / want.size();
 }
 
 const Block* FindTable(const ExtractedDocument& doc) {
