@@ -209,10 +209,11 @@ class KnowledgeBase {
   // Removes the document, its chunks, index entries and (when no other document uses it) blob.
   Status DeleteDocument(std::string_view tenant_id, std::string_view document_id);
 
-  // Searches the given spaces (each owned by its ref's tenant). Errors: kInvalidArgument (empty
-  // query, bad settings), kNotFound (a space does not exist), the embedder's/reranker's errors
-  // when the mode needs them (auto mode falls back to lexical when embedding fails... no: auto
-  // uses vectors only when the space has an embedding model, and then their failure is an error).
+  // Searches the given spaces (each owned by its ref's tenant; the caller decides which spaces a
+  // tenant may read). Auto mode is hybrid when a space has an embedding model and an embedder is
+  // configured, else lexical. Errors: kInvalidArgument (empty query, bad settings, vector mode
+  // without embeddings), kNotFound (a space does not exist), the embedder's and reranker's errors
+  // when the mode needs them.
   Result<std::vector<SearchHit>> Search(std::span<const SpaceRef> spaces, std::string_view query,
                                         const RetrievalSettings& settings);
 
