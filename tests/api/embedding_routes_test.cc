@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "model_writer.h"
+#include "api/route_call.h"
 #include "support/process.h"
 #include "yunzhi/api/app.h"
 #include "yunzhi/base/clock.h"
@@ -38,10 +39,7 @@ using platform::Scope;
 using platform::Scopes;
 using ::testing::HasSubstr;
 
-struct Reply {
-  int status = 0;
-  json::value body;
-};
+using Reply = testing::RouteReply;
 
 class EmbeddingRoutesTest : public ::testing::Test {
  protected:
@@ -103,38 +101,7 @@ class EmbeddingRoutesTest : public ::testing::Test {
   }
 
   Reply Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    HttpRequest req;
-    req.method = method;
-    req.path = path;
-    req.target = path;
-    req.body = body;
-    req.headers.emplace("Authorization", "Bearer " + key_);
-    if (!body.empty()) req.headers.emplace("Content-Type", "application/json");
-    Router::Match m = router_.Find(method, req.path);
-    Reply r;
-    if (m.handler == nullptr) {
-      ADD_FAILURE() << "no route for " << method << " " << path;
-      return r;
-    }
-    req.path_params = m.params;
-    HttpResponse resp = (*m.handler)(req);
-    if (resp.pending) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-      std::unique_ptr<HttpResponse> done;
-      while (!(done = resp.pending->Take()) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      if (!done) {
-        ADD_FAILURE() << "deferred response never completed: " << path;
-        return r;
-      }
-      resp = std::move(*done);
-    }
-    r.status = resp.status;
-    boost::system::error_code ec;
-    r.body = json::parse(resp.body, ec);
-    if (ec) r.body = nullptr;
-    return r;
+    return testing::CallRoute(router_, method, path, key_, body);
   }
   Reply Embed(const std::string& body) { return Call("POST", "/v1/embeddings", body); }
 

@@ -26,6 +26,7 @@
 #include "yunzhi/store/tenant_stores.h"
 #include "yunzhi/studio/derived_models.h"
 
+#include "api/route_call.h"
 #include "support/process.h"
 
 namespace yunzhi::api {
@@ -37,11 +38,7 @@ using platform::Scope;
 using platform::Scopes;
 using ::testing::HasSubstr;
 
-struct Reply {
-  int status = 0;
-  json::value body;
-  std::string raw;
-};
+using Reply = testing::RouteReply;
 
 class KnowledgeRoutesTest : public ::testing::Test {
  protected:
@@ -112,45 +109,7 @@ class KnowledgeRoutesTest : public ::testing::Test {
 
   Reply Call(const std::string& method, const std::string& path, const std::string& key,
              const std::string& body = "", std::string content_type = "application/json") {
-    HttpRequest req;
-    req.method = method;
-    const size_t q = path.find('?');
-    req.path = path.substr(0, q);
-    req.target = path;
-    if (q != std::string::npos) {
-      std::string query = path.substr(q + 1);
-      const size_t eq = query.find('=');
-      req.query.emplace_back(query.substr(0, eq), query.substr(eq + 1));
-    }
-    req.body = body;
-    req.headers.emplace("Authorization", "Bearer " + key);
-    if (!body.empty()) req.headers.emplace("Content-Type", content_type);
-    Router::Match m = router_.Find(method, req.path);
-    Reply r;
-    if (m.handler == nullptr) {
-      ADD_FAILURE() << "no route for " << method << " " << path;
-      return r;
-    }
-    req.path_params = m.params;
-    HttpResponse resp = (*m.handler)(req);
-    if (resp.pending) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      std::unique_ptr<HttpResponse> done;
-      while (!(done = resp.pending->Take()) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      if (!done) {
-        ADD_FAILURE() << "deferred response never completed: " << method << " " << path;
-        return r;
-      }
-      resp = std::move(*done);
-    }
-    r.status = resp.status;
-    r.raw = resp.body;
-    boost::system::error_code ec;
-    r.body = json::parse(r.raw, ec);
-    if (ec) r.body = nullptr;
-    return r;
+    return testing::CallRoute(router_, method, path, key, body, content_type, std::chrono::seconds(30));
   }
 
   std::string Str(const Reply& r, std::string_view field) {
