@@ -77,8 +77,9 @@ Status FsyncDir(const fs::path& dir) {
   return OkStatus();
 }
 
-// Writes `key` as hex to `path` atomically: a 0600 temp file, fsync, rename, fsync of the dir.
-Status WriteKeyFileAtomic(const fs::path& path, std::string_view key) {
+// Writes `key` as hex to a new 0600 file beside `path` (a name of its own for each caller:
+// threads share a pid) and fsyncs it; returns the file's name.
+Result<fs::path> WriteTempKeyFile(const fs::path& path, std::string_view key) {
   std::error_code ec;
   if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
@@ -97,6 +98,12 @@ Status WriteKeyFileAtomic(const fs::path& path, std::string_view key) {
     ::unlink(tmp.c_str());
     return e;
   }
+  return tmp;
+}
+
+// Writes `key` as hex to `path` atomically: a 0600 temp file, fsync, rename, fsync of the dir.
+Status WriteKeyFileAtomic(const fs::path& path, std::string_view key) {
+  YZ_ASSIGN_OR_RETURN(const fs::path tmp, WriteTempKeyFile(path, key));
   if (::rename(tmp.c_str(), path.c_str()) != 0) return OsError("cannot rename into", path);
   return FsyncDir(path.parent_path());
 }
@@ -105,27 +112,9 @@ Status WriteKeyFileAtomic(const fs::path& path, std::string_view key) {
 // the same moment): the file is complete before it appears (written under a temporary name,
 // then hard-linked, which fails when the name is taken). Returns whether this call created it.
 Result<bool> CreateKeyFileExclusive(const fs::path& path, std::string_view key) {
-  std::error_code ec;
-  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
-  // A name of its own for each caller (threads share a pid).
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
-                       crypto::RandomAlnum(12);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return OsError("cannot create master key file", tmp);
-  const std::string text = crypto::HexEncode(key) + "\n";
-  bool ok = ::fchmod(fd, 0600) == 0 &&
-            ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
-  int saved = errno;
-  ::close(fd);
-  if (!ok) {
-    errno = saved;
-    Error e = OsError("cannot write master key file", tmp);
-    ::unlink(tmp.c_str());
-    return e;
-  }
+  YZ_ASSIGN_OR_RETURN(const fs::path tmp, WriteTempKeyFile(path, key));
   const bool created = ::link(tmp.c_str(), path.c_str()) == 0;
-  saved = errno;
+  const int saved = errno;
   ::unlink(tmp.c_str());
   if (!created && saved != EEXIST) {
     errno = saved;

@@ -239,6 +239,24 @@ Result<Lease> ModelManager::AcquireKind(std::string_view name,
     s.loaded_cv.notify_all();
     return error;
   };
+  // A finished load replaces the placeholder, leased once by this caller (a cold start).
+  auto publish = [&](std::shared_ptr<LoadedModel> loaded) -> Result<Lease> {
+    {
+      std::lock_guard lock(s.mutex);
+      if (s.stopping) {
+        s.models.erase(key);
+        s.loaded_cv.notify_all();
+        return UnavailableError("the server is shutting down");
+      }
+      State::Entry& e = s.models[key];
+      e.loaded = loaded;
+      e.leases = 1;
+      e.last_used_ms = s.clock->NowUnixMs();
+      s.UpdateLoadedGauge();
+    }
+    s.loaded_cv.notify_all();
+    return Lease(this, std::move(loaded), keep_alive_ms, true);
+  };
 
   const auto start = std::chrono::steady_clock::now();
   // A vanished file is not a wrong kind: the load below reports it (model_load_failed).
@@ -296,21 +314,7 @@ Result<Lease> ModelManager::AcquireKind(std::string_view name,
                                {"load_ms", loaded->load_ms},
                                {"weight_bytes", weight_bytes},
                                {"n_ctx", c.n_ctx_train}});
-    {
-      std::lock_guard lock(s.mutex);
-      if (s.stopping) {
-        s.models.erase(key);
-        s.loaded_cv.notify_all();
-        return UnavailableError("the server is shutting down");
-      }
-      State::Entry& e = s.models[key];
-      e.loaded = loaded;
-      e.leases = 1;
-      e.last_used_ms = s.clock->NowUnixMs();
-      s.UpdateLoadedGauge();
-    }
-    s.loaded_cv.notify_all();
-    return Lease(this, std::move(loaded), keep_alive_ms, true);
+    return publish(std::move(loaded));
   }
   auto model = engine::Model::Load(source.path);
   if (!model) {
@@ -410,21 +414,7 @@ Result<Lease> ModelManager::AcquireKind(std::string_view name,
                              {"weight_bytes", weight_bytes},
                              {"kv_bytes", kv_bytes},
                              {"n_ctx", ro.n_ctx}});
-  {
-    std::lock_guard lock(s.mutex);
-    if (s.stopping) {
-      s.models.erase(key);
-      s.loaded_cv.notify_all();
-      return UnavailableError("the server is shutting down");
-    }
-    State::Entry& e = s.models[key];
-    e.loaded = loaded;
-    e.leases = 1;
-    e.last_used_ms = s.clock->NowUnixMs();
-    s.UpdateLoadedGauge();
-  }
-  s.loaded_cv.notify_all();
-  return Lease(this, std::move(loaded), keep_alive_ms, true);
+  return publish(std::move(loaded));
 }
 
 void ModelManager::Release(const std::shared_ptr<LoadedModel>& loaded,
