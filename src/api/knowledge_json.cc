@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "yunzhi/base/log.h"
+
 #include "api/route_util.h"
 
 namespace yunzhi::api {
@@ -17,23 +18,15 @@ json::array Strings(const std::vector<std::string>& v) {
   return a;
 }
 
-std::string JoinPath(const std::vector<std::string>& path) {
-  std::string out;
-  for (const auto& p : path) {
-    if (!out.empty()) out += " > ";
-    out += p;
-  }
-  return out;
-}
-
 json::object RetrievalJson(const knowledge::RetrievalSettings& r) {
-  return {{"top_k", r.top_k},
-          {"score_threshold", r.score_threshold},
-          {"mode", std::string(knowledge::RetrievalModeName(r.mode))},
-          {"lexical_weight", r.lexical_weight},
-          {"vector_weight", r.vector_weight},
-          {"rerank_model", r.rerank_model.empty() ? json::value(nullptr) : json::value(r.rerank_model)},
-          {"candidates", r.candidates}};
+  return {
+      {"top_k", r.top_k},
+      {"score_threshold", r.score_threshold},
+      {"mode", std::string(knowledge::RetrievalModeName(r.mode))},
+      {"lexical_weight", r.lexical_weight},
+      {"vector_weight", r.vector_weight},
+      {"rerank_model", r.rerank_model.empty() ? json::value(nullptr) : json::value(r.rerank_model)},
+      {"candidates", r.candidates}};
 }
 
 }  // namespace
@@ -43,8 +36,8 @@ json::object SpaceJson(const knowledge::Space& s) {
           {"object", "knowledge_space"},
           {"name", s.name},
           {"description", s.description},
-          {"embedding_model", s.embedding_model.empty() ? json::value(nullptr)
-                                                        : json::value(s.embedding_model)},
+          {"embedding_model",
+           s.embedding_model.empty() ? json::value(nullptr) : json::value(s.embedding_model)},
           {"chunk_size", s.chunking.max_tokens},
           {"chunk_overlap", s.chunking.overlap_tokens},
           {"shared", s.shared},
@@ -82,20 +75,23 @@ json::object JobJson(const knowledge::Job& j) {
         {"status", f.status},
         {"error", f.error.empty() ? json::value(nullptr) : json::value(f.error)}});
   }
-  return {{"id", j.id},
-          {"object", "ingestion_job"},
-          {"space_id", j.space_id},
-          {"status", j.status},
-          {"total", j.total},
-          {"done", j.done},
-          {"failed", j.failed},
-          {"progress", j.total == 0 ? 1.0 : static_cast<double>(j.done) / static_cast<double>(j.total)},
-          {"files", std::move(files)},
-          {"created_at", j.created_at_ms / 1000}};
+  return {
+      {"id", j.id},
+      {"object", "ingestion_job"},
+      {"space_id", j.space_id},
+      {"status", j.status},
+      {"total", j.total},
+      {"done", j.done},
+      {"failed", j.failed},
+      {"progress", j.total == 0 ? 1.0 : static_cast<double>(j.done) / static_cast<double>(j.total)},
+      {"files", std::move(files)},
+      {"created_at", j.created_at_ms / 1000}};
 }
 
 json::object HitJson(const knowledge::SearchHit& h) {
-  auto opt = [](const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); };
+  auto opt = [](const std::optional<double>& v) {
+    return v ? json::value(*v) : json::value(nullptr);
+  };
   return {{"object", "search_hit"},
           {"chunk_id", h.chunk_id},
           {"space_id", h.space_id},
@@ -117,20 +113,21 @@ json::object DerivedModelJson(const studio::DerivedModel& m) {
   if (m.defaults.temperature) d["temperature"] = *m.defaults.temperature;
   if (m.defaults.top_p) d["top_p"] = *m.defaults.top_p;
   if (m.defaults.max_tokens) d["max_tokens"] = *m.defaults.max_tokens;
-  return {{"id", m.name},
-          {"object", "derived_model"},
-          {"model_id", m.id},
-          {"name", m.name},
-          {"kind", "derived"},
-          {"parent", m.parent},
-          {"base_model", m.base_model},
-          {"description", m.description},
-          {"instructions", m.instructions},
-          {"spaces", Strings(m.space_ids)},
-          {"retrieval", m.retrieval ? json::value(RetrievalJson(*m.retrieval)) : json::value(nullptr)},
-          {"defaults", std::move(d)},
-          {"shared", m.shared},
-          {"created_at", m.created_at_ms / 1000}};
+  return {
+      {"id", m.name},
+      {"object", "derived_model"},
+      {"model_id", m.id},
+      {"name", m.name},
+      {"kind", "derived"},
+      {"parent", m.parent},
+      {"base_model", m.base_model},
+      {"description", m.description},
+      {"instructions", m.instructions},
+      {"spaces", Strings(m.space_ids)},
+      {"retrieval", m.retrieval ? json::value(RetrievalJson(*m.retrieval)) : json::value(nullptr)},
+      {"defaults", std::move(d)},
+      {"shared", m.shared},
+      {"created_at", m.created_at_ms / 1000}};
 }
 
 json::object DerivedModelOpenAiJson(const studio::DerivedModel& m) {
@@ -174,7 +171,8 @@ std::string LastUserText(const engine::TemplateValue& messages) {
 std::string SourceLabel(const knowledge::SearchHit& h) {
   std::string label = h.document_name;
   if (h.page > 0) label += fmt::format(", page {}", h.page);
-  if (!h.section_path.empty()) label += ", section \"" + JoinPath(h.section_path) + "\"";
+  if (!h.section_path.empty())
+    label += ", section \"" + knowledge::JoinSectionPath(h.section_path) + "\"";
   return label;
 }
 
@@ -245,14 +243,14 @@ Result<std::optional<DerivedChat>> PrepareDerivedChat(const AppContext& ctx,
     }
   }
   const auto& d = resolved->defaults;
-  if (d.temperature && !set.temperature) req.params.sampling.temperature = static_cast<float>(*d.temperature);
+  if (d.temperature && !set.temperature)
+    req.params.sampling.temperature = static_cast<float>(*d.temperature);
   if (d.top_p && !set.top_p) req.params.sampling.top_p = static_cast<float>(*d.top_p);
   if (d.max_tokens && !set.max_tokens) req.params.max_tokens = static_cast<int32_t>(*d.max_tokens);
   req.model = resolved->base_model;
-  log::Info("derived_model_resolved",
-            {{"model", chat.called_model},
-             {"base_model", resolved->base_model},
-             {"sources", static_cast<int64_t>(chat.sources.size())}});
+  log::Info("derived_model_resolved", {{"model", chat.called_model},
+                                       {"base_model", resolved->base_model},
+                                       {"sources", static_cast<int64_t>(chat.sources.size())}});
   return std::optional<DerivedChat>(std::move(chat));
 }
 
@@ -261,19 +259,21 @@ json::array CitationsJson(const DerivedChat& chat, std::string_view answer) {
   for (size_t i = 0; i < chat.sources.size(); ++i) {
     const auto& h = chat.sources[i];
     const std::string marker = fmt::format("[{}]", i + 1);
-    out.push_back(json::object{
-        {"index", i + 1},
-        {"marker", marker},
-        {"cited", answer.find(marker) != std::string_view::npos},
-        {"document_id", h.document_id},
-        {"document", h.document_name},
-        {"space_id", h.space_id},
-        {"page", h.page == 0 ? json::value(nullptr) : json::value(h.page)},
-        {"section", h.section_path.empty() ? json::value(nullptr) : json::value(JoinPath(h.section_path))},
-        {"quote", h.text},
-        {"char_start", h.char_start},
-        {"char_end", h.char_end},
-        {"score", h.score}});
+    out.push_back(
+        json::object{{"index", i + 1},
+                     {"marker", marker},
+                     {"cited", answer.find(marker) != std::string_view::npos},
+                     {"document_id", h.document_id},
+                     {"document", h.document_name},
+                     {"space_id", h.space_id},
+                     {"page", h.page == 0 ? json::value(nullptr) : json::value(h.page)},
+                     {"section", h.section_path.empty()
+                                     ? json::value(nullptr)
+                                     : json::value(knowledge::JoinSectionPath(h.section_path))},
+                     {"quote", h.text},
+                     {"char_start", h.char_start},
+                     {"char_end", h.char_end},
+                     {"score", h.score}});
   }
   return out;
 }

@@ -67,6 +67,15 @@ Result<RetrievalMode> ParseRetrievalMode(std::string_view name) {
       fmt::format("unknown retrieval mode '{}' (auto, lexical, vector or hybrid)", name), "mode");
 }
 
+std::string JoinSectionPath(const std::vector<std::string>& path) {
+  std::string out;
+  for (const auto& p : path) {
+    if (!out.empty()) out += " > ";
+    out += p;
+  }
+  return out;
+}
+
 std::vector<store::Migration> KnowledgeBase::Migrations() {
   return {{1, "knowledge spaces, documents, jobs and chunks",
            R"sql(
@@ -223,15 +232,6 @@ std::vector<float> VectorFromBytes(std::string_view b) {
   std::vector<float> v(b.size() / sizeof(float));
   std::memcpy(v.data(), b.data(), v.size() * sizeof(float));
   return v;
-}
-
-std::string JoinPath(const std::vector<std::string>& path) {
-  std::string out;
-  for (const auto& p : path) {
-    if (!out.empty()) out += " > ";
-    out += p;
-  }
-  return out;
 }
 
 std::string PathJson(const std::vector<std::string>& path) {
@@ -405,7 +405,7 @@ struct KnowledgeBase::State {
       }
       std::vector<std::string> texts;
       for (const Chunk& c : *chunks) {
-        std::string heading = JoinPath(c.section_path);
+        std::string heading = JoinSectionPath(c.section_path);
         texts.push_back(heading.empty() ? c.text : heading + "\n\n" + c.text);
       }
       constexpr size_t kBatch = 32;
@@ -432,7 +432,7 @@ struct KnowledgeBase::State {
       const std::string fts = FtsTable(doc.space_id);
       for (size_t i = 0; i < chunks->size(); ++i) {
         const Chunk& c = (*chunks)[i];
-        const std::string heading = JoinPath(c.section_path);
+        const std::string heading = JoinSectionPath(c.section_path);
         store::Value vec = nullptr;
         if (!vectors.empty()) vec = store::Blob{Seal(*cipher, VectorBytes(vectors[i]), doc_id)};
         YZ_ASSIGN_OR_RETURN(

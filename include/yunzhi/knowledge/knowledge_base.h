@@ -144,6 +144,9 @@ struct SearchHit {
   std::optional<double> rerank_score;
 };
 
+// "Travel > Hotels": a section path as headings index it and citations show it.
+std::string JoinSectionPath(const std::vector<std::string>& path);
+
 // How the platform plugs models and keys in (all optional).
 using Embedder = std::function<Result<std::vector<std::vector<float>>>(
     std::string_view model, std::span<const std::string> texts)>;
