@@ -18,8 +18,9 @@
 // usage: {prompt_tokens, total_tokens}}. relevance_score is the sigmoid of the cross-encoder's
 // logit (0..1, the order of the logits). Pairs longer than the context are cut (the longer
 // side first), never refused.
-// Usage: each answered request is recorded (ctx.meter) as embedding_tokens / rerank_tokens with
-// its prompt tokens. Billing holds and prices are not applied to these routes yet.
+// Usage and billing: each request reserves its maximum cost first (429 insufficient_quota when
+// the balance cannot cover it) and, once answered, settles the real token count and records it
+// (ctx.meter) as embedding_tokens / rerank_tokens with the charge (see `Metered`).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -35,6 +36,7 @@
 #include "yunzhi/api/http.h"
 #include "yunzhi/base/log.h"
 #include "yunzhi/base/thread_pool.h"
+#include "yunzhi/platform/billing.h"
 #include "yunzhi/platform/metering.h"
 #include "yunzhi/serving/model_manager.h"
 
@@ -221,21 +223,76 @@ std::string FloatsBase64(const std::vector<float>& v) {
   return Base64(bytes.data(), bytes.size());
 }
 
-// Records the request's tokens as usage (kind embedding_tokens / rerank_tokens); a failed record
-// is logged, never fails the answered request.
-void Meter(const AppContext& ctx, const Principal& p, std::string_view kind,
-           const std::string& request_id, const std::string& model, int64_t tokens) {
-  if (ctx.meter == nullptr) return;
-  platform::UsageRecord r;
-  r.request_id = request_id;
-  r.kind = std::string(kind);
-  r.tenant_id = p.tenant_id;
-  r.key_id = p.key_id;
-  r.model = model;
-  r.q.prompt_tokens = tokens;
-  if (auto s = ctx.meter->Record(r); !s) {
-    log::Error("usage_record_failed", {{"error", s.error().message}});
+// Billing of one embedding or rerank request: the most it can cost is reserved before the model
+// runs (every input byte counted as a token, plus two per text for the special tokens: no
+// tokenizer makes more), and the real count is settled and journaled with its usage record
+// (kind embedding_tokens / rerank_tokens) once answered. A failed record is logged, never fails
+// the answered request.
+class Metered {
+ public:
+  Metered(const AppContext& ctx, const Principal& p, std::string_view kind, std::string model)
+      : ctx_(ctx), principal_(p), kind_(kind), model_(std::move(model)) {}
+
+  // Errors: Reserve's (429 insufficient_quota / rate_limit_exceeded).
+  Status Reserve(int64_t max_tokens) {
+    if (ctx_.billing == nullptr) return OkStatus();
+    YZ_ASSIGN_OR_RETURN(prices_, ctx_.billing->PricesFor(model_));
+    YZ_ASSIGN_OR_RETURN(platform::Money cost, platform::Billing::RecordCost(*prices_, Usage(max_tokens)));
+    YZ_ASSIGN_OR_RETURN(hold_, ctx_.billing->Reserve(principal_.tenant_id, principal_.key_id, cost, max_tokens));
+    return OkStatus();
   }
+
+  // The request failed: give the reservation back.
+  void Release() {
+    if (ctx_.billing != nullptr && hold_) (void)ctx_.billing->Settle(*hold_, platform::Money());
+    hold_.reset();
+  }
+
+  void Record(const std::string& request_id, int64_t tokens) {
+    platform::UsageRecord r = Usage(tokens);
+    r.request_id = request_id;
+    std::optional<platform::UsageCharge> charge;
+    if (ctx_.billing != nullptr && prices_) {
+      auto cost = platform::Billing::RecordCost(*prices_, r);
+      const platform::Hold hold =
+          hold_.value_or(platform::Hold{principal_.tenant_id, principal_.key_id, platform::Money(), false});
+      auto settled = ctx_.billing->Settle(hold, cost.value_or(hold.amount));
+      if (settled) charge = std::move(*settled);
+      hold_.reset();
+    }
+    if (ctx_.meter != nullptr) {
+      if (auto s = ctx_.meter->Submit(std::move(r), std::move(charge)); !s) {
+        log::Error("usage_record_failed", {{"error", s.error().message}});
+      }
+    } else if (charge) {
+      if (auto s = ctx_.billing->Commit(*charge); !s) log::Error("billing_commit_failed", {{"error", s.error().message}});
+    }
+  }
+
+ private:
+  platform::UsageRecord Usage(int64_t tokens) const {
+    platform::UsageRecord r;
+    r.kind = std::string(kind_);
+    r.tenant_id = principal_.tenant_id;
+    r.key_id = principal_.key_id;
+    r.model = model_;
+    r.q.prompt_tokens = tokens;
+    return r;
+  }
+
+  const AppContext& ctx_;
+  const Principal& principal_;
+  std::string_view kind_;
+  std::string model_;
+  std::optional<platform::Prices> prices_;
+  std::optional<platform::Hold> hold_;
+};
+
+// At most this many tokens from these texts (see Metered).
+int64_t MaxTokens(const std::vector<std::string>& texts) {
+  int64_t n = 0;
+  for (const auto& t : texts) n += static_cast<int64_t>(t.size()) + 2;
+  return n;
 }
 
 HttpResponse ErrorOf(const Error& error) {
@@ -269,12 +326,20 @@ HttpResponse DeferWork(const AppContext& ctx,
 void RunEmbeddings(const AppContext& ctx, const std::shared_ptr<PendingResponse>& pending,
                    const Principal& principal, const EmbeddingRequest& req) {
   if (pending->cancelled()) return;
+  Metered metered(ctx, principal, platform::kUsageEmbeddingTokens, req.model);
+  int64_t max_tokens = MaxTokens(req.texts);
+  for (const auto& ids : req.token_ids) max_tokens += static_cast<int64_t>(ids.size());
+  if (auto s = metered.Reserve(max_tokens); !s) {
+    pending->Complete(ErrorOf(s.error()));
+    return;
+  }
   // Normalise unless the vectors are cut afterwards (then they are normalised after the cut).
   serving::EmbedOptions options;
   Result<serving::EmbedResult> result =
       req.texts.empty() ? ctx.models->EmbedTokens(req.model, req.token_ids, options)
                         : ctx.models->Embed(req.model, req.texts, options);
   if (!result) {
+    metered.Release();
     pending->Complete(ErrorOf(result.error()));
     return;
   }
@@ -283,6 +348,7 @@ void RunEmbeddings(const AppContext& ctx, const std::shared_ptr<PendingResponse>
     std::vector<float>& v = result->vectors[i];
     if (req.dimensions) {
       if (*req.dimensions > static_cast<int64_t>(v.size())) {
+        metered.Release();
         pending->Complete(ErrorOf(InvalidArgumentError(
             fmt::format("dimensions {} is more than the model's {}", *req.dimensions, v.size()),
             "dimensions")));
@@ -307,22 +373,31 @@ void RunEmbeddings(const AppContext& ctx, const std::shared_ptr<PendingResponse>
     }
     data.push_back(std::move(item));
   }
+  // Journaled before the answer leaves (a write(2); see platform/metering.h).
+  metered.Record(NewResponseId("emb"), result->prompt_tokens);
   pending->Complete(JsonResponse(
       200, json::object{{"object", "list"},
                         {"data", std::move(data)},
                         {"model", req.model},
                         {"usage", json::object{{"prompt_tokens", result->prompt_tokens},
                                                {"total_tokens", result->prompt_tokens}}}}));
-  // After answering: the journal's fsync must not delay the client.
-  Meter(ctx, principal, platform::kUsageEmbeddingTokens, NewResponseId("emb"), req.model,
-        result->prompt_tokens);
 }
 
 void RunRerank(const AppContext& ctx, const std::shared_ptr<PendingResponse>& pending,
                const Principal& principal, const RerankRequest& req) {
   if (pending->cancelled()) return;
+  Metered metered(ctx, principal, platform::kUsageRerankTokens, req.model);
+  // Each document is scored with the query beside it.
+  const int64_t query_tokens = static_cast<int64_t>(req.query.size()) + 3;
+  if (auto s = metered.Reserve(MaxTokens(req.documents) +
+                               query_tokens * static_cast<int64_t>(req.documents.size()));
+      !s) {
+    pending->Complete(ErrorOf(s.error()));
+    return;
+  }
   auto result = ctx.models->Rerank(req.model, req.query, req.documents);
   if (!result) {
+    metered.Release();
     pending->Complete(ErrorOf(result.error()));
     return;
   }
@@ -343,6 +418,7 @@ void RunRerank(const AppContext& ctx, const std::shared_ptr<PendingResponse>& pe
   }
   const std::string id = NewResponseId("rerank");
   const int64_t tokens = result->prompt_tokens;
+  metered.Record(id, tokens);
   pending->Complete(JsonResponse(
       200, json::object{{"id", id},
                         {"object", "list"},
@@ -350,7 +426,6 @@ void RunRerank(const AppContext& ctx, const std::shared_ptr<PendingResponse>& pe
                         {"results", std::move(results)},
                         {"usage", json::object{{"prompt_tokens", tokens},
                                                {"total_tokens", tokens}}}}));
-  Meter(ctx, principal, platform::kUsageRerankTokens, id, req.model, tokens);
 }
 
 }  // namespace

@@ -264,6 +264,7 @@ struct Job : std::enable_shared_from_this<Job> {
   // ---- completion of the whole request (last choice done), with the lock held
   void FinishAll() {
     const Usage usage = TotalUsage();
+    MeterAndSettle(*this, usage);
     if (stream) {
       if (derived && kind == Kind::kChat) {
         // The citations travel in one extra chunk with no choices (like the usage chunk).
@@ -345,7 +346,6 @@ struct Job : std::enable_shared_from_this<Job> {
                                           : std::string(engine::FinishReasonName(
                                                 choices[0].result.finish_reason))},
                {"error", error ? error->message : std::string()}});
-    MeterAndSettle(*this, usage);
   }
 
   // Scheduler callbacks.
@@ -388,7 +388,7 @@ struct Submission {
 
 // ---- Billing hooks (platform/metering.h, platform/billing.h) --------------------------------
 
-// Runs `fn` on the request workers, off the scheduler thread (the journal fsync must not stall
+// Runs `fn` on the request workers, off the scheduler thread (a database write must not stall
 // generation); inline without a pool. The pool drops tasks posted after its shutdown began, so
 // `yunzhi serve` shuts the models down (every request ends and posts its record) before it.
 void OffThread(Job& job, std::function<void()> fn) {
@@ -402,7 +402,8 @@ void OffThread(Job& job, std::function<void()> fn) {
   fn();
 }
 
-// Records the model load a request waited for (kind model_load, same request id).
+// Records the model load a request waited for (kind model_load, same request id) and charges
+// its compute time.
 void MeterColdStart(Job& job) {
   if (job.meter == nullptr || job.cold_load_ms < 0) return;
   platform::UsageRecord r;
@@ -413,9 +414,20 @@ void MeterColdStart(Job& job) {
   r.model = job.meta.model;
   r.base_model = job.base_model;
   r.q.compute_ms = static_cast<int64_t>(job.cold_load_ms);
-  OffThread(job, [meter = job.meter, r = std::move(r)] {
-    if (auto s = meter->Record(r); !s) log::Error("usage_record_failed", {{"error", s.error().message}});
-  });
+  std::optional<platform::UsageCharge> charge;
+  if (job.billing != nullptr) {
+    auto prices = job.billing->PricesFor(r.model);
+    auto cost = prices ? platform::Billing::RecordCost(*prices, r) : Result<platform::Money>(prices.error());
+    auto c = cost ? job.billing->Charge(job.tenant, job.key_id, *cost) : Result<platform::UsageCharge>(cost.error());
+    if (c) {
+      charge = std::move(*c);
+    } else {
+      log::Error("billing_charge_failed", {{"error", c.error().message}});
+    }
+  }
+  if (auto s = job.meter->Submit(std::move(r), std::move(charge)); !s) {
+    log::Error("usage_record_failed", {{"error", s.error().message}});
+  }
 }
 
 // Reserves the request's maximum cost (every prompt token at the input price, every choice's
@@ -446,7 +458,8 @@ bool ReserveBudget(Job& job, const Submission& sub, int64_t n_ctx) {
   return true;
 }
 
-// Gives the hold back untouched (the request failed before generating anything).
+// Gives the hold back untouched (the request failed before generating anything): nothing is
+// charged, so nothing needs to reach the database.
 void ReleaseBudget(Job& job) {
   if (job.billing == nullptr || !job.hold) return;
   if (auto s = job.billing->Settle(*job.hold, platform::Money()); !s) {
@@ -455,6 +468,9 @@ void ReleaseBudget(Job& job) {
   job.hold.reset();
 }
 
+// Settles the request in the billing ledger and journals its usage record with the charge (a
+// write(2), no fsync, no database: see platform/metering.h), before the response's last bytes
+// leave, so a client never holds an answer whose usage could be lost.
 void MeterAndSettle(Job& job, const Usage& usage) {
   platform::UsageRecord r;
   r.request_id = job.meta.id;
@@ -467,24 +483,30 @@ void MeterAndSettle(Job& job, const Usage& usage) {
   r.q.cached_prompt_tokens = std::min(usage.cached_prompt_tokens, usage.prompt_tokens);
   r.q.completion_tokens = usage.completion_tokens;
   // Without a hold (a request answered without generating), the cost is charged all the same.
-  platform::Hold hold = job.hold.value_or(platform::Hold{job.tenant, job.key_id, platform::Money()});
+  platform::Hold hold = job.hold.value_or(platform::Hold{job.tenant, job.key_id, platform::Money(), false});
   job.hold.reset();
-  if (job.meter == nullptr && job.billing == nullptr) return;
-  OffThread(job, [meter = job.meter, billing = job.billing, hold = std::move(hold),
-                  prices = job.prices, r = std::move(r)] {
-    if (meter != nullptr) {
-      if (auto s = meter->Record(r); !s) log::Error("usage_record_failed", {{"error", s.error().message}});
+  std::optional<platform::UsageCharge> charge;
+  if (job.billing != nullptr) {
+    auto p = job.prices ? Result<platform::Prices>(*job.prices) : job.billing->PricesFor(r.model);
+    auto cost = p ? platform::Billing::RecordCost(*p, r) : Result<platform::Money>(p.error());
+    // A price that cannot be computed charges what was reserved (the maximum).
+    auto settled = job.billing->Settle(hold, cost.value_or(hold.amount));
+    if (settled) {
+      charge = std::move(*settled);
+    } else {
+      log::Error("billing_settle_failed", {{"error", settled.error().message}});
     }
-    if (billing != nullptr) {
-      auto p = prices ? Result<platform::Prices>(*prices) : billing->PricesFor(r.model);
-      auto cost = p ? platform::Billing::ChatCost(*p, r.q.prompt_tokens, r.q.cached_prompt_tokens,
-                                                  r.q.completion_tokens)
-                    : Result<platform::Money>(p.error());
-      if (auto s = billing->Settle(hold, cost.value_or(hold.amount)); !s) {
-        log::Error("billing_settle_failed", {{"error", s.error().message}});
-      }
+  }
+  if (job.meter != nullptr) {
+    if (auto s = job.meter->Submit(std::move(r), charge); !s) {
+      log::Error("usage_record_failed", {{"error", s.error().message}});
     }
-  });
+  } else if (charge) {
+    // No meter (tests, tools): the charge goes to the database on a request worker.
+    OffThread(job, [billing = job.billing, c = std::move(*charge)] {
+      if (auto s = billing->Commit(c); !s) log::Error("billing_commit_failed", {{"error", s.error().message}});
+    });
+  }
 }
 
 // Submits every choice; on success completes the pending response with the stream (when

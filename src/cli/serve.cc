@@ -99,7 +99,11 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   if (auto s = EnsureAdminKey(keys, tenants); !s) return PrintError(s.error());
   // Metering and billing outlive the request workers and the models: a request finishing during
   // shutdown still records its usage.
-  auto meter = platform::Meter::Open(*store->db, (dir->path() / "usage.journal").string(), clock);
+  // A usage record's charge is applied to the accounts in the transaction that inserts it.
+  platform::MeterOptions meter_options;
+  meter_options.apply_charge = &platform::Billing::ApplyCharge;
+  auto meter = platform::Meter::Open(*store->db, (dir->path() / "usage.journal").string(), clock,
+                                     std::move(meter_options));
   if (!meter) return PrintError(meter.error());
   platform::BillingOptions billing_options;
   billing_options.currency = config.billing.currency;
@@ -163,8 +167,10 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
   knowledge_options.base_exists = [hub_registry](std::string_view name) {
     return hub_registry->Find(name).has_value();
   };
-  // Every ingested document is metered once (bytes, pages, OCR pages), idempotently by its id.
-  knowledge_options.on_document_done = [m = meter->get()](const knowledge::IngestReport& r) {
+  // Every ingested document is metered once (bytes, pages, OCR pages), idempotently by its id,
+  // and its OCR pages are charged to the tenant's balance.
+  knowledge_options.on_document_done = [m = meter->get(), b = config.billing.enabled != 0 ? &billing : nullptr](
+                                           const knowledge::IngestReport& r) {
     if (r.document.status != knowledge::DocumentStatus::kReady) return;
     platform::UsageRecord record;
     record.request_id = r.document.id;
@@ -173,7 +179,14 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
     record.q.bytes = r.document.size_bytes;
     record.q.pages = r.document.pages;
     record.q.ocr_pages = r.document.ocr_pages;
-    if (auto s = m->Record(record); !s) {
+    std::optional<platform::UsageCharge> charge;
+    if (b != nullptr && record.q.ocr_pages > 0) {
+      auto prices = b->PricesFor(record.model);
+      auto cost = prices ? platform::Billing::RecordCost(*prices, record) : Result<platform::Money>(prices.error());
+      auto c = cost ? b->Charge(r.tenant_id, "", *cost) : Result<platform::UsageCharge>(cost.error());
+      if (c) charge = std::move(*c);
+    }
+    if (auto s = m->Submit(record, std::move(charge)); !s) {
       log::Error("document_metering_failed",
                  {{"document_id", r.document.id}, {"error", s.error().message}});
     }

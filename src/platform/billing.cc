@@ -224,9 +224,21 @@ Result<Money> Billing::ChatCost(const Prices& p, int64_t prompt_tokens, int64_t 
   return in + cached + out;
 }
 
+Result<Money> Billing::RecordCost(const Prices& p, const UsageRecord& r) {
+  const UsageQuantities& q = r.q;
+  if (r.kind == kUsageChatTokens) {
+    return ChatCost(p, q.prompt_tokens, q.cached_prompt_tokens, q.completion_tokens);
+  }
+  if (r.kind == kUsageEmbeddingTokens) return Money::ForQuantity(p.embedding_per_1m, q.prompt_tokens, 1'000'000);
+  if (r.kind == kUsageRerankTokens) return Money::ForQuantity(p.rerank_per_1m, q.prompt_tokens, 1'000'000);
+  if (r.kind == kUsageDocumentIngest) return Money::ForQuantity(p.ocr_per_1k_pages, q.ocr_pages, 1'000);
+  if (r.kind == kUsageModelLoad) return Money::ForQuantity(p.compute_per_hour, q.compute_ms, kMsPerHour);
+  return Money();
+}
+
 // ---- accounts
 
-Result<Account> Billing::TenantAccount(std::string_view tenant_id) {
+Result<Account> Billing::LoadTenantAccount(std::string_view tenant_id) {
   // Read first: the account exists on every request but the first (a write per request would
   // serialise requests on the database's write lock).
   YZ_ASSIGN_OR_RETURN(auto existing, db_.QueryOne(fmt::format("SELECT {} FROM billing_accounts WHERE id = ?",
@@ -247,13 +259,72 @@ Result<Account> Billing::TenantAccount(std::string_view tenant_id) {
   return AccountFromRow(*row);
 }
 
-Result<std::optional<Account>> Billing::KeyAccount(std::string_view key_id) {
+Result<std::optional<Account>> Billing::LoadKeyAccount(std::string_view key_id) {
   YZ_ASSIGN_OR_RETURN(auto row, db_.QueryOne(fmt::format("SELECT {} FROM billing_accounts WHERE id = ? "
                                                          "AND is_key = 1",
                                                          kAccountColumns),
                                              {std::string(key_id)}));
   if (!row) return std::optional<Account>();
   return std::optional<Account>(AccountFromRow(*row));
+}
+
+Status Billing::RefreshEntry(std::string_view id, bool is_key, bool force) {
+  const auto now = clock_.SteadyNow();
+  {
+    std::lock_guard lock(ledger_mutex_);
+    auto it = ledger_.find(std::string(id));
+    if (it != ledger_.end() && it->second.loaded && !force &&
+        now - it->second.refreshed < std::chrono::seconds(5)) {
+      return OkStatus();
+    }
+  }
+  // The database is read without the ledger's mutex: requests of other accounts go on.
+  std::optional<Account> row;
+  if (is_key) {
+    YZ_ASSIGN_OR_RETURN(row, LoadKeyAccount(id));
+  } else {
+    YZ_ASSIGN_OR_RETURN(Account a, LoadTenantAccount(id));
+    row = std::move(a);
+  }
+  std::lock_guard lock(ledger_mutex_);
+  LedgerEntry& e = ledger_[std::string(id)];
+  if (row && (!e.loaded || !e.exists)) {
+    // First sight of the row: its money as stored. From now on only this process changes
+    // `used`, so the ledger's figures are the truth and the database catches up through the
+    // charges; reservations are this process's alone.
+    e.account = *row;
+    e.account.reserved = Money();
+    e.exists = true;
+  } else if (row) {
+    // Settings only: an admin's change (here or in another process) shows within the refresh.
+    Account& a = e.account;
+    a.mode = row->mode;
+    a.limit = row->limit;
+    a.trial = row->trial;
+    a.trial_expires_ms = row->trial_expires_ms;
+    a.tokens_per_minute = row->tokens_per_minute;
+    a.storage_quota_bytes = row->storage_quota_bytes;
+  } else {
+    e.exists = false;
+    e.account = Account();
+  }
+  e.loaded = true;
+  e.refreshed = now;
+  return OkStatus();
+}
+
+Result<Account> Billing::TenantAccount(std::string_view tenant_id) {
+  YZ_RETURN_IF_ERROR(RefreshEntry(tenant_id, /*is_key=*/false, /*force=*/false));
+  std::lock_guard lock(ledger_mutex_);
+  return ledger_.at(std::string(tenant_id)).account;
+}
+
+Result<std::optional<Account>> Billing::KeyAccount(std::string_view key_id) {
+  YZ_RETURN_IF_ERROR(RefreshEntry(key_id, /*is_key=*/true, /*force=*/false));
+  std::lock_guard lock(ledger_mutex_);
+  const LedgerEntry& e = ledger_.at(std::string(key_id));
+  if (!e.exists) return std::optional<Account>();
+  return std::optional<Account>(e.account);
 }
 
 Result<Account> Billing::TopUp(std::string_view tenant_id, std::string_view key_id, Money amount) {
@@ -324,11 +395,11 @@ Result<Account> Billing::UpdateAccount(std::string_view tenant_id, std::string_v
     YZ_ASSIGN_OR_RETURN(int64_t n, db_.Execute(sql, std::move(params)));
     if (n == 0) return NotFoundError(fmt::format("no billing account '{}' in tenant '{}'", id, tenant_id));
   }
-  YZ_ASSIGN_OR_RETURN(auto row, db_.QueryOne(fmt::format("SELECT {} FROM billing_accounts WHERE id = ?",
-                                                         kAccountColumns),
-                                             {id}));
-  if (!row) return NotFoundError(fmt::format("no billing account '{}'", id));
-  return AccountFromRow(*row);
+  YZ_RETURN_IF_ERROR(RefreshEntry(id, !key_id.empty(), /*force=*/true));
+  std::lock_guard lock(ledger_mutex_);
+  const LedgerEntry& e = ledger_.at(id);
+  if (!e.exists) return NotFoundError(fmt::format("no billing account '{}'", id));
+  return e.account;
 }
 
 // ---- reservations
@@ -354,75 +425,95 @@ Status Billing::CheckTokens(std::string_view id, std::optional<int64_t> limit, i
 Result<Hold> Billing::Reserve(std::string_view tenant_id, std::string_view key_id, Money max_cost,
                               int64_t tokens) {
   if (max_cost < Money()) return InvalidArgumentError("a reservation cannot be negative");
-  YZ_ASSIGN_OR_RETURN(Account tenant, TenantAccount(tenant_id));
-  std::optional<Account> key;
-  if (!key_id.empty()) {
-    YZ_ASSIGN_OR_RETURN(key, KeyAccount(key_id));
+  YZ_RETURN_IF_ERROR(RefreshEntry(tenant_id, /*is_key=*/false, /*force=*/false));
+  if (!key_id.empty()) YZ_RETURN_IF_ERROR(RefreshEntry(key_id, /*is_key=*/true, /*force=*/false));
+  std::optional<int64_t> tenant_tpm, key_tpm;
+  {
+    std::lock_guard lock(ledger_mutex_);
+    tenant_tpm = ledger_.at(std::string(tenant_id)).account.tokens_per_minute;
+    if (!key_id.empty()) {
+      const LedgerEntry& k = ledger_.at(std::string(key_id));
+      if (k.exists) key_tpm = k.account.tokens_per_minute;
+    }
   }
-  if (key) YZ_RETURN_IF_ERROR(CheckTokens(key->id, key->tokens_per_minute, tokens, "the API key's"));
-  YZ_RETURN_IF_ERROR(CheckTokens(tenant.id, tenant.tokens_per_minute, tokens, "the tenant's"));
+  if (key_tpm) YZ_RETURN_IF_ERROR(CheckTokens(key_id, key_tpm, tokens, "the API key's"));
+  YZ_RETURN_IF_ERROR(CheckTokens(tenant_id, tenant_tpm, tokens, "the tenant's"));
   const int64_t now = clock_.NowUnixMs();
-  const int64_t cost = max_cost.nanos();
-  if (!tenant.limit && (!key || !key->limit)) {
-    // Unlimited on both levels: nothing to set aside. (A limit set at this very moment applies
-    // from the next request.)
+  std::lock_guard lock(ledger_mutex_);
+  Account& tenant = ledger_.at(std::string(tenant_id)).account;
+  Account* key = nullptr;
+  if (!key_id.empty()) {
+    LedgerEntry& k = ledger_.at(std::string(key_id));
+    if (k.exists) key = &k.account;
+  }
+  if (!tenant.limit && (key == nullptr || !key->limit)) {
+    // Unlimited on both levels: nothing to set aside.
     return Hold{std::string(tenant_id), std::string(key_id), max_cost, false};
   }
-  Status s = db_.Transact([&](store::Executor& tx) -> Status {
-    if (key) {
-      YZ_ASSIGN_OR_RETURN(
-          int64_t n, tx.Execute("UPDATE billing_accounts SET reserved_nanos = reserved_nanos + ? "
-                                "WHERE id = ? AND (limit_nanos IS NULL OR "
-                                "limit_nanos - used_nanos - reserved_nanos >= ?)",
-                                {cost, key->id, cost}));
-      if (n == 0) {
-        return Quota(fmt::format("the API key's {} is exhausted",
-                                 key->mode == "prepaid" ? "prepaid balance" : "spend limit"));
-      }
-    }
-    YZ_ASSIGN_OR_RETURN(
-        int64_t n,
-        tx.Execute("UPDATE billing_accounts SET reserved_nanos = reserved_nanos + ? WHERE id = ? AND "
-                   "(limit_nanos IS NULL OR (CASE WHEN trial_expires_ms > ? THEN trial_nanos - "
-                   "trial_used_nanos ELSE 0 END) + limit_nanos - used_nanos - reserved_nanos >= ?)",
-                   {cost, tenant.id, now, cost}));
-    if (n == 0) {
-      const bool trial = tenant.trial > Money() && tenant.trial_expires_ms && *tenant.trial_expires_ms > now;
+  if (key != nullptr && key->limit && *key->limit - key->used - key->reserved < max_cost) {
+    return Quota(fmt::format("the API key's {} is exhausted",
+                             key->mode == "prepaid" ? "prepaid balance" : "spend limit"));
+  }
+  if (tenant.limit) {
+    const bool trial_live = tenant.trial_expires_ms && *tenant.trial_expires_ms > now;
+    const Money trial_left = trial_live ? std::max(Money(), tenant.trial - tenant.trial_used) : Money();
+    if (trial_left + *tenant.limit - tenant.used - tenant.reserved < max_cost) {
       std::string what = tenant.mode == "prepaid" ? "prepaid balance" : "spend limit";
-      if (trial) what = "trial credit and " + what;
+      if (trial_live && tenant.trial > Money()) what = "trial credit and " + what;
       return Quota(fmt::format("the tenant's {} is exhausted (this request may cost up to {} {})",
                                what, max_cost.ToString(), options_.currency));
     }
-    return OkStatus();
-  });
-  YZ_RETURN_IF_ERROR(s);
+  }
+  if (key != nullptr) key->reserved = key->reserved + max_cost;
+  tenant.reserved = tenant.reserved + max_cost;
   return Hold{std::string(tenant_id), std::string(key_id), max_cost, true};
 }
 
-Status Billing::Settle(const Hold& hold, Money actual) {
+Result<UsageCharge> Billing::Settle(const Hold& hold, Money actual) {
   if (actual < Money()) return InvalidArgumentError("a charge cannot be negative");
+  YZ_RETURN_IF_ERROR(RefreshEntry(hold.tenant_id, /*is_key=*/false, /*force=*/false));
+  if (!hold.key_id.empty()) YZ_RETURN_IF_ERROR(RefreshEntry(hold.key_id, /*is_key=*/true, /*force=*/false));
   const int64_t now = clock_.NowUnixMs();
-  const int64_t held = hold.reserved ? hold.amount.nanos() : 0;
-  return db_.Transact([&](store::Executor& tx) -> Status {
-    if (!hold.key_id.empty()) {
-      // Keys without an account have no row: the update then changes nothing, as it should.
-      YZ_RETURN_IF_ERROR(tx.Execute(
-          "UPDATE billing_accounts SET reserved_nanos = MAX(0, reserved_nanos - ?), "
-          "used_nanos = used_nanos + ? WHERE id = ? AND is_key = 1",
-          {held, actual.nanos(), hold.key_id}));
+  const Money held = hold.reserved ? hold.amount : Money();
+  std::lock_guard lock(ledger_mutex_);
+  Account& tenant = ledger_.at(hold.tenant_id).account;
+  if (!hold.key_id.empty()) {
+    LedgerEntry& k = ledger_.at(hold.key_id);
+    if (k.exists) {
+      k.account.reserved = std::max(Money(), k.account.reserved - held);
+      k.account.used = k.account.used + actual;
     }
-    YZ_ASSIGN_OR_RETURN(auto row, tx.QueryOne(
-                                      "SELECT CASE WHEN trial_expires_ms > ? THEN trial_nanos - "
-                                      "trial_used_nanos ELSE 0 END FROM billing_accounts WHERE id = ?",
-                                      {now, hold.tenant_id}));
-    const int64_t trial_left = row ? std::max<int64_t>(0, row->Int(0)) : 0;
-    const int64_t from_trial = std::min(trial_left, actual.nanos());
+  }
+  tenant.reserved = std::max(Money(), tenant.reserved - held);
+  const bool trial_live = tenant.trial_expires_ms && *tenant.trial_expires_ms > now;
+  const Money trial_left = trial_live ? std::max(Money(), tenant.trial - tenant.trial_used) : Money();
+  const Money from_trial = std::min(trial_left, actual);
+  tenant.trial_used = tenant.trial_used + from_trial;
+  tenant.used = tenant.used + (actual - from_trial);
+  return UsageCharge{hold.tenant_id, hold.key_id, actual.nanos(), from_trial.nanos()};
+}
+
+Result<UsageCharge> Billing::Charge(std::string_view tenant_id, std::string_view key_id, Money amount) {
+  return Settle(Hold{std::string(tenant_id), std::string(key_id), Money(), false}, amount);
+}
+
+Status Billing::ApplyCharge(store::Executor& tx, const UsageCharge& c) {
+  if (c.amount_nanos == 0) return OkStatus();
+  if (!c.key_id.empty()) {
+    // Keys without an account have no row: the update then changes nothing, as it should.
     YZ_RETURN_IF_ERROR(tx.Execute(
-        "UPDATE billing_accounts SET reserved_nanos = MAX(0, reserved_nanos - ?), "
-        "trial_used_nanos = trial_used_nanos + ?, used_nanos = used_nanos + ? WHERE id = ?",
-        {held, from_trial, actual.nanos() - from_trial, hold.tenant_id}));
-    return OkStatus();
-  });
+        "UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ? AND is_key = 1",
+        {c.amount_nanos, c.key_id}));
+  }
+  YZ_RETURN_IF_ERROR(tx.Execute(
+      "UPDATE billing_accounts SET trial_used_nanos = trial_used_nanos + ?, "
+      "used_nanos = used_nanos + ? WHERE id = ? AND is_key = 0",
+      {c.from_trial_nanos, c.amount_nanos - c.from_trial_nanos, c.tenant_id}));
+  return OkStatus();
+}
+
+Status Billing::Commit(const UsageCharge& charge) {
+  return db_.Transact([&](store::Executor& tx) { return ApplyCharge(tx, charge); });
 }
 
 // ---- storage

@@ -85,6 +85,27 @@ void Add(UsageQuantities& a, const UsageQuantities& b) {
   a.compute_ms += b.compute_ms;
 }
 
+// A JSON string literal of `s` appended to `out` (RFC 8259 escapes; UTF-8 passes through).
+void AppendQuoted(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
 }  // namespace
 
 bool IsUsageKind(std::string_view kind) {
@@ -109,77 +130,121 @@ Status ValidateUsageRecord(const UsageRecord& r) {
   return OkStatus();
 }
 
-std::string Meter::ToJsonLine(const UsageRecord& r) {
-  json::object o{{"request_id", r.request_id},
-                 {"kind", r.kind},
-                 {"tenant_id", r.tenant_id},
-                 {"key_id", r.key_id},
-                 {"model", r.model},
-                 {"base_model", r.base_model},
-                 {"prompt_tokens", r.q.prompt_tokens},
-                 {"cached_prompt_tokens", r.q.cached_prompt_tokens},
-                 {"completion_tokens", r.q.completion_tokens},
-                 {"bytes", r.q.bytes},
-                 {"pages", r.q.pages},
-                 {"ocr_pages", r.q.ocr_pages},
-                 {"byte_hours", r.q.byte_hours},
-                 {"compute_ms", r.q.compute_ms},
-                 {"time_ms", r.time_ms}};
-  return json::serialize(o);
+// Written by hand rather than through a JSON object: this runs on the request path of every
+// billed request (parsing, at replay only, uses Boost.JSON).
+std::string Meter::ToJsonLine(const UsageRecord& r, const UsageCharge* charge) {
+  std::string out;
+  out.reserve(384);
+  auto field = [&](std::string_view key, std::string_view value) {
+    out += out.empty() ? "{\"" : ",\"";
+    out += key;
+    out += "\":";
+    AppendQuoted(out, value);
+  };
+  auto number = [&](std::string_view key, int64_t value) {
+    fmt::format_to(std::back_inserter(out), ",\"{}\":{}", key, value);
+  };
+  field("request_id", r.request_id);
+  field("kind", r.kind);
+  field("tenant_id", r.tenant_id);
+  field("key_id", r.key_id);
+  field("model", r.model);
+  field("base_model", r.base_model);
+  number("prompt_tokens", r.q.prompt_tokens);
+  number("cached_prompt_tokens", r.q.cached_prompt_tokens);
+  number("completion_tokens", r.q.completion_tokens);
+  number("bytes", r.q.bytes);
+  number("pages", r.q.pages);
+  number("ocr_pages", r.q.ocr_pages);
+  number("byte_hours", r.q.byte_hours);
+  number("compute_ms", r.q.compute_ms);
+  number("time_ms", r.time_ms);
+  if (charge != nullptr) {
+    out += ",\"charge\":{\"tenant_id\":";
+    AppendQuoted(out, charge->tenant_id);
+    out += ",\"key_id\":";
+    AppendQuoted(out, charge->key_id);
+    fmt::format_to(std::back_inserter(out), ",\"amount_nanos\":{},\"from_trial_nanos\":{}}}",
+                   charge->amount_nanos, charge->from_trial_nanos);
+  }
+  out += '}';
+  return out;
 }
 
-Result<UsageRecord> Meter::FromJsonLine(std::string_view line) {
+Result<UsageRecord> Meter::FromJsonLine(std::string_view line, std::optional<UsageCharge>* charge) {
   boost::system::error_code ec;
   json::value v = json::parse(line, ec);
   if (ec || !v.is_object()) return InvalidArgumentError("a usage journal line is not a JSON object");
   const json::object& o = v.as_object();
   UsageRecord r;
-  auto str = [&](std::string_view k, std::string& out) -> bool {
-    const json::value* f = o.if_contains(k);
+  auto str = [](const json::object& obj, std::string_view k, std::string& out) -> bool {
+    const json::value* f = obj.if_contains(k);
     if (f == nullptr || !f->is_string()) return false;
     out = std::string(f->as_string());
     return true;
   };
-  auto num = [&](std::string_view k, int64_t& out) -> bool {
-    const json::value* f = o.if_contains(k);
+  auto num = [](const json::object& obj, std::string_view k, int64_t& out) -> bool {
+    const json::value* f = obj.if_contains(k);
     if (f == nullptr || !f->is_int64()) return false;
     out = f->as_int64();
     return true;
   };
-  const bool ok = str("request_id", r.request_id) && str("kind", r.kind) &&
-                  str("tenant_id", r.tenant_id) && str("key_id", r.key_id) && str("model", r.model) &&
-                  str("base_model", r.base_model) && num("prompt_tokens", r.q.prompt_tokens) &&
-                  num("cached_prompt_tokens", r.q.cached_prompt_tokens) &&
-                  num("completion_tokens", r.q.completion_tokens) && num("bytes", r.q.bytes) &&
-                  num("pages", r.q.pages) && num("ocr_pages", r.q.ocr_pages) &&
-                  num("byte_hours", r.q.byte_hours) && num("compute_ms", r.q.compute_ms) &&
-                  num("time_ms", r.time_ms);
+  const bool ok = str(o, "request_id", r.request_id) && str(o, "kind", r.kind) &&
+                  str(o, "tenant_id", r.tenant_id) && str(o, "key_id", r.key_id) &&
+                  str(o, "model", r.model) && str(o, "base_model", r.base_model) &&
+                  num(o, "prompt_tokens", r.q.prompt_tokens) &&
+                  num(o, "cached_prompt_tokens", r.q.cached_prompt_tokens) &&
+                  num(o, "completion_tokens", r.q.completion_tokens) && num(o, "bytes", r.q.bytes) &&
+                  num(o, "pages", r.q.pages) && num(o, "ocr_pages", r.q.ocr_pages) &&
+                  num(o, "byte_hours", r.q.byte_hours) && num(o, "compute_ms", r.q.compute_ms) &&
+                  num(o, "time_ms", r.time_ms);
   if (!ok) return InvalidArgumentError("a usage journal line lacks a field or has a wrong type");
   YZ_RETURN_IF_ERROR(ValidateUsageRecord(r));
+  if (charge != nullptr) charge->reset();
+  if (const json::value* c = o.if_contains("charge")) {
+    UsageCharge ch;
+    if (!c->is_object() || !str(c->as_object(), "tenant_id", ch.tenant_id) ||
+        !str(c->as_object(), "key_id", ch.key_id) ||
+        !num(c->as_object(), "amount_nanos", ch.amount_nanos) ||
+        !num(c->as_object(), "from_trial_nanos", ch.from_trial_nanos) || ch.amount_nanos < 0 ||
+        ch.from_trial_nanos < 0 || ch.from_trial_nanos > ch.amount_nanos) {
+      return InvalidArgumentError("a usage journal line has a malformed charge");
+    }
+    if (charge != nullptr) *charge = std::move(ch);
+  }
   return r;
 }
 
 Result<std::unique_ptr<Meter>> Meter::Open(store::Database& db, std::string journal_path,
-                                           const Clock& clock) {
-  std::unique_ptr<Meter> m(new Meter(db, std::move(journal_path), clock));
-  // Replay what a previous process journaled but may not have committed. A torn last line (the
-  // crash came mid-write, before its fsync returned, so its Record never succeeded) is skipped.
+                                           const Clock& clock, MeterOptions options) {
+  std::unique_ptr<Meter> m(new Meter(db, std::move(journal_path), clock, std::move(options)));
+  // Replay what a previous process journaled but may not have committed, in one transaction. A
+  // torn last line (the crash came mid-write, so its Submit never returned) is skipped.
   {
     std::ifstream in(m->journal_path_);
     std::string line;
-    int64_t replayed = 0, skipped = 0;
+    std::vector<Pending> lines;
+    int64_t skipped = 0;
     while (std::getline(in, line)) {
       if (line.empty()) continue;
-      auto r = FromJsonLine(line);
+      Pending p;
+      auto r = FromJsonLine(line, &p.charge);
       if (!r) {
         ++skipped;
         continue;
       }
-      YZ_RETURN_IF_ERROR(m->Insert(m->db_, *r));
-      ++replayed;
+      p.record = std::move(*r);
+      lines.push_back(std::move(p));
     }
-    if (replayed + skipped > 0) {
-      log::Info("usage_journal_replayed", {{"records", replayed}, {"skipped", skipped},
+    if (!lines.empty()) {
+      YZ_RETURN_IF_ERROR(m->db_.Transact([&](store::Executor& tx) -> Status {
+        for (const auto& p : lines) YZ_RETURN_IF_ERROR(m->Insert(tx, p.record, p.charge));
+        return OkStatus();
+      }));
+    }
+    if (!lines.empty() || skipped > 0) {
+      log::Info("usage_journal_replayed", {{"records", static_cast<int64_t>(lines.size())},
+                                           {"skipped", skipped},
                                            {"path", m->journal_path_}});
     }
   }
@@ -192,89 +257,137 @@ Result<std::unique_ptr<Meter>> Meter::Open(store::Database& db, std::string jour
     return UnavailableError(
         fmt::format("cannot reset the usage journal {}: {}", m->journal_path_, strerror(errno)));
   }
+  m->writer_ = std::thread([raw = m.get()] { raw->WriterLoop(); });
   return m;
 }
 
 Meter::~Meter() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status Meter::Insert(store::Executor& db, const UsageRecord& r) {
+Status Meter::Insert(store::Executor& tx, const UsageRecord& r,
+                     const std::optional<UsageCharge>& charge) {
   // ON CONFLICT DO NOTHING: a second insert of the same (request_id, kind) is the idempotent
-  // case, and must not abort the batch's transaction.
-  auto inserted = db.Execute(
+  // case, must not abort the batch's transaction, and must not charge twice.
+  auto inserted = tx.Execute(
       fmt::format("INSERT INTO usage_records ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT(request_id, kind) DO NOTHING",
                   kColumns),
       {r.request_id, r.kind, r.tenant_id, r.key_id, r.model, r.base_model, r.q.prompt_tokens,
        r.q.cached_prompt_tokens, r.q.completion_tokens, r.q.bytes, r.q.pages, r.q.ocr_pages,
        r.q.byte_hours, r.q.compute_ms, r.time_ms});
-  if (!inserted && inserted.error().code != Code::kAlreadyExists) return inserted.error();
+  if (!inserted) {
+    if (inserted.error().code == Code::kAlreadyExists) return OkStatus();
+    return inserted.error();
+  }
+  if (*inserted == 1 && charge && options_.apply_charge &&
+      (charge->amount_nanos > 0 || charge->from_trial_nanos > 0)) {
+    YZ_RETURN_IF_ERROR(options_.apply_charge(tx, *charge));
+  }
   return OkStatus();
 }
 
-Status Meter::Record(UsageRecord record) {
+Result<int64_t> Meter::Append(UsageRecord record, std::optional<UsageCharge> charge) {
   if (record.time_ms == 0) record.time_ms = clock_.NowUnixMs();
   YZ_RETURN_IF_ERROR(ValidateUsageRecord(record));
-  const std::string line = ToJsonLine(record) + "\n";
-  std::unique_lock lock(mutex_);
-  // One write(2) per line on an O_APPEND descriptor: lines never interleave.
+  const std::string line = ToJsonLine(record, charge ? &*charge : nullptr) + "\n";
+  std::lock_guard lock(mutex_);
+  // One write(2) per line on an O_APPEND descriptor: lines never interleave, and a line written
+  // is in the kernel's page cache, which outlives this process.
   YZ_RETURN_IF_ERROR(WriteAll(fd_, line, journal_path_));
+  queue_.push_back({std::move(record), std::move(charge)});
   const int64_t mine = ++appended_;
-  batch_.push_back(std::move(record));
-  while (flushed_ < mine) {
-    if (flushing_) {
-      flushed_cv_.wait(lock);
-      continue;
-    }
-    // This thread flushes everything appended so far, for itself and the waiting others.
-    flushing_ = true;
-    const int64_t target = appended_;
-    std::vector<UsageRecord> batch = std::move(batch_);
-    batch_.clear();
-    lock.unlock();
-    Status result = OkStatus();
-    if (::fsync(fd_) != 0) {
-      result = UnavailableError(
-          fmt::format("cannot sync the usage journal {}: {}", journal_path_, strerror(errno)));
-    } else {
-      if (const char* fault = std::getenv("YUNZHI_FAULT");
-          fault != nullptr && std::string_view(fault) == "usage_after_journal") {
-        ::_exit(137);  // tests: a crash between the journal and the database
-      }
-      Status inserted = db_.Transact([&](store::Executor& tx) -> Status {
-        for (const auto& r : batch) YZ_RETURN_IF_ERROR(Insert(tx, r));
-        return OkStatus();
+  if (queue_.size() == 1 || queue_.size() == options_.max_batch) work_cv_.notify_one();
+  return mine;
+}
+
+Status Meter::Submit(UsageRecord record, std::optional<UsageCharge> charge) {
+  auto line = Append(std::move(record), std::move(charge));
+  if (!line) return line.error();
+  return OkStatus();
+}
+
+Status Meter::WaitFor(int64_t line) {
+  std::unique_lock lock(mutex_);
+  ++sync_waiters_;
+  work_cv_.notify_one();  // a lingering writer goes now
+  flushed_cv_.wait(lock, [&] { return flushed_ >= line; });
+  --sync_waiters_;
+  if (failed_upto_ >= line) {
+    return UnavailableError("the usage record is journaled but the database insert failed; it "
+                            "will be replayed at the next start");
+  }
+  return OkStatus();
+}
+
+Status Meter::Record(UsageRecord record, std::optional<UsageCharge> charge) {
+  YZ_ASSIGN_OR_RETURN(int64_t line, Append(std::move(record), std::move(charge)));
+  return WaitFor(line);
+}
+
+Status Meter::Flush() {
+  int64_t line = 0;
+  {
+    std::lock_guard lock(mutex_);
+    line = appended_;
+  }
+  return WaitFor(line);
+}
+
+void Meter::WriterLoop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything is committed
+    if (options_.linger_ms > 0) {
+      // Gather more of the requests running right now into this batch.
+      work_cv_.wait_for(lock, std::chrono::milliseconds(options_.linger_ms), [&] {
+        return stop_ || sync_waiters_ > 0 || queue_.size() >= options_.max_batch;
       });
-      if (!inserted) {
-        // The lines stay in the journal and the next Open() replays them: the records are safe
-        // but not yet visible.
-        log::Warn("usage_insert_failed", {{"records", static_cast<int64_t>(batch.size())},
-                                          {"error", inserted.error().message}});
-      }
-      lock.lock();
-      dirty_ = dirty_ || !inserted;
-      lock.unlock();
+    }
+    std::vector<Pending> batch = std::move(queue_);
+    queue_.clear();
+    const int64_t target = appended_;
+    lock.unlock();
+    // One sync for the whole batch: from here the lines survive a power loss too.
+    if (::fdatasync(fd_) != 0) {
+      log::Error("usage_journal_sync_failed", {{"path", journal_path_}, {"error", std::string(strerror(errno))}});
+    }
+    if (const char* fault = std::getenv("YUNZHI_FAULT");
+        fault != nullptr && std::string_view(fault) == "usage_after_journal") {
+      ::_exit(137);  // tests: a crash between the journal and the database
+    }
+    Status inserted = db_.Transact([&](store::Executor& tx) -> Status {
+      for (const auto& p : batch) YZ_RETURN_IF_ERROR(Insert(tx, p.record, p.charge));
+      return OkStatus();
+    });
+    if (!inserted) {
+      // The lines stay in the journal and the next Open() replays them: the records are safe
+      // but not yet visible.
+      log::Warn("usage_insert_failed", {{"records", static_cast<int64_t>(batch.size())},
+                                        {"error", inserted.error().message}});
     }
     lock.lock();
-    flushing_ = false;
-    if (!result) {
-      // Not durable: give the batch back so the next flusher retries the fsync.
-      for (auto& r : batch) batch_.push_back(std::move(r));
-      flushed_cv_.notify_all();
-      return result;
+    if (!inserted) {
+      dirty_ = true;
+      failed_upto_ = target;
     }
-    flushed_ = std::max(flushed_, target);
+    flushed_ = target;
     if (flushed_ == appended_ && !dirty_) {
-      // Every line written is in the database and nobody waits: start the journal afresh.
-      // (The counters keep counting: waiters compare them with their own line's number.)
+      // Every line written is in the database: start the journal afresh. (The counters keep
+      // counting: waiters compare them with their own line's number.)
       if (::ftruncate(fd_, 0) != 0) {
         log::Warn("usage_journal_truncate_failed", {{"error", std::string(strerror(errno))}});
       }
     }
     flushed_cv_.notify_all();
   }
-  return OkStatus();
 }
 
 Result<std::vector<UsageRecord>> Meter::ListFrom(store::Executor& db, std::string_view tenant_id,

@@ -276,6 +276,73 @@ TEST_F(BillingTest, KeySpendLimitTrialAndUnlimitedTenants) {
   EXPECT_EQ(b->TopUp("ten_a", "", M("0")).error().code, Code::kInvalidArgument);
 }
 
+// The ledger is in memory; what reaches the database is the charges (with their usage records
+// through the meter, or Commit). A later process sees every committed charge and no reservation
+// of requests that died with the earlier one.
+TEST_F(BillingTest, ChargesReachTheDatabaseOnceAndReservationsDieWithTheProcess) {
+  BillingOptions options;
+  options.trial_credit = M("1");
+  MeterOptions mo;
+  mo.apply_charge = &Billing::ApplyCharge;
+  {
+    auto b = Make(options);
+    ASSERT_TRUE(b->TopUp("ten_a", "", M("10")));
+    AccountUpdate k;
+    k.limit = std::optional<Money>(M("5"));
+    ASSERT_TRUE(b->UpdateAccount("ten_a", "key_1", k));
+    auto meter = Meter::Open(*db_, (dir_ / "usage.journal").string(), clock_, mo);
+    ASSERT_TRUE(meter.has_value());
+    auto h1 = b->Reserve("ten_a", "key_1", M("2"));
+    ASSERT_TRUE(h1.has_value());
+    auto c1 = b->Settle(*h1, M("1.5"));  // 1.0 from the trial, 0.5 from the balance
+    ASSERT_TRUE(c1.has_value());
+    EXPECT_EQ(c1->amount_nanos, M("1.5").nanos());
+    EXPECT_EQ(c1->from_trial_nanos, M("1").nanos());
+    UsageRecord r = Usage("chatcmpl-1", kUsageChatTokens, "m", kJan1);
+    r.tenant_id = "ten_a";
+    r.key_id = "key_1";
+    ASSERT_TRUE((*meter)->Record(r, *c1));
+    ASSERT_TRUE((*meter)->Record(r, *c1));  // the same record again: not charged twice
+    auto h2 = b->Reserve("ten_a", "", M("0.25"));
+    ASSERT_TRUE(h2.has_value());
+    auto c2 = b->Settle(*h2, M("0.25"));
+    ASSERT_TRUE(c2.has_value());
+    ASSERT_TRUE(b->Commit(*c2));  // without a meter
+    // Still running when the process "dies": held, never charged.
+    ASSERT_TRUE(b->Reserve("ten_a", "key_1", M("3")));
+    auto a = b->TenantAccount("ten_a");
+    EXPECT_EQ(a->trial_used, M("1"));
+    EXPECT_EQ(a->used, M("0.75"));
+    EXPECT_EQ(a->reserved, M("3"));
+  }
+  auto b = Make(options);
+  auto a = b->TenantAccount("ten_a");
+  EXPECT_EQ(a->trial_used, M("1"));
+  EXPECT_EQ(a->used, M("0.75"));
+  EXPECT_EQ(a->reserved, Money());
+  EXPECT_EQ(b->KeyAccount("key_1")->value().used, M("1.5"));
+  EXPECT_EQ(b->KeyAccount("key_1")->value().reserved, Money());
+  // 10 top-up + 0 trial left - 0.75 used: 9.25 available, not a nanounit more.
+  EXPECT_FALSE(b->Reserve("ten_a", "", M("9.250000001")).has_value());
+  EXPECT_TRUE(b->Reserve("ten_a", "", M("9.25")).has_value());
+}
+
+// Settings changed by another process (the CLI, a second Billing object) show within the
+// ledger's refresh interval; changes through this object show at once.
+TEST_F(BillingTest, LedgerPicksUpSettingsChangedElsewhere) {
+  auto server = Make();
+  auto admin = Make();
+  ASSERT_TRUE(server->TopUp("ten_a", "", M("1")));
+  EXPECT_FALSE(server->Reserve("ten_a", "", M("2")).has_value());
+  ASSERT_TRUE(admin->TopUp("ten_a", "", M("5")));  // limit 6 in the database
+  EXPECT_FALSE(server->Reserve("ten_a", "", M("2")).has_value());  // not yet seen
+  clock_.Advance(std::chrono::seconds(6));
+  auto h = server->Reserve("ten_a", "", M("2"));
+  ASSERT_TRUE(h.has_value()) << h.error().ToString();
+  EXPECT_EQ(server->TenantAccount("ten_a")->limit, M("6"));
+  EXPECT_EQ(server->TenantAccount("ten_a")->reserved, M("2"));
+}
+
 TEST_F(BillingTest, TokensPerMinuteLimits) {
   auto b = Make();
   AccountUpdate u;

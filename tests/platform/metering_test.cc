@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/store_test_util.h"
@@ -90,9 +91,21 @@ TEST(Meter, JsonLineRoundTrips) {
   r.q.ocr_pages = 3;
   r.q.byte_hours = 4;
   r.q.compute_ms = 5;
-  r.base_model = "base";
+  r.base_model = "base\\path\n\t\x01 模型";
   auto back = Meter::FromJsonLine(Meter::ToJsonLine(r));
   ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(Meter::ToJsonLine(r).find('\n'), std::string::npos);  // one line per record
+  // With a charge.
+  const UsageCharge charge{"ten_\"a", "key_1", 12'345, 345};
+  std::optional<UsageCharge> charge_back;
+  auto with = Meter::FromJsonLine(Meter::ToJsonLine(r, &charge), &charge_back);
+  ASSERT_TRUE(with.has_value()) << with.error().ToString();
+  EXPECT_EQ(*with, r);
+  ASSERT_TRUE(charge_back.has_value());
+  EXPECT_EQ(*charge_back, charge);
+  // A charge that takes more from the trial than it charges is refused.
+  const UsageCharge bad{"ten_a", "", 1, 2};
+  EXPECT_FALSE(Meter::FromJsonLine(Meter::ToJsonLine(r, &bad)).has_value());
   EXPECT_EQ(*back, r);
   EXPECT_FALSE(Meter::FromJsonLine("{\"request_id\":\"x\"").has_value());
   EXPECT_FALSE(Meter::FromJsonLine("{\"request_id\":1}").has_value());
@@ -160,6 +173,83 @@ TEST(Meter, FaultAfterJournalLosesNothingAndDuplicatesNothing) {
     ASSERT_EQ(after->size(), 1u);
     EXPECT_EQ((*after)[0].q.completion_tokens, 22);
   }
+}
+
+// A charge journaled with its record is applied once: by the writer, or by the replay after a
+// crash between the journal and the database -- never by both, never twice.
+TEST(Meter, ChargesAreAppliedOnceAcrossACrash) {
+  TempDir dir;
+  const std::string db_path = (dir / "y.db").string();
+  const std::string journal = (dir / "usage.journal").string();
+  {
+    auto db = OpenDb(db_path);
+    ASSERT_TRUE(db->Execute("INSERT INTO billing_accounts (id, tenant_id, is_key, mode, created_at_ms) "
+                            "VALUES ('ten_a', 'ten_a', 0, 'postpaid', 0)"));
+  }
+  MeterOptions mo;
+  mo.apply_charge = [](store::Executor& tx, const UsageCharge& c) -> Status {
+    YZ_RETURN_IF_ERROR(tx.Execute("UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ?",
+                                  {c.amount_nanos, c.tenant_id}));
+    return OkStatus();
+  };
+  const UsageCharge charge{"ten_a", "", 7'000, 0};
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    store::DatabaseOptions o;
+    o.url = db_path;
+    auto db = store::Database::Open(o);
+    if (!db) ::_exit(2);
+    auto meter = Meter::Open(**db, journal, *Clock::System(), mo);
+    if (!meter) ::_exit(3);
+    ::setenv("YUNZHI_FAULT", "usage_after_journal", 1);
+    (void)(*meter)->Record(Chat("chatcmpl-crash", 11, 22, kT0), charge);
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 137);
+  auto db = OpenDb(db_path);
+  auto used = [&] { return db->QueryOne("SELECT used_nanos FROM billing_accounts WHERE id = 'ten_a'")->value().Int(0); };
+  EXPECT_EQ(used(), 0);
+  for (int restart = 0; restart < 2; ++restart) {
+    auto meter = Meter::Open(*db, journal, *Clock::System(), mo);
+    ASSERT_TRUE(meter.has_value());
+    // The replay charged the crashed record once; each earlier round added one more.
+    EXPECT_EQ(used(), 7'000 * (1 + restart));
+    // A retry of the same record with its charge: still one record, one charge.
+    ASSERT_TRUE((*meter)->Record(Chat("chatcmpl-crash", 11, 22, kT0), charge));
+    EXPECT_EQ(used(), 7'000 * (1 + restart));
+    ASSERT_TRUE((*meter)->Record(Chat(fmt::format("chatcmpl-next-{}", restart), 1, 1, kT0), charge));
+    EXPECT_EQ(used(), 7'000 * (2 + restart));
+  }
+}
+
+// Submit returns before the database has the record; Flush waits for it. Many threads at once
+// end up as one row each.
+TEST(Meter, SubmitFromManyThreadsThenFlush) {
+  TempDir dir;
+  auto db = OpenDb((dir / "y.db").string());
+  auto meter = Meter::Open(*db, (dir / "usage.journal").string());
+  ASSERT_TRUE(meter.has_value());
+  constexpr int kThreads = 8, kEach = 250;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        // Every tenth record is a duplicate of the one before it.
+        const int id = i % 10 == 9 ? i - 1 : i;
+        EXPECT_TRUE((*meter)->Submit(Chat(fmt::format("r{}-{}", t, id), 1, 2, kT0)));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE((*meter)->Flush());
+  auto all = (*meter)->List("", 0, INT64_MAX);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->size(), static_cast<size_t>(kThreads * kEach * 9 / 10));
+  EXPECT_EQ(ReadFile(dir / "usage.journal"), "");
 }
 
 TEST(Meter, StorageHoursAreIdempotentPerHour) {

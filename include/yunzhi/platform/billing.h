@@ -8,9 +8,17 @@
 // requests hold. A tenant's trial credit (until it expires) is spent before anything else.
 //   available(tenant) = trial left + limit - used - reserved      (unlimited without a limit)
 //   available(key)    = limit - used - reserved                   (unlimited without a limit)
-// Reserve() takes a request's maximum cost from both accounts in one transaction with
-// `UPDATE ... WHERE available >= cost`, so concurrent requests can never overspend; Settle()
-// returns the reservation and charges the real cost (trial first).
+//
+// The request path touches no disk. Accounts live in an in-memory ledger (loaded from the
+// database on first use; their settings -- limit, mode, trial, tokens/minute, quota -- re-read
+// at most every 5 s, and at once after a change through this object). Reserve() checks and takes
+// a request's maximum cost under one mutex, so concurrent requests can never overspend; a
+// reservation lives only as long as its request, so a crash cannot leave money stuck in one.
+// Settle() returns the reservation and charges the real cost (trial first) in memory, and hands
+// back a UsageCharge: the caller journals it with the request's usage record (Meter::Submit),
+// whose transaction applies it to the account rows (ApplyCharge) exactly once, even across a
+// crash. Callers without a meter use Commit(). One Billing object per database: the ledger
+// assumes that this process is the only one settling charges.
 //
 // Statements (Statement()) are computed from the usage records of the month and the CURRENT
 // price book (prices are not versioned), so they reconcile exactly with /api/usage. Every line is
@@ -22,8 +30,8 @@
 // kResourceExhausted (429 rate_limit_exceeded) for a tokens/minute limit; kPayloadTooLarge for a
 // storage quota; kInvalidArgument for bad prices, plans and months; kNotFound for unknown
 // accounts or price patterns; kUnavailable when the database is busy.
-// Thread safety: Billing is safe to use from many threads (state is in the database; the
-// tokens/minute windows are guarded by a mutex).
+// Thread safety: Billing is safe to use from many threads (the ledger, the tokens/minute windows
+// and the caches are guarded by mutexes; no database call is made with one held).
 #pragma once
 
 #include <chrono>
@@ -172,6 +180,11 @@ class Billing {
   static Result<Money> ChatCost(const Prices& p, int64_t prompt_tokens, int64_t cached_prompt_tokens,
                                 int64_t completion_tokens);
 
+  // What a usage record costs at `p`, exactly (rounded half up at 1e-9): tokens of every kind,
+  // OCR pages, model-load time. Storage samples cost nothing here: storage is billed on the
+  // statement, where reservations apply.
+  static Result<Money> RecordCost(const Prices& p, const UsageRecord& r);
+
   // ---- accounts
   // The tenant's account, created with the trial credit on first use. Errors: kUnavailable.
   Result<Account> TenantAccount(std::string_view tenant_id);
@@ -190,8 +203,16 @@ class Billing {
   // (detail "insufficient_quota") naming the limit.
   Result<Hold> Reserve(std::string_view tenant_id, std::string_view key_id, Money max_cost,
                        int64_t tokens = 0);
-  // Releases `hold` and charges `actual` (may be zero) instead; the trial credit goes first.
-  Status Settle(const Hold& hold, Money actual);
+  // Releases `hold` and charges `actual` (may be zero) instead, in the ledger; the trial credit
+  // goes first. The returned charge must reach the database: through Meter::Submit/Record with
+  // the request's usage record, or Commit(). Errors: kInvalidArgument for a negative charge.
+  Result<UsageCharge> Settle(const Hold& hold, Money actual);
+  // A cost known only afterwards (a model load, OCR pages): Settle without a reservation.
+  Result<UsageCharge> Charge(std::string_view tenant_id, std::string_view key_id, Money amount);
+  // Applies a settled charge to the account rows in its own transaction.
+  Status Commit(const UsageCharge& charge);
+  // Applies `charge` inside `tx` (the meter's insert transaction; see MeterOptions).
+  static Status ApplyCharge(store::Executor& tx, const UsageCharge& charge);
 
   // ---- storage
   // Errors: kPayloadTooLarge when stored bytes + additional_bytes exceed the tenant's quota.
@@ -224,6 +245,12 @@ class Billing {
                             const std::vector<Prices>& book);
   Status CheckTokens(std::string_view id, std::optional<int64_t> limit, int64_t tokens,
                      std::string_view what);
+  // The account rows as stored (the tenant's created on first use); no ledger.
+  Result<Account> LoadTenantAccount(std::string_view tenant_id);
+  Result<std::optional<Account>> LoadKeyAccount(std::string_view key_id);
+  // Loads `id`'s ledger entry, or re-reads its settings when they are older than the refresh
+  // interval (always when `force`). Called without ledger_mutex_ held.
+  Status RefreshEntry(std::string_view id, bool is_key, bool force);
 
   store::Database& db_;
   const Clock& clock_;
@@ -240,6 +267,15 @@ class Billing {
     std::vector<Plan> plans;
   };
   std::unordered_map<std::string, PlanCache> plan_cache_;  // tenant -> its plans
+  // The ledger: accounts by id (tenant or key id), with this process's reservations and charges.
+  struct LedgerEntry {
+    bool loaded = false;
+    bool exists = false;  // keys without an account row: no key-level limits
+    Account account;
+    std::chrono::steady_clock::time_point refreshed{};
+  };
+  std::mutex ledger_mutex_;  // guards ledger_
+  std::unordered_map<std::string, LedgerEntry> ledger_;
   // The price book, read on every request: cached for a few seconds (changes through this
   // object show at once; through another process within kPriceCacheMs).
   std::mutex prices_mutex_;  // guards the three below

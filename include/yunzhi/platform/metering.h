@@ -2,30 +2,40 @@
 //
 // Every billable event (a chat completion, an embedding call, a document ingested, a storage
 // sample, a model load) becomes one UsageRecord, identified by (request_id, kind): recording the
-// same pair twice stores it once. Record() first appends the record as one JSON line to a local
-// journal (<data_dir>/usage.journal) and fsyncs it, then inserts it into the `usage_records`
-// table, then forgets the journal once every line in it is in the database. Open() replays a
-// journal left behind by a crash, so a process killed between the journal and the database write
-// neither loses nor duplicates a record.
+// same pair twice stores it once. A record may carry the UsageCharge that billing settled for it
+// (platform/billing.h); the charge is applied to the accounts in the same database transaction
+// that inserts the record, and only if the record is new, so money and usage never disagree.
+//
+// The request path never waits for a disk: Submit() appends the record (and its charge) as one
+// JSON line to a local journal (<data_dir>/usage.journal) with one write(2) and returns -- from
+// then on the line survives the process being killed. A writer thread takes everything submitted
+// so far, fdatasyncs the journal once (survives a power loss), inserts the whole batch in one
+// transaction and empties the journal once every line in it is in the database. The writer
+// lingers a few milliseconds to gather a batch (MeterOptions), so under load one fsync and one
+// transaction serve hundreds of requests. Record() is Submit() and waiting for that commit. Open() replays a journal left behind by a crash, so a
+// process killed anywhere between the journal and the database neither loses nor duplicates a
+// record or a charge.
 //
 // Fault injection (tests only): when the environment variable YUNZHI_FAULT equals
-// "usage_after_journal", Record() ends the process with _exit(137) right after the journal fsync,
-// before the database insert. The variable is read only on that code path.
+// "usage_after_journal", the writer ends the process with _exit(137) right after the journal
+// sync, before the database insert. The variable is read once per batch, by the writer.
 //
 // Errors: kInvalidArgument for a record with an unknown kind, no request id, no tenant or a
-// negative quantity; kUnavailable when the journal cannot be written or the database is busy.
-// Thread safety: a Meter is safe to use from many threads. Concurrent Records share one fsync
-// (group commit); the journal is emptied whenever every line in it is in the database.
-// Several processes must not share one journal (only the server records usage).
+// negative quantity; kUnavailable when the journal cannot be written. A failed database insert
+// is logged and the journal kept for the next Open() to replay (Record() then reports it).
+// Thread safety: a Meter is safe to use from many threads. Several processes must not share
+// one journal (only the server records usage).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "yunzhi/base/clock.h"
@@ -68,6 +78,30 @@ struct UsageRecord {
   bool operator==(const UsageRecord&) const = default;
 };
 
+// What billing settled for one record (Billing::Settle): `amount_nanos` taken from the tenant's
+// account, `from_trial_nanos` of it from the trial credit, and the same amount from the key's
+// account when the key has one.
+struct UsageCharge {
+  std::string tenant_id;
+  std::string key_id;
+  int64_t amount_nanos = 0;
+  int64_t from_trial_nanos = 0;
+  bool operator==(const UsageCharge&) const = default;
+};
+
+// Applies a charge inside the transaction that inserts its record (billing provides it).
+using ChargeApplier = std::function<Status(store::Executor& tx, const UsageCharge& charge)>;
+
+struct MeterOptions {
+  ChargeApplier apply_charge;  // null: charges are kept in the journal and records only
+  // The writer gathers submitted records for up to this long (or until max_batch are waiting)
+  // before it syncs and commits them, unless a Record()/Flush() caller is waiting: one commit
+  // for many requests. It bounds how much a power loss (not a crash) can take: the last
+  // linger_ms of submitted records.
+  int linger_ms = 5;
+  size_t max_batch = 4096;
+};
+
 // One line of a usage report.
 struct UsageGroup {
   std::string group;  // the day ("2026-11-25"), model, or key id, per UsageQuery::group_by
@@ -86,16 +120,25 @@ struct UsageQuery {
 class Meter {
  public:
   // Opens the meter: `journal_path` is usually <data_dir>/usage.journal. Replays a journal left
-  // by a previous process (idempotently) and then truncates it. The platform schema must be
-  // migrated; `db` and `clock` must outlive the Meter. Errors: kUnavailable (journal unreadable,
-  // database), kInvalidArgument never (a corrupt journal line is logged and skipped).
+  // by a previous process (idempotently, charges included) and then truncates it; starts the
+  // writer thread. The platform schema must be migrated; `db` and `clock` must outlive the Meter.
+  // Errors: kUnavailable (journal unreadable, database), never kInvalidArgument (a corrupt
+  // journal line is logged and skipped).
   static Result<std::unique_ptr<Meter>> Open(store::Database& db, std::string journal_path,
-                                             const Clock& clock = *Clock::System());
+                                             const Clock& clock = *Clock::System(),
+                                             MeterOptions options = {});
+  // Commits everything submitted, then stops the writer.
   ~Meter();
 
-  // Durably records `record` (see the file comment). Recording an existing (request_id, kind)
-  // succeeds and changes nothing.
-  Status Record(UsageRecord record);
+  // Journals `record` (and `charge`) and hands it to the writer; returns once the line is written
+  // (see the file comment). Recording an existing (request_id, kind) changes nothing and does not
+  // charge again.
+  Status Submit(UsageRecord record, std::optional<UsageCharge> charge = std::nullopt);
+  // Submit() and wait until the record is in the database. Errors: Submit's, or kUnavailable
+  // when the insert failed (the record stays journaled for the next Open()).
+  Status Record(UsageRecord record, std::optional<UsageCharge> charge = std::nullopt);
+  // Waits until everything submitted so far is in the database (or failed to be: kUnavailable).
+  Status Flush();
 
   // Records in [from_ms, to_ms) of one tenant (empty: all), oldest first.
   Result<std::vector<UsageRecord>> List(std::string_view tenant_id, int64_t from_ms,
@@ -109,28 +152,40 @@ class Meter {
   // The report as CSV: "group,kind,records,prompt_tokens,cached_prompt_tokens,...".
   static std::string GroupsCsv(const std::vector<UsageGroup>& groups, std::string_view group_by);
 
-  // Record as one JSON line (without newline) and back; exposed for tests and tools.
-  static std::string ToJsonLine(const UsageRecord& r);
-  static Result<UsageRecord> FromJsonLine(std::string_view line);
+  // A journal line (without newline) and back; exposed for tests and tools.
+  static std::string ToJsonLine(const UsageRecord& r, const UsageCharge* charge = nullptr);
+  static Result<UsageRecord> FromJsonLine(std::string_view line,
+                                          std::optional<UsageCharge>* charge = nullptr);
 
  private:
-  Meter(store::Database& db, std::string journal_path, const Clock& clock)
-      : db_(db), journal_path_(std::move(journal_path)), clock_(clock) {}
-  Status Insert(store::Executor& db, const UsageRecord& r);
+  struct Pending {
+    UsageRecord record;
+    std::optional<UsageCharge> charge;
+  };
+  Meter(store::Database& db, std::string journal_path, const Clock& clock, MeterOptions options)
+      : db_(db), journal_path_(std::move(journal_path)), clock_(clock), options_(std::move(options)) {}
+  // Inserts one record (and applies its charge when the record is new).
+  Status Insert(store::Executor& tx, const UsageRecord& r, const std::optional<UsageCharge>& charge);
+  Result<int64_t> Append(UsageRecord record, std::optional<UsageCharge> charge);  // line number
+  Status WaitFor(int64_t line);
+  void WriterLoop();
 
   store::Database& db_;
   const std::string journal_path_;
   const Clock& clock_;
-  // Group commit: concurrent Records append their lines; then one of them (the flusher) fsyncs
-  // the journal and inserts every waiting record in one transaction for all of them.
+  const MeterOptions options_;
   std::mutex mutex_;  // guards everything below and truncation of the journal
-  std::condition_variable flushed_cv_;
+  std::condition_variable work_cv_;     // the writer waits for lines
+  std::condition_variable flushed_cv_;  // Record/Flush wait for the writer
   int fd_ = -1;              // the journal, open for append
   int64_t appended_ = 0;     // lines written by this Meter (never reset)
-  int64_t flushed_ = 0;      // of those, how many were synced and inserted (or failed to be)
-  bool flushing_ = false;    // a thread is flushing for the others
+  int64_t flushed_ = 0;      // of those, how many the writer has committed (or failed to)
+  int64_t failed_upto_ = 0;  // the last line of the last batch whose insert failed
   bool dirty_ = false;       // an insert failed: keep the journal until the next Open replays it
-  std::vector<UsageRecord> batch_;  // appended, not yet taken by a flusher
+  bool stop_ = false;
+  int sync_waiters_ = 0;        // Record/Flush callers waiting: the writer does not linger
+  std::vector<Pending> queue_;  // appended, not yet taken by the writer
+  std::thread writer_;
 };
 
 // Records one hour of a tenant's storage: a storage_sample of `stored_bytes` byte-hours with the
