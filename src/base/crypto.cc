@@ -146,4 +146,50 @@ Result<std::string> DataCipher::Open(std::string_view sealed,
   return out;
 }
 
+std::string DataCipher::DeriveKey(std::string_view purpose) const {
+  // The label's NUL keeps "a" + "b\0c" and "a\0b" + "c" apart from any purpose text.
+  static constexpr std::string_view kLabel{"yunzhi derived key v1\0", 22};
+  std::string message;
+  message.reserve(kLabel.size() + purpose.size());
+  message.append(kLabel).append(purpose);
+  std::string out(kKeyBytes, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(), Bytes(message),
+                     message.size(), key_, sizeof key_);
+  return out;
+}
+
+Result<std::unique_ptr<TermHasher>> TermHasher::Create(std::string_view key) {
+  if (key.size() != kKeyBytes) {
+    return InvalidArgumentError("a term hashing key must be exactly 32 bytes");
+  }
+  EnsureInit();
+  return std::unique_ptr<TermHasher>(new TermHasher(key));
+}
+
+TermHasher::TermHasher(std::string_view key) { std::copy(key.begin(), key.end(), key_); }
+
+TermHasher::~TermHasher() { sodium_memzero(key_, sizeof key_); }
+
+std::string TermHasher::Token(std::string_view term) const {
+  std::string out;
+  AppendToken(term, &out);
+  return out;
+}
+
+void TermHasher::AppendToken(std::string_view term, std::string* out) const {
+  static_assert(crypto_generichash_BYTES_MIN == 16 && kTokenChars * 5 == 80);
+  static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
+  // BLAKE2b's shortest output is 16 bytes; the first 10 (80 bits) become 16 base32 characters.
+  unsigned char digest[crypto_generichash_BYTES_MIN];
+  crypto_generichash(digest, sizeof digest, Bytes(term), term.size(), key_, sizeof key_);
+  const size_t at = out->size();
+  out->resize(at + kTokenChars);
+  char* o = out->data() + at;
+  for (size_t group = 0; group < 2; ++group) {  // two 40-bit groups of 5 bytes -> 8 chars each
+    uint64_t bits = 0;
+    for (size_t i = 0; i < 5; ++i) bits = (bits << 8) | digest[group * 5 + i];
+    for (size_t i = 0; i < 8; ++i) o[group * 8 + i] = kBase32[(bits >> (35 - 5 * i)) & 31];
+  }
+}
+
 }  // namespace yunzhi::crypto

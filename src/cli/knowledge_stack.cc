@@ -19,12 +19,12 @@ Result<KnowledgeStack> OpenKnowledgeStack(const store::DataDir& dir, KnowledgeSt
   ko.on_document_done = std::move(options.on_document_done);
   if (serving::ModelManager* mm = options.models) {
     ko.embedder = [mm](std::string_view model, std::span<const std::string> texts)
-        -> Result<std::vector<std::vector<float>>> {
+        -> Result<knowledge::Embeddings> {
       // A chunk longer than the model's context is embedded by its head (as most RAG stacks do).
       serving::EmbedOptions options;
       options.truncate = true;
       YZ_ASSIGN_OR_RETURN(auto r, mm->Embed(model, texts, options));
-      return std::move(r.vectors);
+      return knowledge::Embeddings(std::move(r.vectors), r.prompt_tokens);
     };
     ko.reranker = [mm](std::string_view model, std::string_view query,
                        std::span<const std::string> docs) -> Result<std::vector<float>> {

@@ -190,6 +190,25 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
       log::Error("document_metering_failed",
                  {{"document_id", r.document.id}, {"error", s.error().message}});
     }
+    // The tokens its chunks cost the space's embedding model: a second record, as idempotent.
+    if (r.embedding_tokens <= 0) return;
+    platform::UsageRecord embed;
+    embed.request_id = r.document.id + ":embed";
+    embed.kind = std::string(platform::kUsageEmbeddingTokens);
+    embed.tenant_id = r.tenant_id;
+    embed.model = r.embedding_model;
+    embed.q.prompt_tokens = r.embedding_tokens;
+    std::optional<platform::UsageCharge> embed_charge;
+    if (b != nullptr) {
+      auto prices = b->PricesFor(embed.model);
+      auto cost = prices ? platform::Billing::RecordCost(*prices, embed) : Result<platform::Money>(prices.error());
+      auto c = cost ? b->Charge(r.tenant_id, "", *cost) : Result<platform::UsageCharge>(cost.error());
+      if (c) embed_charge = std::move(*c);
+    }
+    if (auto s = m->Submit(embed, std::move(embed_charge)); !s) {
+      log::Error("embedding_metering_failed",
+                 {{"document_id", r.document.id}, {"error", s.error().message}});
+    }
   };
   auto knowledge = OpenKnowledgeStack(*dir, std::move(knowledge_options));
   if (!knowledge) return PrintError(knowledge.error());

@@ -136,6 +136,13 @@ CREATE TABLE kb_chunks (
 CREATE INDEX kb_chunks_by_document ON kb_chunks(document_id);
 CREATE INDEX kb_chunks_by_space ON kb_chunks(space_id);
 )sql",
+           ""},
+          {2, "keyed full-text index terms, sealed document names and job file lists",
+           R"sql(
+ALTER TABLE kb_spaces ADD COLUMN index_format INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE kb_documents ADD COLUMN name_sealed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE kb_jobs ADD COLUMN files_sealed INTEGER NOT NULL DEFAULT 0;
+)sql",
            ""}};
 }
 
@@ -181,8 +188,9 @@ Space SpaceFromRow(const store::Row& r) {
 
 constexpr std::string_view kDocumentColumns =
     "id, space_id, job_id, name, sha256, size_bytes, mime_type, status, error, pages, ocr_pages, "
-    "chunks, created_at_ms, updated_at_ms, blob, sealed";
+    "chunks, created_at_ms, updated_at_ms, blob, sealed, name_sealed";
 
+// The name as stored: State::DocumentOf opens it when it is sealed.
 Document DocumentFromRow(const store::Row& r) {
   Document d;
   d.id = r.Text(0);
@@ -203,6 +211,60 @@ Document DocumentFromRow(const store::Row& r) {
 }
 
 std::string FtsTable(std::string_view space_id) { return fmt::format("\"fts_{}\"", space_id); }
+
+// How a space's full-text index holds its terms (kb_spaces.index_format).
+enum IndexFormat : int64_t {
+  // tokenize='yunzhi': SQLite analyses the text itself, so the index holds the terms in clear.
+  // Spaces created without a tenant key, and spaces written before index terms were keyed.
+  kPlainTerms = 0,
+  // tokenize='ascii': the text is analysed here and each term replaced by its keyed hash token
+  // (crypto::TermHasher), so neither the key nor a word ever reaches SQLite.
+  kKeyedTerms = 1,
+};
+
+// The purpose under which a space's term-hashing key is derived from the tenant's data key: one
+// key per space, so equal words in two spaces give unrelated tokens.
+std::string TermKeyPurpose(std::string_view space_id) {
+  return fmt::format("fts-terms:{}", space_id);
+}
+
+// Associated data of sealed names and job file lists: a sealed value moved to another row fails
+// to open.
+std::string NameAd(std::string_view document_id) { return fmt::format("name:{}", document_id); }
+std::string JobFilesAd(std::string_view job_id) { return fmt::format("job-files:{}", job_id); }
+
+// The FTS5 table of a space (contentless: only the index is stored), its fts5vocab companion
+// (document frequencies, for pruning very common query terms) and its ranking: BM25 (k1 1.2,
+// b 0.75; text_analysis.h) with headings (section paths) weighing twice the body.
+Status CreateFtsTables(store::Executor& ex, std::string_view space_id, int64_t format) {
+  const std::string fts = FtsTable(space_id);
+  YZ_RETURN_IF_ERROR(ex.Execute(
+      fmt::format("CREATE VIRTUAL TABLE {} USING fts5(heading, body, content='', tokenize='{}')",
+                  fts, format == kKeyedTerms ? "ascii" : "yunzhi")));
+  YZ_RETURN_IF_ERROR(ex.Execute(fmt::format(
+      "CREATE VIRTUAL TABLE \"fts_{}_vocab\" USING fts5vocab({}, 'row')", space_id, fts)));
+  YZ_RETURN_IF_ERROR(ex.Execute(
+      fmt::format("INSERT INTO {0} ({0}, rank) VALUES ('rank', 'yunzhi_bm25(2.0, 1.0)')", fts)));
+  return OkStatus();
+}
+
+// What a chunk's column contributes to (and must be given again to delete from) the space's
+// FTS5 table: the text itself for plain-term spaces; for keyed spaces the tokens of its analysed
+// terms (as the "yunzhi" tokenizer would analyse it: CJK words, Porter stems), in text order,
+// space-separated. The table is contentless, so not even this string is stored — only the index.
+// One token per term keeps every count BM25 uses (term frequencies, column sizes, document
+// frequencies) as it was with plain terms.
+std::string IndexText(const crypto::TermHasher* hasher, std::string_view text) {
+  if (hasher == nullptr) return std::string(text);
+  std::string out;
+  out.reserve(text.size() * 3);  // a term of 3 to 8 bytes becomes 17
+  ForEachTerm(text, AnalyzerOptions{}, [&](std::string_view term, size_t, size_t) {
+    if (!out.empty()) out += ' ';
+    hasher->AppendToken(term, &out);
+    return true;
+  });
+  return out;
+}
 
 Status ValidateSpaceName(std::string_view name) {
   if (name.empty() || name.size() > 64) {
@@ -301,6 +363,40 @@ struct KnowledgeBase::State {
     return c->Open(bytes, ad);
   }
 
+  // The term hasher of a space's full-text index: null for a plain-term index.
+  // Errors: the cipher provider's; kFailedPrecondition when the index is keyed and the tenant has
+  // no key (the index cannot be written or searched without it).
+  Result<std::shared_ptr<const crypto::TermHasher>> Hasher(std::string_view tenant,
+                                                           std::string_view space_id,
+                                                           int64_t format) {
+    if (format != kKeyedTerms) return std::shared_ptr<const crypto::TermHasher>();
+    YZ_ASSIGN_OR_RETURN(auto c, Cipher(tenant));
+    if (!c) {
+      return FailedPreconditionError(fmt::format(
+          "the full-text index of space '{}' is keyed with the tenant's data key, and no key is "
+          "available",
+          space_id));
+    }
+    YZ_ASSIGN_OR_RETURN(auto h, crypto::TermHasher::Create(c->DeriveKey(TermKeyPurpose(space_id))));
+    return std::shared_ptr<const crypto::TermHasher>(std::move(h));
+  }
+
+  // A document row (kDocumentColumns) with its name opened.
+  Result<Document> DocumentOf(std::string_view tenant, const store::Row& r) {
+    Document d = DocumentFromRow(r);
+    if (r.Int(16) != 0) {
+      YZ_ASSIGN_OR_RETURN(d.name, Unseal(tenant, true, Bytes(r.at(3)), NameAd(d.id)));
+    }
+    return d;
+  }
+
+  Result<int64_t> IndexFormatOf(store::Executor& ex, const std::string& space_id) {
+    YZ_ASSIGN_OR_RETURN(auto row,
+                        ex.QueryOne("SELECT index_format FROM kb_spaces WHERE id = ?", {space_id}));
+    if (!row) return NotFoundError(fmt::format("space '{}' does not exist", space_id));
+    return row->Int(0);
+  }
+
   // ---- queue
   void Enqueue(std::string tenant, std::string doc) {
     {
@@ -346,11 +442,21 @@ struct KnowledgeBase::State {
     Report(tenant, **db, doc_id);
   }
 
-  void Report(const std::string& tenant, store::Database& db, const std::string& doc_id) {
+  void Report(const std::string& tenant, store::Database& db, const std::string& doc_id,
+              std::string embedding_model = {}, int64_t embedding_tokens = 0) {
     if (!options.on_document_done) return;
     auto row = db.QueryOne(fmt::format("SELECT {} FROM kb_documents WHERE id = ?", kDocumentColumns),
                            {doc_id});
-    if (row && *row) options.on_document_done({tenant, DocumentFromRow(**row)});
+    if (!row || !*row) return;
+    IngestReport report;
+    report.tenant_id = tenant;
+    auto doc = DocumentOf(tenant, **row);
+    // Metering must not depend on the name: a name that cannot be opened is reported empty.
+    report.document = doc ? std::move(*doc) : DocumentFromRow(**row);
+    if (!doc) report.document.name.clear();
+    report.embedding_model = std::move(embedding_model);
+    report.embedding_tokens = embedding_tokens;
+    options.on_document_done(report);
   }
 
   // One document from queued to ready or failed.
@@ -364,22 +470,24 @@ struct KnowledgeBase::State {
                     kDocumentColumns),
         {doc_id});
     if (!row || !*row) return;  // deleted, or done by someone else
-    Document doc = DocumentFromRow(**row);
     const std::string blob = (*row)->Text(14);
     const bool sealed = (*row)->Int(15) != 0;
-    auto space_row =
-        db.QueryOne(fmt::format("SELECT {} FROM kb_spaces s WHERE s.id = ?", kSpaceColumns),
-                    {doc.space_id});
+    auto space_row = db.QueryOne(
+        fmt::format("SELECT {} FROM kb_spaces s WHERE s.id = ?", kSpaceColumns), {(*row)->Text(1)});
     if (!space_row || !*space_row) return;
     const Space space = SpaceFromRow(**space_row);
     (void)db.Execute("UPDATE kb_documents SET status = 'processing', updated_at_ms = ? WHERE id = ?",
                      {clock.NowUnixMs(), doc_id});
 
+    // Logs name the document by id only: its name is tenant data, sealed at rest.
     auto fail = [&](const std::string& why) {
-      log::Warn("document_failed", {{"tenant_id", tenant}, {"document_id", doc_id},
-                                    {"name", doc.name}, {"error", why}});
+      log::Warn("document_failed",
+                {{"tenant_id", tenant}, {"document_id", doc_id}, {"error", why}});
       MarkFailed(tenant, doc_id, why);
     };
+    auto opened = DocumentOf(tenant, **row);
+    if (!opened) return fail(opened.error().message);
+    const Document doc = std::move(*opened);
 
     auto blobs = stores.Blobs(tenant);
     if (!blobs) return fail(blobs.error().message);
@@ -397,6 +505,8 @@ struct KnowledgeBase::State {
     if (chunks->empty()) return fail("no text could be extracted from the document");
 
     std::vector<std::vector<float>> vectors;
+    int64_t embedding_tokens = 0;
+    bool tokens_known = true;
     if (!space.embedding_model.empty()) {
       if (!options.embedder) {
         return fail(fmt::format("space '{}' needs embedding model '{}' but no embedder is "
@@ -416,10 +526,15 @@ struct KnowledgeBase::State {
           return fail(fmt::format("embedding with model '{}' failed: {}", space.embedding_model,
                                   v.error().message));
         }
-        if (v->size() != n) return fail("the embedding model returned the wrong number of vectors");
-        for (auto& e : *v) vectors.push_back(std::move(e));
+        if (v->vectors.size() != n) {
+          return fail("the embedding model returned the wrong number of vectors");
+        }
+        if (v->n_tokens < 0) tokens_known = false;
+        embedding_tokens += std::max<int64_t>(v->n_tokens, 0);
+        for (auto& e : v->vectors) vectors.push_back(std::move(e));
       }
     }
+    if (!tokens_known) embedding_tokens = 0;
 
     auto cipher = Cipher(tenant);
     if (!cipher) return fail(cipher.error().message);
@@ -429,6 +544,9 @@ struct KnowledgeBase::State {
       YZ_ASSIGN_OR_RETURN(auto still, ex.QueryOne(
           "SELECT 1 FROM kb_documents WHERE id = ? AND status = 'processing'", {doc_id}));
       if (!still) return Error(Code::kCancelled, "document deleted while it was being ingested");
+      // Read in the transaction: another process's Recover() may have rebuilt the index keyed.
+      YZ_ASSIGN_OR_RETURN(const int64_t index_format, IndexFormatOf(ex, doc.space_id));
+      YZ_ASSIGN_OR_RETURN(auto hasher, Hasher(tenant, doc.space_id, index_format));
       const std::string fts = FtsTable(doc.space_id);
       for (size_t i = 0; i < chunks->size(); ++i) {
         const Chunk& c = (*chunks)[i];
@@ -448,9 +566,9 @@ struct KnowledgeBase::State {
                       static_cast<int64_t>(c.char_end), static_cast<int64_t>(c.n_tokens), vec}));
         const int64_t id = rows.at(0).Int(0);
         ids.push_back(id);
-        YZ_RETURN_IF_ERROR(ex.Execute(
-            fmt::format("INSERT INTO {} (rowid, heading, body) VALUES (?, ?, ?)", fts),
-            {id, heading, c.text}));
+        YZ_RETURN_IF_ERROR(
+            ex.Execute(fmt::format("INSERT INTO {} (rowid, heading, body) VALUES (?, ?, ?)", fts),
+                       {id, IndexText(hasher.get(), heading), IndexText(hasher.get(), c.text)}));
       }
       YZ_RETURN_IF_ERROR(ex.Execute("UPDATE kb_spaces SET chunk_count = chunk_count + ? WHERE id = ?",
                                     {static_cast<int64_t>(chunks->size()), doc.space_id}));
@@ -476,10 +594,9 @@ struct KnowledgeBase::State {
     }
     log::Info("document_ingested", {{"tenant_id", tenant},
                                     {"document_id", doc_id},
-                                    {"name", doc.name},
                                     {"mime_type", extracted->mime_type},
                                     {"chunks", static_cast<int64_t>(chunks->size())}});
-    Report(tenant, db, doc_id);
+    Report(tenant, db, doc_id, space.embedding_model, embedding_tokens);
   }
 
   // ---- lookups
@@ -511,13 +628,17 @@ struct KnowledgeBase::State {
         auto rows,
         ex.Query("SELECT id, sealed, heading, text FROM kb_chunks WHERE document_id = ?", {doc_id}));
     const std::string fts = FtsTable(space_id);
+    YZ_ASSIGN_OR_RETURN(const int64_t format, IndexFormatOf(ex, space_id));
+    YZ_ASSIGN_OR_RETURN(auto hasher, Hasher(tenant, space_id, format));
     for (const auto& r : rows) {
       const bool sealed = r.Int(1) != 0;
       YZ_ASSIGN_OR_RETURN(auto heading, Unseal(tenant, sealed, Bytes(r.at(2)), doc_id));
       YZ_ASSIGN_OR_RETURN(auto text, Unseal(tenant, sealed, Bytes(r.at(3)), doc_id));
+      // A contentless table deletes by the very tokens that were inserted.
       YZ_RETURN_IF_ERROR(ex.Execute(
-          fmt::format("INSERT INTO {0} ({0}, rowid, heading, body) VALUES ('delete', ?, ?, ?)", fts),
-          {r.Int(0), heading, text}));
+          fmt::format("INSERT INTO {0} ({0}, rowid, heading, body) VALUES ('delete', ?, ?, ?)",
+                      fts),
+          {r.Int(0), IndexText(hasher.get(), heading), IndexText(hasher.get(), text)}));
     }
     YZ_RETURN_IF_ERROR(ex.Execute("DELETE FROM kb_chunks WHERE document_id = ?", {doc_id}));
     YZ_RETURN_IF_ERROR(ex.Execute("UPDATE kb_spaces SET chunk_count = chunk_count - ? WHERE id = ?",
@@ -555,6 +676,99 @@ struct KnowledgeBase::State {
     auto [it, inserted] = vectors.emplace(std::make_pair(tenant, space), index);
     return it->second;
   }
+
+  // ---- upgrade of data written before index terms were keyed (Recover)
+
+  // Rebuilds a plain-term full-text index with keyed tokens, from the space's sealed chunks, in
+  // one transaction: the space is searchable the whole time, by one index or the other.
+  Status RebuildIndexKeyed(const std::string& tenant, store::Database& db,
+                           const std::string& space_id) {
+    YZ_ASSIGN_OR_RETURN(auto hasher, Hasher(tenant, space_id, kKeyedTerms));
+    return db.Transact([&](store::Executor& ex) -> Status {
+      YZ_ASSIGN_OR_RETURN(const int64_t format, IndexFormatOf(ex, space_id));
+      if (format == kKeyedTerms) return OkStatus();  // done meanwhile
+      YZ_RETURN_IF_ERROR(
+          ex.Execute(fmt::format("DROP TABLE IF EXISTS \"fts_{}_vocab\"", space_id)));
+      YZ_RETURN_IF_ERROR(ex.Execute(fmt::format("DROP TABLE IF EXISTS {}", FtsTable(space_id))));
+      YZ_RETURN_IF_ERROR(CreateFtsTables(ex, space_id, kKeyedTerms));
+      const std::string insert =
+          fmt::format("INSERT INTO {} (rowid, heading, body) VALUES (?, ?, ?)", FtsTable(space_id));
+      // In pages of chunks, so that a large space is never held in memory whole.
+      int64_t last = 0;
+      for (;;) {
+        YZ_ASSIGN_OR_RETURN(auto rows,
+                            ex.Query("SELECT id, sealed, heading, text, document_id FROM kb_chunks "
+                                     "WHERE space_id = ? AND id > ? ORDER BY id LIMIT 256",
+                                     {space_id, last}));
+        if (rows.empty()) break;
+        for (const auto& r : rows) {
+          const bool sealed = r.Int(1) != 0;
+          const std::string doc_id = r.Text(4);
+          YZ_ASSIGN_OR_RETURN(auto heading, Unseal(tenant, sealed, Bytes(r.at(2)), doc_id));
+          YZ_ASSIGN_OR_RETURN(auto text, Unseal(tenant, sealed, Bytes(r.at(3)), doc_id));
+          YZ_RETURN_IF_ERROR(ex.Execute(
+              insert, {r.Int(0), IndexText(hasher.get(), heading), IndexText(hasher.get(), text)}));
+          last = r.Int(0);
+        }
+      }
+      YZ_RETURN_IF_ERROR(ex.Execute("UPDATE kb_spaces SET index_format = ? WHERE id = ?",
+                                    {int64_t{kKeyedTerms}, space_id}));
+      return OkStatus();
+    });
+  }
+
+  // Seals the document names and job file lists stored in clear.
+  Status SealNames(const std::string& tenant, store::Database& db,
+                   const std::shared_ptr<const crypto::DataCipher>& cipher) {
+    return db.Transact([&](store::Executor& ex) -> Status {
+      YZ_ASSIGN_OR_RETURN(auto docs,
+                          ex.Query("SELECT id, name FROM kb_documents WHERE name_sealed = 0"));
+      for (const auto& r : docs) {
+        YZ_RETURN_IF_ERROR(
+            ex.Execute("UPDATE kb_documents SET name = ?, name_sealed = 1 WHERE id = ?",
+                       {store::Blob{cipher->Seal(r.Text(1), NameAd(r.Text(0)))}, r.Text(0)}));
+      }
+      YZ_ASSIGN_OR_RETURN(auto jobs,
+                          ex.Query("SELECT id, files FROM kb_jobs WHERE files_sealed = 0"));
+      for (const auto& r : jobs) {
+        YZ_RETURN_IF_ERROR(
+            ex.Execute("UPDATE kb_jobs SET files = ?, files_sealed = 1 WHERE id = ?",
+                       {store::Blob{cipher->Seal(r.Text(1), JobFilesAd(r.Text(0)))}, r.Text(0)}));
+      }
+      return OkStatus();
+    });
+  }
+
+  // Recover's upgrade of one tenant (knowledge_base.h). Returns whether anything changed.
+  Result<bool> UpgradeTenant(const std::string& tenant, store::Database& db) {
+    YZ_ASSIGN_OR_RETURN(auto cipher, Cipher(tenant));
+    if (!cipher) return false;  // nothing to seal with: plain terms stay
+    YZ_ASSIGN_OR_RETURN(auto spaces,
+                        db.Query("SELECT id FROM kb_spaces WHERE index_format != ? ORDER BY id",
+                                 {int64_t{kKeyedTerms}}));
+    YZ_ASSIGN_OR_RETURN(
+        auto plain,
+        db.QueryOne("SELECT (SELECT count(*) FROM kb_documents WHERE name_sealed = 0) + "
+                    "(SELECT count(*) FROM kb_jobs WHERE files_sealed = 0)"));
+    const int64_t n_plain = plain ? plain->Int(0) : 0;
+    if (spaces.empty() && n_plain == 0) return false;
+    for (const auto& r : spaces) YZ_RETURN_IF_ERROR(RebuildIndexKeyed(tenant, db, r.Text(0)));
+    if (n_plain > 0) YZ_RETURN_IF_ERROR(SealNames(tenant, db, cipher));
+    // The old index pages and rows are now free pages of the file and old frames of the WAL,
+    // still holding their plaintext: rewrite the file and empty the WAL.
+    YZ_RETURN_IF_ERROR(db.Execute("VACUUM"));
+    YZ_ASSIGN_OR_RETURN(auto checkpoint, db.QueryOne("PRAGMA wal_checkpoint(TRUNCATE)"));
+    if (checkpoint && checkpoint->Int(0) != 0) {
+      log::Warn(
+          "knowledge_wal_not_truncated",
+          {{"tenant_id", tenant},
+           {"detail", "a reader kept the WAL busy; its old frames go at the next checkpoint"}});
+    }
+    log::Info("knowledge_upgraded", {{"tenant_id", tenant},
+                                     {"spaces_reindexed", static_cast<int64_t>(spaces.size())},
+                                     {"names_sealed", n_plain}});
+    return true;
+  }
 };
 
 KnowledgeBase::KnowledgeBase(store::TenantStores& stores, KnowledgeOptions options,
@@ -577,6 +791,10 @@ KnowledgeBase::~KnowledgeBase() {
 Status KnowledgeBase::Recover() {
   for (const std::string& tenant : state_->stores.ExistingTenants()) {
     YZ_ASSIGN_OR_RETURN(auto db, state_->stores.DatabaseOf(tenant));
+    if (auto upgraded = state_->UpgradeTenant(tenant, *db); !upgraded) {
+      log::Error("knowledge_upgrade_failed",
+                 {{"tenant_id", tenant}, {"error", upgraded.error().message}});
+    }
     YZ_ASSIGN_OR_RETURN(auto rows, db->Query("SELECT id FROM kb_documents WHERE status IN "
                                              "('queued', 'processing') ORDER BY id"));
     if (!rows.empty()) {
@@ -628,25 +846,20 @@ Result<Space> KnowledgeBase::CreateSpace(std::string_view tenant_id, const Space
     return InvalidArgumentError("description is longer than 4096 bytes", "description");
   }
   YZ_ASSIGN_OR_RETURN(auto db, state_->stores.DatabaseOf(tenant_id));
+  // With a tenant key the index holds keyed tokens, never words.
+  YZ_ASSIGN_OR_RETURN(auto cipher, state_->Cipher(tenant_id));
+  const int64_t format = cipher ? kKeyedTerms : kPlainTerms;
   const std::string id = NewId("ks", state_->clock);
   Status s = db->Transact([&](store::Executor& ex) -> Status {
     YZ_RETURN_IF_ERROR(ex.Execute(
         "INSERT INTO kb_spaces (id, name, description, embedding_model, chunk_max_tokens, "
-        "chunk_overlap_tokens, shared, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "chunk_overlap_tokens, shared, created_at_ms, index_format) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {id, spec.name, spec.description, spec.embedding_model,
          static_cast<int64_t>(spec.chunking.max_tokens),
          static_cast<int64_t>(spec.chunking.overlap_tokens), int64_t{spec.shared ? 1 : 0},
-         state_->clock.NowUnixMs()}));
-    const std::string fts = FtsTable(id);
-    YZ_RETURN_IF_ERROR(ex.Execute(fmt::format(
-        "CREATE VIRTUAL TABLE {} USING fts5(heading, body, content='', tokenize='yunzhi')", fts)));
-    // Document frequencies of the terms, for pruning very common query terms.
-    YZ_RETURN_IF_ERROR(ex.Execute(fmt::format(
-        "CREATE VIRTUAL TABLE \"fts_{}_vocab\" USING fts5vocab({}, 'row')", id, fts)));
-    // BM25 (k1 1.2, b 0.75; text_analysis.h) with headings (section paths) weighing twice the body.
-    YZ_RETURN_IF_ERROR(ex.Execute(
-        fmt::format("INSERT INTO {0} ({0}, rank) VALUES ('rank', 'yunzhi_bm25(2.0, 1.0)')", fts)));
-    return OkStatus();
+         state_->clock.NowUnixMs(), format}));
+    return CreateFtsTables(ex, id, format);
   });
   if (!s) {
     if (s.error().code == Code::kAlreadyExists) {
@@ -772,17 +985,25 @@ Result<Job> KnowledgeBase::AddDocuments(std::string_view tenant_id, std::string_
                                       {"duplicate", jf.duplicate},
                                       {"error", jf.error}});
   }
+  // File names are tenant data too: sealed with the key, each bound to its row.
+  const int64_t sealed = cipher ? 1 : 0;
+  auto sealed_text = [&](std::string_view text, const std::string& ad) -> store::Value {
+    if (!cipher) return std::string(text);
+    return store::Blob{cipher->Seal(text, ad)};
+  };
   YZ_RETURN_IF_ERROR(db->Transact([&](store::Executor& ex) -> Status {
-    YZ_RETURN_IF_ERROR(ex.Execute(
-        "INSERT INTO kb_jobs (id, space_id, files, created_at_ms) VALUES (?, ?, ?, ?)",
-        {job_id, space.id, json::serialize(files_json), now}));
+    YZ_RETURN_IF_ERROR(
+        ex.Execute("INSERT INTO kb_jobs (id, space_id, files, created_at_ms, files_sealed) VALUES "
+                   "(?, ?, ?, ?, ?)",
+                   {job_id, space.id, sealed_text(json::serialize(files_json), JobFilesAd(job_id)),
+                    now, sealed}));
     for (const NewDoc& d : new_docs) {
-      YZ_RETURN_IF_ERROR(ex.Execute(
-          "INSERT INTO kb_documents (id, space_id, job_id, name, sha256, blob, sealed, "
-          "size_bytes, status, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-          "'queued', ?, ?)",
-          {d.id, space.id, job_id, d.name, d.sha, d.blob, int64_t{cipher ? 1 : 0}, d.size, now,
-           now}));
+      YZ_RETURN_IF_ERROR(
+          ex.Execute("INSERT INTO kb_documents (id, space_id, job_id, name, sha256, blob, sealed, "
+                     "size_bytes, status, created_at_ms, updated_at_ms, name_sealed) VALUES "
+                     "(?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                     {d.id, space.id, job_id, sealed_text(d.name, NameAd(d.id)), d.sha, d.blob,
+                      sealed, d.size, now, now, sealed}));
     }
     return OkStatus();
   }));
@@ -793,10 +1014,13 @@ Result<Job> KnowledgeBase::AddDocuments(std::string_view tenant_id, std::string_
 Result<Job> KnowledgeBase::GetJob(std::string_view tenant_id, std::string_view job_id) {
   YZ_ASSIGN_OR_RETURN(auto db, state_->stores.DatabaseOf(tenant_id));
   YZ_ASSIGN_OR_RETURN(auto row,
-                      db->QueryOne("SELECT id, space_id, files, created_at_ms FROM kb_jobs WHERE "
-                                   "id = ?",
+                      db->QueryOne("SELECT id, space_id, files, created_at_ms, files_sealed FROM "
+                                   "kb_jobs WHERE id = ?",
                                    {std::string(job_id)}));
   if (!row) return NotFoundError(fmt::format("job '{}' does not exist", job_id));
+  YZ_ASSIGN_OR_RETURN(const std::string files_text,
+                      state_->Unseal(std::string(tenant_id), row->Int(4) != 0, row->Text(2),
+                                     JobFilesAd(row->Text(0))));
   Job job;
   job.id = row->Text(0);
   job.space_id = row->Text(1);
@@ -807,7 +1031,7 @@ Result<Job> KnowledgeBase::GetJob(std::string_view tenant_id, std::string_view j
                                 {job.id}));
   for (const auto& r : doc_rows) docs[r.Text(0)] = {r.Text(1), r.Text(2)};
   boost::system::error_code ec;
-  json::value files = json::parse(row->Text(2), ec);
+  json::value files = json::parse(files_text, ec);
   int64_t running = 0;
   if (!ec && files.is_array()) {
     for (const auto& v : files.as_array()) {
@@ -864,7 +1088,10 @@ Result<std::vector<Document>> KnowledgeBase::ListDocuments(std::string_view tena
                                                        kDocumentColumns),
                                            {space.id}));
   std::vector<Document> out;
-  for (const auto& r : rows) out.push_back(DocumentFromRow(r));
+  for (const auto& r : rows) {
+    YZ_ASSIGN_OR_RETURN(Document d, state_->DocumentOf(tenant_id, r));
+    out.push_back(std::move(d));
+  }
   return out;
 }
 
@@ -875,7 +1102,7 @@ Result<Document> KnowledgeBase::GetDocument(std::string_view tenant_id,
                                                          kDocumentColumns),
                                              {std::string(document_id)}));
   if (!row) return NotFoundError(fmt::format("document '{}' does not exist", document_id));
-  return DocumentFromRow(*row);
+  return state_->DocumentOf(tenant_id, *row);
 }
 
 Result<std::string> KnowledgeBase::DocumentBytes(std::string_view tenant_id,
@@ -926,10 +1153,11 @@ namespace {
 // 0.3716 with this budget against 0.3717 without; CMRC2018 unchanged (docs/benchmarks.md).
 constexpr int64_t kMatchRowBudget = 6000;
 
-// The MATCH expression for `query` on one space: the surface forms of its terms, each quoted
-// (FTS5 re-tokenizes them with the table's tokenizer, so stemming matches the index), joined by
-// OR; terms absent from the space are left out, and common ones beyond the row budget. Empty
-// when nothing can match.
+// The MATCH expression for `query` on one space, terms joined by OR: for a plain-term index the
+// surface forms of its terms, each quoted (FTS5 re-tokenizes them with the table's tokenizer, so
+// stemming matches the index); for a keyed index the terms' tokens (`hasher`), as indexed. Terms
+// absent from the space are left out, and common ones beyond the row budget. Empty when nothing
+// can match.
 struct LexicalQuery {
   std::string match;  // empty: nothing can match
   // Even the rarest term is beyond the budget (a query of only very common words): score just
@@ -937,27 +1165,36 @@ struct LexicalQuery {
   bool over_budget = false;
 };
 
-Result<LexicalQuery> PrunedMatch(store::Database& db, const Space& space, std::string_view query,
+Result<LexicalQuery> PrunedMatch(store::Database& db, const Space& space,
+                                 const crypto::TermHasher* hasher, std::string_view query,
                                  const std::vector<Term>& terms) {
-  std::vector<std::pair<int64_t, const Term*>> df;
+  struct Found {
+    int64_t n_docs;
+    const Term* term;
+    std::string indexed;  // the term as the index holds it: itself, or its token
+  };
+  std::vector<Found> df;
   std::set<std::string> seen;
   const std::string sql = fmt::format("SELECT doc FROM \"fts_{}_vocab\" WHERE term = ?", space.id);
   for (const Term& t : terms) {
-    if (!seen.insert(t.text).second) continue;
-    YZ_ASSIGN_OR_RETURN(auto row, db.QueryOne(sql, {t.text}));
+    std::string indexed = hasher != nullptr ? hasher->Token(t.text) : t.text;
+    if (!seen.insert(indexed).second) continue;
+    YZ_ASSIGN_OR_RETURN(auto row, db.QueryOne(sql, {indexed}));
     const int64_t n = row ? row->Int(0) : 0;
-    if (n > 0) df.emplace_back(n, &t);
+    if (n > 0) df.push_back({n, &t, std::move(indexed)});
   }
   std::stable_sort(df.begin(), df.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+                   [](const Found& a, const Found& b) { return a.n_docs < b.n_docs; });
   std::string out;
   int64_t rows = 0;
-  const bool over_budget = !df.empty() && df.front().first > kMatchRowBudget;
-  for (const auto& [n, t] : df) {
-    if (!out.empty() && rows + n > kMatchRowBudget) break;
-    rows += n;
+  const bool over_budget = !df.empty() && df.front().n_docs > kMatchRowBudget;
+  for (const Found& f : df) {
+    if (!out.empty() && rows + f.n_docs > kMatchRowBudget) break;
+    rows += f.n_docs;
+    // A token is [a-z2-7] only; a surface form may hold anything and is quoted.
     std::string quoted = "\"";
-    for (char c : query.substr(t->start, t->end - t->start)) {
+    for (char c : hasher != nullptr ? std::string_view(f.indexed)
+                                    : query.substr(f.term->start, f.term->end - f.term->start)) {
       quoted += c;
       if (c == '"') quoted += '"';
     }
@@ -995,13 +1232,15 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
     std::shared_ptr<store::Database> db;
     Space space;  // id, name, embedding model and chunk count only
     std::string tenant;
+    int64_t index_format = kPlainTerms;
   };
   std::vector<Target> targets;
   bool any_vectors = false;
   for (const SpaceRef& ref : spaces) {
     YZ_ASSIGN_OR_RETURN(auto db, state_->stores.DatabaseOf(ref.tenant_id));
-    YZ_ASSIGN_OR_RETURN(auto row, db->QueryOne("SELECT id, name, embedding_model, chunk_count "
-                                               "FROM kb_spaces WHERE id = ? OR name = ?",
+    YZ_ASSIGN_OR_RETURN(auto row, db->QueryOne("SELECT id, name, embedding_model, chunk_count, "
+                                               "index_format FROM kb_spaces WHERE id = ? OR "
+                                               "name = ?",
                                                {ref.space_id, ref.space_id}));
     if (!row) return NotFoundError(fmt::format("space '{}' does not exist", ref.space_id));
     Space space;
@@ -1010,7 +1249,7 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
     space.embedding_model = row->Text(2);
     space.chunks = row->Int(3);
     any_vectors = any_vectors || !space.embedding_model.empty();
-    targets.push_back({db, std::move(space), ref.tenant_id});
+    targets.push_back({db, std::move(space), ref.tenant_id, row->Int(4)});
   }
   RetrievalMode mode = settings.mode;
   if (mode == RetrievalMode::kAuto) {
@@ -1035,7 +1274,9 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
     const std::vector<Term> terms = Analyze(query);
     std::vector<std::tuple<double, std::string, int64_t>> lexical;
     for (const Target& t : targets) {
-      YZ_ASSIGN_OR_RETURN(const LexicalQuery lq, PrunedMatch(*t.db, t.space, query, terms));
+      YZ_ASSIGN_OR_RETURN(auto hasher, state_->Hasher(t.tenant, t.space.id, t.index_format));
+      YZ_ASSIGN_OR_RETURN(const LexicalQuery lq,
+                          PrunedMatch(*t.db, t.space, hasher.get(), query, terms));
       if (lq.match.empty()) continue;
       {
         // Over budget: the newest kMatchRowBudget matches are scored, not all of them.
@@ -1080,8 +1321,8 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
         std::string q(query);
         YZ_ASSIGN_OR_RETURN(auto v, state_->options.embedder(t.space.embedding_model,
                                                              std::span<const std::string>(&q, 1)));
-        if (v.size() != 1) return InternalError("the embedding model returned no vector");
-        it = query_vectors.emplace(t.space.embedding_model, std::move(v[0])).first;
+        if (v.vectors.size() != 1) return InternalError("the embedding model returned no vector");
+        it = query_vectors.emplace(t.space.embedding_model, std::move(v.vectors[0])).first;
       }
       YZ_ASSIGN_OR_RETURN(auto index, state_->Index(t.tenant, *t.db, t.space.id));
       YZ_ASSIGN_OR_RETURN(auto found, index->Search(it->second, n_candidates));
@@ -1139,8 +1380,9 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
     YZ_ASSIGN_OR_RETURN(
         auto rows, db->Query(fmt::format("SELECT c.id, c.document_id, d.name, c.sealed, c.text, "
                                          "c.section_path, c.page, c.char_start, c.char_end, "
-                                         "c.space_id FROM kb_chunks c JOIN kb_documents d ON "
-                                         "d.id = c.document_id WHERE c.id IN ({})",
+                                         "c.space_id, d.name_sealed FROM kb_chunks c JOIN "
+                                         "kb_documents d ON d.id = c.document_id WHERE c.id IN "
+                                         "({})",
                                          in),
                              std::move(ids)));
     for (auto& r : rows) rows_by_chunk.emplace(std::make_pair(tenant, r.Int(0)), std::move(r));
@@ -1154,7 +1396,8 @@ Result<std::vector<SearchHit>> KnowledgeBase::Search(std::span<const SpaceRef> s
     h.chunk_id = c.chunk_id;
     h.tenant_id = c.tenant;
     h.document_id = row->Text(1);
-    h.document_name = row->Text(2);
+    YZ_ASSIGN_OR_RETURN(h.document_name, state_->Unseal(c.tenant, row->Int(10) != 0, row->Text(2),
+                                                        NameAd(h.document_id)));
     const bool sealed = row->Int(3) != 0;
     YZ_ASSIGN_OR_RETURN(h.text, state_->Unseal(c.tenant, sealed, Bytes(row->at(4)), h.document_id));
     YZ_ASSIGN_OR_RETURN(auto path,

@@ -232,6 +232,16 @@ TEST_F(SecurityCliTest, ServerSealsTenantDocumentsAndShredsThemWithTheTenant) {
     EXPECT_EQ(ReadAll(e.path()).find(marker), std::string::npos) << e.path();
   }
   EXPECT_GE(n_blobs, 1);
+  // Nor does any other file of the tenant (its database and WAL: the full-text index holds keyed
+  // tokens, the file name is sealed), in any case or as the analysed term "zebra".
+  for (const auto& e : fs::recursive_directory_iterator(tenant_dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string bytes = ReadAll(e.path());
+    for (char& c : bytes) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* needle : {"zebra-launch-code-4471", "zebra", "secret.txt"}) {
+      EXPECT_EQ(bytes.find(needle), std::string::npos) << needle << " in " << e.path();
+    }
+  }
   // The server itself reads it back.
   auto docs = json_of(call("GET", "/api/spaces/vault/documents", acme_key));
   const std::string doc_id(docs.at("data").as_array()[0].at("id").as_string());

@@ -7,13 +7,17 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "yunzhi/base/crypto.h"
 #include "yunzhi/knowledge/text_analysis.h"
+
 #include "support/process.h"
 
 // Designated initializers leave the other fields at their defaults, as intended.
@@ -81,6 +85,18 @@ class KnowledgeBaseTest : public ::testing::Test {
     return s ? *s : Space{};
   }
 
+  // Opens the knowledge base with a data key for every tenant but `plain_tenant` (none for it).
+  void OpenWithKey(KnowledgeOptions options = {}, const std::string& plain_tenant = "") {
+    std::shared_ptr<const crypto::DataCipher> cipher = std::move(*crypto::DataCipher::Create(key_));
+    options.ciphers =
+        [cipher, plain_tenant](
+            std::string_view tenant) -> Result<std::shared_ptr<const crypto::DataCipher>> {
+      if (tenant == plain_tenant) return std::shared_ptr<const crypto::DataCipher>();
+      return cipher;
+    };
+    Open(std::move(options));
+  }
+
   Job AddAndWait(const std::string& tenant, const std::string& space, std::vector<Upload> files) {
     auto job = kb_->AddDocuments(tenant, space, std::move(files));
     EXPECT_TRUE(job) << job.error().ToString();
@@ -101,6 +117,7 @@ class KnowledgeBaseTest : public ::testing::Test {
   }
 
   testing::TempDir tmp_;
+  const std::string key_ = crypto::RandomBytes(crypto::DataCipher::kKeyBytes);
   std::unique_ptr<store::TenantStores> stores_;
   std::unique_ptr<KnowledgeBase> kb_;
   const std::string tenant_a_ = "ten_AAAA";
@@ -240,13 +257,343 @@ TEST_F(KnowledgeBaseTest, SealedAtRestWithTheTenantKey) {
   for (auto& e : fs::recursive_directory_iterator(stores_->DirOf(tenant_a_) / "blobs")) {
     if (e.is_regular_file()) EXPECT_EQ(Read(e.path()).find(marker), std::string::npos) << e.path();
   }
-  // The chunk rows hold sealed text (the full-text index keeps terms, not the text).
+  // The chunk rows hold sealed text (the full-text index keeps keyed tokens, not the text).
   auto db = stores_->DatabaseOf(tenant_a_);
   ASSERT_TRUE(db);
   auto rows = (*db)->Query("SELECT text FROM kb_chunks");
   ASSERT_TRUE(rows);
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].Text(0).find(marker), std::string::npos);
+}
+
+// Documents whose body, headings, table cells and file names hold marker words, ASCII and Chinese.
+struct MarkedDocuments {
+  std::vector<Upload> files = {
+      {"Vantablorp-青铜龟甲.md",
+       "# Grimblewarts 琥珀鲸鱼 handbook\n\n"
+       "The Xylofrenzied procedure and 翡翠狐狸 are described here in detail.\n\n"
+       "| item | code |\n|---|---|\n| Pomquistly | 紫檀星图 |\n"},
+      {"Snorkelvane 珊瑚象棋.csv", "name,value\nQuaggaroons,孔雀石碑\nplain,words\n"},
+  };
+  // Each searchable marker and the document it must find.
+  std::vector<std::pair<std::string, std::string>> searchable = {
+      {"Grimblewarts", "Vantablorp-青铜龟甲.md"},  {"琥珀鲸鱼", "Vantablorp-青铜龟甲.md"},
+      {"Xylofrenzied", "Vantablorp-青铜龟甲.md"},  {"翡翠狐狸", "Vantablorp-青铜龟甲.md"},
+      {"Pomquistly", "Vantablorp-青铜龟甲.md"},    {"紫檀星图", "Vantablorp-青铜龟甲.md"},
+      {"Quaggaroons", "Snorkelvane 珊瑚象棋.csv"}, {"孔雀石碑", "Snorkelvane 珊瑚象棋.csv"},
+  };
+  std::vector<std::string> file_name_markers = {"Vantablorp", "青铜龟甲", "Snorkelvane",
+                                                "珊瑚象棋"};
+
+  // Every byte string a marker could leave on disk: as written, lower and upper case, and each
+  // term the analyser makes of it (case-folded, stemmed, CJK words). Single CJK characters (3
+  // bytes) are left out: they occur by chance in kilobytes of ciphertext.
+  std::vector<std::string> Needles() const {
+    std::vector<std::string> out;
+    auto add = [&](const std::string& m) {
+      std::string lower = m, upper = m;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      for (const std::string& n : {m, lower, upper}) out.push_back(n);
+      for (const Term& t : Analyze(m)) {
+        if (t.text.size() >= 5) out.push_back(t.text);
+      }
+    };
+    for (const auto& [m, doc] : searchable) add(m);
+    for (const auto& m : file_name_markers) add(m);
+    return out;
+  }
+};
+
+// Every file under `dir` (database, WAL, blobs) and the needles found in it, ASCII case ignored.
+std::vector<std::string> PlaintextFound(const fs::path& dir,
+                                        const std::vector<std::string>& needles,
+                                        std::set<std::string>* files_seen) {
+  std::vector<std::string> found;
+  for (auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    files_seen->insert(e.path().filename().string());
+    std::string bytes = Read(e.path());
+    for (char& c : bytes) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const std::string& n : needles) {
+      std::string lower = n;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (bytes.find(lower) != std::string::npos) found.push_back(n + " in " + e.path().string());
+    }
+  }
+  return found;
+}
+
+TEST_F(KnowledgeBaseTest, NoMarkerWordIsReadableAnywhereInTheTenantsDirectory) {
+  OpenWithKey();
+  const MarkedDocuments marked;
+  Space space = MakeSpace(tenant_a_, "secret");
+  Job job = AddAndWait(tenant_a_, "secret", marked.files);
+  ASSERT_EQ(job.status, "succeeded");
+  EXPECT_EQ(job.files[0].name, "Vantablorp-青铜龟甲.md");  // job file lists open again
+  const std::vector<std::string> needles = marked.Needles();
+  ASSERT_GE(needles.size(), 30u);
+
+  auto check_search = [&] {
+    for (const auto& [marker, doc] : marked.searchable) {
+      auto hits = Search(tenant_a_, space.id, marker);
+      ASSERT_FALSE(hits.empty()) << marker;
+      EXPECT_EQ(hits[0].document_name, doc) << marker;
+      // Heading words are in the section path, the rest in the text; both were sealed.
+      EXPECT_THAT(JoinSectionPath(hits[0].section_path) + "\n" + hits[0].text, HasSubstr(marker));
+    }
+    auto docs = kb_->ListDocuments(tenant_a_, "secret");
+    ASSERT_TRUE(docs);
+    std::set<std::string> names;
+    for (const auto& d : *docs) names.insert(d.name);
+    EXPECT_EQ(names, (std::set<std::string>{"Vantablorp-青铜龟甲.md", "Snorkelvane 珊瑚象棋.csv"}));
+  };
+  check_search();
+
+  // The index holds tokens only (fts5vocab would show any word).
+  auto db = stores_->DatabaseOf(tenant_a_);
+  ASSERT_TRUE(db);
+  auto vocab = (*db)->Query(fmt::format("SELECT term FROM \"fts_{}_vocab\"", space.id));
+  ASSERT_TRUE(vocab);
+  ASSERT_GT(vocab->size(), 10u);
+  for (const auto& r : *vocab) {
+    EXPECT_EQ(r.Text(0).size(), crypto::TermHasher::kTokenChars);
+    EXPECT_EQ(r.Text(0).find_first_not_of("abcdefghijklmnopqrstuvwxyz234567"), std::string::npos);
+  }
+  db->reset();
+
+  // While open: the database, its WAL and the blobs.
+  std::set<std::string> files;
+  EXPECT_THAT(PlaintextFound(stores_->DirOf(tenant_a_), needles, &files), ::testing::IsEmpty());
+  EXPECT_TRUE(files.count("tenant.db-wal")) << "the WAL was not scanned";
+  // Closed (the WAL checkpointed into the database file), then opened again: still searchable.
+  const fs::path dir = stores_->DirOf(tenant_a_);
+  kb_.reset();
+  stores_.reset();
+  files.clear();
+  EXPECT_THAT(PlaintextFound(dir, needles, &files), ::testing::IsEmpty());
+  EXPECT_TRUE(files.count("tenant.db"));
+  OpenWithKey();
+  check_search();
+
+  // Deleting from a keyed index removes exactly what was inserted: nothing is left.
+  auto docs = kb_->ListDocuments(tenant_a_, "secret");
+  ASSERT_TRUE(docs);
+  for (const auto& d : *docs) ASSERT_TRUE(kb_->DeleteDocument(tenant_a_, d.id));
+  db = stores_->DatabaseOf(tenant_a_);
+  ASSERT_TRUE(db);
+  auto left = (*db)->QueryOne(fmt::format("SELECT count(*) FROM \"fts_{}_vocab\"", space.id));
+  ASSERT_TRUE(left && *left);
+  EXPECT_EQ((**left).Int(0), 0);
+}
+
+// The same documents in a keyed space (tenant A) and a plain-term space (tenant B, no key) rank
+// identically with identical scores: one token per term keeps every BM25 statistic.
+TEST_F(KnowledgeBaseTest, KeyedIndexRanksExactlyAsPlainTerms) {
+  OpenWithKey({}, tenant_b_);
+  Space keyed = MakeSpace(tenant_a_, "kb");
+  Space plain = MakeSpace(tenant_b_, "kb");
+  std::vector<Upload> files = {
+      {"zh.md", Read(Docs() / "md/chatchat-distributed-training-zh.md")},
+      {"wiki.md", Read(Docs() / "md/docling-wiki.md")},
+      {"cups.csv", Read(Docs() / "csv/docling-csv-comma.csv")},
+      {"10k.html", Read(Docs() / "html/unstructured-example-10k-1p.html")},
+  };
+  ASSERT_EQ(AddAndWait(tenant_a_, "kb", files).status, "succeeded");
+  ASSERT_EQ(AddAndWait(tenant_b_, "kb", files).status, "succeeded");
+  auto db_b = stores_->DatabaseOf(tenant_b_);
+  ASSERT_TRUE(db_b);
+  auto plain_terms = (*db_b)->QueryOne(
+      fmt::format("SELECT count(*) FROM \"fts_{}_vocab\" WHERE term = 'mainfram'", plain.id));
+  ASSERT_TRUE(plain_terms && *plain_terms);
+  EXPECT_EQ((**plain_terms).Int(0), 1);  // without a key, terms stay plain
+
+  size_t compared = 0;
+  for (const char* q : {"数据并行和模型并行有什么区别", "IBM mainframe punch-card tabulating",
+                        "the of and", "revenue fiscal year", "梯度 通信", "cups"}) {
+    auto a = Search(tenant_a_, keyed.id, q);
+    auto b = Search(tenant_b_, plain.id, q);
+    ASSERT_EQ(a.size(), b.size()) << q;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].document_name, b[i].document_name) << q;
+      EXPECT_EQ(a[i].text, b[i].text) << q;
+      ASSERT_TRUE(a[i].lexical_score && b[i].lexical_score);
+      EXPECT_DOUBLE_EQ(*a[i].lexical_score, *b[i].lexical_score) << q;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 15u);
+}
+
+// A tenant written before index terms were keyed: plain terms in the index, plain names. With
+// the tenant key, Recover() rebuilds the index with tokens, seals the names and rewrites the
+// file; search and listing work as before.
+TEST_F(KnowledgeBaseTest, RecoverRebuildsAPlainTermIndexWithKeyedTokens) {
+  OpenWithKey();
+  const MarkedDocuments marked;
+  Space space = MakeSpace(tenant_a_, "old");
+  {
+    // Turn the space back into the earlier format before anything is ingested.
+    auto db = stores_->DatabaseOf(tenant_a_);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE((*db)->Execute(fmt::format("DROP TABLE \"fts_{}_vocab\"", space.id)));
+    ASSERT_TRUE((*db)->Execute(fmt::format("DROP TABLE \"fts_{}\"", space.id)));
+    ASSERT_TRUE((*db)->Execute(fmt::format(
+        "CREATE VIRTUAL TABLE \"fts_{0}\" USING fts5(heading, body, content='', "
+        "tokenize='yunzhi'); CREATE VIRTUAL TABLE \"fts_{0}_vocab\" USING "
+        "fts5vocab(\"fts_{0}\", 'row'); INSERT INTO \"fts_{0}\" (\"fts_{0}\", rank) VALUES "
+        "('rank', 'yunzhi_bm25(2.0, 1.0)'); UPDATE kb_spaces SET index_format = 0",
+        space.id)));
+  }
+  Job job = AddAndWait(tenant_a_, "old", marked.files);
+  ASSERT_EQ(job.status, "succeeded");
+  {
+    auto db = stores_->DatabaseOf(tenant_a_);
+    ASSERT_TRUE(db);
+    std::string files = "[";
+    for (const auto& f : job.files) {
+      files += fmt::format(
+          "{}{{\"name\":\"{}\",\"document_id\":\"{}\",\"duplicate\":false,"
+          "\"error\":\"\"}}",
+          files.size() > 1 ? "," : "", f.name, f.document_id);
+    }
+    files += "]";
+    ASSERT_TRUE((*db)->Execute("UPDATE kb_jobs SET files = ?, files_sealed = 0 WHERE id = ?",
+                               {files, job.id}));
+    auto docs = (*db)->Query("SELECT id FROM kb_documents");
+    ASSERT_TRUE(docs);
+    for (const auto& r : *docs) {
+      auto d = kb_->GetDocument(tenant_a_, r.Text(0));
+      ASSERT_TRUE(d);
+      ASSERT_TRUE((*db)->Execute("UPDATE kb_documents SET name = ?, name_sealed = 0 WHERE id = ?",
+                                 {d->name, d->id}));
+    }
+    // Pages the old index freed as it merged its segments still hold its words.
+    ASSERT_TRUE((*db)->Execute("CREATE TABLE old_segments (words TEXT)"));
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE((*db)->Execute(
+          "INSERT INTO old_segments VALUES (?)",
+          {fmt::format("{:04} grimblewart xylofrenzi {}", i, std::string(3000, 'z'))}));
+    }
+    ASSERT_TRUE((*db)->Execute("DROP TABLE old_segments"));
+    // The old format: words readable in the index.
+    auto term = (*db)->QueryOne(
+        fmt::format("SELECT count(*) FROM \"fts_{}_vocab\" WHERE term = 'grimblewart'", space.id));
+    ASSERT_TRUE(term && *term);
+    ASSERT_EQ((**term).Int(0), 1);
+  }
+  ASSERT_EQ(Search(tenant_a_, space.id, "Xylofrenzied").size(), 1u);  // old format searchable
+  ASSERT_EQ(kb_->GetJob(tenant_a_, job.id)->files.at(1).name, "Snorkelvane 珊瑚象棋.csv");
+
+  kb_.reset();
+  stores_.reset();
+  OpenWithKey();
+  ASSERT_TRUE(kb_->Recover());
+  kb_->WaitIdle();
+  for (const auto& [marker, doc] : marked.searchable) {
+    auto hits = Search(tenant_a_, space.id, marker);
+    ASSERT_FALSE(hits.empty()) << marker;
+    EXPECT_EQ(hits[0].document_name, doc) << marker;
+  }
+  auto db = stores_->DatabaseOf(tenant_a_);
+  ASSERT_TRUE(db);
+  auto format = (*db)->QueryOne("SELECT index_format FROM kb_spaces");
+  ASSERT_TRUE(format && *format);
+  EXPECT_EQ((**format).Int(0), 1);
+  auto sealed = (*db)->QueryOne(
+      "SELECT (SELECT min(name_sealed) FROM kb_documents), (SELECT min(files_sealed) FROM "
+      "kb_jobs)");
+  ASSERT_TRUE(sealed && *sealed);
+  EXPECT_EQ((**sealed).Int(0), 1);
+  EXPECT_EQ((**sealed).Int(1), 1);
+  EXPECT_EQ(kb_->GetJob(tenant_a_, job.id)->files.at(1).name, "Snorkelvane 珊瑚象棋.csv");
+  // The file was rewritten: no free page is left to hold the old index's words.
+  auto free_pages = (*db)->QueryOne("PRAGMA freelist_count");
+  ASSERT_TRUE(free_pages && *free_pages);
+  EXPECT_EQ((**free_pages).Int(0), 0);
+  db->reset();
+  // A second Recover() has nothing to do.
+  ASSERT_TRUE(kb_->Recover());
+  const fs::path dir = stores_->DirOf(tenant_a_);
+  std::set<std::string> files;
+  EXPECT_THAT(PlaintextFound(dir, marked.Needles(), &files), ::testing::IsEmpty());
+  kb_.reset();
+  stores_.reset();
+  EXPECT_THAT(PlaintextFound(dir, marked.Needles(), &files), ::testing::IsEmpty());
+}
+
+// A keyed index cannot be searched once the tenant's key is gone: a clear error, no crash.
+TEST_F(KnowledgeBaseTest, KeyedSpaceWithoutTheKeyFailsClearly) {
+  OpenWithKey();
+  Space space = MakeSpace(tenant_a_, "locked");
+  AddAndWait(tenant_a_, "locked", {{"a.txt", "Lighthouse keepers log the weather."}});
+  Open();  // no key any more
+  const SpaceRef ref{tenant_a_, space.id};
+  auto hits = kb_->Search({&ref, 1}, "lighthouse", {});
+  ASSERT_FALSE(hits);
+  EXPECT_THAT(hits.error().message, HasSubstr("no key"));
+}
+
+TEST_F(KnowledgeBaseTest, IngestReportCountsTheEmbeddingTokens) {
+  std::mutex mu;
+  int64_t tokens_read = 0;  // what the embedder said it read while ingesting
+  std::vector<IngestReport> reports;
+  KnowledgeOptions options;
+  options.embedder = [&](std::string_view model,
+                         std::span<const std::string> texts) -> Result<Embeddings> {
+    YZ_ASSIGN_OR_RETURN(auto v, HashEmbed(model, texts));
+    int64_t n = 0;
+    for (const auto& t : texts) n += static_cast<int64_t>(CountTokens(t)) + 2;  // [CLS] [SEP]
+    std::lock_guard lock(mu);
+    tokens_read += n;
+    return Embeddings(std::move(v), n);
+  };
+  options.on_document_done = [&](const IngestReport& r) {
+    std::lock_guard lock(mu);
+    reports.push_back(r);
+  };
+  Open(std::move(options));
+  MakeSpace(tenant_a_, "vec", "test-embedder");
+  MakeSpace(tenant_a_, "lex");
+  std::string long_text;
+  for (int i = 0; i < 3000; ++i) long_text += "Sentence " + std::to_string(i) + " about tides. ";
+  AddAndWait(tenant_a_, "vec", {{"long.txt", long_text}, {"short.txt", "Harbour pilots."}});
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(reports.size(), 2u);
+    int64_t reported = 0;
+    for (const auto& r : reports) {
+      EXPECT_EQ(r.tenant_id, tenant_a_);
+      EXPECT_EQ(r.embedding_model, "test-embedder");
+      EXPECT_GT(r.embedding_tokens, 0) << r.document.name;
+      reported += r.embedding_tokens;
+    }
+    EXPECT_EQ(reported, tokens_read);  // every token the model read, once
+    auto& longer = reports[0].document.name == "long.txt" ? reports[0] : reports[1];
+    EXPECT_GT(longer.document.chunks, 32);  // several embedding batches (32 chunks each) summed
+    reports.clear();
+  }
+  AddAndWait(tenant_a_, "lex", {{"lex.txt", "No embedding model here."}});
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(reports[0].embedding_model, "");
+    EXPECT_EQ(reports[0].embedding_tokens, 0);
+    reports.clear();
+  }
+  // An embedder that returns vectors alone: the tokens are unknown, reported as 0.
+  KnowledgeOptions uncounted;
+  uncounted.on_document_done = [&](const IngestReport& r) {
+    std::lock_guard lock(mu);
+    reports.push_back(r);
+  };
+  Open(std::move(uncounted));  // HashEmbed: no token count
+  AddAndWait(tenant_a_, "vec", {{"more.txt", "Lock keepers open the gates at dawn."}});
+  std::lock_guard lock(mu);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].document.status, DocumentStatus::kReady);
+  EXPECT_EQ(reports[0].embedding_model, "test-embedder");
+  EXPECT_EQ(reports[0].embedding_tokens, 0);
 }
 
 TEST_F(KnowledgeBaseTest, RecoverFinishesDocumentsAKilledProcessLeft) {

@@ -1,4 +1,5 @@
-// Small cryptographic helpers over libsodium: hashing, randomness, constant-time comparison.
+// Small cryptographic helpers over libsodium: hashing, randomness, constant-time comparison,
+// authenticated encryption at rest, key derivation and keyed hashing of index terms.
 // Thread safety: all functions are thread-safe (libsodium is initialised once, on first use).
 #pragma once
 
@@ -65,8 +66,41 @@ class DataCipher {
   // (tampered, truncated, wrong key).
   Result<std::string> Open(std::string_view sealed, std::string_view associated_data = {}) const;
 
+  // A kKeyBytes key for another use of the same secret, named by `purpose` (e.g.
+  // "fts-terms:ks_01..."): keyed BLAKE2b-256 of "yunzhi derived key v1\0" + purpose under this
+  // key. Deterministic; different purposes give independent keys, and a derived key reveals
+  // nothing about this one or its siblings. Destroying this key destroys every derived key.
+  std::string DeriveKey(std::string_view purpose) const;
+
  private:
   explicit DataCipher(std::string_view key);
+  unsigned char key_[kKeyBytes];
+};
+
+// Keyed hashing of search-index terms, so that a full-text index can be stored without the
+// words it indexes: Token(term) is a deterministic 80-bit keyed BLAKE2b of the term, written as
+// 16 lowercase RFC 4648 base32 characters ([a-z2-7], no padding) — one "word" for any plain
+// ASCII tokenizer. Without the key nobody can tell which term a token stands for (beyond
+// frequency analysis: equal terms give equal tokens); with 80 bits, two distinct terms of a
+// 10^7-term vocabulary share a token with probability below 10^-10.
+// Thread safety: Token and AppendToken are safe from many threads.
+class TermHasher {
+ public:
+  static constexpr size_t kKeyBytes = 32;
+  static constexpr size_t kTokenChars = 16;
+  // Errors: kInvalidArgument unless `key` is exactly kKeyBytes long.
+  static Result<std::unique_ptr<TermHasher>> Create(std::string_view key);
+
+  ~TermHasher();
+  TermHasher(const TermHasher&) = delete;
+  TermHasher& operator=(const TermHasher&) = delete;
+
+  std::string Token(std::string_view term) const;
+  // Appends Token(term) to `out` (no separator).
+  void AppendToken(std::string_view term, std::string* out) const;
+
+ private:
+  explicit TermHasher(std::string_view key);
   unsigned char key_[kKeyBytes];
 };
 

@@ -10,11 +10,24 @@
 //
 // Storage: everything of a tenant lives in that tenant's own database and blob store
 // (store/tenant_stores.h), so every method below is scoped by the tenant it is given, in the
-// store layer. Per space: a contentless FTS5 table (tokenizer "yunzhi": Chinese words by ICU
-// dictionary segmentation, English case-folded and Porter-stemmed) and, when the space has an
-// embedding model, an HNSW index (hnswlib, inner product on unit vectors) built in memory from
-// the vectors stored with the chunks. Chunk text, section paths and vectors are sealed with the
-// tenant's data key when a cipher provider is configured; only the inverted index holds terms.
+// store layer. Per space: a contentless FTS5 table (terms as text_analysis.h's Analyze gives
+// them: Chinese words by ICU dictionary segmentation, English case-folded and Porter-stemmed;
+// stored as keyed tokens, see below) and, when the space has an embedding model, an HNSW index
+// (hnswlib, inner product on unit vectors) built in memory from the vectors stored with the
+// chunks (never written to disk).
+//
+// At rest, when a cipher provider is configured (the server and the CLI always configure one):
+// uploaded files, chunk text, headings, section paths, vectors, document names and jobs' file
+// lists are sealed with the tenant's data key (XChaCha20-Poly1305), and the full-text index holds
+// no words: each analysed term is replaced by a keyed 80-bit hash token (crypto::TermHasher, key
+// derived from the tenant key per space) before it reaches SQLite, and queries are hashed the
+// same way, so ranking is unchanged. What stays readable in the tenant's directory: space names
+// and descriptions, embedding model names, document ids, sizes, MIME types, page and chunk
+// counts, SHA-256 digests of the uploaded files, error messages, and the index's statistics
+// (which chunks share a token, term counts per chunk). Spaces created without a cipher (tests)
+// index plain terms. A space indexed with plain terms by an earlier version is rebuilt with keyed
+// tokens by Recover() when its tenant has a key (document names and job lists are sealed too,
+// and the database file is rewritten so that no freed page keeps the old plaintext).
 //
 // Retrieval: lexical BM25 (bm25() over heading and body), dense (cosine), or hybrid by weighted
 // reciprocal-rank fusion (k = 60), optionally reordered by a cross-encoder (reranker). Without an
@@ -147,9 +160,20 @@ struct SearchHit {
 // "Travel > Hotels": a section path as headings index it and citations show it.
 std::string JoinSectionPath(const std::vector<std::string>& path);
 
+// What an embedder returns: one vector per input text, in input order, and how many tokens the
+// model read for them (metering). An embedder that does not count may return the vectors alone:
+// n_tokens is then -1 (unknown).
+struct Embeddings {
+  Embeddings() = default;
+  Embeddings(std::vector<std::vector<float>> v, int64_t tokens = -1)  // NOLINT: implicit by design
+      : vectors(std::move(v)), n_tokens(tokens) {}
+  std::vector<std::vector<float>> vectors;
+  int64_t n_tokens = -1;
+};
+
 // How the platform plugs models and keys in (all optional).
-using Embedder = std::function<Result<std::vector<std::vector<float>>>(
-    std::string_view model, std::span<const std::string> texts)>;
+using Embedder =
+    std::function<Result<Embeddings>(std::string_view model, std::span<const std::string> texts)>;
 using Reranker = std::function<Result<std::vector<float>>(
     std::string_view model, std::string_view query, std::span<const std::string> documents)>;
 using CipherProvider =
@@ -159,6 +183,12 @@ using CipherProvider =
 struct IngestReport {
   std::string tenant_id;
   Document document;
+  // The space's embedding model (empty when the space has none) and the tokens it read to embed
+  // the document's chunks: the sum of Embeddings::n_tokens over the batches, 0 when the space has
+  // no embedding model, the embedder does not count tokens, or the document failed before or
+  // while embedding.
+  std::string embedding_model;
+  int64_t embedding_tokens = 0;
 };
 
 struct KnowledgeOptions {
@@ -187,7 +217,14 @@ class KnowledgeBase {
   KnowledgeBase(const KnowledgeBase&) = delete;
   KnowledgeBase& operator=(const KnowledgeBase&) = delete;
 
-  // Queues again every document left queued or processing by an earlier process.
+  // Brings each tenant's spaces up to date, then queues again every document left queued or
+  // processing by an earlier process. Up to date: for a tenant with a data key, a space whose
+  // full-text index still holds plain terms (written before index terms were keyed) is rebuilt
+  // from its sealed chunks with keyed tokens, plaintext document names and job file lists are
+  // sealed, and the database is then rewritten (VACUUM) and its WAL emptied, so that no freed
+  // page keeps the old plaintext. A tenant whose upgrade fails is logged
+  // ("knowledge_upgrade_failed") and left as it was, still searchable with plain terms; the
+  // next Recover() tries again. Errors: the database's, when listing the documents to resume.
   Status Recover();
 
   // Spaces. Errors: kInvalidArgument (bad name/options), kAlreadyExists (name taken),

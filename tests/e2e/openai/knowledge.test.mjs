@@ -130,3 +130,33 @@ describe('knowledge spaces and derived models', () => {
     );
   });
 });
+
+describe('ingestion is metered', () => {
+  test('a space with an embedding model records the tokens its chunks cost', async () => {
+    const embedModel = process.env.YUNZHI_EMBED_MODEL;
+    assert.ok(embedModel, 'YUNZHI_EMBED_MODEL must be set (the C++ driver sets it)');
+    const space = `embedded-${Date.now()}`;
+    const created = await api('POST', '/api/spaces', { name: space, embedding_model: embedModel });
+    assert.equal(created.status, 201, created.text);
+    const form = new FormData();
+    form.append('file', new Blob([travelPolicy], { type: 'text/markdown' }), 'travel-policy.md');
+    const upload = await fetch(serverUrl(`/api/spaces/${space}/documents`), { method: 'POST', headers: auth, body: form });
+    const uploadText = await upload.text();
+    assert.equal(upload.status, 202, uploadText);
+    const job = await waitForJob(JSON.parse(uploadText).id);
+    assert.equal(job.status, 'succeeded', JSON.stringify(job));
+    // Usage records are committed a few milliseconds after the work (see platform/metering.h).
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const usage = await api('GET', '/api/usage?group_by=model');
+      assert.equal(usage.status, 200, usage.text);
+      const row = usage.body.data.find((g) => g.model === embedModel && g.kind === 'embedding_tokens');
+      if (row) {
+        assert.ok(row.prompt_tokens > 10, JSON.stringify(row));
+        break;
+      }
+      assert.ok(Date.now() < deadline, `no embedding_tokens record for ${embedModel}: ${usage.text}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  });
+});
