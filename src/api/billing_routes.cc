@@ -107,7 +107,8 @@ json::object PlanJson(const platform::Plan& p) {
 
 json::value OptJson(const std::optional<int64_t>& v) { return v ? json::value(*v) : json::value(nullptr); }
 
-json::object AccountJson(const platform::Account& a, std::string_view currency) {
+json::object AccountJson(const platform::Account& a, const platform::Billing& billing) {
+  const std::string_view currency = billing.options().currency;
   json::object o{{"id", a.id},
                  {"object", "billing.account"},
                  {"tenant", a.tenant_id},
@@ -118,7 +119,12 @@ json::object AccountJson(const platform::Account& a, std::string_view currency) 
                  {"used", a.used.ToString()},
                  {"reserved", a.reserved.ToString()},
                  {"tokens_per_minute", OptJson(a.tokens_per_minute)}};
-  if (a.limit) o["available"] = (*a.limit - a.used - a.reserved).ToString();
+  // Post-paid limits are monthly: what this month has spent (trial credit excluded).
+  const int64_t now = billing.clock().NowUnixMs();
+  const std::string month = platform::Billing::MonthOf(now);
+  o["month"] = month;
+  o["month_used"] = (a.period == month ? a.period_used : platform::Money()).ToString();
+  if (auto available = platform::Billing::Available(a, now)) o["available"] = available->ToString();
   if (!a.is_key) {
     o["trial_credit"] = a.trial.ToString();
     o["trial_used"] = a.trial_used.ToString();
@@ -317,11 +323,11 @@ void RegisterAccounts(Router& r, const AppContext& ctx) {
             none.id = k->id;
             none.tenant_id = *tenant;
             none.is_key = true;
-            return JsonResponse(200, AccountJson(a->value_or(none), ctx.billing->options().currency));
+            return JsonResponse(200, AccountJson(a->value_or(none), *ctx.billing));
           }
           auto a = ctx.billing->TenantAccount(*tenant);
           if (!a) return HttpResponse::FromError(a.error());
-          return JsonResponse(200, AccountJson(*a, ctx.billing->options().currency));
+          return JsonResponse(200, AccountJson(*a, *ctx.billing));
         }));
   // Resolves "tenant" and "key" of a body: the key must belong to the tenant.
   auto target = [ctx](const json::object& body, const Principal& p)
@@ -351,7 +357,7 @@ void RegisterAccounts(Router& r, const AppContext& ctx) {
           if (!*amount) return HttpResponse::FromError(InvalidArgumentError("'amount' is required", "amount"));
           auto a = ctx.billing->TopUp(t->first, t->second, **amount);
           if (!a) return HttpResponse::FromError(a.error());
-          return JsonResponse(200, AccountJson(*a, ctx.billing->options().currency));
+          return JsonResponse(200, AccountJson(*a, *ctx.billing));
         }));
   r.Add("POST", "/api/billing/limits", Authed(ctx, Scope::kAdmin, [ctx, target](HttpRequest& req, const Principal& p) {
           if (ctx.billing == nullptr) return Unavailable();
@@ -381,7 +387,7 @@ void RegisterAccounts(Router& r, const AppContext& ctx) {
           }
           auto a = ctx.billing->UpdateAccount(t->first, t->second, u);
           if (!a) return HttpResponse::FromError(a.error());
-          return JsonResponse(200, AccountJson(*a, ctx.billing->options().currency));
+          return JsonResponse(200, AccountJson(*a, *ctx.billing));
         }));
 }
 

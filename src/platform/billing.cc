@@ -19,7 +19,8 @@ constexpr std::string_view kPriceColumns =
     "storage_gb_month_nanos, ocr_1k_pages_nanos, compute_hour_nanos, throughput_1k_tpm_month_nanos";
 constexpr std::string_view kAccountColumns =
     "id, tenant_id, is_key, mode, limit_nanos, used_nanos, reserved_nanos, trial_nanos, "
-    "trial_used_nanos, trial_expires_ms, tokens_per_minute, storage_quota_bytes, created_at_ms";
+    "trial_used_nanos, trial_expires_ms, tokens_per_minute, storage_quota_bytes, created_at_ms, "
+    "period, period_used_nanos";
 constexpr std::string_view kPlanColumns =
     "id, tenant_id, kind, model, capacity, discount_bp, start_ms, end_ms, created_at_ms";
 
@@ -53,6 +54,8 @@ Account AccountFromRow(const store::Row& r) {
   a.tokens_per_minute = r.OptInt(10);
   a.storage_quota_bytes = r.OptInt(11);
   a.created_at_ms = r.Int(12);
+  a.period = r.Text(13);
+  a.period_used = Money::FromNanos(r.Int(14));
   return a;
 }
 
@@ -164,10 +167,23 @@ Status Billing::SetPrices(const Prices& p) {
   for (Money m : all) {
     if (m < Money()) return InvalidArgumentError("prices cannot be negative");
   }
+  const int64_t now = clock_.NowUnixMs();
   std::vector<store::Value> params{pat};
   for (Money m : all) params.emplace_back(m.nanos());
-  params.emplace_back(clock_.NowUnixMs());
-  auto r = db_.Execute(
+  params.emplace_back(now);
+  Status r = db_.Transact([&](store::Executor& tx) -> Status {
+    YZ_RETURN_IF_ERROR(tx.Execute(
+        fmt::format("INSERT OR REPLACE INTO billing_price_versions ({}, valid_from_ms, deleted) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
+                    kPriceColumns),
+        [&] {
+          // Columns in kPriceColumns order, then the time.
+          std::vector<store::Value> v{pat};
+          for (Money m : all) v.emplace_back(m.nanos());
+          v.emplace_back(now);
+          return v;
+        }()));
+    YZ_RETURN_IF_ERROR(tx.Execute(
       fmt::format("INSERT INTO billing_prices ({}, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT(pattern) DO UPDATE SET input_nanos=excluded.input_nanos, "
                   "cached_input_nanos=excluded.cached_input_nanos, output_nanos=excluded.output_nanos, "
@@ -178,8 +194,10 @@ Status Billing::SetPrices(const Prices& p) {
                   "throughput_1k_tpm_month_nanos=excluded.throughput_1k_tpm_month_nanos, "
                   "updated_at_ms=excluded.updated_at_ms",
                   kPriceColumns),
-      std::move(params));
-  if (!r) return r.error();
+      std::move(params)));
+    return OkStatus();
+  });
+  YZ_RETURN_IF_ERROR(r);
   std::lock_guard lock(prices_mutex_);
   prices_valid_ = false;
   return OkStatus();
@@ -193,10 +211,45 @@ Result<std::vector<Prices>> Billing::ListPrices() {
   return out;
 }
 
+Result<std::vector<PriceVersion>> Billing::PriceHistory() {
+  YZ_ASSIGN_OR_RETURN(auto rows, db_.Query(fmt::format("SELECT {}, valid_from_ms, deleted FROM "
+                                                       "billing_price_versions ORDER BY valid_from_ms, pattern",
+                                                       kPriceColumns)));
+  std::vector<PriceVersion> out;
+  out.reserve(rows.size());
+  for (const auto& r : rows) out.push_back({r.Int(10), r.Int(11) != 0, PricesFromRow(r)});
+  return out;
+}
+
+std::string Billing::MonthOf(int64_t unix_ms) { return MonthName(MonthOfMs(unix_ms)); }
+
+std::vector<Prices> Billing::BookAt(const std::vector<PriceVersion>& history, int64_t t_ms) {
+  std::map<std::string, const PriceVersion*> latest;
+  for (const auto& v : history) {
+    if (v.valid_from_ms > t_ms) break;  // oldest first
+    latest[v.prices.pattern] = &v;
+  }
+  std::vector<Prices> book;
+  for (const auto& [pattern, v] : latest) {
+    if (!v->deleted) book.push_back(v->prices);
+  }
+  return book;
+}
+
 Status Billing::DeletePrices(std::string_view pattern) {
-  YZ_ASSIGN_OR_RETURN(int64_t n, db_.Execute("DELETE FROM billing_prices WHERE pattern = ?",
-                                             {std::string(pattern)}));
-  if (n == 0) return NotFoundError(fmt::format("no prices for '{}'", pattern));
+  const int64_t now = clock_.NowUnixMs();
+  YZ_RETURN_IF_ERROR(db_.Transact([&](store::Executor& tx) -> Status {
+    YZ_ASSIGN_OR_RETURN(int64_t n, tx.Execute("DELETE FROM billing_prices WHERE pattern = ?",
+                                              {std::string(pattern)}));
+    if (n == 0) return NotFoundError(fmt::format("no prices for '{}'", pattern));
+    // From now on the pattern matches nothing; usage before now keeps its prices.
+    YZ_RETURN_IF_ERROR(tx.Execute(
+        fmt::format("INSERT OR REPLACE INTO billing_price_versions ({}, valid_from_ms, deleted) "
+                    "VALUES (?,0,0,0,0,0,0,0,0,0,?,1)",
+                    kPriceColumns),
+        {std::string(pattern), now}));
+    return OkStatus();
+  }));
   std::lock_guard lock(prices_mutex_);
   prices_valid_ = false;
   return OkStatus();
@@ -311,6 +364,17 @@ Status Billing::RefreshEntry(std::string_view id, bool is_key, bool force) {
   e.loaded = true;
   e.refreshed = now;
   return OkStatus();
+}
+
+std::optional<Money> Billing::Available(const Account& a, int64_t now_ms) {
+  if (!a.limit) return std::nullopt;
+  Money spent = a.used;
+  if (a.mode != "prepaid") spent = a.period == MonthName(MonthOfMs(now_ms)) ? a.period_used : Money();
+  Money trial_left;
+  if (!a.is_key && a.trial_expires_ms && *a.trial_expires_ms > now_ms) {
+    trial_left = std::max(Money(), a.trial - a.trial_used);
+  }
+  return trial_left + *a.limit - spent - a.reserved;
 }
 
 Result<Account> Billing::TenantAccount(std::string_view tenant_id) {
@@ -450,19 +514,16 @@ Result<Hold> Billing::Reserve(std::string_view tenant_id, std::string_view key_i
     // Unlimited on both levels: nothing to set aside.
     return Hold{std::string(tenant_id), std::string(key_id), max_cost, false};
   }
-  if (key != nullptr && key->limit && *key->limit - key->used - key->reserved < max_cost) {
+  if (key != nullptr && key->limit && *Available(*key, now) < max_cost) {
     return Quota(fmt::format("the API key's {} is exhausted",
-                             key->mode == "prepaid" ? "prepaid balance" : "spend limit"));
+                             key->mode == "prepaid" ? "prepaid balance" : "monthly spend limit"));
   }
-  if (tenant.limit) {
+  if (tenant.limit && *Available(tenant, now) < max_cost) {
     const bool trial_live = tenant.trial_expires_ms && *tenant.trial_expires_ms > now;
-    const Money trial_left = trial_live ? std::max(Money(), tenant.trial - tenant.trial_used) : Money();
-    if (trial_left + *tenant.limit - tenant.used - tenant.reserved < max_cost) {
-      std::string what = tenant.mode == "prepaid" ? "prepaid balance" : "spend limit";
-      if (trial_live && tenant.trial > Money()) what = "trial credit and " + what;
-      return Quota(fmt::format("the tenant's {} is exhausted (this request may cost up to {} {})",
-                               what, max_cost.ToString(), options_.currency));
-    }
+    std::string what = tenant.mode == "prepaid" ? "prepaid balance" : "monthly spend limit";
+    if (trial_live && tenant.trial > Money()) what = "trial credit and " + what;
+    return Quota(fmt::format("the tenant's {} is exhausted (this request may cost up to {} {})",
+                             what, max_cost.ToString(), options_.currency));
   }
   if (key != nullptr) key->reserved = key->reserved + max_cost;
   tenant.reserved = tenant.reserved + max_cost;
@@ -474,14 +535,24 @@ Result<UsageCharge> Billing::Settle(const Hold& hold, Money actual) {
   YZ_RETURN_IF_ERROR(RefreshEntry(hold.tenant_id, /*is_key=*/false, /*force=*/false));
   if (!hold.key_id.empty()) YZ_RETURN_IF_ERROR(RefreshEntry(hold.key_id, /*is_key=*/true, /*force=*/false));
   const int64_t now = clock_.NowUnixMs();
+  const std::string period = MonthName(MonthOfMs(now));
   const Money held = hold.reserved ? hold.amount : Money();
+  // The month's spend: a new month starts from zero (ApplyCharge does the same in the rows).
+  auto spend = [&](Account& a, Money paid) {
+    a.used = a.used + paid;
+    if (a.period < period) {
+      a.period = period;
+      a.period_used = Money();
+    }
+    if (a.period == period) a.period_used = a.period_used + paid;
+  };
   std::lock_guard lock(ledger_mutex_);
   Account& tenant = ledger_.at(hold.tenant_id).account;
   if (!hold.key_id.empty()) {
     LedgerEntry& k = ledger_.at(hold.key_id);
     if (k.exists) {
       k.account.reserved = std::max(Money(), k.account.reserved - held);
-      k.account.used = k.account.used + actual;
+      spend(k.account, actual);
     }
   }
   tenant.reserved = std::max(Money(), tenant.reserved - held);
@@ -489,8 +560,8 @@ Result<UsageCharge> Billing::Settle(const Hold& hold, Money actual) {
   const Money trial_left = trial_live ? std::max(Money(), tenant.trial - tenant.trial_used) : Money();
   const Money from_trial = std::min(trial_left, actual);
   tenant.trial_used = tenant.trial_used + from_trial;
-  tenant.used = tenant.used + (actual - from_trial);
-  return UsageCharge{hold.tenant_id, hold.key_id, actual.nanos(), from_trial.nanos()};
+  spend(tenant, actual - from_trial);
+  return UsageCharge{hold.tenant_id, hold.key_id, actual.nanos(), from_trial.nanos(), period};
 }
 
 Result<UsageCharge> Billing::Charge(std::string_view tenant_id, std::string_view key_id, Money amount) {
@@ -499,17 +570,20 @@ Result<UsageCharge> Billing::Charge(std::string_view tenant_id, std::string_view
 
 Status Billing::ApplyCharge(store::Executor& tx, const UsageCharge& c) {
   if (c.amount_nanos == 0) return OkStatus();
-  if (!c.key_id.empty()) {
-    // Keys without an account have no row: the update then changes nothing, as it should.
+  // `paid` on the account `id`: all time, and in the month's spend -- added in the same month,
+  // restarted by a later month's charge, left alone by an earlier month's (a journal replayed
+  // after the month turned). Tenants also count what the trial credit covered.
+  auto spend = [&](const std::string& id, bool is_key, int64_t paid, int64_t from_trial) -> Status {
     YZ_RETURN_IF_ERROR(tx.Execute(
-        "UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ? AND is_key = 1",
-        {c.amount_nanos, c.key_id}));
-  }
-  YZ_RETURN_IF_ERROR(tx.Execute(
-      "UPDATE billing_accounts SET trial_used_nanos = trial_used_nanos + ?, "
-      "used_nanos = used_nanos + ? WHERE id = ? AND is_key = 0",
-      {c.from_trial_nanos, c.amount_nanos - c.from_trial_nanos, c.tenant_id}));
-  return OkStatus();
+        "UPDATE billing_accounts SET used_nanos = used_nanos + ?, trial_used_nanos = trial_used_nanos + ?, "
+        "period_used_nanos = CASE WHEN period = ? THEN period_used_nanos + ? WHEN period < ? THEN ? "
+        "ELSE period_used_nanos END, period = MAX(period, ?) WHERE id = ? AND is_key = ?",
+        {paid, from_trial, c.period, paid, c.period, paid, c.period, id, int64_t{is_key ? 1 : 0}}));
+    return OkStatus();
+  };
+  // Keys without an account have no row: the update then changes nothing, as it should.
+  if (!c.key_id.empty()) YZ_RETURN_IF_ERROR(spend(c.key_id, true, c.amount_nanos, 0));
+  return spend(c.tenant_id, false, c.amount_nanos - c.from_trial_nanos, c.from_trial_nanos);
 }
 
 Status Billing::Commit(const UsageCharge& charge) {
@@ -649,22 +723,31 @@ Result<std::pair<int64_t, int64_t>> Billing::MonthRange(std::string_view month) 
 }
 
 Result<Statement> Billing::Compute(std::string_view tenant_id, std::string_view month,
-                                   const std::vector<Prices>& book) {
+                                   const std::vector<PriceVersion>& history) {
   YZ_ASSIGN_OR_RETURN(auto range, MonthRange(month));
   YZ_ASSIGN_OR_RETURN(auto records, Meter::ListFrom(db_, tenant_id, range.first, range.second));
   Statement st;
   st.tenant_id = std::string(tenant_id);
   st.month = std::string(month);
   st.currency = options_.currency;
+  // The month cut where the book changed: period i is [starts[i], starts[i + 1]).
+  std::vector<int64_t> starts{range.first};
+  for (const auto& v : history) {
+    if (v.valid_from_ms > starts.back() && v.valid_from_ms < range.second) starts.push_back(v.valid_from_ms);
+  }
+  std::vector<std::vector<Prices>> books;
+  for (int64_t t : starts) books.push_back(BookAt(history, t));
   static const Prices kFree{};
-  auto prices = [&](const std::string& model) -> const Prices& {
-    const Prices* p = Match(book, model);
+  auto prices = [&](size_t period, const std::string& model) -> const Prices& {
+    const Prices* p = Match(books[period], model);
     return p ? *p : kFree;
   };
-  // Quantities by (kind, model), in a stable order.
-  std::map<std::pair<std::string, std::string>, int64_t> qty;
+  // Quantities by (kind, model) and price period, in a stable order.
+  std::map<std::pair<std::string, std::string>, std::map<size_t, int64_t>> qty;
   int64_t byte_hours = 0;
-  for (const auto& r : records) {
+  size_t period = 0;
+  for (const auto& r : records) {  // oldest first
+    while (period + 1 < starts.size() && r.time_ms >= starts[period + 1]) ++period;
     ++st.n_records;
     auto& t = st.usage_totals;
     t.prompt_tokens += r.q.prompt_tokens;
@@ -676,17 +759,17 @@ Result<Statement> Billing::Compute(std::string_view tenant_id, std::string_view 
     t.byte_hours += r.q.byte_hours;
     t.compute_ms += r.q.compute_ms;
     if (r.kind == kUsageChatTokens) {
-      qty[{"input_tokens", r.model}] += r.q.prompt_tokens - r.q.cached_prompt_tokens;
-      qty[{"cached_input_tokens", r.model}] += r.q.cached_prompt_tokens;
-      qty[{"output_tokens", r.model}] += r.q.completion_tokens;
+      qty[{"input_tokens", r.model}][period] += r.q.prompt_tokens - r.q.cached_prompt_tokens;
+      qty[{"cached_input_tokens", r.model}][period] += r.q.cached_prompt_tokens;
+      qty[{"output_tokens", r.model}][period] += r.q.completion_tokens;
     } else if (r.kind == kUsageEmbeddingTokens) {
-      qty[{"embedding_tokens", r.model}] += r.q.prompt_tokens;
+      qty[{"embedding_tokens", r.model}][period] += r.q.prompt_tokens;
     } else if (r.kind == kUsageRerankTokens) {
-      qty[{"rerank_tokens", r.model}] += r.q.prompt_tokens;
+      qty[{"rerank_tokens", r.model}][period] += r.q.prompt_tokens;
     } else if (r.kind == kUsageDocumentIngest) {
-      qty[{"ocr_pages", r.model}] += r.q.ocr_pages;
+      qty[{"ocr_pages", r.model}][period] += r.q.ocr_pages;
     } else if (r.kind == kUsageModelLoad) {
-      qty[{"model_load_ms", r.model}] += r.q.compute_ms;
+      qty[{"model_load_ms", r.model}][period] += r.q.compute_ms;
     } else if (r.kind == kUsageStorageSample) {
       byte_hours += r.q.byte_hours;
     }
@@ -698,21 +781,38 @@ Result<Statement> Billing::Compute(std::string_view tenant_id, std::string_view 
     st.lines.push_back({std::move(kind), std::move(model), quantity, unit_price, per, exact.RoundToCents()});
     return OkStatus();
   };
-  for (const auto& [k, q] : qty) {
+  // The unit price of a line kind, and its unit.
+  auto unit = [](const std::string& kind, const Prices& p) -> std::pair<Money, int64_t> {
+    if (kind == "input_tokens") return {p.input_per_1m, 1'000'000};
+    if (kind == "cached_input_tokens") return {p.cached_input_per_1m, 1'000'000};
+    if (kind == "output_tokens") return {p.output_per_1m, 1'000'000};
+    if (kind == "embedding_tokens") return {p.embedding_per_1m, 1'000'000};
+    if (kind == "rerank_tokens") return {p.rerank_per_1m, 1'000'000};
+    if (kind == "ocr_pages") return {p.ocr_per_1k_pages, 1'000};
+    return {p.compute_per_hour, kMsPerHour};  // model_load_ms
+  };
+  for (const auto& [k, by_period] : qty) {
     const auto& [kind, model] = k;
-    const Prices& p = prices(model);
-    if (kind == "input_tokens") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.input_per_1m, 1'000'000));
-    if (kind == "cached_input_tokens") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.cached_input_per_1m, 1'000'000));
-    if (kind == "output_tokens") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.output_per_1m, 1'000'000));
-    if (kind == "embedding_tokens") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.embedding_per_1m, 1'000'000));
-    if (kind == "rerank_tokens") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.rerank_per_1m, 1'000'000));
-    if (kind == "ocr_pages") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.ocr_per_1k_pages, 1'000));
-    if (kind == "model_load_ms") YZ_RETURN_IF_ERROR(add_line(kind, model, q, p.compute_per_hour, kMsPerHour));
+    // One line per distinct price the usage met (one line when prices did not change).
+    std::vector<std::pair<Money, int64_t>> by_price;  // in order of first use
+    int64_t per = 1;
+    for (const auto& [p, q] : by_period) {
+      const auto [price, unit_per] = unit(kind, prices(p, model));
+      per = unit_per;
+      auto it = std::find_if(by_price.begin(), by_price.end(), [&](const auto& e) { return e.first == price; });
+      if (it == by_price.end()) {
+        by_price.emplace_back(price, q);
+      } else {
+        it->second += q;
+      }
+    }
+    for (const auto& [price, q] : by_price) YZ_RETURN_IF_ERROR(add_line(kind, model, q, price, per));
   }
   // Storage: reservations active at any time in the month are billed for the whole month at
   // their discounted price; byte-hours above the reserved capacity × 730 h at pay-as-you-go.
   YZ_ASSIGN_OR_RETURN(auto plans, ListPlans(tenant_id));
-  const Prices& storage = prices("*");
+  // Plan fees and storage: the book in effect at the start of the month.
+  const Prices& storage = prices(0, "*");
   int64_t reserved_gb = 0;
   for (const auto& plan : plans) {
     if (plan.start_ms >= range.second || plan.end_ms <= range.first) continue;
@@ -723,7 +823,7 @@ Result<Statement> Billing::Compute(std::string_view tenant_id, std::string_view 
       YZ_RETURN_IF_ERROR(add_line("storage_reserved", "", plan.capacity, discounted, 1));
     } else if (plan.kind == kPlanThroughputReserved) {
       YZ_RETURN_IF_ERROR(add_line("throughput_reserved", plan.model, plan.capacity,
-                                  prices(plan.model).throughput_per_1k_tpm_month, 1'000));
+                                  prices(0, plan.model).throughput_per_1k_tpm_month, 1'000));
     }
   }
   const int64_t per_gb_month = kBytesPerGb * kHoursPerMonth;  // byte-hours in one GB-month
@@ -740,9 +840,9 @@ Result<Statement> Billing::Compute(std::string_view tenant_id, std::string_view 
 
 Result<Statement> Billing::MonthlyStatement(std::string_view tenant_id, std::string_view month) {
   YZ_ASSIGN_OR_RETURN(int64_t target, MonthIndex(month));
-  YZ_ASSIGN_OR_RETURN(auto book, ListPrices());
+  YZ_ASSIGN_OR_RETURN(auto history, PriceHistory());
   YZ_ASSIGN_OR_RETURN(Account account, TenantAccount(tenant_id));
-  YZ_ASSIGN_OR_RETURN(Statement st, Compute(tenant_id, month, book));
+  YZ_ASSIGN_OR_RETURN(Statement st, Compute(tenant_id, month, history));
   // The trial credit applies to the months from its grant up to the one in which it expires,
   // each taking what earlier ones left.
   const int64_t grant_month = MonthOfMs(account.created_at_ms);
@@ -750,7 +850,7 @@ Result<Statement> Billing::MonthlyStatement(std::string_view tenant_id, std::str
   auto covered = [&](int64_t m) { return m >= grant_month && MonthStartMs(m) < expires; };
   Money trial_left = account.trial;
   for (int64_t m = grant_month; m < target && covered(m) && trial_left > Money(); ++m) {
-    YZ_ASSIGN_OR_RETURN(Statement earlier, Compute(tenant_id, MonthName(m), book));
+    YZ_ASSIGN_OR_RETURN(Statement earlier, Compute(tenant_id, MonthName(m), history));
     trial_left -= std::min(trial_left, earlier.subtotal);
   }
   if (!covered(target)) trial_left = Money();

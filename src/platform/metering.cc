@@ -164,8 +164,10 @@ std::string Meter::ToJsonLine(const UsageRecord& r, const UsageCharge* charge) {
     AppendQuoted(out, charge->tenant_id);
     out += ",\"key_id\":";
     AppendQuoted(out, charge->key_id);
-    fmt::format_to(std::back_inserter(out), ",\"amount_nanos\":{},\"from_trial_nanos\":{}}}",
+    fmt::format_to(std::back_inserter(out), ",\"amount_nanos\":{},\"from_trial_nanos\":{},\"period\":",
                    charge->amount_nanos, charge->from_trial_nanos);
+    AppendQuoted(out, charge->period);
+    out += '}';
   }
   out += '}';
   return out;
@@ -207,7 +209,8 @@ Result<UsageRecord> Meter::FromJsonLine(std::string_view line, std::optional<Usa
         !str(c->as_object(), "key_id", ch.key_id) ||
         !num(c->as_object(), "amount_nanos", ch.amount_nanos) ||
         !num(c->as_object(), "from_trial_nanos", ch.from_trial_nanos) || ch.amount_nanos < 0 ||
-        ch.from_trial_nanos < 0 || ch.from_trial_nanos > ch.amount_nanos) {
+        ch.from_trial_nanos < 0 || ch.from_trial_nanos > ch.amount_nanos ||
+        (c->as_object().contains("period") && !str(c->as_object(), "period", ch.period))) {
       return InvalidArgumentError("a usage journal line has a malformed charge");
     }
     if (charge != nullptr) *charge = std::move(ch);

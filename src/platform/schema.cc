@@ -137,6 +137,32 @@ CREATE TABLE billing_plans (
 CREATE INDEX billing_plans_by_tenant ON billing_plans(tenant_id);
 )sql",
        {}},
+      {5,
+       "versioned prices, monthly spend of post-paid accounts",
+       R"sql(
+CREATE TABLE billing_price_versions (
+  pattern TEXT NOT NULL,
+  valid_from_ms INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  input_nanos INTEGER NOT NULL,
+  cached_input_nanos INTEGER NOT NULL,
+  output_nanos INTEGER NOT NULL,
+  embedding_nanos INTEGER NOT NULL,
+  rerank_nanos INTEGER NOT NULL,
+  storage_gb_month_nanos INTEGER NOT NULL,
+  ocr_1k_pages_nanos INTEGER NOT NULL,
+  compute_hour_nanos INTEGER NOT NULL,
+  throughput_1k_tpm_month_nanos INTEGER NOT NULL,
+  PRIMARY KEY (pattern, valid_from_ms)
+);
+INSERT INTO billing_price_versions
+  SELECT pattern, 0, 0, input_nanos, cached_input_nanos, output_nanos, embedding_nanos,
+         rerank_nanos, storage_gb_month_nanos, ocr_1k_pages_nanos, compute_hour_nanos,
+         throughput_1k_tpm_month_nanos FROM billing_prices;
+ALTER TABLE billing_accounts ADD COLUMN period TEXT NOT NULL DEFAULT '';
+ALTER TABLE billing_accounts ADD COLUMN period_used_nanos INTEGER NOT NULL DEFAULT 0;
+)sql",
+       {}},
   };
   return store::Migrate(db, "platform", kMigrations);
 }

@@ -193,6 +193,8 @@ TEST_F(BillingRoutesTest, UsageGroupsByDayModelAndKeyForOwnTenantOnly) {
 }
 
 TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
+  // Prices are versioned (usage is priced as at its time): these take effect on January 1st.
+  clock_.SetUnixMs(kJan1);
   // Prices: platform admin only; amounts as exact strings.
   EXPECT_EQ(Call("PUT", "/api/billing/prices", acme_admin_, json::object{{"pattern", "*"}}).status, 403);
   EXPECT_EQ(Call("PUT", "/api/billing/prices", admin_key_,
@@ -237,6 +239,7 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
 
   // Plans: platform admin adds; tenant admin sees its own.
   EXPECT_EQ(Call("POST", "/api/billing/plans", acme_admin_, json::object{}).status, 403);
+  clock_.SetUnixMs(kJan1 + 40 * kDay);
   Reply plan = Call("POST", "/api/billing/plans", admin_key_,
                     json::object{{"tenant", "acme"}, {"kind", "storage_reserved"}, {"capacity", 1000},
                                  {"start", "2026-01-01"}, {"term_months", 12}});

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/store_test_util.h"
@@ -179,6 +180,72 @@ TEST_F(BillingTest, StatementsForMixedPlansMatchHandComputedValues) {
   EXPECT_EQ(b->MonthlyStatement("ten_a", "26-01").error().code, Code::kInvalidArgument);
 }
 
+// Prices are versioned: usage is priced with the book in effect when it happened. A price
+// change in mid-month splits the line; deleting a pattern makes later usage free, not earlier.
+TEST_F(BillingTest, StatementsPriceUsageAtTheTimeItHappened) {
+  auto b = Make();
+  ASSERT_TRUE(b->SetPrices({.pattern = "*", .input_per_1m = M("1"), .output_per_1m = M("2")}));
+  UsageRecord r = Usage("c1", kUsageChatTokens, "m", kJan1 + kDay);
+  r.q = {.prompt_tokens = 1'000'000, .completion_tokens = 1'000'000};
+  Record(r);  // input 1.00, output 2.00
+  clock_.SetUnixMs(kJan1 + 10 * kDay);
+  ASSERT_TRUE(b->SetPrices({.pattern = "*", .input_per_1m = M("3"), .output_per_1m = M("2")}));
+  r = Usage("c2", kUsageChatTokens, "m", kJan1 + 11 * kDay);
+  r.q = {.prompt_tokens = 500'000, .completion_tokens = 500'000};
+  Record(r);  // input 1.50 at the new price; output 1.00 at the unchanged one
+  clock_.SetUnixMs(kJan1 + 20 * kDay);
+  ASSERT_TRUE(b->SetPrices({.pattern = "m", .input_per_1m = M("0.5")}));
+  ASSERT_TRUE(b->DeletePrices("m"));  // the same day: back to "*"
+  ASSERT_TRUE(b->DeletePrices("*"));
+  r = Usage("c3", kUsageChatTokens, "m", kJan1 + 21 * kDay);
+  r.q = {.prompt_tokens = 7'000'000, .completion_tokens = 7'000'000};
+  Record(r);  // free: no prices any more
+  auto jan = b->MonthlyStatement("ten_a", "2026-01");
+  ASSERT_TRUE(jan.has_value()) << jan.error().ToString();
+  std::vector<std::string> lines;
+  for (const auto& l : jan->lines) {
+    lines.push_back(fmt::format("{} {} {} {}", l.kind, l.quantity, l.unit_price.ToString(), l.amount.ToString()));
+  }
+  EXPECT_EQ(lines, (std::vector<std::string>{"input_tokens 1000000 1.00 1.00",
+                                             "input_tokens 500000 3.00 1.50",
+                                             "input_tokens 7000000 0.00 0.00",
+                                             "output_tokens 1500000 2.00 3.00",
+                                             "output_tokens 7000000 0.00 0.00"}));
+  EXPECT_EQ(jan->subtotal, M("5.5"));
+  EXPECT_EQ(jan->usage_totals.prompt_tokens, 8'500'000);  // reconciles with every record
+  // The current book and the history.
+  EXPECT_TRUE(b->ListPrices()->empty());
+  // "m" was set and deleted in the same millisecond: one version, the later change.
+  EXPECT_EQ(b->PriceHistory()->size(), 4u);
+}
+
+// A post-paid spend limit is per calendar month; a prepaid balance is not.
+TEST_F(BillingTest, PostpaidSpendLimitsRenewEachMonth) {
+  auto b = Make();
+  AccountUpdate u;
+  u.mode = "postpaid";
+  u.limit = std::optional<Money>(M("1"));
+  ASSERT_TRUE(b->UpdateAccount("ten_a", "", u));
+  ASSERT_TRUE(b->TopUp("ten_b", "", M("1")));
+  for (const char* t : {"ten_a", "ten_b"}) {
+    auto h = b->Reserve(t, "", M("1"));
+    ASSERT_TRUE(h.has_value()) << t;
+    ASSERT_TRUE(b->Commit(*b->Settle(*h, M("1"))));
+    EXPECT_EQ(b->Reserve(t, "", M("0.01")).error().code, Code::kQuotaExceeded) << t;
+  }
+  EXPECT_EQ(b->TenantAccount("ten_a")->period, "2026-01");
+  EXPECT_EQ(b->TenantAccount("ten_a")->period_used, M("1"));
+  clock_.SetUnixMs(kFeb1 + 1);
+  EXPECT_TRUE(b->Reserve("ten_a", "", M("1")).has_value());  // a new month
+  EXPECT_EQ(b->Reserve("ten_b", "", M("0.01")).error().code, Code::kQuotaExceeded);  // prepaid: spent
+  // The rows agree after a restart: January's spend stays January's.
+  auto again = Make();
+  auto a = again->TenantAccount("ten_a");
+  EXPECT_EQ(a->used, M("1"));
+  EXPECT_EQ(a->period, "2026-01");
+  EXPECT_EQ(Billing::Available(*a, kFeb1 + 1), M("1"));
+}
+
 TEST_F(BillingTest, PlansValidateTiersAndTerms) {
   auto b = Make();
   EXPECT_EQ(b->AddPlan("ten_a", kPlanStorageReserved, "", 700, kJan1, 12).error().code,
@@ -254,7 +321,7 @@ TEST_F(BillingTest, KeySpendLimitTrialAndUnlimitedTenants) {
   ASSERT_TRUE(h1.has_value());
   auto h2 = b->Reserve("ten_a", "", M("0.4"));
   ASSERT_FALSE(h2.has_value());
-  EXPECT_NE(h2.error().message.find("trial credit and spend limit"), std::string::npos);
+  EXPECT_NE(h2.error().message.find("trial credit and monthly spend limit"), std::string::npos);
   ASSERT_TRUE(b->Settle(*h1, M("1.2")));  // 1.0 from the trial, then 0.2
   auto a = b->TenantAccount("ten_a");
   EXPECT_EQ(a->trial_used, M("1"));
@@ -266,7 +333,7 @@ TEST_F(BillingTest, KeySpendLimitTrialAndUnlimitedTenants) {
   auto h3 = b->Reserve("ten_a", "key_1", M("0.2"));
   ASSERT_FALSE(h3.has_value());
   EXPECT_EQ(h3.error().code, Code::kQuotaExceeded);
-  EXPECT_NE(h3.error().message.find("API key's spend limit"), std::string::npos);
+  EXPECT_NE(h3.error().message.find("API key's monthly spend limit"), std::string::npos);
   auto h4 = b->Reserve("ten_a", "key_1", M("0.1"));
   ASSERT_TRUE(h4.has_value());
   ASSERT_TRUE(b->Settle(*h4, M("0.05")));

@@ -3,11 +3,13 @@
 //
 // Money model. Every tenant has an account row (created on first use, with the configured trial
 // credit); a key may have one too. An account has an optional `limit`: for a prepaid account the
-// sum of its top-ups, for a post-paid one its spend limit (cumulative, raised by an admin);
-// no limit means unlimited pay-as-you-go. `used` is what was settled, `reserved` what running
-// requests hold. A tenant's trial credit (until it expires) is spent before anything else.
-//   available(tenant) = trial left + limit - used - reserved      (unlimited without a limit)
-//   available(key)    = limit - used - reserved                   (unlimited without a limit)
+// sum of its top-ups, for a post-paid one its monthly spend limit (per calendar month, UTC); no
+// limit means unlimited pay-as-you-go. `used` is what was settled (all time), `period_used` what
+// was settled in the current month, `reserved` what running requests hold. A tenant's trial
+// credit (until it expires) is spent before anything else and counts in neither limit.
+//   spent   = used (prepaid) | period_used (post-paid)
+//   available(tenant) = trial left + limit - spent - reserved     (unlimited without a limit)
+//   available(key)    = limit - spent - reserved                  (unlimited without a limit)
 //
 // The request path touches no disk. Accounts live in an in-memory ledger (loaded from the
 // database on first use; their settings -- limit, mode, trial, tokens/minute, quota -- re-read
@@ -20,11 +22,14 @@
 // crash. Callers without a meter use Commit(). One Billing object per database: the ledger
 // assumes that this process is the only one settling charges.
 //
-// Statements (Statement()) are computed from the usage records of the month and the CURRENT
-// price book (prices are not versioned), so they reconcile exactly with /api/usage. Every line is
-// rounded half up to 0.01; subtotal = sum of rounded lines; trial credit applied = min(subtotal,
-// trial credit not applied in earlier statements) while the trial has not expired at the start
-// of the month; total due = subtotal - trial credit applied.
+// Statements (MonthlyStatement()) are computed from the usage records of the month, so they
+// reconcile exactly with /api/usage. Prices are versioned: every change is kept with the time
+// it took effect, a usage record is priced with the book in effect when it happened (a change
+// mid-month splits a line into one per price), plan fees and storage with the book in effect at
+// the start of the month. Every line is rounded half up to 0.01; subtotal = sum of rounded
+// lines; trial credit applied = min(subtotal, trial credit not applied in earlier statements)
+// while the trial has not expired at the start of the month; total due = subtotal - trial
+// credit applied.
 //
 // Errors: kQuotaExceeded (HTTP 429 insufficient_quota) naming the exhausted limit;
 // kResourceExhausted (429 rate_limit_exceeded) for a tokens/minute limit; kPayloadTooLarge for a
@@ -68,6 +73,14 @@ struct Prices {
   Money throughput_per_1k_tpm_month{};  // reserved throughput: per 1,000 tokens/minute per month
 };
 
+// One change of the price book: `prices` apply to their pattern from `valid_from_ms` on (or,
+// when `deleted`, the pattern matches nothing from then on).
+struct PriceVersion {
+  int64_t valid_from_ms = 0;
+  bool deleted = false;
+  Prices prices;
+};
+
 // A storage reservation tier: capacity and its discount off pay-as-you-go, in basis points.
 struct StorageTier {
   int64_t capacity_gb = 0;
@@ -99,6 +112,8 @@ struct Account {
   std::string mode = "postpaid";  // "prepaid" | "postpaid"
   std::optional<Money> limit;     // nullopt: unlimited
   Money used;
+  std::string period;  // the month (UTC, "YYYY-MM") period_used belongs to
+  Money period_used;   // settled in `period`, trial excluded
   Money reserved;
   Money trial;       // tenant only: trial credit granted
   Money trial_used;  // tenant only
@@ -165,6 +180,7 @@ class Billing {
   Billing(store::Database& db, const Clock& clock, BillingOptions options);
 
   const BillingOptions& options() const { return options_; }
+  const Clock& clock() const { return clock_; }
 
   // ---- price book
   // Creates or replaces the prices of `prices.pattern`. Errors: kInvalidArgument (bad pattern,
@@ -172,6 +188,11 @@ class Billing {
   Status SetPrices(const Prices& prices);
   Result<std::vector<Prices>> ListPrices();
   Status DeletePrices(std::string_view pattern);  // Errors: kNotFound
+  // Every change of the price book, oldest first (prices set before versioning: from time 0).
+  Result<std::vector<PriceVersion>> PriceHistory();
+  // The book in effect at `t_ms` out of `history`: each pattern's latest version from at or
+  // before t_ms, unless that version deleted it; sorted by pattern.
+  static std::vector<Prices> BookAt(const std::vector<PriceVersion>& history, int64_t t_ms);
   // The prices that apply to `model` (all zero when nothing matches). Served from a cache that
   // SetPrices/DeletePrices refresh and that expires after 5 s (another process's changes).
   Result<Prices> PricesFor(std::string_view model);
@@ -186,6 +207,8 @@ class Billing {
   static Result<Money> RecordCost(const Prices& p, const UsageRecord& r);
 
   // ---- accounts
+  // What `a` can still spend at `now_ms` (see the file comment); nullopt: unlimited.
+  static std::optional<Money> Available(const Account& a, int64_t now_ms);
   // The tenant's account, created with the trial credit on first use. Errors: kUnavailable.
   Result<Account> TenantAccount(std::string_view tenant_id);
   // A key's account; nullopt when the key has none (no key-level limits).
@@ -237,12 +260,14 @@ class Billing {
   Result<Statement> MonthlyStatement(std::string_view tenant_id, std::string_view month);
   static std::string StatementCsv(const Statement& s);
 
+  // The month (UTC, "YYYY-MM") of a Unix time in ms.
+  static std::string MonthOf(int64_t unix_ms);
   // [start, end) of a "YYYY-MM" month in Unix ms. Errors: kInvalidArgument.
   static Result<std::pair<int64_t, int64_t>> MonthRange(std::string_view month);
 
  private:
   Result<Statement> Compute(std::string_view tenant_id, std::string_view month,
-                            const std::vector<Prices>& book);
+                            const std::vector<PriceVersion>& history);
   Status CheckTokens(std::string_view id, std::optional<int64_t> limit, int64_t tokens,
                      std::string_view what);
   // The account rows as stored (the tenant's created on first use); no ledger.

@@ -86,6 +86,7 @@ struct UsageCharge {
   std::string key_id;
   int64_t amount_nanos = 0;
   int64_t from_trial_nanos = 0;
+  std::string period;  // "YYYY-MM" (UTC) the charge counts in: post-paid limits are monthly
   bool operator==(const UsageCharge&) const = default;
 };
 
