@@ -240,10 +240,7 @@ Result<std::unique_ptr<Meter>> Meter::Open(store::Database& db, std::string jour
       lines.push_back(std::move(p));
     }
     if (!lines.empty()) {
-      YZ_RETURN_IF_ERROR(m->db_.Transact([&](store::Executor& tx) -> Status {
-        for (const auto& p : lines) YZ_RETURN_IF_ERROR(m->Insert(tx, p.record, p.charge));
-        return OkStatus();
-      }));
+      YZ_RETURN_IF_ERROR(m->db_.Transact([&](store::Executor& tx) { return m->InsertAll(tx, lines); }));
     }
     if (!lines.empty() || skipped > 0) {
       log::Info("usage_journal_replayed", {{"records", static_cast<int64_t>(lines.size())},
@@ -274,24 +271,37 @@ Meter::~Meter() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status Meter::Insert(store::Executor& tx, const UsageRecord& r,
-                     const std::optional<UsageCharge>& charge) {
-  // ON CONFLICT DO NOTHING: a second insert of the same (request_id, kind) is the idempotent
-  // case, must not abort the batch's transaction, and must not charge twice.
-  auto inserted = tx.Execute(
-      fmt::format("INSERT INTO usage_records ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                  "ON CONFLICT(request_id, kind) DO NOTHING",
-                  kColumns),
-      {r.request_id, r.kind, r.tenant_id, r.key_id, r.model, r.base_model, r.q.prompt_tokens,
-       r.q.cached_prompt_tokens, r.q.completion_tokens, r.q.bytes, r.q.pages, r.q.ocr_pages,
-       r.q.byte_hours, r.q.compute_ms, r.time_ms});
-  if (!inserted) {
-    if (inserted.error().code == Code::kAlreadyExists) return OkStatus();
-    return inserted.error();
+Status Meter::InsertAll(store::Executor& tx, const std::vector<Pending>& batch) {
+  // Charges of the records that are new, summed per account and month: one update per account
+  // and batch instead of one per request. Months in order, as ApplyCharge expects.
+  std::map<std::tuple<std::string, std::string, std::string>, UsageCharge> charges;
+  for (const auto& p : batch) {
+    const UsageRecord& r = p.record;
+    // ON CONFLICT DO NOTHING: a second insert of the same (request_id, kind) is the idempotent
+    // case, must not abort the batch's transaction, and must not charge twice.
+    auto inserted = tx.Execute(
+        fmt::format("INSERT INTO usage_records ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(request_id, kind) DO NOTHING",
+                    kColumns),
+        {r.request_id, r.kind, r.tenant_id, r.key_id, r.model, r.base_model, r.q.prompt_tokens,
+         r.q.cached_prompt_tokens, r.q.completion_tokens, r.q.bytes, r.q.pages, r.q.ocr_pages,
+         r.q.byte_hours, r.q.compute_ms, r.time_ms});
+    if (!inserted) {
+      if (inserted.error().code == Code::kAlreadyExists) continue;
+      return inserted.error();
+    }
+    if (*inserted != 1 || !p.charge || !options_.apply_charge) continue;
+    const UsageCharge& c = *p.charge;
+    UsageCharge& sum = charges[{c.period, c.tenant_id, c.key_id}];
+    if (sum.tenant_id.empty()) {
+      sum = c;
+    } else {
+      sum.amount_nanos += c.amount_nanos;
+      sum.from_trial_nanos += c.from_trial_nanos;
+    }
   }
-  if (*inserted == 1 && charge && options_.apply_charge &&
-      (charge->amount_nanos > 0 || charge->from_trial_nanos > 0)) {
-    YZ_RETURN_IF_ERROR(options_.apply_charge(tx, *charge));
+  for (const auto& [k, c] : charges) {
+    if (c.amount_nanos > 0) YZ_RETURN_IF_ERROR(options_.apply_charge(tx, c));
   }
   return OkStatus();
 }
@@ -366,10 +376,7 @@ void Meter::WriterLoop() {
         fault != nullptr && std::string_view(fault) == "usage_after_journal") {
       ::_exit(137);  // tests: a crash between the journal and the database
     }
-    Status inserted = db_.Transact([&](store::Executor& tx) -> Status {
-      for (const auto& p : batch) YZ_RETURN_IF_ERROR(Insert(tx, p.record, p.charge));
-      return OkStatus();
-    });
+    Status inserted = db_.Transact([&](store::Executor& tx) { return InsertAll(tx, batch); });
     if (!inserted) {
       // The lines stay in the journal and the next Open() replays them: the records are safe
       // but not yet visible.

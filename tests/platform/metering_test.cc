@@ -231,7 +231,16 @@ TEST(Meter, ChargesAreAppliedOnceAcrossACrash) {
 TEST(Meter, SubmitFromManyThreadsThenFlush) {
   TempDir dir;
   auto db = OpenDb((dir / "y.db").string());
-  auto meter = Meter::Open(*db, (dir / "usage.journal").string());
+  ASSERT_TRUE(db->Execute("INSERT INTO billing_accounts (id, tenant_id, is_key, mode, created_at_ms) "
+                          "VALUES ('ten_a', 'ten_a', 0, 'postpaid', 0)"));
+  // Charges are summed per account within a batch: the total must still be exact.
+  MeterOptions mo;
+  mo.apply_charge = [](store::Executor& tx, const UsageCharge& c) -> Status {
+    YZ_RETURN_IF_ERROR(tx.Execute("UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ?",
+                                  {c.amount_nanos, c.tenant_id}));
+    return OkStatus();
+  };
+  auto meter = Meter::Open(*db, (dir / "usage.journal").string(), *Clock::System(), mo);
   ASSERT_TRUE(meter.has_value());
   constexpr int kThreads = 8, kEach = 250;
   std::vector<std::thread> threads;
@@ -240,7 +249,8 @@ TEST(Meter, SubmitFromManyThreadsThenFlush) {
       for (int i = 0; i < kEach; ++i) {
         // Every tenth record is a duplicate of the one before it.
         const int id = i % 10 == 9 ? i - 1 : i;
-        EXPECT_TRUE((*meter)->Submit(Chat(fmt::format("r{}-{}", t, id), 1, 2, kT0)));
+        EXPECT_TRUE((*meter)->Submit(Chat(fmt::format("r{}-{}", t, id), 1, 2, kT0),
+                                     UsageCharge{"ten_a", "", 1'000, 0, "2026-01"}));
       }
     });
   }
@@ -249,6 +259,8 @@ TEST(Meter, SubmitFromManyThreadsThenFlush) {
   auto all = (*meter)->List("", 0, INT64_MAX);
   ASSERT_TRUE(all.has_value());
   EXPECT_EQ(all->size(), static_cast<size_t>(kThreads * kEach * 9 / 10));
+  EXPECT_EQ(db->QueryOne("SELECT used_nanos FROM billing_accounts")->value().Int(0),
+            int64_t{1'000} * kThreads * kEach * 9 / 10);  // duplicates charged nothing
   EXPECT_EQ(ReadFile(dir / "usage.journal"), "");
 }
 

@@ -165,8 +165,8 @@ class Meter {
   };
   Meter(store::Database& db, std::string journal_path, const Clock& clock, MeterOptions options)
       : db_(db), journal_path_(std::move(journal_path)), clock_(clock), options_(std::move(options)) {}
-  // Inserts one record (and applies its charge when the record is new).
-  Status Insert(store::Executor& tx, const UsageRecord& r, const std::optional<UsageCharge>& charge);
+  // Inserts the records and applies the charges of those that are new.
+  Status InsertAll(store::Executor& tx, const std::vector<Pending>& batch);
   Result<int64_t> Append(UsageRecord record, std::optional<UsageCharge> charge);  // line number
   Status WaitFor(int64_t line);
   void WriterLoop();
