@@ -169,6 +169,8 @@ void RegisterUsage(Router& r, const AppContext& ctx) {
             q.to_ms = *t;
           }
           q.group_by = req.QueryParam("group_by").value_or("day");
+          // Read your own usage: what was submitted before this request is committed first.
+          if (ctx.meter != nullptr) (void)ctx.meter->Flush();
           auto groups = platform::Meter::Aggregate(*ctx.db, q);
           if (!groups) return HttpResponse::FromError(groups.error());
           if (req.QueryParam("format").value_or("json") == "csv") {
@@ -420,6 +422,7 @@ void RegisterStatements(Router& r, const AppContext& ctx) {
           if (ctx.billing == nullptr) return Unavailable();
           auto tenant = ActOn(ctx, p, req.QueryParam("tenant"));
           if (!tenant) return HttpResponse::FromError(tenant.error());
+          if (ctx.meter != nullptr) (void)ctx.meter->Flush();
           auto s = ctx.billing->MonthlyStatement(*tenant, req.path_params["month"]);
           if (!s) return HttpResponse::FromError(s.error());
           if (req.QueryParam("format").value_or("json") == "csv") {
