@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "yunzhi/platform/api_keys.h"
+#include "yunzhi/platform/audit.h"
 #include "yunzhi/platform/billing.h"
 #include "yunzhi/platform/metering.h"
 #include "yunzhi/platform/rate_limiter.h"
@@ -102,5 +103,37 @@ void BM_MeterSubmit(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_MeterSubmit)->UseRealTime();
+
+// One audit entry (a search, a derived-model answer): a write transaction on the platform
+// database, on a file as in the server.
+void BM_AuditAppend(benchmark::State& state) {
+  const auto dir = std::filesystem::temp_directory_path() / "yunzhi-bench-audit";
+  if (state.thread_index() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  static std::unique_ptr<store::Database> db;
+  static std::unique_ptr<platform::AuditLog> audit;
+  if (state.thread_index() == 0) {
+    store::DatabaseOptions o;
+    o.url = (dir / "y.db").string();
+    db = std::move(*store::Database::Open(o));
+    (void)platform::MigrateSchema(*db);
+    audit = std::make_unique<platform::AuditLog>(*db, *Clock::System());
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(audit->Append({.tenant_id = "ten_bench",
+                                            .actor = "key_bench",
+                                            .action = "search",
+                                            .target = "ks_bench",
+                                            .details_json = R"({"documents":["doc_1","doc_2"]})"}));
+  }
+  if (state.thread_index() == 0) {
+    audit.reset();
+    db.reset();
+    std::filesystem::remove_all(dir);
+  }
+}
+BENCHMARK(BM_AuditAppend)->Threads(1)->UseRealTime();
 
 }  // namespace

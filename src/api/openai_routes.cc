@@ -416,9 +416,7 @@ void MeterColdStart(Job& job) {
   r.q.compute_ms = static_cast<int64_t>(job.cold_load_ms);
   std::optional<platform::UsageCharge> charge;
   if (job.billing != nullptr) {
-    auto prices = job.billing->PricesFor(r.model);
-    auto cost = prices ? platform::Billing::RecordCost(*prices, r) : Result<platform::Money>(prices.error());
-    auto c = cost ? job.billing->Charge(job.tenant, job.key_id, *cost) : Result<platform::UsageCharge>(cost.error());
+    auto c = job.billing->ChargeRecord(r);
     if (c) {
       charge = std::move(*c);
     } else {

@@ -179,14 +179,21 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
     record.q.bytes = r.document.size_bytes;
     record.q.pages = r.document.pages;
     record.q.ocr_pages = r.document.ocr_pages;
-    std::optional<platform::UsageCharge> charge;
-    if (b != nullptr && record.q.ocr_pages > 0) {
-      auto prices = b->PricesFor(record.model);
-      auto cost = prices ? platform::Billing::RecordCost(*prices, record) : Result<platform::Money>(prices.error());
-      auto c = cost ? b->Charge(r.tenant_id, "", *cost) : Result<platform::UsageCharge>(cost.error());
-      if (c) charge = std::move(*c);
-    }
-    if (auto s = m->Submit(record, std::move(charge)); !s) {
+    // Charged (OCR pages, embedding tokens) and journaled; a failed charge is logged and the
+    // record kept: usage is never dropped for a billing error.
+    auto submit = [&](const platform::UsageRecord& u) -> Status {
+      std::optional<platform::UsageCharge> charge;
+      if (b != nullptr) {
+        auto c = b->ChargeRecord(u);
+        if (c) {
+          charge = std::move(*c);
+        } else {
+          log::Error("billing_charge_failed", {{"request_id", u.request_id}, {"error", c.error().message}});
+        }
+      }
+      return m->Submit(u, std::move(charge));
+    };
+    if (auto s = submit(record); !s) {
       log::Error("document_metering_failed",
                  {{"document_id", r.document.id}, {"error", s.error().message}});
     }
@@ -198,14 +205,7 @@ int RunServe(const GlobalFlags& flags, const ServeFlags& serve) {
     embed.tenant_id = r.tenant_id;
     embed.model = r.embedding_model;
     embed.q.prompt_tokens = r.embedding_tokens;
-    std::optional<platform::UsageCharge> embed_charge;
-    if (b != nullptr) {
-      auto prices = b->PricesFor(embed.model);
-      auto cost = prices ? platform::Billing::RecordCost(*prices, embed) : Result<platform::Money>(prices.error());
-      auto c = cost ? b->Charge(r.tenant_id, "", *cost) : Result<platform::UsageCharge>(cost.error());
-      if (c) embed_charge = std::move(*c);
-    }
-    if (auto s = m->Submit(embed, std::move(embed_charge)); !s) {
+    if (auto s = submit(embed); !s) {
       log::Error("embedding_metering_failed",
                  {{"document_id", r.document.id}, {"error", s.error().message}});
     }

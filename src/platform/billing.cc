@@ -568,6 +568,12 @@ Result<UsageCharge> Billing::Charge(std::string_view tenant_id, std::string_view
   return Settle(Hold{std::string(tenant_id), std::string(key_id), Money(), false}, amount);
 }
 
+Result<UsageCharge> Billing::ChargeRecord(const UsageRecord& r) {
+  YZ_ASSIGN_OR_RETURN(Prices prices, PricesFor(r.model));
+  YZ_ASSIGN_OR_RETURN(Money cost, RecordCost(prices, r));
+  return Charge(r.tenant_id, r.key_id, cost);
+}
+
 Status Billing::ApplyCharge(store::Executor& tx, const UsageCharge& c) {
   if (c.amount_nanos == 0) return OkStatus();
   // `paid` on the account `id`: all time, and in the month's spend -- added in the same month,

@@ -85,27 +85,6 @@ void Add(UsageQuantities& a, const UsageQuantities& b) {
   a.compute_ms += b.compute_ms;
 }
 
-// A JSON string literal of `s` appended to `out` (RFC 8259 escapes; UTF-8 passes through).
-void AppendQuoted(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
 bool IsUsageKind(std::string_view kind) {
@@ -139,7 +118,7 @@ std::string Meter::ToJsonLine(const UsageRecord& r, const UsageCharge* charge) {
     out += out.empty() ? "{\"" : ",\"";
     out += key;
     out += "\":";
-    AppendQuoted(out, value);
+    out += json::serialize(json::string_view(value));
   };
   auto number = [&](std::string_view key, int64_t value) {
     fmt::format_to(std::back_inserter(out), ",\"{}\":{}", key, value);
@@ -161,12 +140,12 @@ std::string Meter::ToJsonLine(const UsageRecord& r, const UsageCharge* charge) {
   number("time_ms", r.time_ms);
   if (charge != nullptr) {
     out += ",\"charge\":{\"tenant_id\":";
-    AppendQuoted(out, charge->tenant_id);
+    out += json::serialize(json::string_view(charge->tenant_id));
     out += ",\"key_id\":";
-    AppendQuoted(out, charge->key_id);
+    out += json::serialize(json::string_view(charge->key_id));
     fmt::format_to(std::back_inserter(out), ",\"amount_nanos\":{},\"from_trial_nanos\":{},\"period\":",
                    charge->amount_nanos, charge->from_trial_nanos);
-    AppendQuoted(out, charge->period);
+    out += json::serialize(json::string_view(charge->period));
     out += '}';
   }
   out += '}';

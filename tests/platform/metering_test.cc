@@ -134,6 +134,29 @@ TEST(Meter, ReplaysAJournalLeftByACrashOnce) {
   EXPECT_EQ(ReadFile(dir / "usage.journal"), "");
 }
 
+// In a child process (kill -9 equivalent): opens the meter, records "chatcmpl-crash" with
+// `charge` and dies with 137 between the journal sync and the database insert. Returns the
+// child's exit code.
+int CrashAfterJournal(const std::string& db_path, const std::string& journal, MeterOptions options,
+                      std::optional<UsageCharge> charge) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    store::DatabaseOptions o;
+    o.url = db_path;
+    auto db = store::Database::Open(o);
+    if (!db) ::_exit(2);
+    auto meter = Meter::Open(**db, journal, *Clock::System(), std::move(options));
+    if (!meter) ::_exit(3);
+    ::setenv("YUNZHI_FAULT", "usage_after_journal", 1);
+    (void)(*meter)->Record(Chat("chatcmpl-crash", 11, 22, kT0), std::move(charge));
+    ::_exit(0);  // not reached: the fault point exits with 137
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
 // kill -9 equivalent between the journal fsync and the database insert: the child process dies
 // with 137 before inserting; after "restart" the record is there exactly once.
 TEST(Meter, FaultAfterJournalLosesNothingAndDuplicatesNothing) {
@@ -141,23 +164,7 @@ TEST(Meter, FaultAfterJournalLosesNothingAndDuplicatesNothing) {
   const std::string db_path = (dir / "y.db").string();
   const std::string journal = (dir / "usage.journal").string();
   { OpenDb(db_path); }  // schema first, in this process, before forking
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    store::DatabaseOptions o;
-    o.url = db_path;
-    auto db = store::Database::Open(o);
-    if (!db) ::_exit(2);
-    auto meter = Meter::Open(**db, journal);
-    if (!meter) ::_exit(3);
-    ::setenv("YUNZHI_FAULT", "usage_after_journal", 1);
-    (void)(*meter)->Record(Chat("chatcmpl-crash", 11, 22, kT0));
-    ::_exit(0);  // not reached: the fault point exits with 137
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 137);
+  ASSERT_EQ(CrashAfterJournal(db_path, journal, {}, std::nullopt), 137);
   auto db = OpenDb(db_path);
   // Not in the database yet: only in the journal.
   auto before = Meter::ListFrom(*db, "", 0, INT64_MAX);
@@ -175,6 +182,22 @@ TEST(Meter, FaultAfterJournalLosesNothingAndDuplicatesNothing) {
   }
 }
 
+// An account row for tenant "ten_a", and meter options that add each applied charge to its
+// used_nanos (what billing's ApplyCharge does, minus the trial and the month).
+void AddAccount(store::Database& db) {
+  ASSERT_TRUE(db.Execute("INSERT INTO billing_accounts (id, tenant_id, is_key, mode, created_at_ms) "
+                         "VALUES ('ten_a', 'ten_a', 0, 'postpaid', 0)"));
+}
+MeterOptions ChargesToUsed() {
+  MeterOptions mo;
+  mo.apply_charge = [](store::Executor& tx, const UsageCharge& c) -> Status {
+    YZ_RETURN_IF_ERROR(tx.Execute("UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ?",
+                                  {c.amount_nanos, c.tenant_id}));
+    return OkStatus();
+  };
+  return mo;
+}
+
 // A charge journaled with its record is applied once: by the writer, or by the replay after a
 // crash between the journal and the database -- never by both, never twice.
 TEST(Meter, ChargesAreAppliedOnceAcrossACrash) {
@@ -183,33 +206,11 @@ TEST(Meter, ChargesAreAppliedOnceAcrossACrash) {
   const std::string journal = (dir / "usage.journal").string();
   {
     auto db = OpenDb(db_path);
-    ASSERT_TRUE(db->Execute("INSERT INTO billing_accounts (id, tenant_id, is_key, mode, created_at_ms) "
-                            "VALUES ('ten_a', 'ten_a', 0, 'postpaid', 0)"));
+    AddAccount(*db);
   }
-  MeterOptions mo;
-  mo.apply_charge = [](store::Executor& tx, const UsageCharge& c) -> Status {
-    YZ_RETURN_IF_ERROR(tx.Execute("UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ?",
-                                  {c.amount_nanos, c.tenant_id}));
-    return OkStatus();
-  };
+  const MeterOptions mo = ChargesToUsed();
   const UsageCharge charge{"ten_a", "", 7'000, 0};
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    store::DatabaseOptions o;
-    o.url = db_path;
-    auto db = store::Database::Open(o);
-    if (!db) ::_exit(2);
-    auto meter = Meter::Open(**db, journal, *Clock::System(), mo);
-    if (!meter) ::_exit(3);
-    ::setenv("YUNZHI_FAULT", "usage_after_journal", 1);
-    (void)(*meter)->Record(Chat("chatcmpl-crash", 11, 22, kT0), charge);
-    ::_exit(0);  // not reached
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 137);
+  ASSERT_EQ(CrashAfterJournal(db_path, journal, mo, charge), 137);
   auto db = OpenDb(db_path);
   auto used = [&] { return db->QueryOne("SELECT used_nanos FROM billing_accounts WHERE id = 'ten_a'")->value().Int(0); };
   EXPECT_EQ(used(), 0);
@@ -231,16 +232,9 @@ TEST(Meter, ChargesAreAppliedOnceAcrossACrash) {
 TEST(Meter, SubmitFromManyThreadsThenFlush) {
   TempDir dir;
   auto db = OpenDb((dir / "y.db").string());
-  ASSERT_TRUE(db->Execute("INSERT INTO billing_accounts (id, tenant_id, is_key, mode, created_at_ms) "
-                          "VALUES ('ten_a', 'ten_a', 0, 'postpaid', 0)"));
+  AddAccount(*db);
   // Charges are summed per account within a batch: the total must still be exact.
-  MeterOptions mo;
-  mo.apply_charge = [](store::Executor& tx, const UsageCharge& c) -> Status {
-    YZ_RETURN_IF_ERROR(tx.Execute("UPDATE billing_accounts SET used_nanos = used_nanos + ? WHERE id = ?",
-                                  {c.amount_nanos, c.tenant_id}));
-    return OkStatus();
-  };
-  auto meter = Meter::Open(*db, (dir / "usage.journal").string(), *Clock::System(), mo);
+  auto meter = Meter::Open(*db, (dir / "usage.journal").string(), *Clock::System(), ChargesToUsed());
   ASSERT_TRUE(meter.has_value());
   constexpr int kThreads = 8, kEach = 250;
   std::vector<std::thread> threads;

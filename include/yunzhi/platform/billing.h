@@ -232,6 +232,8 @@ class Billing {
   Result<UsageCharge> Settle(const Hold& hold, Money actual);
   // A cost known only afterwards (a model load, OCR pages): Settle without a reservation.
   Result<UsageCharge> Charge(std::string_view tenant_id, std::string_view key_id, Money amount);
+  // Charge() what `r` costs at the current prices of its model (RecordCost).
+  Result<UsageCharge> ChargeRecord(const UsageRecord& r);
   // Applies a settled charge to the account rows in its own transaction.
   Status Commit(const UsageCharge& charge);
   // Applies `charge` inside `tx` (the meter's insert transaction; see MeterOptions).
