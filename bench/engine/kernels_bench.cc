@@ -10,6 +10,7 @@
 //   DecodeStepFused/...        the same with q/k/v and gate/up each in one MatMulMany.
 //   DotL2/<type>/<isa>         one thread, weights resident in L2: the kernel's compute ceiling.
 //   Gemm/<type>/<isa>/<shape>  512 tokens (prompt processing), GFLOP/s.
+//   GemmTokens/<type>/<isa>/<shape>/<n>  n = 4-16 tokens (batched decoding), weights from DRAM.
 //   OpenBlasSgemm/<shape>      cblas_sgemm on the same shapes (f32 weights) as the reference.
 //
 // Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
@@ -236,6 +237,27 @@ void BM_Gemm(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
   SetActiveIsa(DetectIsa());
 }
 
+// A few tokens at once (batched decoding of several streams, short prompt chunks): GFLOP/s.
+void BM_GemmTokens(benchmark::State& state, TensorType type, Isa isa, Shape shape,
+                   int64_t n_tokens) {
+  SetActiveIsa(isa);
+  int64_t matrix_bytes = 0;
+  const int copies = CopiesFor(RowSizeBytes(type, shape.cols) * shape.rows);
+  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes);
+  const std::vector<float> x = RandomFloats(n_tokens * shape.cols, 8);
+  std::vector<float> y(static_cast<size_t>(n_tokens * shape.rows));
+  int c = 0;
+  for (auto _ : state) {
+    MatMul(&Pool(), type, w->p + c * matrix_bytes, shape.rows, shape.cols, x.data(), n_tokens,
+           y.data());
+    benchmark::DoNotOptimize(y.data());
+    c = (c + 1) % copies;
+  }
+  SetCounters(state, static_cast<double>(matrix_bytes),
+              2.0 * static_cast<double>(n_tokens * shape.rows * shape.cols));
+  SetActiveIsa(DetectIsa());
+}
+
 void BM_OpenBlasSgemm(benchmark::State& state, Shape shape) {
   openblas_set_num_threads(BenchThreads());
   const std::vector<float> w = RandomFloats(shape.rows * shape.cols, 6);
@@ -328,6 +350,17 @@ const bool kRegistered = [] {
             ->MinTime(isa == Isa::kScalar ? 0.01 : 1.0)
             ->Unit(benchmark::kMillisecond);
       }
+    }
+  }
+  // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens.
+  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+    for (int64_t n : {int64_t{4}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{32}}) {
+      Timed(benchmark::RegisterBenchmark(
+                Name({"GemmTokens", TypeName(type), IsaName(DetectIsa()), kGemmShapes[0].name,
+                      std::to_string(n)})
+                    .c_str(),
+                BM_GemmTokens, type, DetectIsa(), kGemmShapes[0], n))
+          ->MinTime(0.5);
     }
   }
   return true;

@@ -173,6 +173,77 @@ TEST_F(KernelsTest, MatMulLargerBlocksUseEveryThreadAndTile) {
   }
 }
 
+TEST_F(KernelsTest, MatMulPromptTilesCoverPanelChunkAndTileEdges) {
+  // The AVX-512 prompt tiles (from 8 tokens per tile for float weights, 16 for Q8) pack 16-row panels over chunks of the
+  // inner dimension (128 float columns, 16 blocks of 32) and run up to 64 rows x 6 tokens (float)
+  // or 48 rows x 4 tokens (Q8_0/Q4_0) per micro-kernel: rows, cols and tokens just past each of
+  // those sizes, on one thread (one tile gets everything) and two; fewer tokens run the
+  // decoded-row tiles.
+  ComputePool pool(2);
+  uint32_t seed = 500;
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16,
+                          TensorType::kQ8_0, TensorType::kQ4_0}) {
+    const bool quantised = Traits(type).block_size == 32;
+    const std::vector<int64_t> cols_list = quantised ? std::vector<int64_t>{32 * 17, 32 * 33}
+                                                     : std::vector<int64_t>{129, 300, 513};
+    for (int64_t cols : cols_list) {
+      for (int64_t rows : {int64_t{16}, int64_t{31}, int64_t{70}}) {
+        for (int64_t n_tokens : {int64_t{3}, int64_t{17}, int64_t{38}}) {
+          ++seed;
+          CheckMatMul({type, rows, cols, n_tokens, 1.0f, 1.0f}, seed,
+                      (seed % 2) != 0 ? &pool : nullptr);
+        }
+      }
+    }
+    // A token block of the driver (128) plus a remainder of 2 tokens.
+    CheckMatMul({type, 40, quantised ? 64 : 40, 130, 1.0f, 1.0f}, ++seed, &pool);
+    // The magnitudes of MatMulEdgeCaseMagnitudes through the panel tiles.
+    CheckMatMul({type, 20, 512, 17, 0.0f, 0.0f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 512, 17, 500.0f, 1e4f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 512, 17, 1e-6f, 1.0f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 256, 17, 1.0f, 1e-33f}, ++seed, nullptr);
+  }
+}
+
+TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall) {
+  // The scheduler batches tokens of several sequences into one MatMul: a token's outputs must be
+  // the same bits whether it is processed alone (3 tokens or more: the prompt path), in a short
+  // batch, or as part of a long prompt whose last token block is a remainder of 1-2 tokens.
+  std::mt19937 rng(77);
+  const int64_t rows = 45, n_all = 140;  // token blocks of 128 + a remainder of 12
+  ComputePool pool(2);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (TensorType type : kAllTypes) {
+      // Known gap, outside the AVX-512 prompt tiles: the AVX2 Q4_0 tile gives other bits to a
+      // token that shares its call with others (measured 2026-11-25; kernels_avx2.cc).
+      if (isa == Isa::kAvx2 && type == TensorType::kQ4_0) continue;
+      SCOPED_TRACE(std::string(TypeName(type)));
+      const int64_t cols = Traits(type).block_size == 256 ? 512 : 544;
+      const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+      const int64_t row_bytes = RowSizeBytes(type, cols);
+      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
+      }
+      const std::vector<float> x = RandomFloats(rng, n_all * cols, 1.0f);
+      std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
+      MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, all.data());
+      for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 3}, {5, 17}, {100, 30},
+                                  {127, 13}, {137, 3}, {0, 130}}) {
+        for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+          std::vector<float> y(static_cast<size_t>(count * rows), -2.0f);
+          MatMul(p, type, w.data(), rows, cols, x.data() + first * cols, count, y.data());
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin() + first * rows))
+              << "tokens " << first << ".." << first + count - 1
+              << (p != nullptr ? ", 2 threads" : ", 1 thread");
+        }
+      }
+    }
+  }
+}
+
 TEST_F(KernelsTest, MatMulEdgeCaseMagnitudes) {
   ComputePool pool(2);
   for (TensorType type : kAllTypes) {
@@ -493,6 +564,82 @@ TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
   int n = 0;
   single.Run([&](int ith, int nth) { n += ith + nth; });
   EXPECT_EQ(n, 1);
+}
+
+TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
+  // Rows of 4 KiB and more take the one-row-at-a-time decoding kernels (Q8_0/Q4_0: 4-block
+  // groups, a partial last group here; float types: any length, vector tails; K-quants).
+  ComputePool pool(2);
+  uint32_t seed = 500;
+  const std::pair<TensorType, int64_t> cases[] = {
+      {TensorType::kQ4_0, 7328}, {TensorType::kQ4_0, 7296}, {TensorType::kQ8_0, 4128},
+      {TensorType::kF16, 2100},  {TensorType::kBF16, 2052}, {TensorType::kF32, 1030},
+      {TensorType::kQ4_K, 7424}, {TensorType::kQ6_K, 5120}};
+  for (const auto& [type, cols] : cases) {
+    for (int64_t rows : {int64_t{1}, int64_t{37}}) {
+      for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {
+        ++seed;
+        CheckMatMul({type, rows, cols, n_tokens, 1.0f, 1.0f}, seed,
+                    (seed % 2) != 0 ? &pool : nullptr);
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, DecodingGivesTheSameBitsForAnyThreadCount) {
+  // Decoding hands each thread a contiguous range of row chunks and lets a thread that is done
+  // take the rest of the others' ranges: every row must be computed exactly once, by the same
+  // micro-kernel, whatever the number of threads (more threads than cores too, so some start
+  // late and their ranges are taken over), alone and fused in MatMulMany.
+  std::mt19937 rng(33);
+  const int64_t cols = 512;
+  const int64_t rows = 1000;  // not a multiple of the 16-row chunks or of the micro-kernels' 8
+  ComputePool pool2(2), pool3(3), pool7(7);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (TensorType type : kAllTypes) {
+      SCOPED_TRACE(std::string(TypeName(type)));
+      const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+      const int64_t row_bytes = RowSizeBytes(type, cols);
+      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
+      }
+      for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {
+        const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
+        std::vector<float> want(static_cast<size_t>(n_tokens * rows), -1.0f);
+        MatMul(nullptr, type, w.data(), rows, cols, x.data(), n_tokens, want.data());
+        for (ComputePool* p : {&pool2, &pool3, &pool7}) {
+          for (int rep = 0; rep < 3; ++rep) {
+            std::vector<float> got(want.size(), -2.0f);
+            MatMul(p, type, w.data(), rows, cols, x.data(), n_tokens, got.data());
+            ASSERT_EQ(want, got) << p->n_threads() << " threads, tokens " << n_tokens;
+          }
+          // Three targets over the same matrix: rows 0-999, 1-999 and 16-31 of it.
+          std::vector<float> y0(static_cast<size_t>(n_tokens * rows), -3.0f);
+          std::vector<float> y1(static_cast<size_t>(n_tokens * (rows - 1)), -3.0f);
+          std::vector<float> y2(static_cast<size_t>(n_tokens * 16), -3.0f);
+          const MatMulTarget targets[] = {{type, w.data(), rows, y0.data()},
+                                          {type, w.data() + row_bytes, rows - 1, y1.data()},
+                                          {type, w.data() + 16 * row_bytes, 16, y2.data()}};
+          MatMulMany(p, targets, cols, x.data(), n_tokens);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t r = 0; r < rows; ++r) {
+              const float v = want[static_cast<size_t>(t * rows + r)];
+              ASSERT_EQ(y0[static_cast<size_t>(t * rows + r)], v) << "row " << r;
+              if (r >= 1) {
+                ASSERT_EQ(y1[static_cast<size_t>(t * (rows - 1) + r - 1)], v) << "row " << r;
+              }
+              if (r >= 16 && r < 32) {
+                ASSERT_EQ(y2[static_cast<size_t>(t * 16 + r - 16)], v) << "row " << r;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

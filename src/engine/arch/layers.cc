@@ -1,6 +1,7 @@
 #include "engine/arch/layers.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -9,24 +10,20 @@
 namespace yunzhi::engine::arch {
 namespace {
 
-// Splits [0, n) into nth nearly equal parts; part ith is [begin, end).
-void Split(int64_t n, int ith, int nth, int64_t* begin, int64_t* end) {
-  *begin = n * ith / nth;
-  *end = n * (ith + 1) / nth;
-}
-
-// Runs fn(i) for i in [0, n) over the pool's threads.
+// Runs fn(i, ith) for i in [0, n) over the pool's threads (ith: the calling thread's index, for
+// per-thread scratch). Items are handed out one at a time from a shared counter (RunShared): a
+// decode step's attention is only tens of microseconds of work, so a fixed split would make the
+// caller wait for a worker that the other processes on a shared core have descheduled, where
+// the caller can simply do the worker's items itself.
 template <typename Fn>
 void ParallelFor(ComputePool* pool, int64_t n, const Fn& fn) {
-  if (pool == nullptr || n < 2) {
+  if (pool == nullptr || pool->n_threads() < 2 || n < 2) {
     for (int64_t i = 0; i < n; ++i) fn(i, 0);
     return;
   }
-  pool->Run([&](int ith, int nth) {
-    int64_t begin = 0;
-    int64_t end = 0;
-    Split(n, ith, nth, &begin, &end);
-    for (int64_t i = begin; i < end; ++i) fn(i, ith);
+  alignas(64) std::atomic<int64_t> next{0};
+  pool->RunShared([&](int ith, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, ith);
   });
 }
 

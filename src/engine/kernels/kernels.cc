@@ -180,9 +180,46 @@ void ConvertActivations(ComputePool* pool, ActFormat act, const float* x, int64_
   }
 }
 
-// Decoding: pure streaming of the weights; ~8 row chunks per thread for balance.
+// Decoding: pure streaming of the weights, ~16 row chunks per thread. Each thread walks its own
+// contiguous range (RunContiguous below), so the chunk size only decides how finely the last
+// chunks even out between threads, not the access pattern.
+constexpr int64_t kDecodeItemsPerThread = 16;
 int64_t DecodeRowChunk(int64_t rows, int nth) {
-  return internal::RoundUp(std::max<int64_t>(rows / (8 * nth), 1), kRowAlign);
+  return internal::RoundUp(std::max<int64_t>(rows / (kDecodeItemsPerThread * nth), 1), kRowAlign);
+}
+
+// Decoding's work sharing: items [0, n_items) are numbered in weight-address order and thread k
+// owns the contiguous range [k * n / nth, (k + 1) * n / nth), which it walks front to back; a
+// thread done with its own range then takes the remaining items of the others, also from their
+// fronts. So each core streams one contiguous region at a time -- its prefetches run ahead into
+// rows it will read itself, not into the rows of the other thread's chunk as with one shared
+// counter handing out chunks alternately -- while a thread slowed or never started (RunShared:
+// a worker that arrives late skips the job) still has its share done by the others.
+struct alignas(64) Cursor {
+  std::atomic<int64_t> next{0};
+  int64_t end = 0;
+};
+constexpr int kMaxCursors = 64;
+
+template <typename Fn>
+void RunContiguous(ComputePool* pool, int64_t n_items, const Fn& fn) {
+  const int nth = std::min(pool->n_threads(), kMaxCursors);
+  std::array<Cursor, kMaxCursors> cursors;
+  for (int k = 0; k < nth; ++k) {
+    cursors[static_cast<size_t>(k)].next.store(n_items * k / nth, std::memory_order_relaxed);
+    cursors[static_cast<size_t>(k)].end = n_items * (k + 1) / nth;
+  }
+  pool->RunShared([&](int ith, int) {
+    if (ith >= nth) return;
+    for (int k = 0; k < nth; ++k) {
+      Cursor& c = cursors[static_cast<size_t>((ith + k) % nth)];
+      for (;;) {
+        const int64_t i = c.next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= c.end) break;
+        fn(i);
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -226,14 +263,21 @@ void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, in
     tile(args, 0, rows, 0, n_tokens);
     return;
   }
+  auto run_item = [&](int64_t i) {
+    const int64_t rc = i / n_tb, tb = i % n_tb;
+    tile(args, rc * row_chunk, std::min(rows, (rc + 1) * row_chunk), tb * tok_block,
+         std::min(n_tokens, (tb + 1) * tok_block));
+  };
+  if (n_tokens <= internal::kGemvMaxTokens) {
+    RunContiguous(pool, n_items, run_item);
+    return;
+  }
   alignas(64) std::atomic<int64_t> next{0};
   pool->RunShared([&](int, int) {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n_items) break;
-      const int64_t rc = i / n_tb, tb = i % n_tb;
-      tile(args, rc * row_chunk, std::min(rows, (rc + 1) * row_chunk), tb * tok_block,
-           std::min(n_tokens, (tb + 1) * tok_block));
+      run_item(i);
     }
   });
 }
@@ -277,9 +321,16 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
     ConvertActivations(pool, formats[f], x, cols, n_tokens,
                        internal::ActStrideBytes(formats[f], cols), buf + format_offset[f]);
   }
-  // Work items: the row chunks of every matrix, numbered matrix after matrix.
+  // Work items: the row chunks of every matrix, numbered matrix after matrix, each about the same
+  // number of weight bytes (whatever the matrix's rows and type), so that splitting the items
+  // evenly by count (RunContiguous) splits the bytes to stream evenly too.
   std::array<TileArgs, kMaxMatMulTargets> args;
   std::array<int64_t, kMaxMatMulTargets> row_chunk, first_item;
+  int64_t total_bytes = 0;
+  for (size_t k = 0; k < n; ++k) {
+    total_bytes += targets[k].rows * RowSizeBytes(targets[k].wtype, cols);
+  }
+  const int64_t item_bytes = std::max<int64_t>(total_bytes / (kDecodeItemsPerThread * nth), 1);
   int64_t n_items = 0;
   for (size_t k = 0; k < n; ++k) {
     const MatMulTarget& m = targets[k];
@@ -287,20 +338,16 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
     const uint8_t* xa = x_offset[k] < 0 ? reinterpret_cast<const uint8_t*>(x) : buf + x_offset[k];
     args[k] = TileArgs{static_cast<const uint8_t*>(m.w), RowSizeBytes(m.wtype, cols), cols, xa,
                        internal::ActStrideBytes(act, cols), m.y, m.rows};
-    row_chunk[k] = DecodeRowChunk(m.rows, nth);
+    row_chunk[k] =
+        internal::RoundUp(std::max<int64_t>(item_bytes / args[k].w_row_bytes, 1), kRowAlign);
     first_item[k] = n_items;
     n_items += m.rows > 0 ? (m.rows + row_chunk[k] - 1) / row_chunk[k] : 0;
   }
-  alignas(64) std::atomic<int64_t> next{0};
-  pool->RunShared([&](int, int) {
+  RunContiguous(pool, n_items, [&](int64_t i) {
     size_t k = 0;
-    for (;;) {
-      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= n_items) break;
-      while (k + 1 < n && i >= first_item[k + 1]) ++k;  // items are claimed in increasing order
-      const int64_t r0 = (i - first_item[k]) * row_chunk[k];
-      sel[k].tile(args[k], r0, std::min(targets[k].rows, r0 + row_chunk[k]), 0, n_tokens);
-    }
+    while (k + 1 < n && i >= first_item[k + 1]) ++k;
+    const int64_t r0 = (i - first_item[k]) * row_chunk[k];
+    sel[k].tile(args[k], r0, std::min(targets[k].rows, r0 + row_chunk[k]), 0, n_tokens);
   });
 }
 

@@ -35,8 +35,15 @@ inline __m256 Zero() { return _mm256_setzero_ps(); }
 // Distance: 1 KiB ahead within long rows; for short rows (the micro-kernel's NR rows together
 // span less than a few KiB) the same offset in the next group of NR rows, which is what the
 // next call reads -- 1 KiB ahead would land in rows this call is already reading.
+// One row at a time (nr == 1), a kernel streams its rows sequentially and prefetches a fixed
+// distance ahead in address order, on into the next rows it reads; decoding takes rows of at
+// least kLongRowBytes that way (with several interleaved long rows, the prefetch ran from the end
+// of each row into the next row of the same group: see kernels_avx512.cc).
 constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kSeqPrefetchBytes = 4096;
+constexpr int64_t kLongRowBytes = 4096;
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  if (nr == 1) return kSeqPrefetchBytes;
   return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
 }
 inline void Prefetch(const uint8_t* p, int64_t distance) {
@@ -89,7 +96,11 @@ void TileWith(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
 template <template <int, int> class K, int GemvR, int GemmR, int GemmT>
 void Tile(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   if (t1 - t0 <= 2) {
-    TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+    if (a.w_row_bytes >= kLongRowBytes) {
+      TileWith<K, 1, 2>(a, r0, r1, t0, t1);
+    } else {
+      TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+    }
   } else {
     TileWith<K, GemmR, GemmT>(a, r0, r1, t0, t1);
   }
@@ -169,6 +180,61 @@ struct FloatMicro {
     }
   };
 };
+
+// Decoding with float weights: one row at a time, front to back (a sequential stream per core),
+// four accumulators per token along the row; see kernels_avx512.cc.
+template <class L, int NT>
+void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
+  const float* x[NT];
+  for (int j = 0; j < NT; ++j) {
+    x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
+  }
+  const int64_t cols = a.cols;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = a.w + r * a.w_row_bytes;
+    __m256 acc[NT][4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) acc[j][u] = Zero();
+    int64_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+      const uint8_t* p = w + c * L::kBytes;
+#pragma GCC unroll 4
+      for (int o = 0; o < 32 * L::kBytes; o += 64) Prefetch(p + o, kSeqPrefetchBytes);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const __m256 wv = L::Load(p + 8 * u * L::kBytes);
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; ++j)
+          acc[j][u] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[j] + c + 8 * u), acc[j][u]);
+      }
+    }
+    for (; c + 8 <= cols; c += 8) {
+      const __m256 wv = L::Load(w + c * L::kBytes);
+      for (int j = 0; j < NT; ++j) {
+        acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[j] + c), acc[j][0]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) {
+      float s = Hsum(_mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][1]),
+                                   _mm256_add_ps(acc[j][2], acc[j][3])));
+      for (int64_t k = c; k < cols; ++k) s += L::One(w + k * L::kBytes) * x[j][k];
+      a.y[(t + j) * a.ldy + r] = s;
+    }
+  }
+}
+
+template <class L>
+void TileGemvFloat(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; t += 2) {
+    if (t1 - t >= 2) {
+      FloatRowsGemv<L, 2>(a, r0, r1, t);
+    } else {
+      FloatRowsGemv<L, 1>(a, r0, r1, t);
+    }
+  }
+}
 
 template <int NR, int NT>
 using F32K = FloatMicro<LoadF32>::K<NR, NT>;
@@ -644,6 +710,9 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
+    t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};
+    t.gemv[static_cast<int>(WKind::kF16)] = {TileGemvFloat<LoadF16>, ActFormat::kFloat};
+    t.gemv[static_cast<int>(WKind::kBf16)] = {TileGemvFloat<LoadBf16>, ActFormat::kFloat};
     t.scores = Scores;
     t.weighted_sum = WeightedSum;
     t.half_to_float = HalfToFloatRow;

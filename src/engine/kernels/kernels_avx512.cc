@@ -7,6 +7,9 @@
 // exactly once per call (decoding). Quantised weights meet 8-bit activations in integer dot
 // products (VPDPBUSD: u8 x s8 -> s32, VPDPWSSD: s16 x s16 -> s32).
 //
+// Prompt processing for F32/F16/BF16/Q8_0/Q4_0 (every tile but a 1-2 token decoding call) runs
+// the packed-panel GEMM of kernels_avx512_gemm.cc; the K-quants keep the dot formulation here.
+//
 // Everything here has internal linkage: this file is compiled with -mavx512*, and no symbol of it
 // may be picked by the linker for code running on a CPU without AVX-512.
 
@@ -56,7 +59,13 @@ inline __m512 Zero() { return _mm512_setzero_ps(); }
 // left decoding waiting on DRAM latency (Q4_0 gate/up GEMV 20 -> 27 GB/s on one core).
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kMinShortPrefetchBytes = 4096;
+// A micro-kernel of one row walks its rows front to back as one sequential stream: it prefetches
+// a fixed distance ahead in address order, which runs on into the next rows it will read.
+constexpr int64_t kSeqPrefetchBytes = 4096;
+// Decoding takes rows of at least this many bytes one at a time (TileGemvQ8x4 says why).
+constexpr int64_t kLongRowBytes = 4096;
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  if (nr == 1) return kSeqPrefetchBytes;
   if (row_bytes >= 4096) return kPrefetchBytes;
   const int64_t group = nr * row_bytes;
   return std::max<int64_t>(1, (kMinShortPrefetchBytes + group - 1) / group) * group;
@@ -110,7 +119,11 @@ void TileWith(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
 template <template <int, int> class K, int GemvR, int GemmR, int GemmT>
 void Tile(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   if (t1 - t0 <= 2) {
-    TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+    if (a.w_row_bytes >= kLongRowBytes) {  // see TileGemvQ8x4
+      TileWith<K, 1, 2>(a, r0, r1, t0, t1);
+    } else {
+      TileWith<K, GemvR, 2>(a, r0, r1, t0, t1);
+    }
   } else {
     TileWith<K, GemmR, GemmT>(a, r0, r1, t0, t1);
   }
@@ -197,51 +210,7 @@ using F16K = FloatMicro<LoadF16>::K<NR, NT>;
 template <int NR, int NT>
 using Bf16K = FloatMicro<LoadBf16>::K<NR, NT>;
 
-// Prompt processing with F16/BF16 weights: each group of MR rows is widened to float once into a
-// per-thread buffer (in L1), then every token tile of the block runs the F32 micro-kernel on it,
-// instead of converting the same weights again for every token tile.
-struct FloatBuffer {
-  float* p = nullptr;
-  int64_t n = 0;
-  ~FloatBuffer() { std::free(p); }
-  float* Get(int64_t count) {
-    if (n < count) {
-      std::free(p);
-      n = (count + 1023) / 1024 * 1024;
-      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * sizeof(float)));
-    }
-    return p;
-  }
-};
-
-template <class L, int GemvR, int MR, int MT>
-void TileWidened(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  if (t1 - t0 <= 2) {
-    TileWith<FloatMicro<L>::template K, GemvR, 2>(a, r0, r1, t0, t1);
-    return;
-  }
-  thread_local FloatBuffer buffer;
-  float* rows = buffer.Get(MR * a.cols);
-  const auto& fns = MicroTable<F32K, MR, MT>::kFns;
-  for (int64_t r = r0; r < r1; r += MR) {
-    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
-    for (int i = 0; i < nr; ++i) {
-      const uint8_t* w = a.w + (r + i) * a.w_row_bytes;
-      float* out = rows + i * a.cols;
-      int64_t c = 0;
-      for (; c + 16 <= a.cols; c += 16) _mm512_storeu_ps(out + c, L::Load(w + c * L::kBytes));
-      for (; c < a.cols; ++c) out[c] = L::LoadMasked(w + c * L::kBytes, 1)[0];
-    }
-    TileArgs b = a;
-    b.w = reinterpret_cast<const uint8_t*>(rows);
-    b.w_row_bytes = a.cols * static_cast<int64_t>(sizeof(float));
-    b.y = a.y + r;
-    for (int64_t t = t0; t < t1; t += MT) {
-      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
-      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](b, 0, t);
-    }
-  }
-}
+// Prompt processing (tiles of more than 2 tokens) with float weights: kernels_avx512_gemm.cc.
 
 // ---- Q8_0 and Q4_0 weights x kQ8 activations.
 //
@@ -500,125 +469,88 @@ struct Q8x4Micro {
 // 8 rows per micro-kernel: 8 streams in flight keep more DRAM lines outstanding than 4 (one core,
 // decode step from DRAM: Q4_0 30 -> 35 GB/s, Q8_0 28 -> 32 GB/s), although the L2-resident
 // ceiling drops by ~10% (register pressure).
+// Rows of 4 KiB and more (the down projection's, or any matrix with >= ~7k columns at Q4_0) go one
+// at a time instead: with 8 interleaved long rows the prefetch 1 KiB ahead in each row runs past
+// its end into the next row of the same group -- already being read -- so the first KiB of every
+// row of the next group arrived by demand miss; one row at a time the stream is sequential and
+// its prefetch lands where the kernel goes next. One core, from DRAM: Q4_0 1536x8960 24-27 ->
+// 32-34 GB/s, Q8_0 896x4864 27-29 -> 34 GB/s (rows of 5 KiB); the extra activation loads per row
+// cost less than the stalls did.
 template <class G>
 void TileGemvQ8x4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  TileWith<Q8x4Micro<G>::template K, 8, 2>(a, r0, r1, t0, t1);
+  if (a.w_row_bytes >= kLongRowBytes) {
+    TileWith<Q8x4Micro<G>::template K, 1, 2>(a, r0, r1, t0, t1);
+  } else {
+    TileWith<Q8x4Micro<G>::template K, 8, 2>(a, r0, r1, t0, t1);
+  }
 }
 
-// Prompt processing: decoding a Q8_0/Q4_0 weight vector (loads, nibble split, lane shuffles,
-// fp16 scales) costs about as much as the dot products it feeds when shared by only NT tokens.
-// So each group of MR rows is decoded once into a per-thread buffer (L1-resident) -- per row:
-// `pairs` x 64 offset bytes, then `pairs` x 16 float scales lined up with VPDPBUSD's lanes --
-// and every token tile of the block reuses it.
-inline int64_t DecodedPairs(int64_t cols) { return (cols / 32 + 1) / 2; }
-inline int64_t DecodedRowBytes(int64_t cols) { return DecodedPairs(cols) * (64 + 64); }
-
-struct ByteBuffer {
-  uint8_t* p = nullptr;
-  int64_t n = 0;
-  ~ByteBuffer() { std::free(p); }
-  uint8_t* Get(int64_t count) {
-    if (n < count) {
-      std::free(p);
-      n = (count + 4095) / 4096 * 4096;
-      p = static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(n)));
+// Decoding with float weights (F32, F16, BF16): one row at a time, front to back, so that a core
+// reads its rows as one sequential stream (rows are contiguous) instead of 8 interleaved ones, with
+// four accumulators per token along the row to keep the FMA chains short; the activations (a few
+// KiB) stay in L1. The prefetch runs 6 KiB ahead in address order, on into the next rows.
+// One core, Qwen2.5-0.5B decode step from DRAM: 29 -> 34-36 GB/s (8 interleaved rows with the
+// prefetch one group ahead before); 0.5-2 KiB ahead was slower, 4-8 KiB about equal, 12 KiB
+// slower; end to end 6 KiB gave 34.4 F16 tokens per CPU-second against 32.7 (4 KiB) and 32.2
+// (8 KiB) on one thread, and was level with 4 KiB on two.
+constexpr int64_t kSeqPrefetchFloatBytes = 6144;
+template <class L, int NT>
+void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
+  const float* x[NT];
+  for (int j = 0; j < NT; ++j) {
+    x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
+  }
+  const int64_t cols = a.cols;
+  const int64_t pf = kSeqPrefetchFloatBytes;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = a.w + r * a.w_row_bytes;
+    __m512 acc[NT][4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) acc[j][u] = Zero();
+    int64_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+      const uint8_t* p = w + c * L::kBytes;
+#pragma GCC unroll 4
+      for (int o = 0; o < 64 * L::kBytes; o += 64) Prefetch(p + o, pf);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const __m512 wv = L::Load(p + 16 * u * L::kBytes);
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; ++j)
+          acc[j][u] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[j] + c + 16 * u), acc[j][u]);
+      }
     }
-    return p;
-  }
-};
-
-template <class W>
-void DecodeRow(const uint8_t* w, int64_t cols, uint8_t* out) {
-  const int64_t nb = cols / 32, pairs = DecodedPairs(cols);
-  auto* scales = reinterpret_cast<float*>(out + pairs * 64);
-  for (int64_t k = 0; k < nb / 2; ++k) {
-    const uint8_t* p = w + 2 * k * W::kBlockBytes;
-    _mm512_store_si512(out + 64 * k, W::Two(p));
-    _mm512_store_ps(scales + 16 * k, TwoHalfScales(LoadU16(p), LoadU16(p + W::kBlockBytes)));
-  }
-  if (nb % 2 != 0) {
-    const uint8_t* p = w + (nb - 1) * W::kBlockBytes;
-    _mm512_store_si512(out + 64 * (nb / 2), W::One(p));
-    _mm512_store_ps(scales + 16 * (nb / 2),
-                    _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(HalfBitsToFloat(p))));
-  }
-}
-
-template <class W>
-struct Q8DecodedMicro {
-  template <int NR, int NT>
-  struct K {
-    // a.w: decoded rows (a.w_row_bytes apart); rows r.. of the tile are rows 0.. of the buffer.
-    static void Run(const TileArgs& a, int64_t r, int64_t t) {
-      const int64_t nb = a.cols / 32, pairs = DecodedPairs(a.cols);
-      const uint8_t* w[NR];
-      const float* wd[NR];
-      ActQ8Row x[NT];
-      for (int i = 0; i < NR; ++i) {
-        w[i] = a.w + (r + i) * a.w_row_bytes;
-        wd[i] = reinterpret_cast<const float*>(w[i] + pairs * 64);
-      }
-      for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
-      __m512 acc[NR][NT];
-#pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-      const __m512 neg_off = _mm512_set1_ps(-W::kOffset / 8);
-      for (int64_t k = 0; k < pairs; ++k) {
-        const bool tail = 2 * k + 1 == nb;  // last pair holds one block: mask the activations
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j) {
-          __m512i xv;
-          __m512 dx, m;
-          if (!tail) {
-            xv = _mm512_loadu_si512(x[j].qs + 64 * k);
-            dx = TwoFloats(x[j].d + 2 * k);
-            m = _mm512_mul_ps(TwoFloats(x[j].ds + 2 * k), neg_off);
-          } else {
-            xv = _mm512_zextsi256_si512(
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 64 * k)));
-            dx = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(x[j].d[2 * k]));
-            m = _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(-W::kOffset / 8 * x[j].ds[2 * k]));
-          }
-#pragma GCC unroll 8
-          for (int i = 0; i < NR; ++i) {
-            const __m512i wq = _mm512_load_si512(w[i] + 64 * k);
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xv);
-            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dx, m);
-            acc[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(wd[i] + 16 * k), acc[i][j]);
-          }
-        }
-      }
+    for (; c < cols; c += 16) {
+      const int64_t left = cols - c;
+      const __mmask16 m =
+          left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      const __m512 wv = L::LoadMasked(w + c * L::kBytes, m);
       for (int j = 0; j < NT; ++j)
-        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+        acc[j][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[j] + c), acc[j][0]);
     }
-  };
-};
-
-template <class W, int GemvR, int MR, int MT>
-void TileQ8Decoded(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  if (t1 - t0 <= 2) {
-    TileWith<Q8Micro<W>::template K, GemvR, 2>(a, r0, r1, t0, t1);
-    return;
-  }
-  thread_local ByteBuffer buffer;
-  const int64_t row_bytes = DecodedRowBytes(a.cols);
-  uint8_t* rows = buffer.Get(MR * row_bytes);
-  const auto& fns = MicroTable<Q8DecodedMicro<W>::template K, MR, MT>::kFns;
-  for (int64_t r = r0; r < r1; r += MR) {
-    const int nr = static_cast<int>(r1 - r < MR ? r1 - r : MR);
-    for (int i = 0; i < nr; ++i) DecodeRow<W>(a.w + (r + i) * a.w_row_bytes, a.cols, rows + i * row_bytes);
-    TileArgs b = a;
-    b.w = rows;
-    b.w_row_bytes = row_bytes;
-    b.y = a.y + r;
-    for (int64_t t = t0; t < t1; t += MT) {
-      const int nt = static_cast<int>(t1 - t < MT ? t1 - t : MT);
-      fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](b, 0, t);
+    for (int j = 0; j < NT; ++j) {
+      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]),
+                                     _mm512_add_ps(acc[j][2], acc[j][3]));
+      a.y[(t + j) * a.ldy + r] = _mm512_reduce_add_ps(s);
     }
   }
 }
+
+template <class L>
+void TileGemvFloat(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; t += 2) {
+    if (t1 - t >= 2) {
+      FloatRowsGemv<L, 2>(a, r0, r1, t);
+    } else {
+      FloatRowsGemv<L, 1>(a, r0, r1, t);
+    }
+  }
+}
+
+// Prompt processing (tiles of more than 2 tokens) with Q8_0/Q4_0 weights: packed panels, see
+// kernels_avx512_gemm.cc.
 
 // ---- K-quants x kQ8K activations.
 //
@@ -974,14 +906,28 @@ void FloatToHalfRow(const float* x, uint16_t* y, int64_t n) {
 
 }  // namespace
 
+namespace {
+// A decoding call (MatMul of 1-2 tokens: the tile sees t0 == 0) runs the streaming micro-kernels
+// above; every other tile -- including the 1-2 token remainder of a longer input's last token
+// block -- runs the packed-panel tiles of kernels_avx512_gemm.cc. A token's outputs must not
+// depend on how many other tokens share its tile: the scheduler's batches would otherwise give
+// other bits, and after the activations are re-quantised other greedy tokens, than the same
+// prompt alone (SchedulerTest.GreedyTokensAreTheSameAloneAndInABatchOfEight caught a threshold
+// that sent tiles of fewer than 16 tokens to the older decoded-row kernels).
+template <TileFn kGemv, TileFn kGemm>
+void GemvOrGemm(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  (t0 == 0 && t1 <= kGemvMaxTokens ? kGemv : kGemm)(a, r0, r1, t0, t1);
+}
+}  // namespace
+
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels k = [] {
     IsaKernels t;
-    t.tile[static_cast<int>(WKind::kF32)] = Tile<F32K, 8, 4, 6>;
-    t.tile[static_cast<int>(WKind::kF16)] = TileWidened<LoadF16, 8, 4, 6>;
-    t.tile[static_cast<int>(WKind::kBf16)] = TileWidened<LoadBf16, 8, 4, 6>;
-    t.tile[static_cast<int>(WKind::kQ8_0)] = TileQ8Decoded<WeightsQ8_0, 4, 4, 6>;
-    t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ8Decoded<WeightsQ4_0, 4, 4, 6>;
+    t.tile[static_cast<int>(WKind::kF32)] = GemvOrGemm<TileWith<F32K, 8, 2>, Avx512GemmF32>;
+    t.tile[static_cast<int>(WKind::kF16)] = GemvOrGemm<TileWith<F16K, 8, 2>, Avx512GemmF16>;
+    t.tile[static_cast<int>(WKind::kBf16)] = GemvOrGemm<TileWith<Bf16K, 8, 2>, Avx512GemmBf16>;
+    t.tile[static_cast<int>(WKind::kQ8_0)] = GemvOrGemm<TileWith<Q8_0K, 4, 2>, Avx512GemmQ8_0>;
+    t.tile[static_cast<int>(WKind::kQ4_0)] = GemvOrGemm<TileWith<Q4_0K, 4, 2>, Avx512GemmQ4_0>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 3, 3>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 3, 3>;
     t.quantize_q8 = QuantizeQ8;
@@ -989,6 +935,9 @@ const IsaKernels& Avx512Kernels() {
     t.quantize_q8x4 = QuantizeQ8x4;
     t.gemv[static_cast<int>(WKind::kQ8_0)] = {TileGemvQ8x4<GroupQ8_0>, ActFormat::kQ8x4};
     t.gemv[static_cast<int>(WKind::kQ4_0)] = {TileGemvQ8x4<GroupQ4_0>, ActFormat::kQ8x4};
+    t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};
+    t.gemv[static_cast<int>(WKind::kF16)] = {TileGemvFloat<LoadF16>, ActFormat::kFloat};
+    t.gemv[static_cast<int>(WKind::kBf16)] = {TileGemvFloat<LoadBf16>, ActFormat::kFloat};
     t.scores = Scores;
     t.weighted_sum = WeightedSum;
     t.half_to_float = HalfToFloatRow;

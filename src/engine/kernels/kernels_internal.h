@@ -137,6 +137,16 @@ const IsaKernels& ScalarKernels();
 const IsaKernels& Avx2Kernels();
 const IsaKernels& Avx512Kernels();
 
+// Prompt-processing tiles of kernels_avx512_gemm.cc (TileFn contract, any token count, meant for
+// more than kGemvMaxTokens): weights repacked per call into L1-resident panels of 16 rows, F32/
+// F16/BF16 against float activations, Q8_0/Q4_0 against kQ8. Only for CPUs that run AVX-512 (F,
+// BW, VL, VNNI); reached through Avx512Kernels().
+void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512GemmF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512GemmBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+
 // Scalar references, also used directly by tests.
 void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out);

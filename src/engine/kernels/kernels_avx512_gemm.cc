@@ -1,0 +1,490 @@
+// AVX-512 prompt-processing tiles for float weights (F32, F16, BF16) and Q8_0/Q4_0, compiled with
+// the same flags as kernels_avx512.cc and chosen through its table for tiles of at least
+// kPanelTokens tokens (8 float, 16 Q8_0/Q4_0); fewer keep the decoded-row tiles there, because
+// packing a Q8 panel costs about as much as 8 tokens of work. Scalar references: kernels_ref.cc.
+//
+// The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
+// group of 16 weight rows is repacked once per call into a panel whose vectors hold the same
+// column (float) or the same 4-byte slice of a block (Q8) of all 16 rows, so a micro-kernel
+// multiplies one panel vector by one activation value broadcast from memory and keeps 16 output
+// rows x NT tokens per accumulator register. Outputs land row-contiguous (Y[t][r..r+15]) with no
+// horizontal sums, and the inner dimension is processed in chunks whose panels stay in L1, with
+// the partial sums kept in Y between chunks.
+//
+// Q8_0/Q4_0 per block of 32 and 16 rows: the panel holds 8 vectors (lane i: bytes 4k..4k+3 of
+// row i's block, unsigned with the offset of kernels_avx512.cc's Q8Micro) and the 16 fp16 scales
+// as floats. Eight VPDPBUSDs against the token's broadcast 4-byte slices leave each row's whole
+// block sum in its own int32 lane, so the block's float work (convert, activation scale and
+// offset, weight scale: 3 operations) is paid once per 8 integer instructions -- the decoded
+// 2-block layout this replaces paid 3 per VPDPBUSD.
+//
+// Results do not depend on how the driver splits rows and tokens (the chunking of the inner
+// dimension depends on cols only), so any thread count gives the same bits.
+//
+// Everything has internal linkage except the entry points declared in kernels_internal.h, which
+// are only reached through Avx512Kernels() on CPUs that run AVX-512.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "engine/kernels/kernels_internal.h"
+
+// See kernels_avx512.cc: GCC 12's intrinsic headers trip -Wuninitialized on _mm512_undefined_*.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace yunzhi::engine::kernels::internal {
+namespace {
+
+// Grow-only, 64-byte aligned per-thread buffer for the panels.
+struct PanelBuffer {
+  uint8_t* p = nullptr;
+  int64_t n = 0;
+  ~PanelBuffer() { std::free(p); }
+  uint8_t* Get(int64_t bytes) {
+    if (n < bytes) {
+      std::free(p);
+      n = (bytes + 4095) / 4096 * 4096;
+      p = static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(n)));
+    }
+    return p;
+  }
+};
+
+// Packing reads each weight for the first time (from DRAM when the matrix is not cached, as in
+// a forward pass): 16 rows at once are more streams than the hardware prefetcher follows, so each
+// row is prefetched a few lines ahead.
+constexpr int64_t kPackPrefetchBytes = 512;
+inline void Prefetch(const uint8_t* p, int64_t distance) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_T0);
+}
+
+inline __mmask16 RowMask(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+// ---- transposition by bit swaps
+//
+// Viewing N vectors of 16 dwords as elements (vector v, lane l), SwapBit<kBit> exchanges bit kBit
+// of v with bit kBit of l for one pair of vectors (x: bit clear, y: bit set). Swapping bits 0-3
+// transposes 16 x 16 dwords; bits 0-2 turn 8 vectors [row p | row p + 8] of 8 dwords each into
+// 8 vectors of 16 rows.
+template <int kBit>
+struct SwapIndex {
+  static constexpr std::array<int32_t, 16> Make(bool high) {
+    std::array<int32_t, 16> idx{};
+    for (int l = 0; l < 16; ++l) {
+      const bool set = (l >> kBit) & 1;
+      if (!high) {
+        idx[l] = set ? 16 + (l ^ (1 << kBit)) : l;
+      } else {
+        idx[l] = set ? 16 + l : (l ^ (1 << kBit));
+      }
+    }
+    return idx;
+  }
+  alignas(64) static constexpr std::array<int32_t, 16> kLow = Make(false);
+  alignas(64) static constexpr std::array<int32_t, 16> kHigh = Make(true);
+};
+
+template <int kBit>
+inline void SwapBit(__m512i& x, __m512i& y) {
+  const __m512i lo = _mm512_load_si512(SwapIndex<kBit>::kLow.data());
+  const __m512i hi = _mm512_load_si512(SwapIndex<kBit>::kHigh.data());
+  const __m512i nx = _mm512_permutex2var_epi32(x, lo, y);
+  y = _mm512_permutex2var_epi32(x, hi, y);
+  x = nx;
+}
+
+template <int kBit, int N>
+inline void SwapStage(__m512i (&v)[N]) {
+#pragma GCC unroll 16
+  for (int p = 0; p < N; ++p) {
+    if ((p >> kBit) & 1) continue;
+    SwapBit<kBit>(v[p], v[p | (1 << kBit)]);
+  }
+}
+
+// Splits [t0, t1) into the fewest tiles of at most kMax tokens, of near-equal sizes (so that a
+// block of 85 tokens runs 8 tiles of 10-11 rather than 7 of 12 and one of 1).
+template <class F>
+inline void ForEachTokenTile(int64_t t0, int64_t t1, int k_max, F&& f) {
+  int64_t left = (t1 - t0 + k_max - 1) / k_max;
+  for (int64_t t = t0; t < t1; --left) {
+    const int64_t nt = (t1 - t + left - 1) / left;
+    f(t, static_cast<int>(nt));
+    t += nt;
+  }
+}
+
+template <template <int, int> class K, int MR, int MT, class Args>
+struct MicroTable {
+  using Fn = void (*)(const Args&, int64_t);
+  template <int... I>
+  static constexpr std::array<Fn, MR * MT> Make(std::integer_sequence<int, I...>) {
+    return {&K<I / MT + 1, I % MT + 1>::Run...};
+  }
+  static constexpr std::array<Fn, MR* MT> kFns = Make(std::make_integer_sequence<int, MR * MT>{});
+};
+
+// ---- float weights
+
+struct LoadF32 {
+  static constexpr int kBytes = 4;
+  static __m512 Load(const uint8_t* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct LoadF16 {
+  static constexpr int kBytes = 2;
+  static __m512 Load(const uint8_t* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+struct LoadBf16 {
+  static constexpr int kBytes = 2;
+  static __m512 Load(const uint8_t* p, __mmask16 m) {
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  }
+};
+
+// Columns per chunk: a panel of 4 groups x 128 columns x 64 bytes (32 KiB) stays in L1 (48 KiB).
+// Micro-kernel: 4 row groups of 16 x 6 tokens = 24 accumulators; per column 4 panel loads and 6
+// broadcasts feed 24 FMAs. Measured against 2 x 12 and 3 x 8 (one thread, 512 tokens, F16
+// 4864x896 / 896x896 / 1536x1536): 238 / 251 / 241 GFLOP/s vs 211 / 226 / 230 and 233 / 243 / 233.
+constexpr int64_t kFloatChunkCols = 128;
+constexpr int kFloatGroups = 4;  // row groups of 16 per micro-kernel (MR)
+constexpr int kFloatTokens = 6;  // tokens per micro-kernel (MT)
+
+// Panel of rows [row, row + n_rows) (n_rows <= 16; missing rows are zeros), columns
+// [c0, c0 + nc): column c at out + 16 * (c - c0), rounded up to 16 columns.
+template <class L>
+void PackFloatGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t c0, int64_t nc,
+                    float* out) {
+  for (int64_t cc = 0; cc < nc; cc += 16) {
+    const __mmask16 m = RowMask(nc - cc);
+    if (((cc * L::kBytes) & 63) == 0) {
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i < n_rows) Prefetch(w + i * w_row_bytes + (c0 + cc) * L::kBytes, kPackPrefetchBytes);
+      }
+    }
+    __m512i v[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      v[i] = i < n_rows
+                 ? _mm512_castps_si512(L::Load(w + i * w_row_bytes + (c0 + cc) * L::kBytes, m))
+                 : _mm512_setzero_si512();
+    }
+    SwapStage<0>(v);
+    SwapStage<1>(v);
+    SwapStage<2>(v);
+    SwapStage<3>(v);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; ++c) _mm512_store_si512(out + 16 * (cc + c), v[c]);
+  }
+}
+
+struct FloatArgs {
+  const float* panel;  // row group g at panel + g * group_floats; column c at + 16 * c
+  int64_t group_floats;
+  const float* x;  // token t's activations of this chunk at x + t * ldx
+  int64_t ldx;
+  int64_t n_cols;  // of this chunk
+  float* y;        // token t's rows of this row tile at y + t * ldy
+  int64_t ldy;
+  __mmask16 last_mask;  // rows present in the last group
+  bool accumulate;      // add to Y (a later chunk) rather than overwrite it
+};
+
+template <int NR, int NT>
+struct FloatK {
+  static void Run(const FloatArgs& a, int64_t t) {
+    const float* x[NT];
+    float* y[NT];
+    for (int j = 0; j < NT; ++j) {
+      x[j] = a.x + (t + j) * a.ldx;
+      y[j] = a.y + (t + j) * a.ldy;
+    }
+    __m512 acc[NR][NT];
+#pragma GCC unroll 16
+    for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+      for (int i = 0; i < NR; ++i) {
+        const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+        acc[i][j] = a.accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
+      }
+    const float* p = a.panel;
+    for (int64_t c = 0; c < a.n_cols; ++c, p += 16) {
+      __m512 w[NR];
+#pragma GCC unroll 4
+      for (int i = 0; i < NR; ++i) w[i] = _mm512_load_ps(p + i * a.group_floats);
+#pragma GCC unroll 16
+      for (int j = 0; j < NT; ++j) {
+        const __m512 xb = _mm512_set1_ps(x[j][c]);
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(w[i], xb, acc[i][j]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+      for (int i = 0; i < NR; ++i) {
+        const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+        _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
+      }
+  }
+};
+
+template <class L>
+void GemmFloat(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  constexpr int MR = kFloatGroups, MT = kFloatTokens;
+  const int64_t chunk = std::min<int64_t>(kFloatChunkCols, a.cols);
+  const int64_t group_floats = (chunk + 15) / 16 * 16 * 16;
+  thread_local PanelBuffer buffer;
+  auto* panel = reinterpret_cast<float*>(buffer.Get(MR * group_floats * 4));
+  const auto& fns = MicroTable<FloatK, MR, MT, FloatArgs>::kFns;
+  const auto* x = reinterpret_cast<const float*>(a.x);
+  const int64_t ldx = a.x_stride_bytes / 4;
+  for (int64_t r = r0; r < r1; r += 16 * MR) {
+    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
+    const int nr = static_cast<int>((n_rows + 15) / 16);
+    for (int64_t c0 = 0; c0 < a.cols; c0 += chunk) {
+      const int64_t nc = std::min(chunk, a.cols - c0);
+      for (int g = 0; g < nr; ++g) {
+        PackFloatGroup<L>(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
+                          std::min<int64_t>(16, n_rows - 16 * g), c0, nc, panel + g * group_floats);
+      }
+      const FloatArgs f{panel, group_floats, x + c0, ldx,
+                        nc,    a.y + r,      a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
+                        c0 > 0};
+      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
+        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](f, t);
+      });
+    }
+  }
+}
+
+// ---- Q8_0 and Q4_0 weights x kQ8 activations
+
+// Micro-kernel: 3 row groups of 16 x 4 tokens, 12 integer + 12 float accumulators; per 4-byte
+// slice 3 panel loads and 4 broadcasts feed 12 VPDPBUSDs. One thread, 512 tokens, Q8_0/Q4_0:
+// 700-730 GFLOP/s against 680-700 for 2 x 6 and 4 x 3; 32 tokens from DRAM: 340-360 vs 280-320.
+constexpr int64_t kQPanelBlockBytes = 8 * 64 + 64;  // per block and group of 16 rows
+constexpr int64_t kQChunkBlocks = 16;               // 3 groups x 16 blocks: 27 KiB of panel
+constexpr int kQGroups = 3;
+constexpr int kQTokens = 4;
+
+// Two rows' blocks as 64 unsigned bytes in element order: [row a (32) | row b (32)]; a null row
+// is zeros.
+struct PanelQ8_0 {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr float kOffset = 128.0f;
+  static constexpr bool kNibbles = false;
+  static __m256i One(const uint8_t* p) {
+    if (p == nullptr) return _mm256_setzero_si256();
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  static __m512i Two(const uint8_t* a, const uint8_t* b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(One(a)), One(b), 1);
+  }
+};
+
+struct PanelQ4_0 {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr float kOffset = 8.0f;
+  static constexpr bool kNibbles = true;
+  // The 16 nibble bytes of a block (byte j: element j low, j + 16 high); a null row is zeros.
+  static __m128i Raw(const uint8_t* p) {
+    if (p == nullptr) return _mm_setzero_si128();
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+  }
+};
+
+// Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), blocks [b0, b0 + nbk).
+template <class W>
+void PackQ8Group(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0, int64_t nbk,
+                 uint8_t* out) {
+  // The 16 fp16 scales in one gather (the low half of the dword at each block's start; the
+  // scalar loads and stores it replaces stalled on store forwarding).
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* p[16];
+    for (int i = 0; i < 16; ++i) {
+      p[i] = i < n_rows ? w + i * w_row_bytes + (b0 + b) * W::kBlockBytes : nullptr;
+      if (i < n_rows && (b & 1) == 0) Prefetch(p[i], kPackPrefetchBytes);
+    }
+    const __m512i s = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets,
+                                                  w + (b0 + b) * W::kBlockBytes, 1);
+    uint8_t* o = out + b * kQPanelBlockBytes;
+    if constexpr (W::kNibbles) {
+      // Q4_0: transpose the 16 raw bytes (4 dwords) of each row, then split the nibbles: raw
+      // dword k holds elements 4k..4k+3 (low nibbles) and 16+4k.. (high), slices k and 4 + k.
+      // Vector q starts as rows q, q+4, q+8, q+12 so that two bit swaps leave lane i = row i.
+      // Half the shuffles of transposing decoded bytes: the pack is what a batch of a few
+      // tokens pays for.
+      __m512i v[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        __m512i t = _mm512_castsi128_si512(W::Raw(p[q]));
+        t = _mm512_inserti32x4(t, W::Raw(p[q + 4]), 1);
+        t = _mm512_inserti32x4(t, W::Raw(p[q + 8]), 2);
+        v[q] = _mm512_inserti32x4(t, W::Raw(p[q + 12]), 3);
+      }
+      SwapStage<0>(v);
+      SwapStage<1>(v);
+      const __m512i mask = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        _mm512_store_si512(o + 64 * k, _mm512_and_si512(v[k], mask));
+        _mm512_store_si512(o + 64 * (4 + k), _mm512_and_si512(_mm512_srli_epi16(v[k], 4), mask));
+      }
+    } else {
+      __m512i v[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) v[k] = W::Two(p[k], p[k + 8]);
+      SwapStage<0>(v);
+      SwapStage<1>(v);
+      SwapStage<2>(v);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(o + 64 * k, v[k]);
+    }
+    _mm512_store_ps(o + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(s)));
+  }
+}
+
+struct QArgs {
+  const uint8_t* panel;  // row group g at panel + g * group_bytes; block b at + b * 576
+  int64_t group_bytes;
+  const uint8_t* x;  // kQ8 rows, token t at x + t * x_stride
+  int64_t x_stride;
+  int64_t cols;
+  int64_t b0, nbk;  // blocks of this chunk
+  float* y;         // token t's rows of this row tile at y + t * ldy
+  int64_t ldy;
+  __mmask16 last_mask;
+  bool accumulate;
+};
+
+template <class W>
+struct QMicro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const QArgs& a, int64_t t) {
+      ActQ8Row x[NT];
+      float* y[NT];
+      for (int j = 0; j < NT; ++j) {
+        x[j] = ViewQ8(a.x + (t + j) * a.x_stride, a.cols);
+        y[j] = a.y + (t + j) * a.ldy;
+      }
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+          acc[i][j] = a.accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
+        }
+      for (int64_t b = 0; b < a.nbk; ++b) {
+        const uint8_t* pw = a.panel + b * kQPanelBlockBytes;
+        const int64_t xb = a.b0 + b;
+        __m512i dot[NR][NT];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          __m512i wv[NR];
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * k);
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            int32_t q;
+            std::memcpy(&q, x[j].qs + 32 * xb + 4 * k, 4);
+            const __m512i xv = _mm512_set1_epi32(q);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+          }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
+          const __m512 m = _mm512_set1_ps(-W::kOffset * x[j].ds[xb]);
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) {
+            const __m512 wd = _mm512_load_ps(pw + i * a.group_bytes + 512);
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, wd, acc[i][j]);
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+          _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
+        }
+    }
+  };
+};
+
+template <class W>
+void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  constexpr int MR = kQGroups, MT = kQTokens;
+  const int64_t nb = a.cols / 32;
+  const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
+  const int64_t group_bytes = chunk * kQPanelBlockBytes;
+  thread_local PanelBuffer buffer;
+  uint8_t* panel = buffer.Get(MR * group_bytes);
+  const auto& fns = MicroTable<QMicro<W>::template K, MR, MT, QArgs>::kFns;
+  for (int64_t r = r0; r < r1; r += 16 * MR) {
+    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
+    const int nr = static_cast<int>((n_rows + 15) / 16);
+    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
+      const int64_t nbk = std::min(chunk, nb - b0);
+      for (int g = 0; g < nr; ++g) {
+        PackQ8Group<W>(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
+                       std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
+      }
+      const QArgs q{panel,  group_bytes,
+                    a.x,    a.x_stride_bytes,
+                    a.cols, b0,
+                    nbk,    a.y + r,
+                    a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
+                    b0 > 0};
+      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
+        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](q, t);
+      });
+    }
+  }
+}
+
+}  // namespace
+
+void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmFloat<LoadF32>(a, r0, r1, t0, t1);
+}
+void Avx512GemmF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmFloat<LoadF16>(a, r0, r1, t0, t1);
+}
+void Avx512GemmBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmFloat<LoadBf16>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmQ8<PanelQ8_0>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmQ8<PanelQ4_0>(a, r0, r1, t0, t1);
+}
+
+}  // namespace yunzhi::engine::kernels::internal
