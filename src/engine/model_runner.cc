@@ -145,7 +145,7 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
 
   const int64_t q_dim = c.n_head * c.head_dim;
   const int64_t kv_dim = c.n_head_kv * c.head_dim;
-  const int64_t per_token = 3 * c.n_embd + 2 * q_dim + 2 * kv_dim + 2 * c.n_ff;
+  const int64_t per_token = 3 * c.n_embd + 2 * q_dim + 2 * kv_dim + 2 * c.n_ff + c.head_dim;
   if (s.buffer.size() < static_cast<size_t>(per_token * n_tokens)) {
     s.buffer.resize(static_cast<size_t>(per_token * n_tokens));
   }
@@ -164,6 +164,7 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   ctx.v = take(kv_dim);
   ctx.ff_gate = take(c.n_ff);
   ctx.ff_up = take(c.n_ff);
+  ctx.rope = take(c.head_dim);
   for (size_t i = 0; i < s.attn_scores.size(); ++i) {
     if (s.attn_scores[i].size() < static_cast<size_t>(max_len)) {
       s.attn_scores[i].resize(static_cast<size_t>(max_len));

@@ -58,10 +58,15 @@ void RopeRows(ForwardContext& ctx, float* x, int64_t n_heads) {
   const ModelConfig& c = *ctx.config;
   const kernels::RopeStyle style =
       c.rope.layout == RopeLayout::kNeox ? kernels::RopeStyle::kNeox : kernels::RopeStyle::kNormal;
-  const float* inv_freq = ctx.model->inv_freq.data();
+  if (!ctx.rope_ready) {
+    // Angles in double, sin and cos: once per pass, not once per layer and per q/k.
+    for (int64_t t = 0; t < ctx.n_tokens; ++t) {
+      kernels::RopeAngles(c.head_dim, ctx.token_pos[t], ctx.model->inv_freq.data(), ctx.rope + t * c.head_dim);
+    }
+    ctx.rope_ready = true;
+  }
   for (int64_t t = 0; t < ctx.n_tokens; ++t) {
-    kernels::Rope(x + t * n_heads * c.head_dim, n_heads, c.head_dim, ctx.token_pos[t], inv_freq,
-                  style);
+    kernels::RopeRotate(x + t * n_heads * c.head_dim, n_heads, c.head_dim, ctx.rope + t * c.head_dim, style);
   }
 }
 
@@ -129,7 +134,15 @@ void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w) {
       {w.w_gate.type, w.w_gate.data, w.w_gate.ne[1], ctx.ff_gate},
       {w.w_up.type, w.w_up.data, w.w_up.ne[1], ctx.ff_up}};
   kernels::MatMulMany(ctx.pool, targets, w.w_gate.ne[0], ctx.xn, ctx.n_tokens);
-  kernels::SiluMul(ctx.ff_gate, ctx.ff_up, ctx.ff_gate, ctx.n_tokens * n_ff);
+  // Token by token over the pool when a prompt is processed (512 tokens x 4864 values is
+  // milliseconds of exp); a decoding step's few rows are not worth a fork-join.
+  if (ctx.n_tokens >= 4) {
+    ParallelFor(ctx.pool, ctx.n_tokens, [&](int64_t t, int) {
+      kernels::SiluMul(ctx.ff_gate + t * n_ff, ctx.ff_up + t * n_ff, ctx.ff_gate + t * n_ff, n_ff);
+    });
+  } else {
+    kernels::SiluMul(ctx.ff_gate, ctx.ff_up, ctx.ff_gate, ctx.n_tokens * n_ff);
+  }
   Linear(ctx, w.w_down, ctx.ff_gate, ctx.out);
 }
 

@@ -52,6 +52,9 @@ struct ForwardContext {
   float* ff_gate = nullptr;  //                 [T x n_ff]
   float* ff_up = nullptr;    //                 [T x n_ff]
   float* out = nullptr;      // block output       [T x n_embd]
+  float* rope = nullptr;     // RoPE cos/sin of each token's position [T x head_dim], filled
+                             // by the first RopeRows of a pass (the same for every layer)
+  bool rope_ready = false;
   // Per compute thread: n_ctx floats of attention scores + 2 * n_ctx row pointers.
   std::vector<std::vector<float>>* attn_scores = nullptr;
   std::vector<std::vector<const void*>>* attn_rows = nullptr;

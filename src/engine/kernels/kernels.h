@@ -114,6 +114,11 @@ enum class RopeStyle {
 // Rotates `n_heads` heads of `head_dim` (contiguous, head-major) at position `pos`.
 void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq,
           RopeStyle style);
+// The same in two steps, so that a forward pass computes a position's angles once for all its
+// layers: RopeAngles writes cos then sin of pos * inv_freq[i] (head_dim floats: head_dim/2 of
+// each, angles in double as in Rope); RopeRotate applies them. Rope == RopeAngles + RopeRotate.
+void RopeAngles(int64_t head_dim, int64_t pos, const float* inv_freq, float* cos_sin);
+void RopeRotate(float* x, int64_t n_heads, int64_t head_dim, const float* cos_sin, RopeStyle style);
 
 // --- attention -----------------------------------------------------------------------------------
 

@@ -904,6 +904,40 @@ void FloatToHalfRow(const float* x, uint16_t* y, int64_t n) {
   }
 }
 
+// e^x for 16 lanes: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial to r^7
+// (relative error below 2e-8, under float's half ulp), times 2^n by VSCALEFPS. Arguments are
+// clamped to [-87.3, 89]: below, e^x would leave the normal floats; above 88.72 it overflows to
+// +inf, as it should (VSCALEFPS saturates), so silu of a hugely negative gate is -0 like libm's.
+inline __m512 Exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-87.3f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // ln 2 in two parts, so that n * hi is exact and r keeps its low bits.
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// SwiGLU's gate: silu(g) * u = g / (1 + e^-g) * u.
+void SiluMulRow(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 u = _mm512_maskz_loadu_ps(m, up + i);
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u));
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -942,6 +976,7 @@ const IsaKernels& Avx512Kernels() {
     t.weighted_sum = WeightedSum;
     t.half_to_float = HalfToFloatRow;
     t.float_to_half = FloatToHalfRow;
+    t.silu_mul = SiluMulRow;
     return t;
   }();
   return k;

@@ -109,6 +109,7 @@ using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v
                                int64_t head_dim, float* out);
 using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
 using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
+using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
 // A decoding-only tile (at most kGemvMaxTokens tokens) with its own activation format; where an
 // ISA has none, `tile` serves decoding too.
@@ -129,6 +130,7 @@ struct IsaKernels {
   WeightedSumFn weighted_sum = nullptr;
   HalfToFloatFn half_to_float = nullptr;
   FloatToHalfFn float_to_half = nullptr;
+  SiluMulFn silu_mul = nullptr;
 };
 
 // Tables defined by each ISA source. The AVX2/AVX-512 tables are empty in a build whose compiler
@@ -148,6 +150,7 @@ void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Scalar references, also used directly by tests.
+void SiluMulRef(const float* gate, const float* up, float* out, int64_t n);
 void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8x4Ref(const float* x, int64_t cols, uint8_t* out);

@@ -304,6 +304,13 @@ void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out) {
   }
 }
 
+void SiluMulRef(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
 const IsaKernels& ScalarKernels() {
   static const IsaKernels k = [] {
     IsaKernels t;
@@ -321,6 +328,7 @@ const IsaKernels& ScalarKernels() {
     t.weighted_sum = WeightedSumRef;
     t.half_to_float = HalfToFloatRow;
     t.float_to_half = FloatToHalfRow;
+    t.silu_mul = SiluMulRef;
     return t;
   }();
   return k;
@@ -353,28 +361,28 @@ void Softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void SiluMul(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
 
 void AddInPlace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq,
-          RopeStyle style) {
+void RopeAngles(int64_t head_dim, int64_t pos, const float* inv_freq, float* cos_sin) {
   const int64_t half = head_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
     // Angle in double: pos * theta reaches 1e5+ rad at long context, where float loses the
     // fractional part that the rotation depends on.
     const double angle = static_cast<double>(pos) * inv_freq[i];
-    const float c = static_cast<float>(std::cos(angle));
-    const float s = static_cast<float>(std::sin(angle));
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* xh = x + h * head_dim;
+    cos_sin[i] = static_cast<float>(std::cos(angle));
+    cos_sin[half + i] = static_cast<float>(std::sin(angle));
+  }
+}
+
+void RopeRotate(float* x, int64_t n_heads, int64_t head_dim, const float* cos_sin, RopeStyle style) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cos_sin[i], s = cos_sin[half + i];
       const int64_t i0 = style == RopeStyle::kNormal ? 2 * i : i;
       const int64_t i1 = style == RopeStyle::kNormal ? 2 * i + 1 : i + half;
       const float a = xh[i0], b = xh[i1];
@@ -382,6 +390,13 @@ void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float*
       xh[i1] = a * s + b * c;
     }
   }
+}
+
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq,
+          RopeStyle style) {
+  std::vector<float> cos_sin(static_cast<size_t>(head_dim));
+  RopeAngles(head_dim, pos, inv_freq, cos_sin.data());
+  RopeRotate(x, n_heads, head_dim, cos_sin.data(), style);
 }
 
 }  // namespace yunzhi::engine::kernels
