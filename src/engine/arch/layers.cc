@@ -32,8 +32,12 @@ void ParallelFor(ComputePool* pool, int64_t n, const Fn& fn) {
 void NormRows(ForwardContext& ctx, const float* x, const std::vector<float>& weight, int64_t n,
               float* y) {
   const float eps = ctx.config->norm_eps;
-  for (int64_t t = 0; t < ctx.n_tokens; ++t) {
-    kernels::RmsNorm(x + t * n, weight.data(), eps, n, y + t * n);
+  auto row = [&](int64_t t, int) { kernels::RmsNorm(x + t * n, weight.data(), eps, n, y + t * n); };
+  // Prompts over the pool; a decoding step's few rows are not worth a fork-join.
+  if (ctx.n_tokens >= 4) {
+    ParallelFor(ctx.pool, ctx.n_tokens, row);
+  } else {
+    for (int64_t t = 0; t < ctx.n_tokens; ++t) row(t, 0);
   }
 }
 
