@@ -301,28 +301,6 @@ HttpResponse ErrorOf(const Error& error) {
   return r;
 }
 
-// Runs `work` on a request worker; the response is completed there.
-HttpResponse DeferWork(const AppContext& ctx,
-                       std::function<void(std::shared_ptr<PendingResponse>)> work) {
-  if (ctx.models == nullptr || ctx.workers == nullptr) {
-    return HttpResponse::FromError(UnavailableError("this server does not serve models"));
-  }
-  auto pending = std::make_shared<PendingResponse>();
-  try {
-    ctx.workers->Post([pending, work = std::move(work)] {
-      try {
-        work(pending);
-      } catch (const std::exception& e) {
-        log::Error("embedding_worker_threw", {{"error", e.what()}});
-        pending->Complete(HttpResponse::FromError(InternalError("internal server error")));
-      }
-    });
-  } catch (const std::exception&) {
-    return HttpResponse::FromError(UnavailableError("the server is shutting down"));
-  }
-  return HttpResponse::Deferred(pending);
-}
-
 void RunEmbeddings(const AppContext& ctx, const std::shared_ptr<PendingResponse>& pending,
                    const Principal& principal, const EmbeddingRequest& req) {
   if (pending->cancelled()) return;
@@ -438,7 +416,7 @@ void RegisterEmbeddingRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseEmbeddingRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<EmbeddingRequest>(std::move(*parsed));
-          return DeferWork(ctx, [ctx, shared, p](std::shared_ptr<PendingResponse> pending) {
+          return DeferToWorker(ctx, "embedding", [ctx, shared, p](std::shared_ptr<PendingResponse> pending) {
             RunEmbeddings(ctx, pending, p, *shared);
           });
         }));
@@ -449,7 +427,7 @@ void RegisterEmbeddingRoutes(Router& r, const AppContext& ctx) {
             auto parsed = ParseRerankRequest(*body);
             if (!parsed) return HttpResponse::FromError(parsed.error());
             auto shared = std::make_shared<RerankRequest>(std::move(*parsed));
-            return DeferWork(ctx, [ctx, shared, p](std::shared_ptr<PendingResponse> pending) {
+            return DeferToWorker(ctx, "embedding", [ctx, shared, p](std::shared_ptr<PendingResponse> pending) {
               RunRerank(ctx, pending, p, *shared);
             });
           }));

@@ -869,27 +869,6 @@ void RunDetokenize(const AppContext& ctx, std::shared_ptr<PendingResponse> pendi
   pending->Complete(HttpResponse::Json(200, DetokenizeResponseJson(tok.Decode(req->tokens))));
 }
 
-// Runs `work` on a request worker; the handler answers with the deferred response.
-HttpResponse Defer(const AppContext& ctx, std::function<void(std::shared_ptr<PendingResponse>)> work) {
-  if (ctx.models == nullptr || ctx.workers == nullptr) {
-    return HttpResponse::FromError(UnavailableError("this server does not serve models"));
-  }
-  auto pending = std::make_shared<PendingResponse>();
-  try {
-    ctx.workers->Post([pending, work = std::move(work)] {
-      try {
-        work(pending);
-      } catch (const std::exception& e) {
-        log::Error("inference_worker_threw", {{"error", e.what()}});
-        pending->Complete(HttpResponse::FromError(InternalError("internal server error")));
-      }
-    });
-  } catch (const std::exception&) {
-    return HttpResponse::FromError(UnavailableError("the server is shutting down"));
-  }
-  return HttpResponse::Deferred(pending);
-}
-
 json::object PsJson(const serving::LoadedModelInfo& m) {
   json::object o{{"name", m.name},
                  {"model", m.name},
@@ -934,7 +913,7 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseChatCompletionRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<ChatCompletionRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, metrics, shared, p, set = ClientSetOf(*body),
+          return DeferToWorker(ctx, "inference", [ctx, metrics, shared, p, set = ClientSetOf(*body),
                              rid = req.request_id](std::shared_ptr<PendingResponse> pending) {
             RunChat(ctx, metrics.get(), std::move(pending), p, set, rid, shared);
           });
@@ -946,7 +925,7 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseCompletionRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<CompletionRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, metrics, shared, tenant = p.tenant_id, key = p.key_id,
+          return DeferToWorker(ctx, "inference", [ctx, metrics, shared, tenant = p.tenant_id, key = p.key_id,
                              rid = req.request_id](std::shared_ptr<PendingResponse> pending) {
             RunCompletion(ctx, metrics.get(), std::move(pending), tenant, rid, shared, key);
           });
@@ -958,7 +937,7 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseTokenizeRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<TokenizeRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, shared](std::shared_ptr<PendingResponse> pending) {
+          return DeferToWorker(ctx, "inference", [ctx, shared](std::shared_ptr<PendingResponse> pending) {
             RunTokenize(ctx, std::move(pending), shared);
           });
         }));
@@ -969,7 +948,7 @@ void RegisterOpenAiRoutes(Router& r, const AppContext& ctx) {
           auto parsed = ParseDetokenizeRequest(*body);
           if (!parsed) return HttpResponse::FromError(parsed.error());
           auto shared = std::make_shared<DetokenizeRequest>(std::move(*parsed));
-          return Defer(ctx, [ctx, shared](std::shared_ptr<PendingResponse> pending) {
+          return DeferToWorker(ctx, "inference", [ctx, shared](std::shared_ptr<PendingResponse> pending) {
             RunDetokenize(ctx, std::move(pending), shared);
           });
         }));

@@ -1,11 +1,35 @@
 #include "api/route_util.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <cctype>
 
+#include <fmt/format.h>
+
+#include "yunzhi/base/log.h"
+#include "yunzhi/base/thread_pool.h"
+
 namespace yunzhi::api {
+
+HttpResponse DeferToWorker(const AppContext& ctx, std::string_view what,
+                           std::function<void(std::shared_ptr<PendingResponse>)> work) {
+  if (ctx.models == nullptr || ctx.workers == nullptr) {
+    return HttpResponse::FromError(UnavailableError("this server does not serve models"));
+  }
+  auto pending = std::make_shared<PendingResponse>();
+  try {
+    ctx.workers->Post([pending, what = std::string(what), work = std::move(work)] {
+      try {
+        work(pending);
+      } catch (const std::exception& e) {
+        log::Error(what + "_worker_threw", {{"error", e.what()}});
+        pending->Complete(HttpResponse::FromError(InternalError("internal server error")));
+      }
+    });
+  } catch (const std::exception&) {
+    return HttpResponse::FromError(UnavailableError("the server is shutting down"));
+  }
+  return HttpResponse::Deferred(pending);
+}
 
 json::value Seconds(std::optional<int64_t> ms) {
   if (!ms) return nullptr;

@@ -2,13 +2,14 @@
 // and the authentication / scope / rate-limit wrapper every /v1 and /api route goes through.
 #pragma once
 
-#include <boost/json.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include <boost/json.hpp>
 
 #include "yunzhi/api/app.h"
 #include "yunzhi/api/http.h"
@@ -23,6 +24,12 @@ using AuthedHandler = std::function<HttpResponse(HttpRequest&, const platform::P
 // Wraps a handler with authentication (Authorization: Bearer), the scope check and the key's
 // rate limit (429 + Retry-After and x-ratelimit-* headers).
 Handler Authed(const AppContext& ctx, platform::Scope scope, AuthedHandler fn);
+
+// Runs `work` on a request worker (ctx.workers) and answers with the deferred response that
+// `work` completes. 503 when this server serves no models or is shutting down; a `work` that
+// throws completes the response with a 500 (logged as `<what>_worker_threw`).
+HttpResponse DeferToWorker(const AppContext& ctx, std::string_view what,
+                           std::function<void(std::shared_ptr<PendingResponse>)> work);
 
 // Timestamps go out in seconds, as OpenAI's `created` fields do; null when absent.
 json::value Seconds(std::optional<int64_t> ms);
