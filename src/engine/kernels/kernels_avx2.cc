@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -369,12 +370,14 @@ struct Q4_0K {
         for (int i = 0; i < NR; ++i) {
           acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
                                       _mm256_set1_ps(dw[i] * dx), acc[i][j]);
-          corr[i][j] += dw[i] * ds;
+          // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
+          // and others did not, so a token's bits depended on its tile's shape.
+          corr[i][j] = std::fma(dw[i], ds, corr[i][j]);
         }
       }
     }
     for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - 8.0f * corr[i][j];
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = std::fma(-8.0f, corr[i][j], Hsum(acc[i][j]));
   }
 };
 
