@@ -532,8 +532,17 @@ Result<Hold> Billing::Reserve(std::string_view tenant_id, std::string_view key_i
 
 Result<UsageCharge> Billing::Settle(const Hold& hold, Money actual) {
   if (actual < Money()) return InvalidArgumentError("a charge cannot be negative");
-  YZ_RETURN_IF_ERROR(RefreshEntry(hold.tenant_id, /*is_key=*/false, /*force=*/false));
-  if (!hold.key_id.empty()) YZ_RETURN_IF_ERROR(RefreshEntry(hold.key_id, /*is_key=*/true, /*force=*/false));
+  // Settling runs on the scheduler thread: it reads the database only for an account it has
+  // never seen (a charge without a reservation), never to refresh settings.
+  auto loaded = [&](const std::string& id) {
+    std::lock_guard lock(ledger_mutex_);
+    auto it = ledger_.find(id);
+    return it != ledger_.end() && it->second.loaded;
+  };
+  if (!loaded(hold.tenant_id)) YZ_RETURN_IF_ERROR(RefreshEntry(hold.tenant_id, /*is_key=*/false, /*force=*/false));
+  if (!hold.key_id.empty() && !loaded(hold.key_id)) {
+    YZ_RETURN_IF_ERROR(RefreshEntry(hold.key_id, /*is_key=*/true, /*force=*/false));
+  }
   const int64_t now = clock_.NowUnixMs();
   const std::string period = MonthName(MonthOfMs(now));
   const Money held = hold.reserved ? hold.amount : Money();
