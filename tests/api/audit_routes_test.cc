@@ -20,19 +20,16 @@
 
 #include "support/process.h"
 
+#include "api/route_call.h"
+
 namespace yunzhi::api {
 namespace {
 
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using platform::Scope;
-using platform::Scopes;
 
-struct Reply {
-  int status = 0;
-  json::value body;
-  std::string raw;
-};
+using Reply = testing::RouteReply;
 
 class AuditRoutesTest : public ::testing::Test {
  protected:
@@ -70,48 +67,14 @@ class AuditRoutesTest : public ::testing::Test {
   }
 
   std::string Key(const std::string& tenant_id, std::initializer_list<Scope> scopes) {
-    platform::KeyOptions o;
-    o.scopes = Scopes::Of(scopes);
-    auto k = keys_->Create(tenant_id, o);
-    EXPECT_TRUE(k) << k.error().ToString();
-    return k ? k->secret : "";
+    return testing::NewKey(*keys_, tenant_id, scopes);
   }
 
+  // Every answer of these routes is JSON.
   Reply Call(const std::string& method, const std::string& target, const std::string& key,
              const std::string& body = "") {
-    HttpRequest req;
-    req.method = method;
-    const size_t q = target.find('?');
-    req.path = target.substr(0, q);
-    req.target = target;
-    if (q != std::string::npos) {
-      // Test values need no percent-decoding.
-      std::string_view rest = std::string_view(target).substr(q + 1);
-      while (!rest.empty()) {
-        const size_t amp = rest.find('&');
-        std::string_view pair = rest.substr(0, amp);
-        const size_t eq = pair.find('=');
-        req.query.emplace_back(std::string(pair.substr(0, eq)),
-                               eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1)));
-        rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-      }
-    }
-    req.body = body;
-    req.headers.emplace("Authorization", "Bearer " + key);
-    if (!body.empty()) req.headers.emplace("Content-Type", "application/json");
-    Router::Match m = router_.Find(method, req.path);
-    Reply r;
-    if (m.handler == nullptr) {
-      ADD_FAILURE() << "no route for " << method << " " << req.path;
-      return r;
-    }
-    req.path_params = m.params;
-    HttpResponse resp = (*m.handler)(req);
-    r.status = resp.status;
-    r.raw = resp.body;
-    boost::system::error_code ec;
-    r.body = json::parse(resp.body, ec);
-    EXPECT_FALSE(ec) << resp.body;
+    Reply r = testing::CallRoute(router_, method, target, key, body);
+    EXPECT_FALSE(r.body.is_null()) << r.raw;
     return r;
   }
 

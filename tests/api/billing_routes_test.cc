@@ -15,6 +15,8 @@
 
 #include "support/process.h"
 
+#include "api/route_call.h"
+
 namespace yunzhi::api {
 namespace {
 
@@ -25,12 +27,7 @@ using platform::Scopes;
 constexpr int64_t kJan1 = 1767225600000;  // 2026-01-01T00:00:00Z
 constexpr int64_t kDay = 86'400'000;
 
-struct Reply {
-  int status = 0;
-  json::value body;
-  std::string text;
-  std::string content_type;
-};
+using Reply = testing::RouteReply;
 
 class BillingRoutesTest : public ::testing::Test {
  protected:
@@ -83,42 +80,7 @@ class BillingRoutesTest : public ::testing::Test {
 
   Reply Call(const std::string& method, const std::string& target, const std::string& key,
              const json::value& body = nullptr) {
-    HttpRequest req;
-    req.method = method;
-    req.target = target;
-    const size_t q = target.find('?');
-    req.path = target.substr(0, q);
-    if (q != std::string::npos) {
-      std::string rest = target.substr(q + 1);
-      size_t pos = 0;
-      while (pos <= rest.size()) {
-        size_t amp = rest.find('&', pos);
-        if (amp == std::string::npos) amp = rest.size();
-        std::string kv = rest.substr(pos, amp - pos);
-        const size_t eq = kv.find('=');
-        req.query.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
-        pos = amp + 1;
-      }
-    }
-    if (!body.is_null()) {
-      req.body = json::serialize(body);
-      req.headers.emplace("Content-Type", "application/json");
-    }
-    req.headers.emplace("Authorization", "Bearer " + key);
-    Router::Match m = router_.Find(method, req.path);
-    Reply r;
-    if (m.handler == nullptr) {
-      ADD_FAILURE() << "no route for " << method << " " << req.path;
-      return r;
-    }
-    req.path_params = m.params;
-    HttpResponse resp = (*m.handler)(req);
-    r.status = resp.status;
-    r.text = resp.body;
-    r.content_type = resp.content_type;
-    boost::system::error_code ec;
-    r.body = json::parse(resp.body, ec);
-    return r;
+    return testing::CallRoute(router_, method, target, key, body.is_null() ? "" : json::serialize(body));
   }
 
   void Record(std::string id, std::string tenant, std::string key, std::string model, int64_t prompt,
@@ -157,7 +119,7 @@ TEST_F(BillingRoutesTest, UsageGroupsByDayModelAndKeyForOwnTenantOnly) {
   Record("d", other_, "key_x", "m1", 1000, 1000, kJan1 + 1);
 
   Reply days = Call("GET", "/api/usage?from=2026-01-01&to=2026-01-02&group_by=day", acme_read_);
-  ASSERT_EQ(days.status, 200) << days.text;
+  ASSERT_EQ(days.status, 200) << days.raw;
   const auto& d = days.body.at("data").as_array();
   ASSERT_EQ(d.size(), 2u);  // "to" is inclusive: Jan 1 and Jan 2, not Jan 3
   EXPECT_EQ(d[0].at("day").as_string(), "2026-01-01");
@@ -167,7 +129,7 @@ TEST_F(BillingRoutesTest, UsageGroupsByDayModelAndKeyForOwnTenantOnly) {
   Reply models = Call("GET", "/api/usage?from=2026-01-01&group_by=model&format=csv", acme_read_);
   ASSERT_EQ(models.status, 200);
   EXPECT_EQ(models.content_type, "text/csv; charset=utf-8");
-  EXPECT_EQ(models.text,
+  EXPECT_EQ(models.raw,
             "model,kind,records,prompt_tokens,cached_prompt_tokens,completion_tokens,bytes,pages,"
             "ocr_pages,byte_hours,compute_ms\r\n"
             "m1,chat_tokens,2,50,0,5,0,0,0,0,0\r\n"
@@ -203,7 +165,7 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
             400);  // a JSON float is refused: money is never binary floating point
   Reply put = Call("PUT", "/api/billing/prices", admin_key_,
                    json::object{{"pattern", "m*"}, {"input_per_1m", "1.5"}, {"output_per_1m", "3"}});
-  ASSERT_EQ(put.status, 200) << put.text;
+  ASSERT_EQ(put.status, 200) << put.raw;
   // A partial update keeps the other prices.
   put = Call("PUT", "/api/billing/prices", admin_key_, json::object{{"pattern", "m*"}, {"output_per_1m", "4"}});
   EXPECT_EQ(put.body.at("input_per_1m").as_string(), "1.50");
@@ -215,7 +177,7 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
   // Top-up (platform admin), limits (tenant admin for own keys only).
   EXPECT_EQ(Call("POST", "/api/billing/topup", acme_admin_, json::object{{"amount", "5"}}).status, 403);
   Reply top = Call("POST", "/api/billing/topup", admin_key_, json::object{{"tenant", "acme"}, {"amount", "12.345678"}});
-  ASSERT_EQ(top.status, 200) << top.text;
+  ASSERT_EQ(top.status, 200) << top.raw;
   EXPECT_EQ(top.body.at("mode").as_string(), "prepaid");
   EXPECT_EQ(top.body.at("available").as_string(), "12.345678");
   EXPECT_EQ(Call("POST", "/api/billing/topup", admin_key_, json::object{{"tenant", "acme"}, {"amount", "-1"}}).status,
@@ -223,7 +185,7 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
   EXPECT_EQ(Call("POST", "/api/billing/limits", acme_admin_, json::object{{"limit", "1"}}).status, 403);
   Reply lim = Call("POST", "/api/billing/limits", acme_admin_,
                    json::object{{"key", acme_read_id_}, {"limit", "0.5"}, {"tokens_per_minute", 1000}});
-  ASSERT_EQ(lim.status, 200) << lim.text;
+  ASSERT_EQ(lim.status, 200) << lim.raw;
   EXPECT_EQ(lim.body.at("scope").as_string(), "key");
   EXPECT_EQ(lim.body.at("tokens_per_minute").as_int64(), 1000);
   EXPECT_EQ(Call("POST", "/api/billing/limits", acme_admin_, json::object{{"key", "key_nope"}, {"limit", "1"}}).status,
@@ -243,7 +205,7 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
   Reply plan = Call("POST", "/api/billing/plans", admin_key_,
                     json::object{{"tenant", "acme"}, {"kind", "storage_reserved"}, {"capacity", 1000},
                                  {"start", "2026-01-01"}, {"term_months", 12}});
-  ASSERT_EQ(plan.status, 201) << plan.text;
+  ASSERT_EQ(plan.status, 201) << plan.raw;
   EXPECT_EQ(plan.body.at("discount_bp").as_int64(), 2000);
   Reply plans = Call("GET", "/api/billing/plans", acme_admin_);
   EXPECT_EQ(plans.body.at("data").as_array().size(), 1u);
@@ -252,13 +214,13 @@ TEST_F(BillingRoutesTest, PricesTopUpsLimitsAndStatements) {
   // Statement: m1 1,000,000 prompt × 1.5 + 500,000 completion × 4 = 1.50 + 2.00.
   Record("s1", acme_, acme_read_id_, "m1", 1'000'000, 500'000, kJan1 + 10 * kDay);
   Reply st = Call("GET", "/api/billing/statements/2026-01", acme_admin_);
-  ASSERT_EQ(st.status, 200) << st.text;
+  ASSERT_EQ(st.status, 200) << st.raw;
   EXPECT_EQ(st.body.at("subtotal").as_string(), "3.50");  // storage has no price: no line
   EXPECT_EQ(st.body.at("total_due").as_string(), "3.50");
   EXPECT_EQ(st.body.at("usage").at("records").as_int64(), 1);
   Reply csv = Call("GET", "/api/billing/statements/2026-01?format=csv", acme_admin_);
-  EXPECT_NE(csv.text.find("input_tokens,m1,1000000,1.50,1000000,1.50,CNY\r\n"), std::string::npos) << csv.text;
-  EXPECT_NE(csv.text.find("total_due,,,,,3.50,CNY\r\n"), std::string::npos);
+  EXPECT_NE(csv.raw.find("input_tokens,m1,1000000,1.50,1000000,1.50,CNY\r\n"), std::string::npos) << csv.raw;
+  EXPECT_NE(csv.raw.find("total_due,,,,,3.50,CNY\r\n"), std::string::npos);
   EXPECT_EQ(Call("GET", "/api/billing/statements/2026-1", acme_admin_).status, 400);
   EXPECT_EQ(Call("GET", "/api/billing/statements/2026-01", acme_read_).status, 403);
   EXPECT_EQ(Call("GET", "/api/billing/statements/2026-01?tenant=acme", other_read_).status, 403);

@@ -35,7 +35,6 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using platform::Scope;
-using platform::Scopes;
 using ::testing::HasSubstr;
 
 using Reply = testing::RouteReply;
@@ -100,11 +99,7 @@ class KnowledgeRoutesTest : public ::testing::Test {
   }
 
   std::string Key(const std::string& tenant_id, std::initializer_list<Scope> scopes) {
-    platform::KeyOptions o;
-    o.scopes = Scopes::Of(scopes);
-    auto k = keys_->Create(tenant_id, o);
-    EXPECT_TRUE(k) << k.error().ToString();
-    return k ? k->secret : "";
+    return testing::NewKey(*keys_, tenant_id, scopes);
   }
 
   Reply Call(const std::string& method, const std::string& path, const std::string& key,

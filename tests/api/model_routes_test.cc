@@ -22,20 +22,17 @@
 #include "model_writer.h"
 #include "support/process.h"
 
+#include "api/route_call.h"
+
 namespace yunzhi::api {
 namespace {
 
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using platform::Scope;
-using platform::Scopes;
 using ::testing::HasSubstr;
 
-struct Reply {
-  int status = 0;
-  json::value body;
-  HttpResponse raw;
-};
+using Reply = testing::RouteReply;
 
 class ModelRoutesTest : public ::testing::Test {
  protected:
@@ -74,34 +71,14 @@ class ModelRoutesTest : public ::testing::Test {
   }
 
   std::string Key(const std::string& tenant_id, std::initializer_list<Scope> scopes) {
-    platform::KeyOptions o;
-    o.scopes = Scopes::Of(scopes);
-    auto k = keys_->Create(tenant_id, o);
-    EXPECT_TRUE(k) << k.error().ToString();
-    return k ? k->secret : "";
+    return testing::NewKey(*keys_, tenant_id, scopes);
   }
 
+  // Every answer of these routes is JSON.
   Reply Call(const std::string& method, const std::string& path, const std::string& key,
              const std::string& body = "") {
-    HttpRequest req;
-    req.method = method;
-    req.path = path;
-    req.target = path;
-    req.body = body;
-    req.headers.emplace("Authorization", "Bearer " + key);
-    if (!body.empty()) req.headers.emplace("Content-Type", "application/json");
-    Router::Match m = router_.Find(method, path);
-    Reply r;
-    if (m.handler == nullptr) {
-      ADD_FAILURE() << "no route for " << method << " " << path;
-      return r;
-    }
-    req.path_params = m.params;
-    r.raw = (*m.handler)(req);
-    r.status = r.raw.status;
-    boost::system::error_code ec;
-    r.body = json::parse(r.raw.body, ec);
-    EXPECT_FALSE(ec) << r.raw.body;
+    Reply r = testing::CallRoute(router_, method, path, key, body);
+    EXPECT_FALSE(r.body.is_null()) << r.raw;
     return r;
   }
 
@@ -126,7 +103,7 @@ class ModelRoutesTest : public ::testing::Test {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     for (;;) {
       Reply r = Call("GET", "/api/models/imports/" + id, admin_key_);
-      EXPECT_EQ(r.status, 200) << r.raw.body;
+      EXPECT_EQ(r.status, 200) << r.raw;
       if (r.status != 200) return {};
       json::object o = r.body.as_object();
       if (!o["finished_at"].is_null() || std::chrono::steady_clock::now() > deadline) return o;
@@ -136,12 +113,12 @@ class ModelRoutesTest : public ::testing::Test {
 
   static void ExpectError(const Reply& r, int status, std::string_view type,
                           std::string_view code = {}) {
-    EXPECT_EQ(r.status, status) << r.raw.body;
-    ASSERT_TRUE(r.body.is_object()) << r.raw.body;
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
     const auto& e = r.body.as_object().at("error").as_object();
-    EXPECT_EQ(e.at("type").as_string(), type) << r.raw.body;
+    EXPECT_EQ(e.at("type").as_string(), type) << r.raw;
     if (!code.empty()) {
-      ASSERT_TRUE(e.at("code").is_string()) << r.raw.body;
+      ASSERT_TRUE(e.at("code").is_string()) << r.raw;
       EXPECT_EQ(e.at("code").as_string(), code);
     }
   }
@@ -169,7 +146,7 @@ TEST_F(ModelRoutesTest, ListsModelsInTheOpenAiShape) {
   ASSERT_TRUE(registry_->Import(WriteGguf("a.gguf"), "qwen/tiny:q8"));
   ASSERT_TRUE(registry_->Import(WriteGguf("b.gguf", 2), "plain"));
   Reply r = Call("GET", "/v1/models", read_key_);
-  ASSERT_EQ(r.status, 200) << r.raw.body;
+  ASSERT_EQ(r.status, 200) << r.raw;
   const auto& o = r.body.as_object();
   EXPECT_EQ(o.at("object").as_string(), "list");
   const auto& data = o.at("data").as_array();
@@ -187,7 +164,7 @@ TEST_F(ModelRoutesTest, ListsModelsInTheOpenAiShape) {
 TEST_F(ModelRoutesTest, GetsOneModelByNameWithSlashesOr404ModelNotFound) {
   ASSERT_TRUE(registry_->Import(WriteGguf("a.gguf"), "qwen/tiny:q8"));
   Reply r = Call("GET", "/v1/models/qwen/tiny:q8", read_key_);
-  ASSERT_EQ(r.status, 200) << r.raw.body;
+  ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body.as_object().at("id").as_string(), "qwen/tiny:q8");
   EXPECT_EQ(r.body.as_object().at("object").as_string(), "model");
 
@@ -211,7 +188,7 @@ TEST_F(ModelRoutesTest, ManagementNeedsAPlatformAdmin) {
 
   // Read keys see the detailed list, without server paths.
   Reply list = Call("GET", "/api/models", read_key_);
-  ASSERT_EQ(list.status, 200) << list.raw.body;
+  ASSERT_EQ(list.status, 200) << list.raw;
   const auto& m = list.body.at("data").as_array().at(0).as_object();
   EXPECT_EQ(m.at("name").as_string(), "x");
   EXPECT_EQ(m.at("format").as_string(), "gguf");
@@ -224,13 +201,13 @@ TEST_F(ModelRoutesTest, ImportJobRunsInTheBackgroundToCompletion) {
   const std::string path = WriteGguf("a.gguf");
   Reply started = Call("POST", "/api/models", admin_key_,
                        json::serialize(json::object{{"path", path}, {"name", "acme/tiny"}}));
-  ASSERT_EQ(started.status, 202) << started.raw.body;
+  ASSERT_EQ(started.status, 202) << started.raw;
   const auto& job = started.body.as_object();
   const std::string id(job.at("id").as_string());
   EXPECT_EQ(job.at("object").as_string(), "hub.import");
   EXPECT_THAT(std::string(job.at("status").as_string()),
               ::testing::AnyOf("queued", "running", "succeeded"));
-  EXPECT_EQ(started.raw.headers.find("Location")->second, "/api/models/imports/" + id);
+  EXPECT_EQ(started.headers.find("Location")->second, "/api/models/imports/" + id);
 
   json::object done = WaitForJob(id);
   ASSERT_EQ(done["status"].as_string(), "succeeded") << json::serialize(done);
@@ -265,7 +242,7 @@ TEST_F(ModelRoutesTest, ImportJobRunsInTheBackgroundToCompletion) {
 TEST_F(ModelRoutesTest, PatchSetsKeepAliveAndDeleteRemoves) {
   ASSERT_TRUE(registry_->Import(WriteGguf("a.gguf"), "ns/m"));
   Reply r = Call("PATCH", "/api/models/ns/m", admin_key_, R"({"keep_alive":"5m"})");
-  ASSERT_EQ(r.status, 200) << r.raw.body;
+  ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body.at("keep_alive_ms").as_int64(), 300000);
   EXPECT_EQ(registry_->Find("ns/m")->keep_alive_ms, 300000);
   r = Call("PATCH", "/api/models/ns/m", admin_key_, R"({"keep_alive":90})");
@@ -280,7 +257,7 @@ TEST_F(ModelRoutesTest, PatchSetsKeepAliveAndDeleteRemoves) {
               "not_found_error", "model_not_found");
 
   Reply del = Call("DELETE", "/api/models/ns/m", admin_key_);
-  ASSERT_EQ(del.status, 200) << del.raw.body;
+  ASSERT_EQ(del.status, 200) << del.raw;
   EXPECT_EQ(del.body.at("deleted").as_bool(), true);
   EXPECT_EQ(del.body.at("id").as_string(), "ns/m");
   ExpectError(Call("GET", "/v1/models/ns/m", read_key_), 404, "not_found_error", "model_not_found");

@@ -1,6 +1,7 @@
 // Calls a route through a Router without sockets, as the HTTP server would: the request as the
 // server builds it (path, query, Bearer key, content type) and, for a deferred response, a
-// bounded wait for the worker that completes it. Shared by the route tests of tests/api/.
+// bounded wait for the worker that completes it; and a key of the wanted scopes. Shared by the
+// route tests of tests/api/.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "yunzhi/api/http.h"
+#include "yunzhi/platform/api_keys.h"
 
 namespace yunzhi::testing {
 
@@ -23,9 +25,21 @@ struct RouteReply {
   int status = 0;
   boost::json::value body;  // null when the body is not JSON
   std::string raw;
+  std::string content_type;
+  api::Headers headers;
 };
 
-// `target` may carry one query parameter ("/path?name=value").
+// A new key of `tenant_id` with `scopes`; its secret (empty, and a test failure, on error).
+inline std::string NewKey(platform::ApiKeys& keys, const std::string& tenant_id,
+                          std::initializer_list<platform::Scope> scopes) {
+  platform::KeyOptions o;
+  o.scopes = platform::Scopes::Of(scopes);
+  auto k = keys.Create(tenant_id, o);
+  EXPECT_TRUE(k) << k.error().ToString();
+  return k ? k->secret : "";
+}
+
+// `target` may carry query parameters ("/path?a=1&b=2"; test values need no percent-decoding).
 inline RouteReply CallRoute(Router& router, const std::string& method, const std::string& target,
                             const std::string& key, const std::string& body = "",
                             const std::string& content_type = "application/json",
@@ -35,10 +49,12 @@ inline RouteReply CallRoute(Router& router, const std::string& method, const std
   const size_t q = target.find('?');
   req.path = target.substr(0, q);
   req.target = target;
-  if (q != std::string::npos) {
-    const std::string query = target.substr(q + 1);
-    const size_t eq = query.find('=');
-    req.query.emplace_back(query.substr(0, eq), eq == std::string::npos ? "" : query.substr(eq + 1));
+  for (size_t pos = q; pos != std::string::npos;) {
+    const size_t amp = target.find('&', pos + 1);
+    const std::string pair = target.substr(pos + 1, amp == std::string::npos ? std::string::npos : amp - pos - 1);
+    const size_t eq = pair.find('=');
+    req.query.emplace_back(pair.substr(0, eq), eq == std::string::npos ? "" : pair.substr(eq + 1));
+    pos = amp;
   }
   req.body = body;
   req.headers.emplace("Authorization", "Bearer " + key);
@@ -65,6 +81,8 @@ inline RouteReply CallRoute(Router& router, const std::string& method, const std
   }
   r.status = resp.status;
   r.raw = resp.body;
+  r.content_type = resp.content_type;
+  r.headers = resp.headers;
   boost::system::error_code ec;
   r.body = boost::json::parse(r.raw, ec);
   if (ec) r.body = nullptr;
