@@ -11,12 +11,15 @@
 #include <vector>
 
 #include "model_writer.h"
+#include "serving_test_util.h"
 #include "support/process.h"
 #include "yunzhi/engine/encoder.h"
 #include "yunzhi/serving/model_manager.h"
 
 namespace yunzhi::serving {
 namespace {
+
+using testing::WaitLoaded;
 
 using namespace std::chrono_literals;
 using yunzhi::testing::TempDir;
@@ -56,16 +59,6 @@ class EncoderServingTest : public ::testing::Test {
     o.n_ctx = 128;
     o.reap_interval = 10ms;
     return o;
-  }
-  static bool WaitLoaded(const ModelManager& m, const std::string& name, bool loaded) {
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      bool found = false;
-      for (const auto& info : m.List()) found = found || info.name == name;
-      if (found == loaded) return true;
-      std::this_thread::sleep_for(5ms);
-    }
-    return false;
   }
 
   TempDir dir_;

@@ -11,10 +11,13 @@
 #include <thread>
 
 #include "model_writer.h"
+#include "serving_test_util.h"
 #include "support/process.h"
 
 namespace yunzhi::serving {
 namespace {
+
+using testing::WaitLoaded;
 
 using namespace std::chrono_literals;
 using yunzhi::testing::TempDir;
@@ -51,17 +54,6 @@ class ModelManagerTest : public ::testing::Test {
     return o;
   }
 
-  // Polls until `name` is (not) loaded.
-  static bool WaitLoaded(const ModelManager& m, const std::string& name, bool loaded) {
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      bool found = false;
-      for (const auto& info : m.List()) found = found || info.name == name;
-      if (found == loaded) return true;
-      std::this_thread::sleep_for(5ms);
-    }
-    return false;
-  }
 
   TempDir dir_;
   std::map<std::string, std::string> paths_;
