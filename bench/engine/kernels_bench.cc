@@ -66,7 +66,8 @@ std::vector<float> RandomFloats(int64_t n, uint32_t seed) {
 // `rows x cols` weights of `type`, quantised once (the reference quantiser is slow) and then
 // copied `copies` times back to back.
 std::unique_ptr<Aligned> MakeWeights(TensorType type, int64_t rows, int64_t cols, int copies,
-                                     int64_t* matrix_bytes) {
+                                     int64_t* matrix_bytes,
+                                     WeightLayout layout = WeightLayout::kRows) {
   const int64_t row_bytes = RowSizeBytes(type, cols);
   *matrix_bytes = row_bytes * rows;
   auto buf = std::make_unique<Aligned>(static_cast<size_t>(*matrix_bytes * copies));
@@ -76,6 +77,11 @@ std::unique_ptr<Aligned> MakeWeights(TensorType type, int64_t rows, int64_t cols
     Quantize(type, f.data() + r * cols, buf->p + r * row_bytes, cols);
   }
   for (int64_t r = 64; r < rows; ++r) std::memcpy(buf->p + r * row_bytes, buf->p + (r % 64) * row_bytes, row_bytes);
+  if (layout == WeightLayout::kPanels) {  // the benchmarked shapes have rows % 16 == 0
+    Aligned rows_copy(static_cast<size_t>(*matrix_bytes));
+    std::memcpy(rows_copy.p, buf->p, static_cast<size_t>(*matrix_bytes));
+    PackPanels(type, rows_copy.p, rows, cols, 0, rows, buf->p);
+  }
   for (int c = 1; c < copies; ++c) {
     std::memcpy(buf->p + c * *matrix_bytes, buf->p, static_cast<size_t>(*matrix_bytes));
   }
@@ -133,16 +139,17 @@ constexpr int64_t kPromptTokens = 512;
 constexpr TensorType kTypes[] = {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0,
                                  TensorType::kQ4_K, TensorType::kQ6_K};
 
-void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
+void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape, WeightLayout layout) {
   SetActiveIsa(isa);
   int64_t matrix_bytes = 0;
   const int copies = CopiesFor(RowSizeBytes(type, shape.cols) * shape.rows);
-  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes);
+  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes, layout);
   const std::vector<float> x = RandomFloats(shape.cols, 2);
   std::vector<float> y(static_cast<size_t>(shape.rows));
   int c = 0;
   for (auto _ : state) {
-    MatMul(&Pool(), type, w->p + c * matrix_bytes, shape.rows, shape.cols, x.data(), 1, y.data());
+    MatMul(&Pool(), type, w->p + c * matrix_bytes, shape.rows, shape.cols, x.data(), 1, y.data(),
+           layout);
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % copies;
   }
@@ -159,7 +166,8 @@ constexpr Body kQwen15B{28, 1536, 256, 8960};
 
 // fused: q/k/v and gate/up through MatMulMany (one fork-join each) instead of one MatMul per
 // matrix: 4 parallel loops per layer instead of 7.
-void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body, bool fused) {
+void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body, bool fused,
+                   WeightLayout layout) {
   SetActiveIsa(isa);
   const int kLayers = body.layers;
   struct M {
@@ -174,7 +182,7 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body,
   double total_bytes = 0, flops = 0;
   for (const M& m : mats) {
     int64_t mb = 0;
-    weights.push_back(MakeWeights(type, m.rows, m.cols, kLayers, &mb));
+    weights.push_back(MakeWeights(type, m.rows, m.cols, kLayers, &mb, layout));
     bytes.push_back(mb);
     total_bytes += static_cast<double>(mb) * kLayers;
     flops += 2.0 * m.rows * m.cols * kLayers;
@@ -183,11 +191,11 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body,
   std::vector<std::vector<float>> y;
   for (const M& m : mats) y.emplace_back(static_cast<size_t>(m.rows));
   auto target = [&](size_t k, int l) {
-    return MatMulTarget{type, weights[k]->p + l * bytes[k], mats[k].rows, y[k].data()};
+    return MatMulTarget{type, weights[k]->p + l * bytes[k], mats[k].rows, y[k].data(), layout};
   };
   auto one = [&](size_t k, int l) {
     MatMul(&Pool(), type, weights[k]->p + l * bytes[k], mats[k].rows, mats[k].cols, x.data(), 1,
-           y[k].data());
+           y[k].data(), layout);
   };
   for (auto _ : state) {
     for (int l = 0; l < kLayers; ++l) {
@@ -208,29 +216,29 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body,
   SetActiveIsa(DetectIsa());
 }
 
-void BM_DotL2(benchmark::State& state, TensorType type, Isa isa) {
+void BM_DotL2(benchmark::State& state, TensorType type, Isa isa, WeightLayout layout) {
   SetActiveIsa(isa);
   const int64_t rows = 64, cols = 4096;
   int64_t matrix_bytes = 0;
-  auto w = MakeWeights(type, rows, cols, 1, &matrix_bytes);
+  auto w = MakeWeights(type, rows, cols, 1, &matrix_bytes, layout);
   const std::vector<float> x = RandomFloats(cols, 4);
   std::vector<float> y(rows);
   for (auto _ : state) {
-    MatMul(nullptr, type, w->p, rows, cols, x.data(), 1, y.data());
+    MatMul(nullptr, type, w->p, rows, cols, x.data(), 1, y.data(), layout);
     benchmark::DoNotOptimize(y.data());
   }
   SetCounters(state, static_cast<double>(matrix_bytes), 2.0 * rows * cols);
   SetActiveIsa(DetectIsa());
 }
 
-void BM_Gemm(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
+void BM_Gemm(benchmark::State& state, TensorType type, Isa isa, Shape shape, WeightLayout layout) {
   SetActiveIsa(isa);
   int64_t matrix_bytes = 0;
-  auto w = MakeWeights(type, shape.rows, shape.cols, 1, &matrix_bytes);
+  auto w = MakeWeights(type, shape.rows, shape.cols, 1, &matrix_bytes, layout);
   const std::vector<float> x = RandomFloats(kPromptTokens * shape.cols, 5);
   std::vector<float> y(static_cast<size_t>(kPromptTokens * shape.rows));
   for (auto _ : state) {
-    MatMul(&Pool(), type, w->p, shape.rows, shape.cols, x.data(), kPromptTokens, y.data());
+    MatMul(&Pool(), type, w->p, shape.rows, shape.cols, x.data(), kPromptTokens, y.data(), layout);
     benchmark::DoNotOptimize(y.data());
   }
   SetCounters(state, static_cast<double>(matrix_bytes), 2.0 * kPromptTokens * shape.rows * shape.cols);
@@ -238,18 +246,18 @@ void BM_Gemm(benchmark::State& state, TensorType type, Isa isa, Shape shape) {
 }
 
 // A few tokens at once (batched decoding of several streams, short prompt chunks): GFLOP/s.
-void BM_GemmTokens(benchmark::State& state, TensorType type, Isa isa, Shape shape,
-                   int64_t n_tokens) {
+void BM_GemmTokens(benchmark::State& state, TensorType type, Isa isa, Shape shape, int64_t n_tokens,
+                   WeightLayout layout) {
   SetActiveIsa(isa);
   int64_t matrix_bytes = 0;
   const int copies = CopiesFor(RowSizeBytes(type, shape.cols) * shape.rows);
-  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes);
+  auto w = MakeWeights(type, shape.rows, shape.cols, copies, &matrix_bytes, layout);
   const std::vector<float> x = RandomFloats(n_tokens * shape.cols, 8);
   std::vector<float> y(static_cast<size_t>(n_tokens * shape.rows));
   int c = 0;
   for (auto _ : state) {
     MatMul(&Pool(), type, w->p + c * matrix_bytes, shape.rows, shape.cols, x.data(), n_tokens,
-           y.data());
+           y.data(), layout);
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % copies;
   }
@@ -298,36 +306,51 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
   return BenchThreads() > 1 ? b->UseRealTime() : b;
 }
 
+// Every ISA with row-layout weights, and Q8_0/Q4_0 also as panels on AVX-512 (the layout a
+// model loaded on such a CPU runs: WeightLayout::kPanels), named "avx512-panels".
+struct Variant {
+  Isa isa;
+  WeightLayout layout;
+  std::string name;
+};
+std::vector<Variant> Variants(TensorType type) {
+  std::vector<Variant> v;
+  for (Isa isa : Isas()) v.push_back({isa, WeightLayout::kRows, std::string(IsaName(isa))});
+  if (DetectIsa() == Isa::kAvx512 && (type == TensorType::kQ8_0 || type == TensorType::kQ4_0)) {
+    v.push_back({Isa::kAvx512, WeightLayout::kPanels, "avx512-panels"});
+  }
+  return v;
+}
+
 const bool kRegistered = [] {
   // Manual time: the best pass of each iteration (allocation and page faults excluded).
   benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth)->UseManualTime()->Iterations(5);
   for (TensorType type : kTypes) {
     const std::string tn(TypeName(type));
-    for (Isa isa : Isas()) {
-      const std::string in(IsaName(isa));
-      benchmark::RegisterBenchmark(Name({"DotL2", tn, in}).c_str(), BM_DotL2, type, isa)
+    for (const Variant& v : Variants(type)) {
+      benchmark::RegisterBenchmark(Name({"DotL2", tn, v.name}).c_str(), BM_DotL2, type, v.isa,
+                                   v.layout)
           ->MinTime(0.2);
     }
   }
   for (TensorType type : kTypes) {
     const std::string tn(TypeName(type));
-    for (Isa isa : Isas()) {
-      const std::string in(IsaName(isa));
+    for (const Variant& v : Variants(type)) {
       for (const Shape& s : kGemvShapes) {
         if (!IsValidRowLength(type, s.cols)) continue;
-        if (isa == Isa::kScalar && s.rows != 4864 && s.rows != 8960) continue;  // one is enough
-        Timed(benchmark::RegisterBenchmark(Name({"Gemv", tn, in, s.name}).c_str(), BM_Gemv,
-                                           type, isa, s))
+        if (v.isa == Isa::kScalar && s.rows != 4864 && s.rows != 8960) continue;  // one is enough
+        Timed(benchmark::RegisterBenchmark(Name({"Gemv", tn, v.name, s.name}).c_str(), BM_Gemv,
+                                           type, v.isa, s, v.layout))
             ->MinTime(0.5);
       }
-      if (isa != Isa::kScalar) {
+      if (v.isa != Isa::kScalar) {
         const bool k_quant = Traits(type).block_size == 256;
         for (bool fused : {false, true}) {
           Timed(benchmark::RegisterBenchmark(
-                    Name({fused ? "DecodeStepFused" : "DecodeStep", tn, in,
+                    Name({fused ? "DecodeStepFused" : "DecodeStep", tn, v.name,
                           k_quant ? "qwen2.5-1.5b" : "qwen2.5-0.5b"})
                         .c_str(),
-                    BM_DecodeStep, type, isa, k_quant ? kQwen15B : kQwen05B, fused))
+                    BM_DecodeStep, type, v.isa, k_quant ? kQwen15B : kQwen05B, fused, v.layout))
               ->MinTime(1.0)
               ->Unit(benchmark::kMillisecond);
         }
@@ -340,27 +363,29 @@ const bool kRegistered = [] {
         ->MinTime(1.0)
         ->Unit(benchmark::kMillisecond);
     for (TensorType type : kTypes) {
-      for (Isa isa : Isas()) {
+      for (const Variant& v : Variants(type)) {
         if (!IsValidRowLength(type, s.cols)) continue;
         // Scalar prompt processing takes seconds per call: measured on one shape only.
-        if (isa == Isa::kScalar && s.rows != 1536) continue;
-        Timed(benchmark::RegisterBenchmark(
-                  Name({"Gemm", TypeName(type), IsaName(isa), s.name}).c_str(), BM_Gemm, type,
-                  isa, s))
-            ->MinTime(isa == Isa::kScalar ? 0.01 : 1.0)
+        if (v.isa == Isa::kScalar && s.rows != 1536) continue;
+        Timed(benchmark::RegisterBenchmark(Name({"Gemm", TypeName(type), v.name, s.name}).c_str(),
+                                           BM_Gemm, type, v.isa, s, v.layout))
+            ->MinTime(v.isa == Isa::kScalar ? 0.01 : 1.0)
             ->Unit(benchmark::kMillisecond);
       }
     }
   }
   // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens.
   for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
-    for (int64_t n : {int64_t{4}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{32}}) {
-      Timed(benchmark::RegisterBenchmark(
-                Name({"GemmTokens", TypeName(type), IsaName(DetectIsa()), kGemmShapes[0].name,
-                      std::to_string(n)})
-                    .c_str(),
-                BM_GemmTokens, type, DetectIsa(), kGemmShapes[0], n))
-          ->MinTime(0.5);
+    for (const Variant& v : Variants(type)) {
+      if (v.isa != DetectIsa()) continue;
+      for (int64_t n :
+           {int64_t{1}, int64_t{4}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{32}}) {
+        Timed(benchmark::RegisterBenchmark(Name({"GemmTokens", TypeName(type), v.name,
+                                                 kGemmShapes[0].name, std::to_string(n)})
+                                               .c_str(),
+                                           BM_GemmTokens, type, v.isa, kGemmShapes[0], n, v.layout))
+            ->MinTime(0.5);
+      }
     }
   }
   return true;

@@ -2,6 +2,8 @@
 // hyper-parameters, binding tensors under their internal names, RoPE frequencies.
 #include "yunzhi/engine/model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/mman.h>
 
 #include "engine/arch/arch.h"
 #include "engine/model_loader.h"
@@ -232,7 +235,68 @@ Status BindWeights(const WeightSource& source, ModelState* state) {
     }
   }
   state->inv_freq = ComputeInvFreq(c);
+  RepackForKernels(state);
   return OkStatus();
+}
+
+PanelArena::PanelArena(size_t bytes) : size_(bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  YZ_CHECK(p != MAP_FAILED && "mmap of the panel arena failed");
+  data_ = static_cast<uint8_t*>(p);
+  // No MADV_HUGEPAGE: decoding was no faster with 2 MiB pages, and where free memory is
+  // fragmented the huge-page faults compact it first (loads of 0.1-0.7 s instead of 0.17 s).
+}
+
+PanelArena::~PanelArena() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+void RepackForKernels(ModelState* state) {
+  std::vector<Matrix*> matrices = {&state->tok_embd};
+  const bool tied = state->output.data == state->tok_embd.data;
+  if (!tied) matrices.push_back(&state->output);
+  for (LayerWeights& w : state->layers) {
+    for (Matrix* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+      matrices.push_back(m);
+    }
+  }
+  constexpr size_t kAlign = 4096;
+  size_t total = 0;
+  for (const Matrix* m : matrices) {
+    if (m->data == nullptr || !kernels::PanelsPreferred(m->type)) continue;
+    total +=
+        (static_cast<size_t>(kernels::PanelBytes(m->type, m->n_rows(), m->ne[0])) + kAlign - 1) /
+        kAlign * kAlign;
+  }
+  if (total == 0) return;
+  state->panels = std::make_unique<PanelArena>(total);
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  size_t offset = 0;
+  for (Matrix* m : matrices) {
+    if (m->data == nullptr || !kernels::PanelsPreferred(m->type)) continue;
+    const int64_t rows = m->n_rows(), cols = m->ne[0];
+    const int64_t row_bytes = m->row_size_bytes();
+    uint8_t* dst = state->panels->data() + offset;
+    offset += (static_cast<size_t>(kernels::PanelBytes(m->type, rows, cols)) + kAlign - 1) /
+              kAlign * kAlign;
+    // A few MiB at a time, releasing the file pages just read (whole pages inside the rows), so
+    // the file and its repacked copy are never both resident.
+    const int64_t step = std::max<int64_t>(16, (int64_t{4} << 20) / row_bytes / 16 * 16);
+    const auto* src = static_cast<const uint8_t*>(m->data);
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      const int64_t r1 = std::min(rows, r0 + step);
+      kernels::PackPanels(m->type, src, rows, cols, r0, r1, dst);
+      const uintptr_t begin =
+          (reinterpret_cast<uintptr_t>(src + r0 * row_bytes) + page - 1) / page * page;
+      const uintptr_t end = reinterpret_cast<uintptr_t>(src + r1 * row_bytes) / page * page;
+      if (end > begin) {
+        (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+      }
+    }
+    m->data = dst;
+    m->layout = kernels::WeightLayout::kPanels;
+  }
+  if (tied) state->output = state->tok_embd;
 }
 
 }  // namespace internal

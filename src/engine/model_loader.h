@@ -40,6 +40,11 @@ Status ValidateConfig(const std::string& file, const ModelConfig& config);
 // Precondition: state->config holds the hyper-parameters and n_vocab.
 Status BindWeights(const WeightSource& source, ModelState* state);
 
+// Repacks the matrices whose type the active ISA multiplies faster as panels (kernels.h
+// WeightLayout) into state->panels, releasing the file pages they came from; the matrices then
+// point there. Called by BindWeights.
+void RepackForKernels(ModelState* state);
+
 // A small text file (config.json, tokenizer.json) whole. Errors: kNotFound, kUnavailable.
 Result<std::string> ReadText(const std::string& path);
 // A JSON file whose top level is an object. Errors: those of ReadText; kInvalidArgument.

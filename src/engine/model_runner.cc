@@ -178,9 +178,14 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   t = 0;
   for (const BatchItem& item : batch) {
     for (int32_t id : item.tokens) {
-      const uint8_t* row = static_cast<const uint8_t*>(m.tok_embd.data) +
-                           static_cast<int64_t>(id) * m.tok_embd.row_size_bytes();
-      kernels::DequantizeRow(m.tok_embd.type, row, ctx.x + t * c.n_embd, c.n_embd);
+      if (m.tok_embd.layout == kernels::WeightLayout::kPanels) {
+        kernels::DequantizePanelRow(m.tok_embd.type, m.tok_embd.data, id, c.n_embd,
+                                    ctx.x + t * c.n_embd);
+      } else {
+        const uint8_t* row = static_cast<const uint8_t*>(m.tok_embd.data) +
+                             static_cast<int64_t>(id) * m.tok_embd.row_size_bytes();
+        kernels::DequantizeRow(m.tok_embd.type, row, ctx.x + t * c.n_embd, c.n_embd);
+      }
       ++t;
     }
   }
@@ -213,7 +218,7 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   }
   out->logits.resize(static_cast<size_t>(n_out * c.n_vocab));
   kernels::MatMul(s.pool.get(), m.output.type, m.output.data, m.output.ne[1], m.output.ne[0],
-                  s.final_rows.data(), n_out, out->logits.data());
+                  s.final_rows.data(), n_out, out->logits.data(), m.output.layout);
   return OkStatus();
 }
 

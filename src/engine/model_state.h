@@ -2,6 +2,7 @@
 // of every weight inside the mapped files, bound to the internal (GGUF) tensor names.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "yunzhi/engine/tensor_type.h"
 #include "yunzhi/engine/tokenizer.h"
 
+#include "engine/kernels/kernels.h"
+
 namespace yunzhi::engine {
 
 namespace arch {
@@ -20,16 +23,46 @@ struct ArchDef;
 
 namespace internal {
 
-// One transformer block. Matrices are views into the mapping (never copied); the small 1-D
-// tensors (norm weights, biases) are converted to float once at load because the kernels take
-// them as float and files store them as F16/BF16 as often as F32. Empty vectors mean "absent".
+// A weight matrix as the kernels take it: a view into the mapped file (layout kRows), or, for the
+// types the CPU multiplies faster in the panel layout (kernels::PanelsPreferred), a view of the
+// same tensor repacked at load into ModelState::panels (layout kPanels, `data` pointing there).
+struct Matrix : TensorView {
+  kernels::WeightLayout layout = kernels::WeightLayout::kRows;
+  Matrix& operator=(const TensorView& view) {
+    TensorView::operator=(view);
+    layout = kernels::WeightLayout::kRows;
+    return *this;
+  }
+};
+
+// One transformer block. Matrices are views into the mapping or the panel arena (never copied
+// twice); the small 1-D tensors (norm weights, biases) are converted to float once at load because
+// the kernels take them as float and files store them as F16/BF16 as often as F32. Empty vectors
+// mean "absent".
 struct LayerWeights {
   std::vector<float> attn_norm;
-  TensorView wq, wk, wv, wo;
+  Matrix wq, wk, wv, wo;
   std::vector<float> bq, bk, bv;      // qkv_bias
   std::vector<float> q_norm, k_norm;  // qk_norm: head_dim each
   std::vector<float> ffn_norm;
-  TensorView w_gate, w_up, w_down;
+  Matrix w_gate, w_up, w_down;
+};
+
+// Anonymous memory holding the repacked matrices; the file pages they came from are released
+// (madvise) as packing goes, so the weights are resident once.
+class PanelArena {
+ public:
+  PanelArena() = default;
+  explicit PanelArena(size_t bytes);
+  ~PanelArena();
+  PanelArena(const PanelArena&) = delete;
+  PanelArena& operator=(const PanelArena&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 struct ModelState {
@@ -45,8 +78,9 @@ struct ModelState {
   std::optional<SafetensorsModel> safetensors;
 
   const arch::ArchDef* arch = nullptr;
-  TensorView tok_embd;
-  TensorView output;  // == tok_embd when the output is tied
+  Matrix tok_embd;
+  Matrix output;                       // == tok_embd when the output is tied
+  std::unique_ptr<PanelArena> panels;  // null when no matrix is repacked
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
   // RoPE inverse frequencies (head_dim / 2), with any scaling applied.

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,21 @@ std::vector<Isa> AvailableIsas() {
   for (int i = 0; i <= static_cast<int>(DetectIsa()); ++i) isas.push_back(static_cast<Isa>(i));
   return isas;
 }
+
+// Panel buffers are 64-byte aligned (the kernels load them with aligned loads).
+struct PanelAllocator {
+  using value_type = uint8_t;
+  template <class U>
+  struct rebind {
+    using other = PanelAllocator;
+  };
+  PanelAllocator() = default;
+  uint8_t* allocate(size_t n) {
+    return static_cast<uint8_t*>(::operator new (n, std::align_val_t{64}));
+  }
+  void deallocate(uint8_t* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  bool operator==(const PanelAllocator&) const { return true; }
+};
 
 // Restores the detected ISA when a test ends, so a failure cannot leak into the next test.
 class KernelsTest : public ::testing::Test {
@@ -115,20 +131,34 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
       bound[t * c.rows + r] = b * 1.0001 + 2e-5 * a + 1e-30;
     }
   }
+  // Q8_0/Q4_0 also in the panel layout (packed in two ranges, as a loader may).
+  const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0;
+  std::vector<uint8_t, PanelAllocator> panels;
+  if (has_panels) {
+    panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
+    const int64_t mid = std::min<int64_t>(16, c.rows);
+    PackPanels(c.type, w.data(), c.rows, c.cols, mid, c.rows, panels.data());
+    PackPanels(c.type, w.data(), c.rows, c.cols, 0, mid, panels.data());
+  }
   for (Isa isa : AvailableIsas()) {
-    SCOPED_TRACE(std::string(IsaName(isa)));
-    SetActiveIsa(isa);
-    std::vector<float> y(exact.size(), -12345.0f);
-    MatMul(pool, c.type, w.data(), c.rows, c.cols, x.data(), c.n_tokens, y.data());
-    int failures = 0;
-    for (size_t i = 0; i < y.size() && failures < 5; ++i) {
-      const double e1 = std::fabs(y[i] - exact[i]);
-      const double e2 = std::fabs(y[i] - orig[i]);
-      if (!(e1 <= slack[i]) || !(e2 <= bound[i])) {
-        ++failures;
-        ADD_FAILURE() << "index " << i << " (token " << i / c.rows << ", row " << i % c.rows
-                      << "): got " << y[i] << ", exact " << exact[i] << " (tol " << slack[i]
-                      << "), float64 of original x " << orig[i] << " (bound " << bound[i] << ")";
+    for (WeightLayout layout : {WeightLayout::kRows, WeightLayout::kPanels}) {
+      if (layout == WeightLayout::kPanels && !has_panels) continue;
+      SCOPED_TRACE(std::string(IsaName(isa)) +
+                   (layout == WeightLayout::kPanels ? " panels" : " rows"));
+      SetActiveIsa(isa);
+      std::vector<float> y(exact.size(), -12345.0f);
+      MatMul(pool, c.type, layout == WeightLayout::kPanels ? panels.data() : w.data(), c.rows,
+             c.cols, x.data(), c.n_tokens, y.data(), layout);
+      int failures = 0;
+      for (size_t i = 0; i < y.size() && failures < 5; ++i) {
+        const double e1 = std::fabs(y[i] - exact[i]);
+        const double e2 = std::fabs(y[i] - orig[i]);
+        if (!(e1 <= slack[i]) || !(e2 <= bound[i])) {
+          ++failures;
+          ADD_FAILURE() << "index " << i << " (token " << i / c.rows << ", row " << i % c.rows
+                        << "): got " << y[i] << ", exact " << exact[i] << " (tol " << slack[i]
+                        << "), float64 of original x " << orig[i] << " (bound " << bound[i] << ")";
+        }
       }
     }
   }
@@ -235,6 +265,70 @@ TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall
           EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin() + first * rows))
               << "tokens " << first << ".." << first + count - 1
               << (p != nullptr ? ", 2 threads" : ", 1 thread");
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThreads) {
+  // Panel-layout weights: one decoding token, a batch of a few sequences (the direct kernel) and
+  // a long prompt (Q4_0: nibbles split into an L1 panel first) must give a token the same bits,
+  // so that a sequence decodes the same alone and in a batch. 45 rows: a partial last group; 17
+  // blocks: an odd last block and a second chunk.
+  std::mt19937 rng(78);
+  const int64_t rows = 45, cols = 544, n_all = 140;
+  ComputePool pool(2);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+      SCOPED_TRACE(std::string(TypeName(type)));
+      const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+      const int64_t row_bytes = RowSizeBytes(type, cols);
+      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
+      }
+      std::vector<uint8_t, PanelAllocator> panels(
+          static_cast<size_t>(PanelBytes(type, rows, cols)));
+      ASSERT_EQ(PanelBytes(type, rows, cols), 48 * row_bytes);
+      PackPanels(type, w.data(), rows, cols, 0, rows, panels.data());
+      // Every row reads back as it was.
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<float> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
+        DequantizeRow(type, w.data() + r * row_bytes, a.data(), cols);
+        DequantizePanelRow(type, panels.data(), r, cols, b.data());
+        ASSERT_EQ(a, b) << "row " << r;
+      }
+      const std::vector<float> x = RandomFloats(rng, n_all * cols, 1.0f);
+      std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
+      MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
+             WeightLayout::kPanels);
+      for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 1},
+                                  {7, 1},
+                                  {139, 1},
+                                  {3, 2},
+                                  {0, 3},
+                                  {5, 8},
+                                  {9, 16},
+                                  {20, 17},
+                                  {100, 30},
+                                  {0, 130}}) {
+        for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+          std::vector<float> y(static_cast<size_t>(count * rows), -2.0f);
+          MatMul(p, type, panels.data(), rows, cols, x.data() + first * cols, count, y.data(),
+                 WeightLayout::kPanels);
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin() + first * rows))
+              << "tokens " << first << ".." << first + count - 1
+              << (p != nullptr ? ", 2 threads" : ", 1 thread");
+          // Fused with another target (decoding's one fork-join for q/k/v): the same bits.
+          std::vector<float> y2(y.size(), -3.0f), other(static_cast<size_t>(count * rows));
+          const MatMulTarget targets[] = {
+              {type, panels.data(), rows, y2.data(), WeightLayout::kPanels},
+              {type, w.data(), rows, other.data()}};
+          MatMulMany(p, targets, cols, x.data() + first * cols, count);
+          EXPECT_TRUE(std::equal(y2.begin(), y2.end(), y.begin())) << "MatMulMany";
         }
       }
     }

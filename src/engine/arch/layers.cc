@@ -41,8 +41,8 @@ void NormRows(ForwardContext& ctx, const float* x, const std::vector<float>& wei
   }
 }
 
-void Linear(ForwardContext& ctx, const TensorView& w, const float* x, float* y) {
-  kernels::MatMul(ctx.pool, w.type, w.data, w.ne[1], w.ne[0], x, ctx.n_tokens, y);
+void Linear(ForwardContext& ctx, const internal::Matrix& w, const float* x, float* y) {
+  kernels::MatMul(ctx.pool, w.type, w.data, w.ne[1], w.ne[0], x, ctx.n_tokens, y, w.layout);
 }
 
 void AddBias(ForwardContext& ctx, float* y, const std::vector<float>& bias) {
@@ -135,8 +135,8 @@ void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w) {
   const int64_t n_ff = ctx.config->n_ff;
   // Gate and up read the same input: one parallel loop for both.
   const kernels::MatMulTarget targets[] = {
-      {w.w_gate.type, w.w_gate.data, w.w_gate.ne[1], ctx.ff_gate},
-      {w.w_up.type, w.w_up.data, w.w_up.ne[1], ctx.ff_up}};
+      {w.w_gate.type, w.w_gate.data, w.w_gate.ne[1], ctx.ff_gate, w.w_gate.layout},
+      {w.w_up.type, w.w_up.data, w.w_up.ne[1], ctx.ff_up, w.w_up.layout}};
   kernels::MatMulMany(ctx.pool, targets, w.w_gate.ne[0], ctx.xn, ctx.n_tokens);
   // Token by token over the pool when a prompt is processed (512 tokens x 4864 values is
   // milliseconds of exp); a decoding step's few rows are not worth a fork-join.
@@ -158,9 +158,9 @@ void ProjectQkv(ForwardContext& ctx, const internal::LayerWeights& w) {
   const ModelConfig& c = *ctx.config;
   NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
   // Q, K and V read the same input: one parallel loop for the three.
-  const kernels::MatMulTarget targets[] = {{w.wq.type, w.wq.data, w.wq.ne[1], ctx.q},
-                                           {w.wk.type, w.wk.data, w.wk.ne[1], ctx.k},
-                                           {w.wv.type, w.wv.data, w.wv.ne[1], ctx.v}};
+  const kernels::MatMulTarget targets[] = {{w.wq.type, w.wq.data, w.wq.ne[1], ctx.q, w.wq.layout},
+                                           {w.wk.type, w.wk.data, w.wk.ne[1], ctx.k, w.wk.layout},
+                                           {w.wv.type, w.wv.data, w.wv.ne[1], ctx.v, w.wv.layout}};
   kernels::MatMulMany(ctx.pool, targets, w.wq.ne[0], ctx.xn, ctx.n_tokens);
   if (c.qkv_bias) {
     AddBias(ctx, ctx.q, w.bq);

@@ -19,6 +19,7 @@ namespace yunzhi::engine {
 namespace internal {
 struct ModelState;
 struct LayerWeights;
+struct Matrix;
 }  // namespace internal
 
 namespace arch {
@@ -64,7 +65,7 @@ struct ForwardContext {
 void NormRows(ForwardContext& ctx, const float* x, const std::vector<float>& weight, int64_t n,
               float* y);
 // y[T x rows] = x[T x cols] W^T, W a [rows x cols] weight of any supported type.
-void Linear(ForwardContext& ctx, const TensorView& w, const float* x, float* y);
+void Linear(ForwardContext& ctx, const internal::Matrix& w, const float* x, float* y);
 // y[t] += bias for every token (rows of bias.size()).
 void AddBias(ForwardContext& ctx, float* y, const std::vector<float>& bias);
 // RMSNorm of every head (head_dim elements) of every token with `weight` (Qwen3 Q/K norm).

@@ -74,7 +74,11 @@ struct KindInfo {
   ActFormat act;
 };
 
-KindInfo KindOf(TensorType t) {
+KindInfo KindOf(TensorType t, WeightLayout layout) {
+  if (layout == WeightLayout::kPanels) {
+    YZ_CHECK((t == TensorType::kQ8_0 || t == TensorType::kQ4_0) && "MatMul: no panel layout");
+    return {t == TensorType::kQ8_0 ? WKind::kQ8_0P : WKind::kQ4_0P, ActFormat::kQ8};
+  }
   switch (t) {
     case TensorType::kF32: return {WKind::kF32, ActFormat::kFloat};
     case TensorType::kF16: return {WKind::kF16, ActFormat::kFloat};
@@ -151,8 +155,8 @@ struct Selected {
   TileFn tile;
   ActFormat act;
 };
-Selected Select(TensorType wtype, int64_t n_tokens) {
-  const KindInfo info = KindOf(wtype);
+Selected Select(TensorType wtype, WeightLayout layout, int64_t n_tokens) {
+  const KindInfo info = KindOf(wtype, layout);
   if (n_tokens <= internal::kGemvMaxTokens) {
     const internal::GemvKernel& gemv = Table(ActiveIsa()).gemv[static_cast<int>(info.kind)];
     if (gemv.tile != nullptr) return {gemv.tile, gemv.act};
@@ -225,11 +229,11 @@ void RunContiguous(ComputePool* pool, int64_t n_items, const Fn& fn) {
 }  // namespace
 
 void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
-            const float* x, int64_t n_tokens, float* y) {
+            const float* x, int64_t n_tokens, float* y, WeightLayout layout) {
   if (rows <= 0 || n_tokens <= 0) return;
   YZ_DCHECK(IsValidRowLength(wtype, cols));
   const int nth = pool != nullptr ? pool->n_threads() : 1;
-  const Selected sel = Select(wtype, n_tokens);
+  const Selected sel = Select(wtype, layout, n_tokens);
   const TileFn tile = sel.tile;
 
   // 1. Activations in the partner format.
@@ -288,7 +292,7 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
   if (n_tokens > internal::kGemvMaxTokens || nth == 1 || targets.size() <= 1 ||
       targets.size() > kMaxMatMulTargets) {
     for (const MatMulTarget& m : targets) {
-      MatMul(pool, m.wtype, m.w, m.rows, cols, x, n_tokens, m.y);
+      MatMul(pool, m.wtype, m.w, m.rows, cols, x, n_tokens, m.y, m.layout);
     }
     return;
   }
@@ -303,7 +307,7 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
   int64_t scratch_bytes = 0;
   for (size_t k = 0; k < n; ++k) {
     YZ_DCHECK(IsValidRowLength(targets[k].wtype, cols));
-    sel[k] = Select(targets[k].wtype, n_tokens);
+    sel[k] = Select(targets[k].wtype, targets[k].layout, n_tokens);
     x_offset[k] = -1;
     if (sel[k].act == ActFormat::kFloat) continue;
     size_t f = 0;

@@ -67,11 +67,33 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 
 // --- matrix products ---------------------------------------------------------------------------
 
+// How a weight matrix's bytes are laid out.
+//  - kRows: as in the file (GGUF/safetensors), row after row.
+//  - kPanels (Q8_0 and Q4_0 only): the same blocks regrouped by PackPanels so that 16 rows'
+//    blocks of the same columns sit together (layout in kernels_internal.h). The same bytes as
+//    kRows plus the padding of a last group of fewer than 16 rows (PanelBytes). On a CPU with
+//    AVX-512 the kernels multiply panels directly, for any token count, with no per-call repacking:
+//    a token's outputs are the same bits whatever other tokens share the call (one decoding
+//    sequence alone or eight in a batch) and whatever the thread count.
+enum class WeightLayout { kRows, kPanels };
+
 // Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
 // Q6_K). Precondition: cols is a multiple of the type's block size. `pool` may be null (one
 // thread). n_tokens == 1 is the decoding GEMV path; larger n_tokens is the prompt GEMM path.
 void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
-            const float* x, int64_t n_tokens, float* y);
+            const float* x, int64_t n_tokens, float* y, WeightLayout layout = WeightLayout::kRows);
+
+// Whether matrices of `type` are better multiplied as panels with the active ISA (Q8_0/Q4_0 on
+// AVX-512). Other ISAs can still multiply panels, through the scalar reference (slow).
+bool PanelsPreferred(TensorType type);
+// Bytes of the panel layout of a rows x cols matrix of `type` (Q8_0 or Q4_0).
+int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols);
+// Repacks rows [r0, r1) of the row-layout matrix `w` (rows x cols) into the panel buffer `panels`
+// (PanelBytes, 64-byte aligned). r0 is a multiple of 16 and r1 one too or r1 == rows; the padding
+// rows of a last partial group are written as zeros. Ranges may be packed in any order or in
+// parallel (each writes only its own groups).
+void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int64_t r0, int64_t r1,
+                void* panels);
 
 // Several products of the same activations (q/k/v, gate/up) in one parallel loop: for each
 // target, Y = X * W^T as MatMul would compute it (bit-identical results). Decoding (n_tokens <= 2)
@@ -83,6 +105,7 @@ struct MatMulTarget {
   const void* w;
   int64_t rows;
   float* y;  // n_tokens x rows
+  WeightLayout layout = WeightLayout::kRows;
 };
 inline constexpr size_t kMaxMatMulTargets = 8;  // more: one MatMul each
 void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_t cols,
@@ -90,6 +113,8 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
 
 // One row of any supported type to float (embedding lookup).
 void DequantizeRow(TensorType type, const void* row, float* out, int64_t n);
+// Row `row` of a panel-layout matrix with `cols` columns to float.
+void DequantizePanelRow(TensorType type, const void* panels, int64_t row, int64_t cols, float* out);
 
 // --- element-wise and normalisation ------------------------------------------------------------
 

@@ -964,6 +964,8 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_0)] = GemvOrGemm<TileWith<Q4_0K, 4, 2>, Avx512GemmQ4_0>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 3, 3>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 3, 3>;
+    t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
+    t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.quantize_q8x4 = QuantizeQ8x4;

@@ -469,7 +469,239 @@ void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   }
 }
 
+// ---- Q8_0 and Q4_0 weights in the panel layout (packed once at load; kernels_internal.h)
+//
+// The weights are already in the form the micro-kernel above wants, short of Q4_0's nibble split
+// and the scales' conversion to float, so nothing is packed per call. Few tokens (decoding, a
+// batch of sequences decoding together) run DirectMicro on the panels in memory, splitting
+// nibbles in registers; many tokens (Q4_0) first split each chunk's nibbles into an L1 panel for
+// QMicro, as the split would otherwise be repeated for every 4 tokens. Both compute each output
+// as QMicro does -- per block, the integer sum (exact, in any order), then v = sum * dx - off * ds
+// and acc += v * d_w as two FMAs, blocks in order -- so a token's outputs are the same bits
+// whichever path, micro-kernel shape, chunking or thread count computed them.
+
+struct PanelsQ8_0 {
+  static constexpr int64_t kPayload = 512;
+  static constexpr float kOffset = 128.0f;
+};
+struct PanelsQ4_0 {
+  static constexpr int64_t kPayload = 256;
+  static constexpr float kOffset = 8.0f;
+};
+
+struct DirectArgs {
+  const uint8_t* groups;  // the first group of this row tile
+  int64_t group_bytes;    // 16 rows of the row layout
+  const uint8_t* x;       // kQ8 rows, token t at x + t * x_stride
+  int64_t x_stride;
+  int64_t cols, nb;
+  int64_t b0, nbk;  // blocks of this chunk
+  float* y;         // token t's rows of this row tile at y + t * ldy
+  int64_t ldy;
+  __mmask16 last_mask;
+  bool accumulate;
+};
+
+// Decoding: software prefetch this far ahead in each group's stream. DecodeStepFused (Qwen2.5-0.5B,
+// 2 threads, DRAM), GB/s panels (row-layout kernels in the same run), machine in its ~80 GB/s
+// state: no prefetch Q4_0 45 (66), 4 KiB 62 (61), 8 KiB 75 (62), 12 KiB 76 (65), 16 KiB 72 (64);
+// in its ~52 GB/s state 8 KiB gave Q4_0 50-52 (43) and Q8_0 51 (40). Two groups in flight (two
+// streams per core) instead of one were slower in every case.
+constexpr int64_t kDecodePrefetchBytes = 8192;
+
+inline __m512i Broadcast4(const int8_t* p) {
+  int32_t q;
+  std::memcpy(&q, p, 4);
+  return _mm512_set1_epi32(q);
+}
+
+template <class W>
+struct DirectMicro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const DirectArgs& a, int64_t t) {
+      ActQ8Row x[NT];
+      float* y[NT];
+      for (int j = 0; j < NT; ++j) {
+        x[j] = ViewQ8(a.x + (t + j) * a.x_stride, a.cols);
+        y[j] = a.y + (t + j) * a.ldy;
+      }
+      __m512 acc[NR][NT];
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+          acc[i][j] = a.accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
+        }
+      const __m512i nibble = _mm512_set1_epi8(0x0F);
+      for (int64_t b = a.b0; b < a.b0 + a.nbk; ++b) {
+        const PanelBlock at = PanelBlockAt(W::kPayload, a.nb, b);
+        const uint8_t* pw = a.groups + at.payload;
+        if constexpr (NT <= 2) {
+          // Each group is one sequential stream of W::kPayload + 32 bytes per block.
+          const uint8_t* ahead = a.groups + b * (W::kPayload + 32) + kDecodePrefetchBytes;
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) {
+            for (int64_t o = 0; o < W::kPayload + 32; o += 64) {
+              Prefetch(ahead + i * a.group_bytes, o);
+            }
+          }
+        }
+        __m512i dot[NR][NT];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+        if constexpr (W::kPayload == 256) {
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; ++k) {
+            __m512i lo[NR], hi[NR];
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) {
+              const __m512i v = _mm512_loadu_si512(pw + i * a.group_bytes + 64 * k);
+              lo[i] = _mm512_and_si512(v, nibble);
+              hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; ++j) {
+              const __m512i xl = Broadcast4(x[j].qs + 32 * b + 4 * k);
+              const __m512i xh = Broadcast4(x[j].qs + 32 * b + 16 + 4 * k);
+#pragma GCC unroll 4
+              for (int i = 0; i < NR; ++i) {
+                dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], lo[i], xl);
+                dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], hi[i], xh);
+              }
+            }
+          }
+        } else {
+#pragma GCC unroll 8
+          for (int k = 0; k < 8; ++k) {
+            __m512i wv[NR];
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i)
+              wv[i] = _mm512_loadu_si512(pw + i * a.group_bytes + 64 * k);
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; ++j) {
+              const __m512i xv = Broadcast4(x[j].qs + 32 * b + 4 * k);
+#pragma GCC unroll 4
+              for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+            }
+          }
+        }
+        __m512 wd[NR];
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          wd[i] = _mm512_cvtph_ps(_mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(a.groups + i * a.group_bytes + at.scales)));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512 dx = _mm512_set1_ps(x[j].d[b]);
+          const __m512 m = _mm512_set1_ps(-W::kOffset * x[j].ds[b]);
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) {
+            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), dx, m);
+            acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
+          _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
+        }
+    }
+  };
+};
+
+// Q4_0 panel blocks [b0, b0 + nbk) of one group into QMicro's L1 panel format.
+void SplitQ4_0Group(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const PanelBlock at = PanelBlockAt(PanelsQ4_0::kPayload, nb, b0 + b);
+    const uint8_t* p = group + at.payload;
+    uint8_t* o = out + b * kQPanelBlockBytes;
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m512i v = _mm512_loadu_si512(p + 64 * k);
+      _mm512_store_si512(o + 64 * k, _mm512_and_si512(v, nibble));
+      _mm512_store_si512(o + 64 * (4 + k), _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+    }
+    _mm512_store_ps(
+        o + 512,
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + at.scales))));
+  }
+}
+
+// Decoding (1-2 tokens): kDecodeGroups groups at a time, every block, straight from memory.
+constexpr int kDecodeGroups = 1;
+// Up to this many tokens every chunk runs DirectMicro; more (Q4_0) split the nibbles first.
+constexpr int64_t kDirectMaxTokens = 16;
+
+template <class W>
+void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / 32;
+  const int64_t group_bytes = 16 * a.w_row_bytes;
+  const int64_t n_tokens = t1 - t0;
+  const bool decode = n_tokens <= 2;
+  const bool split = W::kPayload == 256 && n_tokens > kDirectMaxTokens;
+  const int MR = decode ? kDecodeGroups : kQGroups;
+  const int64_t chunk = decode ? nb : std::min<int64_t>(kQChunkBlocks, nb);
+  uint8_t* panel = nullptr;
+  int64_t panel_group_bytes = 0;
+  if (split) {
+    thread_local PanelBuffer buffer;
+    panel_group_bytes = chunk * kQPanelBlockBytes;
+    panel = buffer.Get(kQGroups * panel_group_bytes);
+  }
+  for (int64_t r = r0; r < r1; r += 16 * MR) {
+    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
+    const int nr = static_cast<int>((n_rows + 15) / 16);
+    const uint8_t* groups = a.w + (r / 16) * group_bytes;
+    const __mmask16 last_mask = RowMask(n_rows - 16 * (nr - 1));
+    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
+      const int64_t nbk = std::min(chunk, nb - b0);
+      if (split) {
+        for (int g = 0; g < nr; ++g) {
+          SplitQ4_0Group(groups + g * group_bytes, nb, b0, nbk, panel + g * panel_group_bytes);
+        }
+        const QArgs q{panel, panel_group_bytes, a.x,   a.x_stride_bytes, a.cols, b0,
+                      nbk,   a.y + r,           a.ldy, last_mask,        b0 > 0};
+        const auto& fns =
+            MicroTable<QMicro<PanelQ4_0>::template K, kQGroups, kQTokens, QArgs>::kFns;
+        ForEachTokenTile(t0, t1, kQTokens, [&](int64_t t, int nt) {
+          fns[static_cast<size_t>((nr - 1) * kQTokens + (nt - 1))](q, t);
+        });
+        continue;
+      }
+      const DirectArgs d{groups, group_bytes, a.x,   a.x_stride_bytes, a.cols, nb, b0,
+                         nbk,    a.y + r,     a.ldy, last_mask,        b0 > 0};
+      if (decode) {
+        const auto& fns =
+            MicroTable<DirectMicro<W>::template K, kDecodeGroups, 2, DirectArgs>::kFns;
+        fns[static_cast<size_t>((nr - 1) * 2 + (n_tokens - 1))](d, t0);
+      } else {
+        const auto& fns =
+            MicroTable<DirectMicro<W>::template K, kQGroups, kQTokens, DirectArgs>::kFns;
+        ForEachTokenTile(t0, t1, kQTokens, [&](int64_t t, int nt) {
+          fns[static_cast<size_t>((nr - 1) * kQTokens + (nt - 1))](d, t);
+        });
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanels<PanelsQ8_0>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanels<PanelsQ4_0>(a, r0, r1, t0, t1);
+}
 
 void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmFloat<LoadF32>(a, r0, r1, t0, t1);

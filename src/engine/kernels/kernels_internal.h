@@ -84,8 +84,36 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by.
-enum class WKind { kF32 = 0, kF16, kBf16, kQ8_0, kQ4_0, kQ4_K, kQ6_K, kCount };
+// Weight kinds the tile table is indexed by; the last two are Q8_0/Q4_0 in the panel layout.
+enum class WKind { kF32 = 0, kF16, kBf16, kQ8_0, kQ4_0, kQ4_K, kQ6_K, kQ8_0P, kQ4_0P, kCount };
+
+// --- the panel layout of Q8_0/Q4_0 weights (WeightLayout::kPanels) -----------------------------
+//
+// Rows go in groups of 16 (a last partial group is padded with zero rows). Group g starts at
+// g * 16 * RowSizeBytes(type, cols): the layout takes the bytes of the row layout. Inside a group,
+// block b (columns 32b..32b+31) of the 16 rows is
+//   a payload of 64-byte vectors whose lane i (bytes 4i..4i+3) belongs to row i:
+//     Q8_0: 8 vectors; vector k holds elements 4k..4k+3 as unsigned bytes (q + 128);
+//     Q4_0: 4 vectors; vector k holds the block's raw bytes 4k..4k+3, whose low nibbles are
+//           elements 4k..4k+3 and high nibbles elements 16+4k..16+4k+3, each q + 8;
+//   the 16 rows' fp16 scales d (32 bytes, row i at bytes 2i..2i+1).
+// Blocks go in pairs, [payload b][payload b+1][scales b][scales b+1] (an odd last block is
+// [payload][scales]), so that with an even block count (every real model's widths) and a 64-byte
+// aligned buffer every vector is 64-byte aligned; kernels still load them unaligned. So a kernel
+// reading one group front to back reads one sequential stream, and the block's integer sums of 16
+// rows land in the 16 lanes of one vector (VPDPBUSD against a broadcast 4-byte slice of the
+// activations), with no transposing at run time -- the work the per-call packing of
+// kernels_avx512_gemm.cc did for row-layout weights, done once at load.
+static inline int64_t PanelPayloadBytes(WKind k) { return k == WKind::kQ8_0P ? 512 : 256; }
+struct PanelBlock {
+  int64_t payload;  // byte offsets from the group's start
+  int64_t scales;
+};
+static inline PanelBlock PanelBlockAt(int64_t payload_bytes, int64_t nb, int64_t b) {
+  const int64_t pair = (b / 2) * 2 * (payload_bytes + 32);
+  if (b % 2 == 1) return {pair + payload_bytes, pair + 2 * payload_bytes + 32};
+  return {pair, pair + (b + 1 < nb ? 2 * payload_bytes : payload_bytes)};
+}
 
 struct TileArgs {
   const uint8_t* w;    // row r starts at w + r * w_row_bytes
@@ -148,6 +176,14 @@ void Avx512GemmF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_
 void Avx512GemmBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+// Panel-layout Q8_0/Q4_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row size; r0
+// a multiple of 16), any token count, against kQ8 activations.
+void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+
+// Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
+// at out): panels.cc, for the scalar reference tiles and DequantizePanelRow.
+void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out);
 
 // Scalar references, also used directly by tests.
 void SiluMulRef(const float* gate, const float* up, float* out, int64_t n);

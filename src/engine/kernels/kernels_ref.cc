@@ -109,6 +109,20 @@ void TileQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
+// Panel-layout Q8_0/Q4_0: each row back in its blocks, then the row-layout tile above (a
+// reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
+template <WKind kKind, TileFn kRowTile>
+void TilePanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  std::vector<uint8_t> row(static_cast<size_t>(a.w_row_bytes));
+  for (int64_t r = r0; r < r1; ++r) {
+    PanelRowToBlocks(kKind, a.w, r, a.cols, row.data());
+    TileArgs one = a;
+    one.w = row.data();
+    one.y = a.y + r;
+    kRowTile(one, 0, 1, t0, t1);
+  }
+}
+
 // ---- K-quants x kQ8K activations.
 
 // Sub-block s's 6-bit scale and min (layout in tensor_type.h).
@@ -321,6 +335,8 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ4_0;
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
+    t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
+    t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.quantize_q8 = QuantizeActQ8Ref;
     t.quantize_q8k = QuantizeActQ8KRef;
     t.quantize_q8x4 = QuantizeActQ8x4Ref;
@@ -360,7 +376,6 @@ void Softmax(float* x, int64_t n) {
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
-
 
 void AddInPlace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];

@@ -1,0 +1,153 @@
+// The panel layout of Q8_0/Q4_0 weights (kernels_internal.h): packing at load, reading a row
+// back. Portable code: packing runs once per model load, a few bytes of shuffling per weight byte.
+
+#include <cstring>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <vector>
+
+#include "yunzhi/base/status.h"
+
+#include "engine/kernels/kernels_internal.h"
+
+namespace yunzhi::engine::kernels {
+namespace {
+
+using internal::PanelBlockAt;
+using internal::PanelPayloadBytes;
+using internal::WKind;
+
+constexpr int64_t kGroupRows = 16;
+
+WKind PanelKind(TensorType type) {
+  YZ_CHECK(type == TensorType::kQ8_0 || type == TensorType::kQ4_0);
+  return type == TensorType::kQ8_0 ? WKind::kQ8_0P : WKind::kQ4_0P;
+}
+
+// One group's block b from the rows' blocks (`row[i]` null for a padding row), into `group`.
+void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* group) {
+  const int64_t payload_bytes = PanelPayloadBytes(kind);
+  const internal::PanelBlock at = PanelBlockAt(payload_bytes, nb, b);
+  uint8_t* payload = group + at.payload;
+  uint8_t* scales = group + at.scales;
+  const int64_t block_bytes = kind == WKind::kQ8_0P ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  const int64_t n_vectors = payload_bytes / 64;
+#if defined(__SSE2__)
+  // Four rows at a time: a 4 x 4 transpose of dwords per 16 bytes of each row (a model's load
+  // repacks hundreds of MB; this is ~4x the scalar loop below).
+  bool full = true;
+  for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
+  if (full) {
+    const __m128i flip = _mm_set1_epi8(static_cast<char>(kind == WKind::kQ8_0P ? 0x80 : 0));
+    for (int64_t i = 0; i < kGroupRows; i += 4) {
+      const uint8_t* blk[4];
+      for (int64_t q = 0; q < 4; ++q) {
+        blk[q] = row[i + q] + b * block_bytes;
+        std::memcpy(scales + 2 * (i + q), blk[q], 2);
+      }
+      for (int64_t k = 0; k < n_vectors; k += 4) {
+        __m128i r[4];
+        for (int q = 0; q < 4; ++q) {
+          r[q] = _mm_xor_si128(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[q] + 2 + 4 * k)), flip);
+        }
+        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
+        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+        // Vector k + j, lanes i..i+3: dword j of rows i..i+3.
+        auto store = [&](int64_t j, __m128i v) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(payload + 64 * (k + j) + 4 * i), v);
+        };
+        store(0, _mm_unpacklo_epi64(t0, t1));
+        store(1, _mm_unpackhi_epi64(t0, t1));
+        store(2, _mm_unpacklo_epi64(t2, t3));
+        store(3, _mm_unpackhi_epi64(t2, t3));
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < kGroupRows; ++i) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * block_bytes : nullptr;
+    if (blk == nullptr) {
+      for (int64_t k = 0; k < n_vectors; ++k) std::memset(payload + 64 * k + 4 * i, 0, 4);
+      std::memset(scales + 2 * i, 0, 2);
+      continue;
+    }
+    std::memcpy(scales + 2 * i, blk, 2);
+    for (int64_t k = 0; k < n_vectors; ++k) {
+      uint32_t v;
+      std::memcpy(&v, blk + 2 + 4 * k, 4);
+      if (kind == WKind::kQ8_0P) v ^= 0x80808080u;  // signed q -> unsigned q + 128
+      std::memcpy(payload + 64 * k + 4 * i, &v, 4);
+    }
+  }
+}
+
+}  // namespace
+
+namespace internal {
+
+void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out) {
+  const bool q8 = kind == WKind::kQ8_0P;
+  const int64_t block_bytes = q8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  const int64_t nb = cols / 32;
+  const int64_t payload_bytes = PanelPayloadBytes(kind);
+  const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
+  const int64_t i = row % kGroupRows;
+  for (int64_t b = 0; b < nb; ++b) {
+    const PanelBlock at = PanelBlockAt(payload_bytes, nb, b);
+    uint8_t* blk = out + b * block_bytes;
+    std::memcpy(blk, group + at.scales + 2 * i, 2);
+    for (int64_t k = 0; k < payload_bytes / 64; ++k) {
+      uint32_t v;
+      std::memcpy(&v, group + at.payload + 64 * k + 4 * i, 4);
+      if (q8) v ^= 0x80808080u;
+      std::memcpy(blk + 2 + 4 * k, &v, 4);
+    }
+  }
+}
+
+}  // namespace internal
+
+bool PanelsPreferred(TensorType type) {
+  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0) && ActiveIsa() == Isa::kAvx512;
+}
+
+int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols) {
+  PanelKind(type);
+  return (rows + kGroupRows - 1) / kGroupRows * kGroupRows * RowSizeBytes(type, cols);
+}
+
+void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int64_t r0, int64_t r1,
+                void* panels) {
+  const WKind kind = PanelKind(type);
+  if (r0 == r1) return;
+  YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
+           cols % 32 == 0);
+  const int64_t row_bytes = RowSizeBytes(type, cols);
+  const int64_t nb = cols / 32;
+  const auto* src = static_cast<const uint8_t*>(w);
+  auto* dst = static_cast<uint8_t*>(panels);
+  for (int64_t g = r0 / kGroupRows; g * kGroupRows < r1; ++g) {
+    const uint8_t* row[kGroupRows];
+    for (int64_t i = 0; i < kGroupRows; ++i) {
+      const int64_t r = g * kGroupRows + i;
+      row[i] = r < rows ? src + r * row_bytes : nullptr;
+    }
+    uint8_t* group = dst + g * kGroupRows * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) PackBlock(kind, row, nb, b, group);
+  }
+}
+
+void DequantizePanelRow(TensorType type, const void* panels, int64_t row, int64_t cols,
+                        float* out) {
+  std::vector<uint8_t> blocks(static_cast<size_t>(RowSizeBytes(type, cols)));
+  internal::PanelRowToBlocks(PanelKind(type), static_cast<const uint8_t*>(panels), row, cols,
+                             blocks.data());
+  Dequantize(type, blocks.data(), out, cols);
+}
+
+}  // namespace yunzhi::engine::kernels
