@@ -158,6 +158,9 @@ int main(int argc, char** argv) {
       ->required();
   bench->add_option("-t,--threads", bench_flags.threads, "Compute threads (default: all cores)");
   bench->add_option("-p,--prompt-tokens", bench_flags.prompt_tokens, "Prompt length (0: skip)");
+  bench->add_option("-b,--batch", bench_flags.batch,
+                    "Sequences decoded together in the generation test (aggregate tokens/s)")
+      ->check(CLI::Range(1, 256));
   bench->add_option("-n,--gen-tokens", bench_flags.gen_tokens, "Tokens to generate (0: skip)");
   bench->add_option("-r,--repetitions", bench_flags.repetitions, "Repetitions of each test");
   bench->add_flag("--bandwidth", bench_flags.bandwidth,

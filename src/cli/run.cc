@@ -32,13 +32,19 @@ struct Loaded {
   double load_ms = 0;
 };
 
-Result<Loaded> LoadModel(const std::string& path, int threads, int64_t n_ctx) {
+Result<Loaded> LoadModel(const std::string& path, int threads, int64_t n_ctx,
+                         int64_t n_sequences = 1) {
   Loaded out;
   const auto start = std::chrono::steady_clock::now();
   YZ_ASSIGN_OR_RETURN(out.model, Model::Load(path));
   engine::RunnerOptions options;
   options.n_threads = threads;
   options.n_ctx = n_ctx > 0 ? std::min(n_ctx, out.model->config().n_ctx_train) : 0;
+  if (n_sequences > 1 && options.n_ctx > 0) {
+    options.kv_cache.n_blocks =
+        n_sequences * ((options.n_ctx + options.kv_cache.block_tokens - 1) /
+                       options.kv_cache.block_tokens);
+  }
   YZ_ASSIGN_OR_RETURN(out.runner, ModelRunner::Create(out.model, options));
   out.load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -124,8 +130,9 @@ int RunRun(const RunFlags& flags) {
 }
 
 int RunBench(const BenchFlags& flags) {
-  auto loaded = LoadModel(flags.model, flags.threads,
-                          flags.prompt_tokens + flags.gen_tokens + 16);
+  const int64_t n_seq = std::max(1, flags.batch);
+  auto loaded = LoadModel(flags.model, flags.threads, flags.prompt_tokens + flags.gen_tokens + 16,
+                          n_seq);
   if (!loaded) return PrintError(loaded.error());
   const auto& config = loaded->model->config();
   ModelRunner& runner = *loaded->runner;
@@ -151,21 +158,30 @@ int RunBench(const BenchFlags& flags) {
       pp_rates.push_back(static_cast<double>(flags.prompt_tokens) / t);
     }
     if (flags.gen_tokens > 0) {
-      engine::Sequence seq;
-      int32_t token = pick(rng);
+      std::vector<engine::Sequence> seqs(static_cast<size_t>(n_seq));
+      std::vector<int32_t> tokens(static_cast<size_t>(n_seq));
+      for (int32_t& token : tokens) token = pick(rng);
+      std::vector<engine::BatchItem> items(static_cast<size_t>(n_seq));
+      auto release = [&] {
+        for (engine::Sequence& seq : seqs) runner.kv_cache().Release(&seq);
+      };
       const auto start = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < flags.gen_tokens; ++i) {
-        engine::BatchItem item{&seq, std::span<const int32_t>(&token, 1), false};
-        if (auto s = runner.Forward({&item, 1}, &out); !s) {
-          runner.kv_cache().Release(&seq);
+        for (size_t k = 0; k < items.size(); ++k) {
+          items[k] = {&seqs[k], std::span<const int32_t>(&tokens[k], 1), false};
+        }
+        if (auto s = runner.Forward(items, &out); !s) {
+          release();
           return PrintError(s.error());
         }
-        auto row = out.Row(0);
-        token = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+        for (size_t k = 0; k < items.size(); ++k) {
+          auto row = out.Row(static_cast<int64_t>(k));
+          tokens[k] = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+        }
       }
       const double t = seconds(start);
-      runner.kv_cache().Release(&seq);
-      tg_rates.push_back(static_cast<double>(flags.gen_tokens) / t);
+      release();
+      tg_rates.push_back(static_cast<double>(flags.gen_tokens * n_seq) / t);
     }
   }
   auto stats = [](std::vector<double> v) {
@@ -192,11 +208,12 @@ int RunBench(const BenchFlags& flags) {
   }
   if (!tg_rates.empty()) {
     auto [m, sd] = stats(tg_rates);
-    std::printf("| %s | %s | %.1f MiB | %s | %d | tg%lld | %.2f ± %.2f |\n", name.c_str(),
-                type.c_str(), size_mib, params.c_str(), flags.threads,
-                static_cast<long long>(flags.gen_tokens), m, sd);
-    std::printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s effective\n", size_mib,
-                m * static_cast<double>(config.weight_bytes) / 1e9);
+    const std::string test = n_seq > 1 ? fmt::format("tg{} x{}", flags.gen_tokens, n_seq)
+                                       : fmt::format("tg{}", flags.gen_tokens);
+    std::printf("| %s | %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(),
+                type.c_str(), size_mib, params.c_str(), flags.threads, test.c_str(), m, sd);
+    std::printf("\ngeneration reads %.1f MiB of weights per step: %.2f GB/s effective\n",
+                size_mib, m / static_cast<double>(n_seq) * static_cast<double>(config.weight_bytes) / 1e9);
   }
   std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
               static_cast<double>(usage.ru_maxrss) / 1024.0,
@@ -210,7 +227,7 @@ int RunBench(const BenchFlags& flags) {
     const double gbs = engine::kernels::MeasureReadBandwidthGBs(&pool, kProbeBytes, kProbePasses);
     std::printf("memory read bandwidth %.1f GB/s (%d threads, best of %d passes over %lld MiB)\n",
                 gbs, pool.n_threads(), kProbePasses, static_cast<long long>(kProbeBytes >> 20));
-    if (!tg_rates.empty()) {
+    if (!tg_rates.empty() && n_seq == 1) {
       const double limit = gbs * 1e9 / static_cast<double>(config.weight_bytes);
       const double tg = stats(tg_rates).first;
       std::printf("generation bound %.1f tokens/s (bandwidth / weight bytes): tg at %.1f%% of it\n",

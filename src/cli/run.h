@@ -30,6 +30,10 @@ struct BenchFlags {
   int64_t prompt_tokens = 512;  // -p
   int64_t gen_tokens = 128;     // -n
   int repetitions = 3;          // -r
+  // -b: the generation test decodes this many sequences together (one Forward per step, each
+  // sequence its own KV cache, as the server's batches of concurrent streams); tokens/s is the
+  // aggregate over all of them.
+  int batch = 1;
   // --bandwidth: after the tests, measure the memory read bandwidth with the same number of
   // threads (kernels::MeasureReadBandwidthGBs) and print generation as a share of that limit.
   bool bandwidth = false;
