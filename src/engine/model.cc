@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <atomic>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -251,6 +253,9 @@ PanelArena::~PanelArena() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }
 
+// Threads that repack at load (at most; one per core below that).
+constexpr unsigned kMaxRepackThreads = 4;
+
 void RepackForKernels(ModelState* state) {
   std::vector<Matrix*> matrices = {&state->tok_embd};
   const bool tied = state->output.data == state->tok_embd.data;
@@ -270,29 +275,53 @@ void RepackForKernels(ModelState* state) {
   }
   if (total == 0) return;
   state->panels = std::make_unique<PanelArena>(total);
-  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Work items: slices of a few MiB of each matrix. Several threads pack them (most of the time
+  // is the first touch of the arena's pages, which runs in parallel), each releasing the file
+  // pages of its slice (whole pages inside its rows) once packed, so the file and its repacked
+  // copy are never both resident.
+  struct Slice {
+    const Matrix* m;
+    const uint8_t* src;
+    uint8_t* dst;
+    int64_t r0, r1;
+  };
+  std::vector<Slice> slices;
+  std::vector<std::pair<Matrix*, uint8_t*>> packed;
   size_t offset = 0;
   for (Matrix* m : matrices) {
     if (m->data == nullptr || !kernels::PanelsPreferred(m->type)) continue;
     const int64_t rows = m->n_rows(), cols = m->ne[0];
-    const int64_t row_bytes = m->row_size_bytes();
     uint8_t* dst = state->panels->data() + offset;
+    packed.emplace_back(m, dst);
     offset += (static_cast<size_t>(kernels::PanelBytes(m->type, rows, cols)) + kAlign - 1) /
               kAlign * kAlign;
-    // A few MiB at a time, releasing the file pages just read (whole pages inside the rows), so
-    // the file and its repacked copy are never both resident.
-    const int64_t step = std::max<int64_t>(16, (int64_t{4} << 20) / row_bytes / 16 * 16);
-    const auto* src = static_cast<const uint8_t*>(m->data);
+    const int64_t step = std::max<int64_t>(16, (int64_t{4} << 20) / m->row_size_bytes() / 16 * 16);
     for (int64_t r0 = 0; r0 < rows; r0 += step) {
-      const int64_t r1 = std::min(rows, r0 + step);
-      kernels::PackPanels(m->type, src, rows, cols, r0, r1, dst);
+      slices.push_back({m, static_cast<const uint8_t*>(m->data), dst, r0, std::min(rows, r0 + step)});
+    }
+  }
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < slices.size();) {
+      const Slice& sl = slices[k];
+      const int64_t row_bytes = sl.m->row_size_bytes();
+      kernels::PackPanels(sl.m->type, sl.src, sl.m->n_rows(), sl.m->ne[0], sl.r0, sl.r1, sl.dst);
       const uintptr_t begin =
-          (reinterpret_cast<uintptr_t>(src + r0 * row_bytes) + page - 1) / page * page;
-      const uintptr_t end = reinterpret_cast<uintptr_t>(src + r1 * row_bytes) / page * page;
+          (reinterpret_cast<uintptr_t>(sl.src + sl.r0 * row_bytes) + page - 1) / page * page;
+      const uintptr_t end = reinterpret_cast<uintptr_t>(sl.src + sl.r1 * row_bytes) / page * page;
       if (end > begin) {
         (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
       }
     }
+  };
+  const unsigned n_threads =
+      std::clamp(std::thread::hardware_concurrency(), 1u, kMaxRepackThreads);
+  std::vector<std::thread> threads;
+  for (unsigned k = 1; k < n_threads; ++k) threads.emplace_back(work);
+  work();
+  for (std::thread& th : threads) th.join();
+  for (auto [m, dst] : packed) {
     m->data = dst;
     m->layout = kernels::WeightLayout::kPanels;
   }

@@ -13,6 +13,13 @@
 #include "engine/model_state.h"
 
 namespace yunzhi::engine {
+namespace {
+
+// The most tokens one pass of Forward computes (see Forward).
+constexpr int64_t kMaxPassTokens = 128;
+
+}  // namespace
+
 namespace internal {
 
 struct RunnerState {
@@ -120,15 +127,11 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
                            item.sequence->n_tokens() + static_cast<int64_t>(item.tokens.size())));
   }
 
-  // ---- Lay out the batch.
-  arch::ForwardContext ctx;
-  ctx.model = &m;
-  ctx.config = &c;
-  ctx.cache = &cache;
-  ctx.pool = s.pool.get();
-  ctx.n_tokens = n_tokens;
-  ctx.token_slice.resize(static_cast<size_t>(n_tokens));
-  ctx.token_pos.resize(static_cast<size_t>(n_tokens));
+  // ---- Lay out the batch: every token's sequence (slice), position and id, in batch order.
+  std::vector<arch::SeqSlice> slices;
+  std::vector<int64_t> token_slice(static_cast<size_t>(n_tokens));
+  std::vector<int64_t> token_pos(static_cast<size_t>(n_tokens));
+  std::vector<int32_t> token_id(static_cast<size_t>(n_tokens));
   int64_t t = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     arch::SeqSlice slice;
@@ -137,85 +140,105 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
     slice.n_new = static_cast<int64_t>(batch[i].tokens.size());
     slice.n_past = batch[i].sequence->n_tokens();
     for (int64_t j = 0; j < slice.n_new; ++j, ++t) {
-      ctx.token_slice[static_cast<size_t>(t)] = static_cast<int64_t>(i);
-      ctx.token_pos[static_cast<size_t>(t)] = slice.n_past + j;
+      token_slice[static_cast<size_t>(t)] = static_cast<int64_t>(i);
+      token_pos[static_cast<size_t>(t)] = slice.n_past + j;
+      token_id[static_cast<size_t>(t)] = batch[i].tokens[static_cast<size_t>(j)];
     }
-    ctx.slices.push_back(slice);
+    slices.push_back(slice);
   }
 
+  // The rows of logits asked for: each item's last token, or all its tokens; out_row[t] is the
+  // row of token t, or -1.
+  out->n_vocab = c.n_vocab;
+  out->first_row.assign(batch.size(), 0);
+  out->n_rows.assign(batch.size(), 0);
+  std::vector<int64_t> out_row(static_cast<size_t>(n_tokens), -1);
+  int64_t n_out = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    out->first_row[i] = n_out;
+    out->n_rows[i] = batch[i].all_logits ? static_cast<int64_t>(batch[i].tokens.size()) : 1;
+    const int64_t first = slices[i].first_token + slices[i].n_new - out->n_rows[i];
+    for (int64_t j = 0; j < out->n_rows[i]; ++j) out_row[static_cast<size_t>(first + j)] = n_out + j;
+    n_out += out->n_rows[i];
+  }
+  s.final_rows.resize(static_cast<size_t>(n_out * c.n_embd));
+
+  // ---- Passes of at most kMaxPassTokens tokens, of near-equal sizes: the activations of a long
+  // prompt need not all be resident at once (a 512-token prompt of a 1B model: 57 MiB, against
+  // 14 MiB in passes of 128). A later pass sees the KV of the earlier ones, and a token's results
+  // do not depend on which tokens share its pass (kernels.h), so passes only bound the memory.
+  const int64_t n_pass = (n_tokens + kMaxPassTokens - 1) / kMaxPassTokens;
+  const int64_t pass_max = (n_tokens + n_pass - 1) / n_pass;
   const int64_t q_dim = c.n_head * c.head_dim;
   const int64_t kv_dim = c.n_head_kv * c.head_dim;
   const int64_t per_token = 3 * c.n_embd + 2 * q_dim + 2 * kv_dim + 2 * c.n_ff + c.head_dim;
-  if (s.buffer.size() < static_cast<size_t>(per_token * n_tokens)) {
-    s.buffer.resize(static_cast<size_t>(per_token * n_tokens));
+  if (s.buffer.size() < static_cast<size_t>(per_token * pass_max)) {
+    s.buffer.resize(static_cast<size_t>(per_token * pass_max));
   }
-  float* p = s.buffer.data();
-  auto take = [&](int64_t width) {
-    float* r = p;
-    p += width * n_tokens;
-    return r;
-  };
-  ctx.x = take(c.n_embd);
-  ctx.xn = take(c.n_embd);
-  ctx.out = take(c.n_embd);
-  ctx.q = take(q_dim);
-  ctx.attn = take(q_dim);
-  ctx.k = take(kv_dim);
-  ctx.v = take(kv_dim);
-  ctx.ff_gate = take(c.n_ff);
-  ctx.ff_up = take(c.n_ff);
-  ctx.rope = take(c.head_dim);
   for (size_t i = 0; i < s.attn_scores.size(); ++i) {
     if (s.attn_scores[i].size() < static_cast<size_t>(max_len)) {
       s.attn_scores[i].resize(static_cast<size_t>(max_len));
       s.attn_rows[i].resize(2 * static_cast<size_t>(max_len));
     }
   }
-  ctx.attn_scores = &s.attn_scores;
-  ctx.attn_rows = &s.attn_rows;
+  for (int64_t pass = 0; pass < n_pass; ++pass) {
+    const int64_t p0 = n_tokens * pass / n_pass, p1 = n_tokens * (pass + 1) / n_pass;
+    arch::ForwardContext ctx;
+    ctx.model = &m;
+    ctx.config = &c;
+    ctx.cache = &cache;
+    ctx.pool = s.pool.get();
+    ctx.n_tokens = p1 - p0;
+    ctx.slices = slices;
+    ctx.token_slice.assign(token_slice.begin() + p0, token_slice.begin() + p1);
+    ctx.token_pos.assign(token_pos.begin() + p0, token_pos.begin() + p1);
+    float* p = s.buffer.data();
+    auto take = [&](int64_t width) {
+      float* r = p;
+      p += width * ctx.n_tokens;
+      return r;
+    };
+    ctx.x = take(c.n_embd);
+    ctx.xn = take(c.n_embd);
+    ctx.out = take(c.n_embd);
+    ctx.q = take(q_dim);
+    ctx.attn = take(q_dim);
+    ctx.k = take(kv_dim);
+    ctx.v = take(kv_dim);
+    ctx.ff_gate = take(c.n_ff);
+    ctx.ff_up = take(c.n_ff);
+    ctx.rope = take(c.head_dim);
+    ctx.attn_scores = &s.attn_scores;
+    ctx.attn_rows = &s.attn_rows;
 
-  // ---- Embeddings, blocks.
-  t = 0;
-  for (const BatchItem& item : batch) {
-    for (int32_t id : item.tokens) {
+    // Embeddings, blocks.
+    for (int64_t k = 0; k < ctx.n_tokens; ++k) {
+      const int32_t id = token_id[static_cast<size_t>(p0 + k)];
       if (m.tok_embd.layout == kernels::WeightLayout::kPanels) {
         kernels::DequantizePanelRow(m.tok_embd.type, m.tok_embd.data, id, c.n_embd,
-                                    ctx.x + t * c.n_embd);
+                                    ctx.x + k * c.n_embd);
       } else {
         const uint8_t* row = static_cast<const uint8_t*>(m.tok_embd.data) +
                              static_cast<int64_t>(id) * m.tok_embd.row_size_bytes();
-        kernels::DequantizeRow(m.tok_embd.type, row, ctx.x + t * c.n_embd, c.n_embd);
+        kernels::DequantizeRow(m.tok_embd.type, row, ctx.x + k * c.n_embd, c.n_embd);
       }
-      ++t;
+    }
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      m.arch->block(ctx, m.layers[static_cast<size_t>(il)], il);
+    }
+    // The final norm of the rows whose logits are asked for.
+    for (int64_t k = 0; k < ctx.n_tokens; ++k) {
+      const int64_t row = out_row[static_cast<size_t>(p0 + k)];
+      if (row < 0) continue;
+      kernels::RmsNorm(ctx.x + k * c.n_embd, m.output_norm.data(), c.norm_eps, c.n_embd,
+                       s.final_rows.data() + row * c.n_embd);
     }
   }
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    m.arch->block(ctx, m.layers[static_cast<size_t>(il)], il);
-  }
-  for (const arch::SeqSlice& slice : ctx.slices) {
+  for (const arch::SeqSlice& slice : slices) {
     cache.SetLength(slice.sequence, slice.n_past + slice.n_new);
   }
 
   // ---- Logits for the rows asked for.
-  out->n_vocab = c.n_vocab;
-  out->first_row.assign(batch.size(), 0);
-  out->n_rows.assign(batch.size(), 0);
-  int64_t n_out = 0;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    out->first_row[i] = n_out;
-    out->n_rows[i] = batch[i].all_logits ? static_cast<int64_t>(batch[i].tokens.size()) : 1;
-    n_out += out->n_rows[i];
-  }
-  s.final_rows.resize(static_cast<size_t>(n_out * c.n_embd));
-  int64_t r = 0;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const arch::SeqSlice& slice = ctx.slices[i];
-    const int64_t first = slice.first_token + slice.n_new - out->n_rows[i];
-    for (int64_t j = 0; j < out->n_rows[i]; ++j, ++r) {
-      kernels::RmsNorm(ctx.x + (first + j) * c.n_embd, m.output_norm.data(), c.norm_eps, c.n_embd,
-                       s.final_rows.data() + r * c.n_embd);
-    }
-  }
   out->logits.resize(static_cast<size_t>(n_out * c.n_vocab));
   kernels::MatMul(s.pool.get(), m.output.type, m.output.data, m.output.ne[1], m.output.ne[0],
                   s.final_rows.data(), n_out, out->logits.data(), m.output.layout);

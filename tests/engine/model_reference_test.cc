@@ -18,9 +18,10 @@
 //                              layers and through sharp attention; a wrong block layout or scale
 //                              gives errors of order 1)
 //
-// The positions compared are all 200 of a prompt fed as two chunks (120 + 70 tokens, all logits)
-// followed by 10 single-token decode steps, so prompt processing (GEMM), decoding (GEMV), the
-// paged cache across many blocks and long-range RoPE are all covered.
+// The positions compared are all 200 of a prompt fed as two chunks (150 + 40 tokens, all logits;
+// the first runs as two passes of 75, ModelRunner's passes being at most 128 tokens) followed by
+// 10 single-token decode steps, so prompt processing (GEMM), decoding (GEMV), the paged cache
+// across many blocks and long-range RoPE are all covered.
 #include <unistd.h>
 
 #include <algorithm>
@@ -178,7 +179,7 @@ Result<std::vector<float>> EngineLogits(const std::string& path, const std::vect
   Sequence seq;
   ForwardOutput out;
   std::span<const int32_t> rest(tokens);
-  for (size_t chunk : {size_t{120}, size_t{70}}) {
+  for (size_t chunk : {size_t{150}, size_t{40}}) {
     BatchItem item{&seq, rest.first(chunk), true};
     YZ_RETURN_IF_ERROR(runner->Forward(std::span<const BatchItem>(&item, 1), &out));
     all.insert(all.end(), out.logits.begin(), out.logits.end());

@@ -213,6 +213,39 @@ TEST_P(ModelBatching, BatchedEqualsUnbatchedWithMixedPromptAndDecodeItems) {
   EXPECT_EQ(sc.n_tokens(), 6);
 }
 
+TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
+  // Forward computes more than 128 tokens in passes of near-equal sizes (bounded activation
+  // memory): 300 tokens in one call are 3 passes of 100 and must give, bit for bit, the logits of
+  // three calls of 100 tokens.
+  TempDir dir;
+  ASSERT_TRUE(
+      tools::WriteModel(TinySpec(Architecture::kQwen2, GetParam()), {.gguf_path = dir / "m.gguf"}));
+  auto model = Model::Load(dir / "m.gguf");
+  ASSERT_TRUE(model) << model.error().ToString();
+  const std::vector<int32_t> tokens = Tokens(300, 4);
+  auto runner = MakeRunner(*model);
+  Sequence one;
+  ForwardOutput whole;
+  const BatchItem item{&one, tokens, true};
+  ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&item, 1), &whole));
+  ASSERT_EQ(whole.n_rows, (std::vector<int64_t>{300}));
+  EXPECT_EQ(one.n_tokens(), 300);
+  runner->kv_cache().Release(&one);  // the cache holds one sequence of the full context
+  Sequence split;
+  std::vector<float> pieces;
+  for (size_t from = 0; from < 300; from += 100) {
+    const std::vector<int32_t> part(tokens.begin() + static_cast<long>(from),
+                                    tokens.begin() + static_cast<long>(from + 100));
+    ForwardOutput out;
+    const BatchItem piece{&split, part, true};
+    ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&piece, 1), &out));
+    pieces.insert(pieces.end(), out.logits.begin(), out.logits.end());
+  }
+  ASSERT_EQ(pieces.size(), whole.logits.size());
+  EXPECT_TRUE(pieces == whole.logits);
+  runner->kv_cache().Release(&split);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,
                          ::testing::Values(TensorType::kF32, TensorType::kQ8_0),
                          [](const auto& info) { return std::string(TypeName(info.param)); });
