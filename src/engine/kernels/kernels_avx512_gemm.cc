@@ -1,7 +1,10 @@
-// AVX-512 prompt-processing tiles for float weights (F32, F16, BF16) and Q8_0/Q4_0, compiled with
-// the same flags as kernels_avx512.cc and chosen through its table for tiles of at least
-// kPanelTokens tokens (8 float, 16 Q8_0/Q4_0); fewer keep the decoded-row tiles there, because
-// packing a Q8 panel costs about as much as 8 tokens of work. Scalar references: kernels_ref.cc.
+// AVX-512 packed-panel matrix products, compiled with the same flags as kernels_avx512.cc and
+// reached through its table:
+//  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
+//    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
+//  - panel-layout Q8_0/Q4_0 (WeightLayout::kPanels, repacked once at load), every token count:
+//    the same micro-kernel arithmetic straight from the stored panels (GemmPanels, at the end).
+// Scalar references: kernels_ref.cc.
 //
 // The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
 // group of 16 weight rows is repacked once per call into a panel whose vectors hold the same
