@@ -214,16 +214,15 @@ TEST_P(ModelBatching, BatchedEqualsUnbatchedWithMixedPromptAndDecodeItems) {
 }
 
 TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
-  // Forward computes more than 128 tokens in passes of near-equal sizes (bounded activation
-  // memory): 300 tokens in one call are 3 passes of 100 and must give, bit for bit, the logits of
-  // three calls of 100 tokens.
+  // With max_pass_tokens 128, Forward computes 300 tokens in 3 passes of 100 (bounded activation
+  // memory): they must give, bit for bit, the logits of three calls of 100 tokens.
   TempDir dir;
   ASSERT_TRUE(
       tools::WriteModel(TinySpec(Architecture::kQwen2, GetParam()), {.gguf_path = dir / "m.gguf"}));
   auto model = Model::Load(dir / "m.gguf");
   ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> tokens = Tokens(300, 4);
-  auto runner = MakeRunner(*model);
+  auto runner = MakeRunner(*model, {.max_pass_tokens = 128});
   Sequence one;
   ForwardOutput whole;
   const BatchItem item{&one, tokens, true};

@@ -185,6 +185,10 @@ struct RunnerOptions {
   // exceed n_ctx_train (RoPE extrapolates, quality drops).
   int64_t n_ctx = 0;
   KvCacheOptions kv_cache = {};
+  // Most tokens one pass of Forward computes (llama.cpp's "ubatch"): a longer batch runs in
+  // passes of near-equal sizes, bounding the activation memory; results are the same bits. 0 =
+  // automatic: as many as fit 12 MiB of activations, at least 128.
+  int64_t max_pass_tokens = 0;
 };
 
 namespace internal {
