@@ -15,10 +15,8 @@
 namespace yunzhi::engine {
 namespace {
 
-// One pass of Forward computes as many tokens as fit this much activation scratch, but at least
-// kMinPassTokens (see Forward). Serving bench (8 streams, 128-token prompts, Qwen2.5-0.5B):
-// passes of at most 128 tokens split every step that carries a prompt and 7 decode tokens in
-// two, TTFT p50 222 -> 359 ms; 12 MiB is 216 tokens of that model, one pass per such step.
+// One pass of Forward computes as many multiples of kMinPassTokens tokens as fit this much
+// activation scratch, at least one (see Forward).
 constexpr int64_t kMaxPassBytes = int64_t{12} << 20;
 constexpr int64_t kMinPassTokens = 128;
 
@@ -173,20 +171,34 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   }
   s.final_rows.resize(static_cast<size_t>(n_out * c.n_embd));
 
-  // ---- Passes of near-equal sizes, each within kMaxPassBytes of activations (or kMinPassTokens
-  // tokens): the activations of a long prompt need not all be resident at once (a 512-token
-  // prompt of a 1B model: 57 MiB, against 14 MiB in passes of 128). A later pass sees the KV of the earlier ones, and a token's results
-  // do not depend on which tokens share its pass (kernels.h), so passes only bound the memory.
+  // ---- Passes, each within kMaxPassBytes of activations (or kMinPassTokens tokens): the
+  // activations of a long prompt need not all be resident at once (a 512-token prompt of a 1B
+  // model: 57 MiB, against 14 MiB in passes of 128). A later pass sees the KV of the earlier
+  // ones, and a token's results do not depend on which tokens share its pass (kernels.h), so
+  // passes only bound the memory.
   const int64_t q_dim = c.n_head * c.head_dim;
   const int64_t kv_dim = c.n_head_kv * c.head_dim;
   const int64_t per_token = 3 * c.n_embd + 2 * q_dim + 2 * kv_dim + 2 * c.n_ff + c.head_dim;
+  // Automatic passes are whole multiples of kMinPassTokens (MatMul's token block for prompts), so
+  // that splitting adds no partial block: 508 tokens are 4 passes of 128 (3 x 128 + 124), not 3
+  // of 169 (each 128 + 41: pp512 ~13% slower).
   const int64_t pass_limit =
       s.max_pass_tokens > 0
           ? s.max_pass_tokens
-          : std::max(kMinPassTokens,
-                     kMaxPassBytes / (per_token * static_cast<int64_t>(sizeof(float))));
-  const int64_t n_pass = (n_tokens + pass_limit - 1) / pass_limit;
-  const int64_t pass_max = (n_tokens + n_pass - 1) / n_pass;
+          : std::max<int64_t>(1, kMaxPassBytes / (per_token * static_cast<int64_t>(sizeof(float))) /
+                                     kMinPassTokens) *
+                kMinPassTokens;
+  // Pass boundaries: full passes, then the rest; a rest of 1-2 tokens takes 3 from the pass
+  // before it, since 1-2 token products run the decoding kernels (other bits for row-layout
+  // float and K-quant weights than the same token in a longer product).
+  std::vector<int64_t> bounds = {0};
+  while (bounds.back() < n_tokens) bounds.push_back(std::min(n_tokens, bounds.back() + pass_limit));
+  const size_t n_bounds = bounds.size();
+  if (n_bounds > 2 && bounds[n_bounds - 1] - bounds[n_bounds - 2] <= 2 && pass_limit > 5) {
+    bounds[n_bounds - 2] -= 3;
+  }
+  int64_t pass_max = 0;
+  for (size_t k = 1; k < n_bounds; ++k) pass_max = std::max(pass_max, bounds[k] - bounds[k - 1]);
   if (s.buffer.size() < static_cast<size_t>(per_token * pass_max)) {
     s.buffer.resize(static_cast<size_t>(per_token * pass_max));
   }
@@ -196,8 +208,8 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
       s.attn_rows[i].resize(2 * static_cast<size_t>(max_len));
     }
   }
-  for (int64_t pass = 0; pass < n_pass; ++pass) {
-    const int64_t p0 = n_tokens * pass / n_pass, p1 = n_tokens * (pass + 1) / n_pass;
+  for (size_t pass = 0; pass + 1 < n_bounds; ++pass) {
+    const int64_t p0 = bounds[pass], p1 = bounds[pass + 1];
     arch::ForwardContext ctx;
     ctx.model = &m;
     ctx.config = &c;

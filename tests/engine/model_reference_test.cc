@@ -19,7 +19,7 @@
 //                              gives errors of order 1)
 //
 // The positions compared are all 200 of a prompt fed as two chunks (150 + 40 tokens, all logits;
-// the first runs as two passes of 75, with passes of at most 128 tokens) followed by
+// the first runs as passes of 128 and 22) followed by
 // 10 single-token decode steps, so prompt processing (GEMM), decoding (GEMV), the paged cache
 // across many blocks and long-range RoPE are all covered.
 #include <unistd.h>
@@ -173,7 +173,7 @@ Result<std::vector<float>> EngineLogits(const std::string& path, const std::vect
   options.n_threads = 2;
   options.n_ctx = 256;
   options.kv_cache.type = kv;
-  options.max_pass_tokens = 128;  // the 150-token chunk in two passes
+  options.max_pass_tokens = 128;  // the 150-token chunk in two passes (128 + 22)
   YZ_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(model, options));
   const int64_t n_vocab = model->config().n_vocab;
   std::vector<float> all;

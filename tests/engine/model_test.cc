@@ -214,7 +214,7 @@ TEST_P(ModelBatching, BatchedEqualsUnbatchedWithMixedPromptAndDecodeItems) {
 }
 
 TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
-  // With max_pass_tokens 128, Forward computes 300 tokens in 3 passes of 100 (bounded activation
+  // With max_pass_tokens 100, Forward computes 300 tokens in 3 passes of 100 (bounded activation
   // memory): they must give, bit for bit, the logits of three calls of 100 tokens.
   TempDir dir;
   ASSERT_TRUE(
@@ -222,7 +222,7 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
   auto model = Model::Load(dir / "m.gguf");
   ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> tokens = Tokens(300, 4);
-  auto runner = MakeRunner(*model, {.max_pass_tokens = 128});
+  auto runner = MakeRunner(*model, {.max_pass_tokens = 100});
   Sequence one;
   ForwardOutput whole;
   const BatchItem item{&one, tokens, true};
@@ -243,6 +243,21 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
   ASSERT_EQ(pieces.size(), whole.logits.size());
   EXPECT_TRUE(pieces == whole.logits);
   runner->kv_cache().Release(&split);
+
+  // 201 tokens in passes of at most 100: 100, 98 and 3 (a last pass of 1 token would run the
+  // decoding kernels), the same bits as one pass.
+  const std::vector<int32_t> odd = Tokens(201, 5);
+  std::vector<float> by_pass[2];
+  for (int64_t max_pass : {int64_t{100}, int64_t{0}}) {
+    auto r = MakeRunner(*model, {.max_pass_tokens = max_pass});
+    Sequence seq;
+    ForwardOutput out;
+    const BatchItem all{&seq, odd, true};
+    ASSERT_TRUE(r->Forward(std::span<const BatchItem>(&all, 1), &out));
+    by_pass[max_pass == 0 ? 1 : 0] = out.logits;
+    r->kv_cache().Release(&seq);
+  }
+  EXPECT_TRUE(by_pass[0] == by_pass[1]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,

@@ -186,8 +186,8 @@ struct RunnerOptions {
   int64_t n_ctx = 0;
   KvCacheOptions kv_cache = {};
   // Most tokens one pass of Forward computes (llama.cpp's "ubatch"): a longer batch runs in
-  // passes of near-equal sizes, bounding the activation memory; results are the same bits. 0 =
-  // automatic: as many as fit 12 MiB of activations, at least 128.
+  // passes, bounding the activation memory; results are the same bits. 0 = automatic: the most
+  // multiples of 128 tokens whose activations fit 12 MiB, at least 128.
   int64_t max_pass_tokens = 0;
 };
 
