@@ -341,7 +341,9 @@ TEST_F(MeteringTest, KillBetweenJournalAndDatabaseLeavesExactlyOneRecord) {
     while (std::getline(in, line)) {
       auto rec = platform::Meter::FromJsonLine(line);
       ASSERT_TRUE(rec.has_value()) << line;
-      journaled.insert({rec->request_id, rec->kind});
+      // The storage samples of the server's start are not the request's (and a batch of them
+      // alone does not trigger the fault).
+      if (rec->kind != platform::kUsageStorageSample) journaled.insert({rec->request_id, rec->kind});
     }
   }
   ASSERT_FALSE(journaled.empty());
