@@ -89,7 +89,7 @@ struct ServingConfig {
   int64_t keep_alive_s = 300;       // idle time before a model unloads; -1: never
   int max_running = 16;             // sequences batched together per model
   int max_waiting = 256;            // queued requests per model before 429
-  int64_t max_step_tokens = 512;    // tokens per batched forward pass
+  int64_t max_step_tokens = 160;    // tokens per batched forward pass (engine::SchedulerOptions)
   bool prefix_caching = true;
   int request_threads = 4;          // workers preparing requests (model loading, templates)
 
