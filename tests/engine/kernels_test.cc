@@ -40,6 +40,17 @@ struct PanelAllocator {
   bool operator==(const PanelAllocator&) const { return true; }
 };
 
+// `rows` x `cols` floats quantised row by row to `type`, in the row layout.
+std::vector<uint8_t> QuantizeRows(TensorType type, const std::vector<float>& wf, int64_t rows,
+                                  int64_t cols) {
+  const int64_t row_bytes = RowSizeBytes(type, cols);
+  std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
+  }
+  return w;
+}
+
 // Restores the detected ISA when a test ends, so a failure cannot leak into the next test.
 class KernelsTest : public ::testing::Test {
  protected:
@@ -249,11 +260,7 @@ TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall
       SCOPED_TRACE(std::string(TypeName(type)));
       const int64_t cols = Traits(type).block_size == 256 ? 512 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
-      const int64_t row_bytes = RowSizeBytes(type, cols);
-      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
-      for (int64_t r = 0; r < rows; ++r) {
-        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
-      }
+      const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
       const std::vector<float> x = RandomFloats(rng, n_all * cols, 1.0f);
       std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
       MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, all.data());
@@ -286,10 +293,7 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       SCOPED_TRACE(std::string(TypeName(type)));
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
-      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
-      for (int64_t r = 0; r < rows; ++r) {
-        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
-      }
+      const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
       std::vector<uint8_t, PanelAllocator> panels(
           static_cast<size_t>(PanelBytes(type, rows, cols)));
       ASSERT_EQ(PanelBytes(type, rows, cols), 48 * row_bytes);
@@ -722,10 +726,7 @@ TEST_F(KernelsTest, DecodingGivesTheSameBitsForAnyThreadCount) {
       SCOPED_TRACE(std::string(TypeName(type)));
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
-      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * rows));
-      for (int64_t r = 0; r < rows; ++r) {
-        Quantize(type, wf.data() + r * cols, w.data() + r * row_bytes, cols);
-      }
+      const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
       for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {
         const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
         std::vector<float> want(static_cast<size_t>(n_tokens * rows), -1.0f);

@@ -377,6 +377,32 @@ struct QArgs {
   bool accumulate;
 };
 
+// The accumulators of a micro-kernel, NR row groups of 16 x NT tokens (Y[t][16 i ..]; the last
+// group masked): loaded from Y when a chunk continues an earlier one (exact: the same float
+// sequence as keeping them in registers), else zero; then stored back.
+template <int NR, int NT>
+__attribute__((always_inline)) inline void LoadAcc(__m512 (&acc)[NR][NT], float* const (&y)[NT],
+                                                   __mmask16 last_mask, bool accumulate) {
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; ++i) {
+      const __mmask16 m = i == NR - 1 ? last_mask : static_cast<__mmask16>(0xFFFF);
+      acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
+    }
+}
+template <int NR, int NT>
+__attribute__((always_inline)) inline void StoreAcc(const __m512 (&acc)[NR][NT],
+                                                    float* const (&y)[NT], __mmask16 last_mask) {
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; ++i) {
+      const __mmask16 m = i == NR - 1 ? last_mask : static_cast<__mmask16>(0xFFFF);
+      _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
+    }
+}
+
 template <class W>
 struct QMicro {
   template <int NR, int NT>
@@ -389,13 +415,7 @@ struct QMicro {
         y[j] = a.y + (t + j) * a.ldy;
       }
       __m512 acc[NR][NT];
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
-          acc[i][j] = a.accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
-        }
+      LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
       for (int64_t b = 0; b < a.nbk; ++b) {
         const uint8_t* pw = a.panel + b * kQPanelBlockBytes;
         const int64_t xb = a.b0 + b;
@@ -430,13 +450,7 @@ struct QMicro {
           }
         }
       }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
-          _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
-        }
+      StoreAcc<NR, NT>(acc, y, a.last_mask);
     }
   };
 };
@@ -530,13 +544,7 @@ struct DirectMicro {
         y[j] = a.y + (t + j) * a.ldy;
       }
       __m512 acc[NR][NT];
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
-          acc[i][j] = a.accumulate ? _mm512_maskz_loadu_ps(m, y[j] + 16 * i) : _mm512_setzero_ps();
-        }
+      LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
       const __m512i nibble = _mm512_set1_epi8(0x0F);
       for (int64_t b = a.b0; b < a.b0 + a.nbk; ++b) {
         const PanelBlock at = PanelBlockAt(W::kPayload, a.nb, b);
@@ -609,13 +617,7 @@ struct DirectMicro {
           }
         }
       }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __mmask16 m = i == NR - 1 ? a.last_mask : static_cast<__mmask16>(0xFFFF);
-          _mm512_mask_storeu_ps(y[j] + 16 * i, m, acc[i][j]);
-        }
+      StoreAcc<NR, NT>(acc, y, a.last_mask);
     }
   };
 };
