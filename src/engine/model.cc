@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -265,15 +265,17 @@ void RepackForKernels(ModelState* state) {
       matrices.push_back(m);
     }
   }
+  // The matrices to repack, each at a page-aligned offset of one arena.
   constexpr size_t kAlign = 4096;
+  std::vector<std::pair<Matrix*, size_t>> packed;  // matrix, offset in the arena
   size_t total = 0;
-  for (const Matrix* m : matrices) {
+  for (Matrix* m : matrices) {
     if (m->data == nullptr || !kernels::PanelsPreferred(m->type)) continue;
-    total +=
-        (static_cast<size_t>(kernels::PanelBytes(m->type, m->n_rows(), m->ne[0])) + kAlign - 1) /
-        kAlign * kAlign;
+    packed.emplace_back(m, total);
+    const auto bytes = static_cast<size_t>(kernels::PanelBytes(m->type, m->n_rows(), m->ne[0]));
+    total += (bytes + kAlign - 1) / kAlign * kAlign;
   }
-  if (total == 0) return;
+  if (packed.empty()) return;
   state->panels = std::make_unique<PanelArena>(total);
   // Work items: slices of a few MiB of each matrix. Several threads pack them (most of the time
   // is the first touch of the arena's pages, which runs in parallel), each releasing the file
@@ -281,23 +283,14 @@ void RepackForKernels(ModelState* state) {
   // copy are never both resident.
   struct Slice {
     const Matrix* m;
-    const uint8_t* src;
     uint8_t* dst;
     int64_t r0, r1;
   };
   std::vector<Slice> slices;
-  std::vector<std::pair<Matrix*, uint8_t*>> packed;
-  size_t offset = 0;
-  for (Matrix* m : matrices) {
-    if (m->data == nullptr || !kernels::PanelsPreferred(m->type)) continue;
-    const int64_t rows = m->n_rows(), cols = m->ne[0];
-    uint8_t* dst = state->panels->data() + offset;
-    packed.emplace_back(m, dst);
-    offset += (static_cast<size_t>(kernels::PanelBytes(m->type, rows, cols)) + kAlign - 1) /
-              kAlign * kAlign;
+  for (auto [m, offset] : packed) {
     const int64_t step = std::max<int64_t>(16, (int64_t{4} << 20) / m->row_size_bytes() / 16 * 16);
-    for (int64_t r0 = 0; r0 < rows; r0 += step) {
-      slices.push_back({m, static_cast<const uint8_t*>(m->data), dst, r0, std::min(rows, r0 + step)});
+    for (int64_t r0 = 0; r0 < m->n_rows(); r0 += step) {
+      slices.push_back({m, state->panels->data() + offset, r0, std::min(m->n_rows(), r0 + step)});
     }
   }
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
@@ -305,11 +298,12 @@ void RepackForKernels(ModelState* state) {
   auto work = [&] {
     for (size_t k; (k = next.fetch_add(1)) < slices.size();) {
       const Slice& sl = slices[k];
+      const auto* src = static_cast<const uint8_t*>(sl.m->data);  // still the file's rows
       const int64_t row_bytes = sl.m->row_size_bytes();
-      kernels::PackPanels(sl.m->type, sl.src, sl.m->n_rows(), sl.m->ne[0], sl.r0, sl.r1, sl.dst);
+      kernels::PackPanels(sl.m->type, src, sl.m->n_rows(), sl.m->ne[0], sl.r0, sl.r1, sl.dst);
       const uintptr_t begin =
-          (reinterpret_cast<uintptr_t>(sl.src + sl.r0 * row_bytes) + page - 1) / page * page;
-      const uintptr_t end = reinterpret_cast<uintptr_t>(sl.src + sl.r1 * row_bytes) / page * page;
+          (reinterpret_cast<uintptr_t>(src + sl.r0 * row_bytes) + page - 1) / page * page;
+      const uintptr_t end = reinterpret_cast<uintptr_t>(src + sl.r1 * row_bytes) / page * page;
       if (end > begin) {
         (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
       }
@@ -321,8 +315,8 @@ void RepackForKernels(ModelState* state) {
   for (unsigned k = 1; k < n_threads; ++k) threads.emplace_back(work);
   work();
   for (std::thread& th : threads) th.join();
-  for (auto [m, dst] : packed) {
-    m->data = dst;
+  for (auto [m, offset] : packed) {
+    m->data = state->panels->data() + offset;
     m->layout = kernels::WeightLayout::kPanels;
   }
   if (tied) state->output = state->tok_embd;

@@ -240,15 +240,9 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
 
     // Embeddings, blocks.
     for (int64_t k = 0; k < ctx.n_tokens; ++k) {
-      const int32_t id = token_id[static_cast<size_t>(p0 + k)];
-      if (m.tok_embd.layout == kernels::WeightLayout::kPanels) {
-        kernels::DequantizePanelRow(m.tok_embd.type, m.tok_embd.data, id, c.n_embd,
-                                    ctx.x + k * c.n_embd);
-      } else {
-        const uint8_t* row = static_cast<const uint8_t*>(m.tok_embd.data) +
-                             static_cast<int64_t>(id) * m.tok_embd.row_size_bytes();
-        kernels::DequantizeRow(m.tok_embd.type, row, ctx.x + k * c.n_embd, c.n_embd);
-      }
+      kernels::DequantizeRow(m.tok_embd.type, m.tok_embd.layout, m.tok_embd.data,
+                             token_id[static_cast<size_t>(p0 + k)], c.n_embd,
+                             ctx.x + k * c.n_embd);
     }
     for (int64_t il = 0; il < c.n_layer; ++il) {
       m.arch->block(ctx, m.layers[static_cast<size_t>(il)], il);

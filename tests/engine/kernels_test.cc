@@ -301,8 +301,8 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       // Every row reads back as it was.
       for (int64_t r = 0; r < rows; ++r) {
         std::vector<float> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
-        DequantizeRow(type, w.data() + r * row_bytes, a.data(), cols);
-        DequantizePanelRow(type, panels.data(), r, cols, b.data());
+        DequantizeRow(type, WeightLayout::kRows, w.data(), r, cols, a.data());
+        DequantizeRow(type, WeightLayout::kPanels, panels.data(), r, cols, b.data());
         ASSERT_EQ(a, b) << "row " << r;
       }
       const std::vector<float> x = RandomFloats(rng, n_all * cols, 1.0f);

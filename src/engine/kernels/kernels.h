@@ -113,8 +113,9 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
 
 // One row of any supported type to float (embedding lookup).
 void DequantizeRow(TensorType type, const void* row, float* out, int64_t n);
-// Row `row` of a panel-layout matrix with `cols` columns to float.
-void DequantizePanelRow(TensorType type, const void* panels, int64_t row, int64_t cols, float* out);
+// Row `row` (embedding lookup) of a rows x cols matrix `w` of either layout to float.
+void DequantizeRow(TensorType type, WeightLayout layout, const void* w, int64_t row, int64_t cols,
+                   float* out);
 
 // --- element-wise and normalisation ------------------------------------------------------------
 

@@ -649,9 +649,6 @@ constexpr int kStreamTokens = 8;
 // from DRAM, GFLOP/s with the threshold at 8 / 32 / unlimited: Q4_0 12 tokens 371 / 623 / 617,
 // 32 tokens 470 / 656 / 667, 512 tokens 755 / 769 / 670 (Q8_0 alike).
 constexpr int64_t kStreamMaxTokens = 32;
-// Chunked path: up to this many tokens every chunk runs DirectMicro; more (Q4_0) split the
-// nibbles into an L1 panel first.
-constexpr int64_t kDirectMaxTokens = 16;
 
 template <class W>
 void StreamPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
@@ -685,7 +682,9 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
   }
   const int64_t nb = a.cols / 32;
   const int64_t group_bytes = 16 * a.w_row_bytes;
-  const bool split = W::kPayload == 256 && n_tokens > kDirectMaxTokens;
+  // Q4_0 splits each chunk's nibbles into an L1 panel once for all token tiles; Q8_0 panels
+  // are already bytes, read in place.
+  const bool split = W::kPayload == 256;
   const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
   uint8_t* panel = nullptr;
   int64_t panel_group_bytes = 0;

@@ -182,7 +182,7 @@ void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
-// at out): panels.cc, for the scalar reference tiles and DequantizePanelRow.
+// at out): panels.cc, for the scalar reference tiles and DequantizeRow.
 void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out);
 
 // Scalar references, also used directly by tests.

@@ -7,7 +7,6 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#include <vector>
 
 #include "yunzhi/base/status.h"
 
@@ -142,10 +141,16 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
   }
 }
 
-void DequantizePanelRow(TensorType type, const void* panels, int64_t row, int64_t cols,
-                        float* out) {
-  std::vector<uint8_t> blocks(static_cast<size_t>(RowSizeBytes(type, cols)));
-  internal::PanelRowToBlocks(PanelKind(type), static_cast<const uint8_t*>(panels), row, cols,
+void DequantizeRow(TensorType type, WeightLayout layout, const void* w, int64_t row, int64_t cols,
+                   float* out) {
+  const int64_t row_bytes = RowSizeBytes(type, cols);
+  if (layout == WeightLayout::kRows) {
+    DequantizeRow(type, static_cast<const uint8_t*>(w) + row * row_bytes, out, cols);
+    return;
+  }
+  thread_local std::vector<uint8_t> blocks;
+  blocks.resize(static_cast<size_t>(row_bytes));
+  internal::PanelRowToBlocks(PanelKind(type), static_cast<const uint8_t*>(w), row, cols,
                              blocks.data());
   Dequantize(type, blocks.data(), out, cols);
 }
