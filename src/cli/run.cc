@@ -73,6 +73,95 @@ TemplateValue Message(std::string_view role, std::string content) {
   return TemplateValue::Object{{"role", TemplateValue(role)}, {"content", TemplateValue(std::move(content))}};
 }
 
+// The generation test's sequences: each step feeds every sequence its previous greedy token.
+class Decoder {
+ public:
+  Decoder(ModelRunner& runner, int64_t n_seq, std::mt19937& rng,
+          std::uniform_int_distribution<int32_t>& pick)
+      : runner_(runner), seqs_(static_cast<size_t>(n_seq)), tokens_(static_cast<size_t>(n_seq)),
+        items_(static_cast<size_t>(n_seq)) {
+    for (int32_t& token : tokens_) token = pick(rng);
+  }
+  ~Decoder() {
+    for (engine::Sequence& seq : seqs_) runner_.kv_cache().Release(&seq);
+  }
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  Status Steps(int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (size_t k = 0; k < items_.size(); ++k) {
+        items_[k] = {&seqs_[k], std::span<const int32_t>(&tokens_[k], 1), false};
+      }
+      YZ_RETURN_IF_ERROR(runner_.Forward(items_, &out_));
+      for (size_t k = 0; k < items_.size(); ++k) {
+        auto row = out_.Row(static_cast<int64_t>(k));
+        tokens_[k] = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      }
+    }
+    return OkStatus();
+  }
+
+ private:
+  ModelRunner& runner_;
+  std::vector<engine::Sequence> seqs_;
+  std::vector<int32_t> tokens_;
+  std::vector<engine::BatchItem> items_;
+  engine::ForwardOutput out_;
+};
+
+// Generation against the bandwidth of the same moment. On a shared machine the bandwidth can
+// change within seconds (this project's VM flips between about 53 and 85 GB/s), so a rate
+// averaged over a whole test and a probe taken after it may see different machines. Here each
+// window of kWindowTokens decoded tokens is bracketed by probes of kWindowProbePasses passes, and
+// compared with the faster of its two probes (the conservative bound); windows whose two probes
+// differ by more than 10% straddle a change and are counted apart. The probe evicts the caches,
+// so the ratio means something only for models well beyond the last-level cache, the ones whose
+// decoding is bound by DRAM in the first place.
+Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe, double bytes,
+                     const BenchFlags& flags, std::mt19937& rng,
+                     std::uniform_int_distribution<int32_t>& pick) {
+  constexpr int64_t kWindowTokens = 16;
+  constexpr int kWindowProbePasses = 3;
+  std::vector<double> ratios, unstable;
+  double gbs_min = 0, gbs_max = 0;
+  for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
+    Decoder decoder(runner, 1, rng, pick);
+    double before = probe.Measure(kWindowProbePasses);
+    for (int64_t done = 0; done < flags.gen_tokens; done += kWindowTokens) {
+      const int64_t n = std::min(kWindowTokens, flags.gen_tokens - done);
+      const auto start = std::chrono::steady_clock::now();
+      YZ_RETURN_IF_ERROR(decoder.Steps(n));
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double after = probe.Measure(kWindowProbePasses);
+      const double bound = std::max(before, after);
+      const double ratio = static_cast<double>(n) / s * bytes / (bound * 1e9);
+      (std::max(before, after) > 1.1 * std::min(before, after) ? unstable : ratios).push_back(ratio);
+      gbs_min = ratios.size() + unstable.size() == 1 ? std::min(before, after)
+                                                     : std::min({gbs_min, before, after});
+      gbs_max = std::max({gbs_max, before, after});
+      before = after;
+    }
+  }
+  if (ratios.empty()) {
+    std::printf("paired windows: none stable (%zu straddled a bandwidth change)\n",
+                unstable.size());
+    return OkStatus();
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const auto at = [&](double q) {
+    return 100.0 * ratios[static_cast<size_t>(q * static_cast<double>(ratios.size() - 1) + 0.5)];
+  };
+  std::printf(
+      "paired windows (%lld tokens each, probes of %d passes before and after; bandwidth "
+      "%.1f-%.1f GB/s): tg at %.1f%% of the bound (median of %zu stable windows; quartiles "
+      "%.1f-%.1f%%, min %.1f%%, max %.1f%%), %zu windows straddled a change\n",
+      static_cast<long long>(kWindowTokens), kWindowProbePasses, gbs_min, gbs_max, at(0.5),
+      ratios.size(), at(0.25), at(0.75), at(0.0), at(1.0), unstable.size());
+  return OkStatus();
+}
+
 }  // namespace
 
 int RunRun(const RunFlags& flags) {
@@ -158,30 +247,10 @@ int RunBench(const BenchFlags& flags) {
       pp_rates.push_back(static_cast<double>(flags.prompt_tokens) / t);
     }
     if (flags.gen_tokens > 0) {
-      std::vector<engine::Sequence> seqs(static_cast<size_t>(n_seq));
-      std::vector<int32_t> tokens(static_cast<size_t>(n_seq));
-      for (int32_t& token : tokens) token = pick(rng);
-      std::vector<engine::BatchItem> items(static_cast<size_t>(n_seq));
-      auto release = [&] {
-        for (engine::Sequence& seq : seqs) runner.kv_cache().Release(&seq);
-      };
+      Decoder decoder(runner, n_seq, rng, pick);
       const auto start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < flags.gen_tokens; ++i) {
-        for (size_t k = 0; k < items.size(); ++k) {
-          items[k] = {&seqs[k], std::span<const int32_t>(&tokens[k], 1), false};
-        }
-        if (auto s = runner.Forward(items, &out); !s) {
-          release();
-          return PrintError(s.error());
-        }
-        for (size_t k = 0; k < items.size(); ++k) {
-          auto row = out.Row(static_cast<int64_t>(k));
-          tokens[k] = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-        }
-      }
-      const double t = seconds(start);
-      release();
-      tg_rates.push_back(static_cast<double>(flags.gen_tokens * n_seq) / t);
+      if (auto s = decoder.Steps(flags.gen_tokens); !s) return PrintError(s.error());
+      tg_rates.push_back(static_cast<double>(flags.gen_tokens * n_seq) / seconds(start));
     }
   }
   auto stats = [](std::vector<double> v) {
@@ -220,18 +289,22 @@ int RunBench(const BenchFlags& flags) {
               static_cast<double>(runner.kv_cache().size_bytes()) / (1 << 20));
   if (flags.bandwidth) {
     // After the tests and after reading peak RSS: the probe's buffer must not count as the
-    // model's memory. Same thread count as the runner, its own (idle-until-now) pool.
+    // model's memory. Same thread count as the runner, its own pool.
     constexpr int64_t kProbeBytes = int64_t{512} << 20;
     constexpr int kProbePasses = 10;
     engine::ComputePool pool(flags.threads);
-    const double gbs = engine::kernels::MeasureReadBandwidthGBs(&pool, kProbeBytes, kProbePasses);
+    engine::kernels::BandwidthProbe probe(&pool, kProbeBytes);
+    const double gbs = probe.Measure(kProbePasses);
     std::printf("memory read bandwidth %.1f GB/s (%d threads, best of %d passes over %lld MiB)\n",
                 gbs, pool.n_threads(), kProbePasses, static_cast<long long>(kProbeBytes >> 20));
     if (!tg_rates.empty() && n_seq == 1) {
-      const double limit = gbs * 1e9 / static_cast<double>(config.weight_bytes);
+      const double bytes = static_cast<double>(config.weight_bytes);
       const double tg = stats(tg_rates).first;
       std::printf("generation bound %.1f tokens/s (bandwidth / weight bytes): tg at %.1f%% of it\n",
-                  limit, 100.0 * tg / limit);
+                  gbs * 1e9 / bytes, 100.0 * tg * bytes / (gbs * 1e9));
+      if (auto s = PairedWindows(runner, probe, bytes, flags, rng, pick); !s) {
+        return PrintError(s.error());
+      }
     }
   }
   return 0;

@@ -35,7 +35,8 @@ struct BenchFlags {
   // aggregate over all of them.
   int batch = 1;
   // --bandwidth: after the tests, measure the memory read bandwidth with the same number of
-  // threads (kernels::MeasureReadBandwidthGBs) and print generation as a share of that limit.
+  // threads (kernels::BandwidthProbe) and print generation as a share of that limit; then decode
+  // again in 16-token windows, each against probes taken right before and after it (with -b 1).
   bool bandwidth = false;
 };
 int RunBench(const BenchFlags& flags);

@@ -40,6 +40,20 @@ TEST(EngineCliTest, BenchPrintsPromptAndGenerationRates) {
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
 }
 
+TEST(EngineCliTest, BenchBandwidthComparesGenerationWithTheProbeOfTheSameMoment) {
+  auto r = RunCommand({kBinary, "bench", kStories, "-t", "2", "-p", "0", "-n", "32", "-r", "1",
+                       "--bandwidth"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("memory read bandwidth"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tg at "), std::string::npos) << r.out;
+  // 32 tokens: two windows of 16, each stable or counted as straddling a change.
+  EXPECT_NE(r.out.find("paired windows"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.out.find("of 2 stable windows") != std::string::npos ||
+              r.out.find("1 windows straddled") != std::string::npos ||
+              r.out.find("none stable (2 straddled") != std::string::npos)
+      << r.out;
+}
+
 TEST(EngineCliTest, QuantizeWritesALoadableModel) {
   TempDir dir;
   const std::string out = dir.path() + "/stories-q8_0.gguf";

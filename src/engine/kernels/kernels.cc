@@ -10,10 +10,6 @@
 #include <memory>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "engine/kernels/kernels_internal.h"
 #include "yunzhi/base/status.h"
 
@@ -393,68 +389,39 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n) {
   Pick(&IsaKernels::half_to_float)(x, y, n);
 }
 
-namespace {
-
-// Sums `n` bytes (a multiple of 128) at p, 64-byte aligned, so the reads cannot be optimised out.
-uint64_t ReadAll(const uint8_t* p, int64_t n) {
-#if defined(__SSE2__)
-  // 16-byte loads into eight independent sums: 2 loads x 16 B per cycle is far above what one
-  // core can pull from DRAM, whereas a scalar 8-byte loop can itself be the limit (~40 GB/s).
-  const auto* v = reinterpret_cast<const __m128i*>(p);
-  __m128i s[8];
-  for (__m128i& x : s) x = _mm_setzero_si128();
-  for (int64_t i = 0; i < n / 16; i += 8) {
-    for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(v + i + k));
-  }
-  __m128i t = _mm_setzero_si128();
-  for (const __m128i& x : s) t = _mm_add_epi64(t, x);
-  alignas(16) uint64_t lanes[2];
-  _mm_store_si128(reinterpret_cast<__m128i*>(lanes), t);
-  return lanes[0] + lanes[1];
-#else
-  uint64_t s[8] = {};
-  for (int64_t i = 0; i < n; i += 64) {
-    for (int k = 0; k < 8; ++k) {
-      uint64_t x;
-      std::memcpy(&x, p + i + 8 * k, 8);
-      s[k] += x;
-    }
-  }
-  uint64_t t = 0;
-  for (uint64_t x : s) t += x;
-  return t;
-#endif
+BandwidthProbe::BandwidthProbe(ComputePool* pool, int64_t bytes)
+    : pool_(pool), nth_(pool != nullptr ? pool->n_threads() : 1) {
+  share_ = std::max<int64_t>(bytes / nth_ / 4096, 1) * 4096;
+  buf_ = static_cast<uint8_t*>(std::aligned_alloc(4096, static_cast<size_t>(share_ * nth_)));
+  YZ_CHECK(buf_ != nullptr);
+  // Each thread faults in (writes) the share it will read, so the pages are its NUMA-local ones.
+  RunOn(pool_, [&](int ith, int) {
+    std::memset(buf_ + ith * share_, ith + 1, static_cast<size_t>(share_));
+  });
 }
 
-}  // namespace
+BandwidthProbe::~BandwidthProbe() { std::free(buf_); }
 
-double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes) {
-  const int nth = pool != nullptr ? pool->n_threads() : 1;
-  const int64_t share = std::max<int64_t>(bytes / nth / 4096, 1) * 4096;
-  const int64_t total = share * nth;
-  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(4096, static_cast<size_t>(total)));
-  YZ_CHECK(buf != nullptr);
-  // Each thread faults in (writes) the share it will read, so the pages are its NUMA-local ones.
-  RunOn(pool, [&](int ith, int) {
-    std::memset(buf + ith * share, ith + 1, static_cast<size_t>(share));
-  });
-  std::vector<uint64_t> sink(static_cast<size_t>(nth) * 8);  // a line per thread
+double BandwidthProbe::Measure(int passes) {
+  const internal::ReadSumFn read = Pick(&IsaKernels::read_sum);
+  std::vector<uint64_t> sink(static_cast<size_t>(nth_) * 8);  // a line per thread
   double best_s = 0;
   for (int pass = 0; pass < std::max(passes, 1); ++pass) {
     const auto start = std::chrono::steady_clock::now();
-    RunOn(pool, [&](int ith, int) {
-      sink[static_cast<size_t>(ith) * 8] += ReadAll(buf + ith * share, share);
+    RunOn(pool_, [&](int ith, int) {
+      sink[static_cast<size_t>(ith) * 8] += read(buf_ + ith * share_, share_);
     });
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (pass == 0 || s < best_s) best_s = s;
   }
-  uint64_t check = 0;
-  for (uint64_t x : sink) check += x;
-  std::free(buf);
-  // Keeps the sums alive (an impossible branch the compiler cannot prove impossible).
-  if (check == 1) best_s *= 1.0000001;
-  return static_cast<double>(total) / best_s / 1e9;
+  for (uint64_t x : sink) checksum_ += x;
+  return static_cast<double>(share_ * nth_) / best_s / 1e9;
+}
+
+double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes) {
+  BandwidthProbe probe(pool, bytes);
+  return probe.Measure(passes);
 }
 
 }  // namespace yunzhi::engine::kernels

@@ -168,11 +168,34 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n);
 // The bound of decoding: a STREAM-style read. Allocates `bytes` (rounded down to a multiple of
 // 4 KiB per thread; use several times the last-level cache, e.g. 512 MiB), touches every page
 // once untimed, then reads the whole buffer `passes` times with all of the pool's threads in
-// parallel (each its own contiguous share, 16-byte loads into independent sums) and returns the
+// parallel (each its own contiguous share, the active ISA's widest loads into independent sums:
+// narrower ones understate the bound on a core that keeps fewer lines in flight) and returns the
 // best pass in GB/s (1e9 bytes per second). The best, not the mean: on a shared machine a pass
 // is only ever slowed down by other processes, never sped up. Frees the buffer before returning.
 // `pool` may be null (one thread). Thread safety: as ComputePool::Run.
 double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes);
+
+// The same probe kept ready for repeated measurements (the buffer allocated and touched once):
+// `yunzhi bench --bandwidth` measures between windows of decoding, so that each window is compared
+// with the bandwidth of that moment on a machine whose bandwidth changes over seconds.
+class BandwidthProbe {
+ public:
+  BandwidthProbe(ComputePool* pool, int64_t bytes);
+  ~BandwidthProbe();
+  BandwidthProbe(const BandwidthProbe&) = delete;
+  BandwidthProbe& operator=(const BandwidthProbe&) = delete;
+  // Best of `passes` reads of the whole buffer, GB/s.
+  double Measure(int passes);
+  // The sum of every byte read so far: what keeps the reads from being optimised out.
+  uint64_t checksum() const { return checksum_; }
+
+ private:
+  ComputePool* pool_;
+  int nth_;
+  int64_t share_ = 0;
+  uint8_t* buf_ = nullptr;
+  uint64_t checksum_ = 0;
+};
 
 }  // namespace kernels
 }  // namespace yunzhi::engine

@@ -138,6 +138,9 @@ using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v
 using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
 using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+// The bandwidth probe's read: sums n bytes (a multiple of 512) at p (64-byte aligned) with the
+// ISA's widest loads, so the reads cannot be optimised out.
+using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n);
 
 // A decoding-only tile (at most kGemvMaxTokens tokens) with its own activation format; where an
 // ISA has none, `tile` serves decoding too.
@@ -159,6 +162,7 @@ struct IsaKernels {
   HalfToFloatFn half_to_float = nullptr;
   FloatToHalfFn float_to_half = nullptr;
   SiluMulFn silu_mul = nullptr;
+  ReadSumFn read_sum = nullptr;
 };
 
 // Tables defined by each ISA source. The AVX2/AVX-512 tables are empty in a build whose compiler

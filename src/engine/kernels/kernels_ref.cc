@@ -7,6 +7,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "engine/kernels/kernels_internal.h"
 
 namespace yunzhi::engine::kernels {
@@ -325,6 +329,41 @@ void SiluMulRef(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
+namespace {
+
+// The portable probe read (ReadSumFn).
+uint64_t ReadSumRef(const uint8_t* p, int64_t n) {
+#if defined(__SSE2__)
+  // 16-byte loads into eight independent sums (a scalar 8-byte loop can itself be the limit at
+  // ~40 GB/s). The AVX2/AVX-512 tables have wider ones, which read faster still.
+  const auto* v = reinterpret_cast<const __m128i*>(p);
+  __m128i s[8];
+  for (__m128i& x : s) x = _mm_setzero_si128();
+  for (int64_t i = 0; i < n / 16; i += 8) {
+    for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(v + i + k));
+  }
+  __m128i t = _mm_setzero_si128();
+  for (const __m128i& x : s) t = _mm_add_epi64(t, x);
+  alignas(16) uint64_t lanes[2];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lanes), t);
+  return lanes[0] + lanes[1];
+#else
+  uint64_t s[8] = {};
+  for (int64_t i = 0; i < n; i += 64) {
+    for (int k = 0; k < 8; ++k) {
+      uint64_t x;
+      std::memcpy(&x, p + i + 8 * k, 8);
+      s[k] += x;
+    }
+  }
+  uint64_t t = 0;
+  for (uint64_t x : s) t += x;
+  return t;
+#endif
+}
+
+}  // namespace
+
 const IsaKernels& ScalarKernels() {
   static const IsaKernels k = [] {
     IsaKernels t;
@@ -345,6 +384,7 @@ const IsaKernels& ScalarKernels() {
     t.half_to_float = HalfToFloatRow;
     t.float_to_half = FloatToHalfRow;
     t.silu_mul = SiluMulRef;
+    t.read_sum = ReadSumRef;
     return t;
   }();
   return k;
