@@ -294,9 +294,27 @@ void RepackForKernels(ModelState* state) {
     }
   }
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // With the file not in the page cache, packing would read it one fault (and one small
+  // read-ahead) at a time. Asking for the source rows of the slices a window ahead lets the
+  // kernel read them in large requests while the threads pack. Llama-3.2-1B Q4_0 (666 MiB) after
+  // drop_caches, 6 loads each: 465-580 ms (median 550) against 436-836 ms (median 600) without;
+  // a window of 32 slices was no better than 8. A window, not the whole file, so that a model
+  // near the size of memory does not push its own first slices out again.
+  constexpr size_t kReadAheadSlices = 8;
+  auto read_ahead = [&](size_t k) {
+    if (k >= slices.size()) return;
+    const Slice& sl = slices[k];
+    const auto* src = static_cast<const uint8_t*>(sl.m->data);
+    const uintptr_t begin =
+        reinterpret_cast<uintptr_t>(src + sl.r0 * sl.m->row_size_bytes()) / page * page;
+    const auto end = reinterpret_cast<uintptr_t>(src + sl.r1 * sl.m->row_size_bytes());
+    (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
+  };
+  for (size_t k = 0; k < kReadAheadSlices; ++k) read_ahead(k);
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t k; (k = next.fetch_add(1)) < slices.size();) {
+      read_ahead(k + kReadAheadSlices);
       const Slice& sl = slices[k];
       const auto* src = static_cast<const uint8_t*>(sl.m->data);  // still the file's rows
       const int64_t row_bytes = sl.m->row_size_bytes();
