@@ -12,6 +12,7 @@
 //   Gemm/<type>/<isa>/<shape>  512 tokens (prompt processing), GFLOP/s.
 //   GemmTokens/<type>/<isa>/<shape>/<n>  n = 4-16 tokens (batched decoding), weights from DRAM.
 //   OpenBlasSgemm/<shape>      cblas_sgemm on the same shapes (f32 weights) as the reference.
+//   Attention/<isa>/<n_kv>     one query head over n_kv cached positions (F16 KV), one thread.
 //
 // Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
 
@@ -216,6 +217,29 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body,
   SetActiveIsa(DetectIsa());
 }
 
+// One query head over n_kv cached positions (head_dim 64, F16 cache), as a decoding step at
+// that context length runs it once per head: scores, softmax, weighted sum of the values.
+void BM_Attention(benchmark::State& state, Isa isa, int64_t n_kv) {
+  SetActiveIsa(isa);
+  constexpr int64_t kHeadDim = 64;
+  const std::vector<float> q = RandomFloats(kHeadDim, 9);
+  const std::vector<float> kv = RandomFloats(2 * n_kv * kHeadDim, 10);
+  std::vector<uint16_t> kv16(kv.size());
+  FloatToHalf(kv.data(), kv16.data(), static_cast<int64_t>(kv.size()));
+  std::vector<const void*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
+  for (int64_t j = 0; j < n_kv; ++j) {
+    k_rows[static_cast<size_t>(j)] = kv16.data() + j * kHeadDim;
+    v_rows[static_cast<size_t>(j)] = kv16.data() + (n_kv + j) * kHeadDim;
+  }
+  std::vector<float> scratch(static_cast<size_t>(n_kv)), out(kHeadDim);
+  for (auto _ : state) {
+    AttendOneHead(q.data(), k_rows.data(), v_rows.data(), KvType::kF16, n_kv, kHeadDim, 0.125f,
+                  scratch.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  SetActiveIsa(DetectIsa());
+}
+
 void BM_DotL2(benchmark::State& state, TensorType type, Isa isa, WeightLayout layout) {
   SetActiveIsa(isa);
   const int64_t rows = 64, cols = 4096;
@@ -372,6 +396,16 @@ const bool kRegistered = [] {
             ->MinTime(v.isa == Isa::kScalar ? 0.01 : 1.0)
             ->Unit(benchmark::kMillisecond);
       }
+    }
+  }
+  for (int i = 0; i <= static_cast<int>(DetectIsa()); ++i) {
+    const auto isa = static_cast<Isa>(i);
+    for (int64_t n_kv : {int64_t{512}, int64_t{4096}}) {
+      benchmark::RegisterBenchmark(
+          Name({"Attention", std::string(IsaName(isa)), std::to_string(n_kv)}).c_str(),
+          BM_Attention, isa, n_kv)
+          ->MinTime(0.2)
+          ->Unit(benchmark::kMicrosecond);
     }
   }
   // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens.

@@ -377,6 +377,8 @@ void AttendOneHead(const float* q, const void* const* k_rows, const void* const*
   Pick(&IsaKernels::weighted_sum)(scratch, v_rows, f16, n_kv, head_dim, out);
 }
 
+void Softmax(float* x, int64_t n) { Pick(&IsaKernels::softmax)(x, n); }
+
 void SiluMul(const float* gate, const float* up, float* out, int64_t n) {
   Pick(&IsaKernels::silu_mul)(gate, up, out, n);
 }

@@ -138,6 +138,7 @@ using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v
 using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
 using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+using SoftmaxFn = void (*)(float* x, int64_t n);
 // The bandwidth probe's read: sums n bytes (a multiple of 512) at p (64-byte aligned) with the
 // ISA's widest loads, so the reads cannot be optimised out.
 using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n);
@@ -162,6 +163,7 @@ struct IsaKernels {
   HalfToFloatFn half_to_float = nullptr;
   FloatToHalfFn float_to_half = nullptr;
   SiluMulFn silu_mul = nullptr;
+  SoftmaxFn softmax = nullptr;
   ReadSumFn read_sum = nullptr;
 };
 
@@ -191,6 +193,7 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 
 // Scalar references, also used directly by tests.
 void SiluMulRef(const float* gate, const float* up, float* out, int64_t n);
+void SoftmaxRef(float* x, int64_t n);
 void QuantizeActQ8Ref(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out);
 void QuantizeActQ8x4Ref(const float* x, int64_t cols, uint8_t* out);

@@ -322,6 +322,18 @@ void QuantizeActQ8KRef(const float* x, int64_t cols, uint8_t* out) {
   }
 }
 
+void SoftmaxRef(float* x, int64_t n) {
+  if (n <= 0) return;
+  const float max = *std::max_element(x, x + n);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
 void SiluMulRef(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -384,6 +396,7 @@ const IsaKernels& ScalarKernels() {
     t.half_to_float = HalfToFloatRow;
     t.float_to_half = FloatToHalfRow;
     t.silu_mul = SiluMulRef;
+    t.softmax = SoftmaxRef;
     t.read_sum = ReadSumRef;
     return t;
   }();
@@ -405,17 +418,6 @@ void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y
   }
 }
 
-void Softmax(float* x, int64_t n) {
-  if (n <= 0) return;
-  const float max = *std::max_element(x, x + n);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
 
 void AddInPlace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
