@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -124,7 +125,7 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
   constexpr int64_t kWindowTokens = 16;
   constexpr int kWindowProbePasses = 3;
   std::vector<double> ratios, unstable;
-  double gbs_min = 0, gbs_max = 0;
+  double gbs_min = std::numeric_limits<double>::infinity(), gbs_max = 0;
   for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
     Decoder decoder(runner, 1, rng, pick);
     double before = probe.Measure(kWindowProbePasses);
@@ -135,12 +136,10 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
       const double s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double after = probe.Measure(kWindowProbePasses);
-      const double bound = std::max(before, after);
-      const double ratio = static_cast<double>(n) / s * bytes / (bound * 1e9);
-      (std::max(before, after) > 1.1 * std::min(before, after) ? unstable : ratios).push_back(ratio);
-      gbs_min = ratios.size() + unstable.size() == 1 ? std::min(before, after)
-                                                     : std::min({gbs_min, before, after});
-      gbs_max = std::max({gbs_max, before, after});
+      const double lo = std::min(before, after), hi = std::max(before, after);
+      (hi > 1.1 * lo ? unstable : ratios).push_back(static_cast<double>(n) / s * bytes / (hi * 1e9));
+      gbs_min = std::min(gbs_min, lo);
+      gbs_max = std::max(gbs_max, hi);
       before = after;
     }
   }
