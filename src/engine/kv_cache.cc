@@ -1,5 +1,6 @@
 #include "yunzhi/engine/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -191,6 +192,26 @@ void* KvCache::KeyRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t h
 
 void* KvCache::ValueRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const {
   return Row(true, seq, layer, pos, head);
+}
+
+void KvCache::HeadRows(const Sequence& seq, int64_t layer, int64_t head, int64_t first, int64_t n,
+                       const void** k_rows, const void** v_rows) const {
+  const uint8_t* keys = keys_[static_cast<size_t>(layer)];
+  const uint8_t* values = values_[static_cast<size_t>(layer)];
+  const int64_t pos_bytes = n_head_kv_ * head_dim_ * elem_bytes_;
+  const int64_t head_offset = head * head_dim_ * elem_bytes_;
+  for (int64_t j = 0; j < n;) {
+    const int64_t pos = first + j;
+    const int64_t in_block = pos % block_tokens_;
+    const int64_t run = std::min(n - j, block_tokens_ - in_block);
+    const int64_t base = seq.blocks_[static_cast<size_t>(pos / block_tokens_)] * block_bytes_ +
+                         in_block * pos_bytes + head_offset;
+    for (int64_t r = 0; r < run; ++r) {
+      k_rows[j + r] = keys + base + r * pos_bytes;
+      v_rows[j + r] = values + base + r * pos_bytes;
+    }
+    j += run;
+  }
 }
 
 }  // namespace yunzhi::engine

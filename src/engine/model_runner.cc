@@ -202,9 +202,11 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   if (s.buffer.size() < static_cast<size_t>(per_token * pass_max)) {
     s.buffer.resize(static_cast<size_t>(per_token * pass_max));
   }
+  // Scores of one KV head's group of query heads; row pointers of its K and V.
+  const size_t group = static_cast<size_t>(c.n_head / c.n_head_kv);
   for (size_t i = 0; i < s.attn_scores.size(); ++i) {
-    if (s.attn_scores[i].size() < static_cast<size_t>(max_len)) {
-      s.attn_scores[i].resize(static_cast<size_t>(max_len));
+    if (s.attn_scores[i].size() < group * static_cast<size_t>(max_len)) {
+      s.attn_scores[i].resize(group * static_cast<size_t>(max_len));
       s.attn_rows[i].resize(2 * static_cast<size_t>(max_len));
     }
   }

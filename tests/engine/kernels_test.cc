@@ -501,59 +501,68 @@ TEST_F(KernelsTest, HalfConversionsMatchReferenceOnEveryBitPattern) {
   }
 }
 
+// Grouped-query attention (n_q query heads over one KV head) against float64, on every ISA:
+// head sizes with and without a 16-lane tail and one above the AVX-512 tile (320), row counts
+// below, at and past a 16-row block.
 TEST_F(KernelsTest, AttentionMatchesFloat64) {
   std::mt19937 rng(11);
   for (KvType kv : {KvType::kF32, KvType::kF16}) {
-    for (int64_t head_dim : {64, 128, 80}) {
-      for (int64_t n_kv : {1, 2, 17, 300}) {
-        const std::vector<float> q = RandomFloats(rng, head_dim, 1.0f);
-        std::vector<float> kf = RandomFloats(rng, n_kv * head_dim, 1.0f);
-        std::vector<float> vf = RandomFloats(rng, n_kv * head_dim, 1.0f);
-        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-        for (size_t i = 0; i < kf.size(); ++i) {
-          kh[i] = engine::FloatToHalf(kf[i]);
-          vh[i] = engine::FloatToHalf(vf[i]);
-          if (kv == KvType::kF16) {
-            kf[i] = engine::HalfToFloat(kh[i]);
-            vf[i] = engine::HalfToFloat(vh[i]);
+    for (int64_t head_dim : {64, 128, 80, 40, 320}) {
+      for (int64_t n_kv : {1, 2, 16, 17, 300}) {
+        for (int64_t n_q : {1, 4, 7}) {
+          const std::vector<float> q = RandomFloats(rng, n_q * head_dim, 1.0f);
+          std::vector<float> kf = RandomFloats(rng, n_kv * head_dim, 1.0f);
+          std::vector<float> vf = RandomFloats(rng, n_kv * head_dim, 1.0f);
+          std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+          for (size_t i = 0; i < kf.size(); ++i) {
+            kh[i] = engine::FloatToHalf(kf[i]);
+            vh[i] = engine::FloatToHalf(vf[i]);
+            if (kv == KvType::kF16) {
+              kf[i] = engine::HalfToFloat(kh[i]);
+              vf[i] = engine::HalfToFloat(vh[i]);
+            }
           }
-        }
-        // Rows in reverse order: the kernel must follow the pointers, not assume contiguity.
-        std::vector<const void*> krows(n_kv), vrows(n_kv);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const int64_t src = n_kv - 1 - j;
-          krows[j] = kv == KvType::kF16 ? static_cast<const void*>(&kh[src * head_dim])
-                                        : static_cast<const void*>(&kf[src * head_dim]);
-          vrows[j] = kv == KvType::kF16 ? static_cast<const void*>(&vh[src * head_dim])
-                                        : static_cast<const void*>(&vf[src * head_dim]);
-        }
-        const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-        std::vector<double> s(n_kv);
-        double max = -1e300;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          double d = 0;
-          const int64_t src = n_kv - 1 - j;
-          for (int64_t i = 0; i < head_dim; ++i) d += double(q[i]) * kf[src * head_dim + i];
-          s[j] = d * scale;
-          max = std::max(max, s[j]);
-        }
-        double sum = 0;
-        for (double& v : s) sum += (v = std::exp(v - max));
-        std::vector<double> ref(head_dim, 0.0);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          for (int64_t i = 0; i < head_dim; ++i) {
-            ref[i] += s[j] / sum * vf[(n_kv - 1 - j) * head_dim + i];
+          // Rows in reverse order: the kernel must follow the pointers, not assume contiguity.
+          std::vector<const void*> krows(n_kv), vrows(n_kv);
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const int64_t src = n_kv - 1 - j;
+            krows[j] = kv == KvType::kF16 ? static_cast<const void*>(&kh[src * head_dim])
+                                          : static_cast<const void*>(&kf[src * head_dim]);
+            vrows[j] = kv == KvType::kF16 ? static_cast<const void*>(&vh[src * head_dim])
+                                          : static_cast<const void*>(&vf[src * head_dim]);
           }
-        }
-        for (Isa isa : AvailableIsas()) {
-          SetActiveIsa(isa);
-          std::vector<float> scratch(n_kv), out(head_dim);
-          AttendOneHead(q.data(), krows.data(), vrows.data(), kv, n_kv, head_dim,
+          const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+          std::vector<double> ref(n_q * head_dim, 0.0);
+          for (int64_t h = 0; h < n_q; ++h) {
+            std::vector<double> s(n_kv);
+            double max = -1e300;
+            for (int64_t j = 0; j < n_kv; ++j) {
+              double d = 0;
+              const int64_t src = n_kv - 1 - j;
+              for (int64_t i = 0; i < head_dim; ++i) {
+                d += double(q[h * head_dim + i]) * kf[src * head_dim + i];
+              }
+              s[j] = d * scale;
+              max = std::max(max, s[j]);
+            }
+            double sum = 0;
+            for (double& v : s) sum += (v = std::exp(v - max));
+            for (int64_t j = 0; j < n_kv; ++j) {
+              for (int64_t i = 0; i < head_dim; ++i) {
+                ref[h * head_dim + i] += s[j] / sum * vf[(n_kv - 1 - j) * head_dim + i];
+              }
+            }
+          }
+          for (Isa isa : AvailableIsas()) {
+            SetActiveIsa(isa);
+            std::vector<float> scratch(n_q * n_kv), out(n_q * head_dim, -7.0f);
+            AttendGroup(q.data(), n_q, krows.data(), vrows.data(), kv, n_kv, head_dim,
                         static_cast<float>(scale), scratch.data(), out.data());
-          for (int64_t i = 0; i < head_dim; ++i) {
-            ASSERT_NEAR(out[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
-                << IsaName(isa) << " kv=" << static_cast<int>(kv) << " d=" << head_dim
-                << " n=" << n_kv << " i=" << i;
+            for (int64_t i = 0; i < n_q * head_dim; ++i) {
+              ASSERT_NEAR(out[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
+                  << IsaName(isa) << " kv=" << static_cast<int>(kv) << " d=" << head_dim
+                  << " n=" << n_kv << " n_q=" << n_q << " i=" << i;
+            }
           }
         }
       }

@@ -366,6 +366,37 @@ TEST(KvCache, ReserveReleaseAndSharedBlocksCountReferences) {
   EXPECT_EQ(a.n_tokens(), 0);
 }
 
+// HeadRows gathers the same rows as KeyRow/ValueRow, across block boundaries and for a block
+// table whose blocks are not in pool order.
+TEST(KvCache, HeadRowsMatchesRowByRowAccess) {
+  ModelConfig c;
+  c.n_layer = 2;
+  c.n_head_kv = 3;
+  c.head_dim = 8;
+  auto cache = KvCache::Create(c, {.type = KvCacheType::kF16, .block_tokens = 4, .n_blocks = 8});
+  ASSERT_TRUE(cache);
+  KvCache& kv = **cache;
+  Sequence filler, a;
+  ASSERT_TRUE(kv.Reserve(&filler, 8));  // blocks 0-1 taken first
+  ASSERT_TRUE(kv.Reserve(&a, 4));
+  kv.Release(&filler);  // a's next blocks come back from the free list
+  ASSERT_TRUE(kv.Reserve(&a, 19));
+  kv.SetLength(&a, 19);
+  for (int64_t layer : {0, 1}) {
+    for (int64_t head = 0; head < 3; ++head) {
+      for (auto [first, n] : {std::pair<int64_t, int64_t>{0, 19}, {3, 9}, {5, 1}, {8, 4}}) {
+        std::vector<const void*> k(n), v(n);
+        kv.HeadRows(a, layer, head, first, n, k.data(), v.data());
+        for (int64_t j = 0; j < n; ++j) {
+          EXPECT_EQ(k[j], kv.KeyRow(a, layer, first + j, head)) << layer << head << first << j;
+          EXPECT_EQ(v[j], kv.ValueRow(a, layer, first + j, head)) << layer << head << first << j;
+        }
+      }
+    }
+  }
+  kv.Release(&a);
+}
+
 // ---- errors of Forward: each leaves the cache and the sequences as they were.
 
 class ModelRunnerErrors : public ::testing::Test {

@@ -126,6 +126,10 @@ class KvCache {
   // of type(). Precondition: the position is within the reserved blocks.
   void* KeyRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const;
   void* ValueRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const;
+  // The key and value rows of `head` at positions [first, first + n) of `seq` in layer `layer`,
+  // into k_rows[0..n) and v_rows[0..n): what attention reads, gathered a block at a time.
+  void HeadRows(const Sequence& seq, int64_t layer, int64_t head, int64_t first, int64_t n,
+                const void** k_rows, const void** v_rows) const;
   // Sets the filled length (after the runner wrote the rows). Precondition: reserved.
   void SetLength(Sequence* seq, int64_t n_tokens) const { seq->n_tokens_ = n_tokens; }
 

@@ -119,15 +119,10 @@ void Attention(ForwardContext& ctx, int64_t layer) {
     std::vector<float>& scores = (*ctx.attn_scores)[static_cast<size_t>(ith)];
     const void** k_rows = rows.data();
     const void** v_rows = rows.data() + rows.size() / 2;
-    for (int64_t j = 0; j < n_kv; ++j) {
-      k_rows[j] = ctx.cache->KeyRow(seq, layer, first + j, h_kv);
-      v_rows[j] = ctx.cache->ValueRow(seq, layer, first + j, h_kv);
-    }
-    for (int64_t g = 0; g < group; ++g) {
-      const int64_t h = h_kv * group + g;
-      kernels::AttendOneHead(ctx.q + (t * c.n_head + h) * hd, k_rows, v_rows, kv_type, n_kv, hd,
-                             scale, scores.data(), ctx.attn + (t * c.n_head + h) * hd);
-    }
+    ctx.cache->HeadRows(seq, layer, h_kv, first, n_kv, k_rows, v_rows);
+    const int64_t h = h_kv * group;
+    kernels::AttendGroup(ctx.q + (t * c.n_head + h) * hd, group, k_rows, v_rows, kv_type, n_kv,
+                         hd, scale, scores.data(), ctx.attn + (t * c.n_head + h) * hd);
   });
 }
 

@@ -56,7 +56,8 @@ struct ForwardContext {
   float* rope = nullptr;     // RoPE cos/sin of each token's position [T x head_dim], filled
                              // by the first RopeRows of a pass (the same for every layer)
   bool rope_ready = false;
-  // Per compute thread: n_ctx floats of attention scores + 2 * n_ctx row pointers.
+  // Per compute thread: (n_head / n_head_kv) * n_ctx floats of attention scores (one KV head's
+  // group of query heads) + 2 * n_ctx row pointers.
   std::vector<std::vector<float>>* attn_scores = nullptr;
   std::vector<std::vector<const void*>>* attn_rows = nullptr;
 };

@@ -18,6 +18,7 @@ namespace {
 
 using internal::ActFormat;
 using internal::IsaKernels;
+using internal::SoftmaxFn;
 using internal::TileArgs;
 using internal::TileFn;
 using internal::WKind;
@@ -364,17 +365,18 @@ void DequantizeRow(TensorType type, const void* row, float* out, int64_t n) {
   }
 }
 
-void AttendOneHead(const float* q, const void* const* k_rows, const void* const* v_rows,
-                   KvType kv_type, int64_t n_kv, int64_t head_dim, float scale, float* scratch,
-                   float* out) {
+void AttendGroup(const float* q, int64_t n_q, const void* const* k_rows,
+                 const void* const* v_rows, KvType kv_type, int64_t n_kv, int64_t head_dim,
+                 float scale, float* scratch, float* out) {
   const bool f16 = kv_type == KvType::kF16;
   if (n_kv <= 0) {
-    std::fill(out, out + head_dim, 0.0f);
+    std::fill(out, out + n_q * head_dim, 0.0f);
     return;
   }
-  Pick(&IsaKernels::scores)(q, k_rows, f16, n_kv, head_dim, scale, scratch);
-  Softmax(scratch, n_kv);
-  Pick(&IsaKernels::weighted_sum)(scratch, v_rows, f16, n_kv, head_dim, out);
+  Pick(&IsaKernels::scores)(q, n_q, k_rows, f16, n_kv, head_dim, scale, scratch);
+  const SoftmaxFn softmax = Pick(&IsaKernels::softmax);
+  for (int64_t h = 0; h < n_q; ++h) softmax(scratch + h * n_kv, n_kv);
+  Pick(&IsaKernels::weighted_sum)(scratch, n_q, v_rows, f16, n_kv, head_dim, out);
 }
 
 void Softmax(float* x, int64_t n) { Pick(&IsaKernels::softmax)(x, n); }

@@ -151,13 +151,16 @@ void RopeRotate(float* x, int64_t n_heads, int64_t head_dim, const float* cos_si
 // KV cache element type.
 enum class KvType { kF32, kF16 };
 
-// Attention of one query head over `n_kv` cached positions of its KV head:
-//   out[head_dim] = softmax(q . K[j] * scale for j < n_kv) . V
-// K and V rows are `head_dim` elements of `kv_type`, addressed through `k_rows[j]` / `v_rows[j]`
-// (pointers, so a paged cache can hand over scattered blocks). `scratch` holds n_kv floats.
-void AttendOneHead(const float* q, const void* const* k_rows, const void* const* v_rows,
-                   KvType kv_type, int64_t n_kv, int64_t head_dim, float scale, float* scratch,
-                   float* out);
+// Attention of the `n_q` query heads that share one KV head (grouped-query attention; n_q = 1
+// for plain multi-head attention) over `n_kv` cached positions:
+//   out[h] = softmax(q[h] . K[j] * scale for j < n_kv) . V     for h < n_q,
+// with q[h] at q + h * head_dim and out[h] at out + h * head_dim. K and V rows are `head_dim`
+// elements of `kv_type`, addressed through `k_rows[j]` / `v_rows[j]` (pointers, so a paged cache
+// can hand over scattered blocks). Each K and V row is read (and converted) once for the whole
+// group. `scratch` holds n_q * n_kv floats.
+void AttendGroup(const float* q, int64_t n_q, const void* const* k_rows,
+                 const void* const* v_rows, KvType kv_type, int64_t n_kv, int64_t head_dim,
+                 float scale, float* scratch, float* out);
 
 // float <-> fp16/bf16 rows (KV cache writes, F16 weights).
 void FloatToHalf(const float* x, uint16_t* y, int64_t n);

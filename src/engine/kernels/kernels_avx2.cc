@@ -656,8 +656,8 @@ inline __m256 KvVec(const void* row, bool f16, int64_t i) {
   return _mm256_loadu_ps(static_cast<const float*>(row) + i);
 }
 
-void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, int64_t head_dim,
-            float scale, float* out) {
+void ScoresOneHead(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
+                   int64_t head_dim, float scale, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     __m256 acc = Zero();
     int64_t i = 0;
@@ -670,8 +670,8 @@ void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, in
   }
 }
 
-void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
-                 int64_t head_dim, float* out) {
+void WeightedSumOneHead(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                        int64_t head_dim, float* out) {
   for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
     const __m256 pj = _mm256_set1_ps(p[j]);
@@ -680,6 +680,22 @@ void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t 
       _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pj, KvVec(v_rows[j], v_f16, i), _mm256_loadu_ps(out + i)));
     }
     for (; i < head_dim; ++i) out[i] += p[j] * KvOne(v_rows[j], v_f16, i);
+  }
+}
+
+// Grouped-query attention one query head at a time (the AVX-512 kernels share the fp16
+// conversion between the heads of a group; here conversion is a small part of the work).
+void Scores(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, int64_t n,
+            int64_t head_dim, float scale, float* out) {
+  for (int64_t h = 0; h < n_q; ++h) {
+    ScoresOneHead(q + h * head_dim, k_rows, k_f16, n, head_dim, scale, out + h * n);
+  }
+}
+
+void WeightedSum(const float* p, int64_t n_q, const void* const* v_rows, bool v_f16, int64_t n,
+                 int64_t head_dim, float* out) {
+  for (int64_t h = 0; h < n_q; ++h) {
+    WeightedSumOneHead(p + h * n, v_rows, v_f16, n, head_dim, out + h * head_dim);
   }
 }
 

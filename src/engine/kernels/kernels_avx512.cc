@@ -860,8 +860,61 @@ inline __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
 }
 
-void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, int64_t head_dim,
-            float scale, float* out) {
+// Grouped-query attention: the n_q query heads that share a KV head go through its K and V rows
+// together, 16 rows at a time. Each block of rows is converted to float once (not once per
+// query head: fp16 conversion was the scores' main cost) into an L1 tile, which every head then
+// reads. Head sizes up to kMaxTileDim take this path; larger ones read the rows once per head.
+constexpr int64_t kKvBlock = 16;
+constexpr int64_t kMaxTileDim = 256;
+constexpr int64_t kKvAheadBlocks = 4;
+
+// Rows [j0, j0 + nr) as float rows of `head_dim` at `tile` (stride head_dim); fp32 rows are
+// copied too, so the loops below read one layout.
+inline void KvTile(const void* const* rows, bool f16, int64_t j0, int64_t nr, int64_t n,
+                   int64_t head_dim, float* tile) {
+  // The cache's rows come from DRAM (a decoding step streams the weights between two visits of
+  // a layer) and are scattered: prefetch them a few blocks ahead, all of the first blocks at once.
+  const int64_t row_bytes = head_dim * (f16 ? 2 : 4);
+  const int64_t ahead_end = std::min(n, j0 + (kKvAheadBlocks + 1) * kKvBlock);
+  for (int64_t j = j0 == 0 ? 0 : ahead_end - kKvBlock; j < ahead_end; ++j) {
+    if (j < 0) continue;
+    for (int64_t o = 0; o < row_bytes; o += 64) {
+      _mm_prefetch(static_cast<const char*>(rows[j]) + o, _MM_HINT_T0);
+    }
+  }
+  for (int64_t r = 0; r < nr; ++r) {
+    for (int64_t i = 0; i < head_dim; i += 16) {
+      const __mmask16 m = TailMask(head_dim - i);
+      _mm512_mask_storeu_ps(tile + r * head_dim + i, m, LoadKv(rows[j0 + r], f16, i, m));
+    }
+  }
+}
+
+// The 16 lanes of each of v[0..15] summed: lane r of the result is the sum of v[r]. Pairs are
+// folded a quarter at a time (128-bit halves, then 64-bit, then lanes); the folds leave row
+// 4m + p in lane 4p + m, which the final permutation puts back.
+inline __m512 SumEach16(__m512 v[16]) {
+  __m512 x[8], y[4], z[2];
+  for (int i = 0; i < 8; ++i) {
+    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    z[i] = _mm512_add_ps(_mm512_unpacklo_ps(y[2 * i], y[2 * i + 1]),
+                         _mm512_unpackhi_ps(y[2 * i], y[2 * i + 1]));
+  }
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512i back = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(back, r);
+}
+
+void ScoresOneHead(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
+                   int64_t head_dim, float scale, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     __m512 acc = Zero();
     for (int64_t i = 0; i < head_dim; i += 16) {
@@ -872,8 +925,50 @@ void Scores(const float* q, const void* const* k_rows, bool k_f16, int64_t n, in
   }
 }
 
-void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
-                 int64_t head_dim, float* out) {
+void Scores(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, int64_t n,
+            int64_t head_dim, float scale, float* out) {
+  if (head_dim > kMaxTileDim) {
+    for (int64_t h = 0; h < n_q; ++h) {
+      ScoresOneHead(q + h * head_dim, k_rows, k_f16, n, head_dim, scale, out + h * n);
+    }
+    return;
+  }
+  alignas(64) float tile[kKvBlock * kMaxTileDim];
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t j0 = 0; j0 < n; j0 += kKvBlock) {
+    const int64_t nr = std::min(kKvBlock, n - j0);
+    KvTile(k_rows, k_f16, j0, nr, n, head_dim, tile);
+    for (int64_t h = 0; h < n_q; ++h) {
+      const float* qh = q + h * head_dim;
+      if (nr < kKvBlock) {
+        for (int64_t r = 0; r < nr; ++r) {
+          __m512 acc = Zero();
+          for (int64_t i = 0; i < head_dim; i += 16) {
+            const __mmask16 m = TailMask(head_dim - i);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + i),
+                                  _mm512_maskz_loadu_ps(m, tile + r * head_dim + i), acc);
+          }
+          out[h * n + j0 + r] = _mm512_reduce_add_ps(acc) * scale;
+        }
+        continue;
+      }
+      __m512 acc[kKvBlock];
+      for (int r = 0; r < kKvBlock; ++r) acc[r] = Zero();
+      for (int64_t i = 0; i < head_dim; i += 16) {
+        const __mmask16 m = TailMask(head_dim - i);
+        const __m512 qv = _mm512_maskz_loadu_ps(m, qh + i);
+#pragma GCC unroll 16
+        for (int r = 0; r < kKvBlock; ++r) {
+          acc[r] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, tile + r * head_dim + i), acc[r]);
+        }
+      }
+      _mm512_storeu_ps(out + h * n + j0, _mm512_mul_ps(SumEach16(acc), vscale));
+    }
+  }
+}
+
+void WeightedSumOneHead(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
+                        int64_t head_dim, float* out) {
   for (int64_t i = 0; i < head_dim; i += 64) {
     // Up to 64 output lanes in registers across all n rows.
     __m512 acc[4] = {Zero(), Zero(), Zero(), Zero()};
@@ -886,6 +981,66 @@ void WeightedSum(const float* p, const void* const* v_rows, bool v_f16, int64_t 
     }
     for (int k = 0; k < 4 && i + 16 * k < head_dim; ++k) {
       _mm512_mask_storeu_ps(out + i + 16 * k, TailMask(head_dim - i - 16 * k), acc[k]);
+    }
+  }
+}
+
+// NH heads (p and out rows n and head_dim apart) over a block of nr float rows: NH x 64 output
+// lanes at a time, so up to 16 independent accumulator chains (4 would leave the FMA units
+// waiting on their latency) and each tile load serves NH heads.
+template <int NH>
+void WeightedSumBlock(const float* p, int64_t n, const float* tile, int64_t nr, int64_t head_dim,
+                      float* out) {
+  for (int64_t i = 0; i < head_dim; i += 64) {
+    __m512 acc[NH][4];
+    __mmask16 m[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      m[k] = i + 16 * k < head_dim ? TailMask(head_dim - i - 16 * k) : 0;
+#pragma GCC unroll 4
+      for (int g = 0; g < NH; ++g) acc[g][k] = _mm512_maskz_loadu_ps(m[k], out + g * head_dim + i + 16 * k);
+    }
+    for (int64_t r = 0; r < nr; ++r) {
+      __m512 v[4];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) v[k] = _mm512_maskz_loadu_ps(m[k], tile + r * head_dim + i + 16 * k);
+#pragma GCC unroll 4
+      for (int g = 0; g < NH; ++g) {
+        const __m512 pr = _mm512_set1_ps(p[g * n + r]);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) acc[g][k] = _mm512_fmadd_ps(pr, v[k], acc[g][k]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NH; ++g) {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) _mm512_mask_storeu_ps(out + g * head_dim + i + 16 * k, m[k], acc[g][k]);
+    }
+  }
+}
+
+void WeightedSum(const float* p, int64_t n_q, const void* const* v_rows, bool v_f16, int64_t n,
+                 int64_t head_dim, float* out) {
+  if (head_dim > kMaxTileDim || n_q == 1) {
+    for (int64_t h = 0; h < n_q; ++h) {
+      WeightedSumOneHead(p + h * n, v_rows, v_f16, n, head_dim, out + h * head_dim);
+    }
+    return;
+  }
+  alignas(64) float tile[kKvBlock * kMaxTileDim];
+  std::fill(out, out + n_q * head_dim, 0.0f);
+  for (int64_t j0 = 0; j0 < n; j0 += kKvBlock) {
+    const int64_t nr = std::min(kKvBlock, n - j0);
+    KvTile(v_rows, v_f16, j0, nr, n, head_dim, tile);
+    for (int64_t h0 = 0; h0 < n_q; h0 += 4) {
+      const float* ph = p + h0 * n + j0;
+      float* oh = out + h0 * head_dim;
+      switch (std::min<int64_t>(4, n_q - h0)) {
+        case 1: WeightedSumBlock<1>(ph, n, tile, nr, head_dim, oh); break;
+        case 2: WeightedSumBlock<2>(ph, n, tile, nr, head_dim, oh); break;
+        case 3: WeightedSumBlock<3>(ph, n, tile, nr, head_dim, oh); break;
+        default: WeightedSumBlock<4>(ph, n, tile, nr, head_dim, oh); break;
+      }
     }
   }
 }

@@ -129,12 +129,14 @@ struct TileArgs {
 using TileFn = void (*)(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Converts one token's float activations (cols elements) to a quantised row at `out`.
 using QuantizeActFn = void (*)(const float* x, int64_t cols, uint8_t* out);
-// out[j] = dot(q, K[j]) * scale for j < n (K rows of head_dim elements: float or fp16).
-using ScoresFn = void (*)(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
-                          int64_t head_dim, float scale, float* out);
-// out[head_dim] = sum_j p[j] * V[j].
-using WeightedSumFn = void (*)(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
-                               int64_t head_dim, float* out);
+// Attention of n_q query heads sharing one KV head (K and V rows of head_dim elements: float or
+// fp16). Scores: out[h * n + j] = dot(q_h, K[j]) * scale for h < n_q, j < n, with query head h
+// at q + h * head_dim.
+using ScoresFn = void (*)(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16,
+                          int64_t n, int64_t head_dim, float scale, float* out);
+// out[h * head_dim + i] = sum_j p[h * n + j] * V[j][i].
+using WeightedSumFn = void (*)(const float* p, int64_t n_q, const void* const* v_rows,
+                               bool v_f16, int64_t n, int64_t head_dim, float* out);
 using HalfToFloatFn = void (*)(const uint16_t* x, float* y, int64_t n);
 using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);

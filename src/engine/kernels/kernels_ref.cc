@@ -224,20 +224,26 @@ float KvAt(const void* row, bool f16, int64_t i) {
              : static_cast<const float*>(row)[i];
 }
 
-void ScoresRef(const float* q, const void* const* k_rows, bool k_f16, int64_t n,
+void ScoresRef(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, int64_t n,
                int64_t head_dim, float scale, float* out) {
-  for (int64_t j = 0; j < n; ++j) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < head_dim; ++i) s += q[i] * KvAt(k_rows[j], k_f16, i);
-    out[j] = s * scale;
+  for (int64_t h = 0; h < n_q; ++h) {
+    for (int64_t j = 0; j < n; ++j) {
+      float s = 0.0f;
+      for (int64_t i = 0; i < head_dim; ++i) s += q[h * head_dim + i] * KvAt(k_rows[j], k_f16, i);
+      out[h * n + j] = s * scale;
+    }
   }
 }
 
-void WeightedSumRef(const float* p, const void* const* v_rows, bool v_f16, int64_t n,
-                    int64_t head_dim, float* out) {
-  std::fill(out, out + head_dim, 0.0f);
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t i = 0; i < head_dim; ++i) out[i] += p[j] * KvAt(v_rows[j], v_f16, i);
+void WeightedSumRef(const float* p, int64_t n_q, const void* const* v_rows, bool v_f16,
+                    int64_t n, int64_t head_dim, float* out) {
+  std::fill(out, out + n_q * head_dim, 0.0f);
+  for (int64_t h = 0; h < n_q; ++h) {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < head_dim; ++i) {
+        out[h * head_dim + i] += p[h * n + j] * KvAt(v_rows[j], v_f16, i);
+      }
+    }
   }
 }
 
