@@ -123,7 +123,7 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
                      const BenchFlags& flags, std::mt19937& rng,
                      std::uniform_int_distribution<int32_t>& pick) {
   constexpr int64_t kWindowTokens = 16;
-  constexpr int kWindowProbePasses = 3;
+  constexpr int kWindowProbePasses = 4;  // two plain reads, two prefetching (BandwidthProbe)
   std::vector<double> ratios, unstable;
   double gbs_min = std::numeric_limits<double>::infinity(), gbs_max = 0;
   for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {

@@ -411,9 +411,10 @@ double BandwidthProbe::Measure(int passes) {
   std::vector<uint64_t> sink(static_cast<size_t>(nth_) * 8);  // a line per thread
   double best_s = 0;
   for (int pass = 0; pass < std::max(passes, 1); ++pass) {
+    const bool prefetch = pass % 2 == 0;  // alternately with and without (ReadSumFn)
     const auto start = std::chrono::steady_clock::now();
     RunOn(pool_, [&](int ith, int) {
-      sink[static_cast<size_t>(ith) * 8] += read(buf_ + ith * share_, share_);
+      sink[static_cast<size_t>(ith) * 8] += read(buf_ + ith * share_, share_, prefetch);
     });
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

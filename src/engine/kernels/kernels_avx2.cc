@@ -756,10 +756,16 @@ void SiluMulRow(const float* gate, const float* up, float* out, int64_t n) {
 namespace {
 // The bandwidth probe's read (ReadSumFn): 32-byte loads, eight independent sums (see the AVX-512
 // one for why the width matters).
-uint64_t ReadSum(const uint8_t* p, int64_t n) {
+template <bool kPrefetch>
+uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
   __m256i s[8];
   for (__m256i& x : s) x = _mm256_setzero_si256();
   for (int64_t i = 0; i < n; i += 256) {
+    if constexpr (kPrefetch) {
+      for (int k = 0; k < 4; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k), _MM_HINT_NTA);
+      }
+    }
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       s[k] = _mm256_add_epi64(s[k], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i) + k));
@@ -769,6 +775,10 @@ uint64_t ReadSum(const uint8_t* p, int64_t n) {
   alignas(32) uint64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s[0]);
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+uint64_t ReadSum(const uint8_t* p, int64_t n, bool prefetch) {
+  return prefetch ? ReadSumWith<true>(p, n) : ReadSumWith<false>(p, n);
 }
 }  // namespace
 

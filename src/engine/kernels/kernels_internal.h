@@ -142,8 +142,11 @@ using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 using SoftmaxFn = void (*)(float* x, int64_t n);
 // The bandwidth probe's read: sums n bytes (a multiple of 512) at p (64-byte aligned) with the
-// ISA's widest loads, so the reads cannot be optimised out.
-using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n);
+// ISA's widest loads, so the reads cannot be optimised out. With `prefetch`, each line is also
+// prefetched kProbePrefetchBytes ahead with the non-temporal hint, which reads faster than the
+// loads alone in some machine states (and slower in others: the probe takes the best of both).
+using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n, bool prefetch);
+inline constexpr int64_t kProbePrefetchBytes = 6144;
 
 // A decoding-only tile (at most kGemvMaxTokens tokens) with its own activation format; where an
 // ISA has none, `tile` serves decoding too.
