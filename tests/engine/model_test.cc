@@ -260,6 +260,38 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
   EXPECT_TRUE(by_pass[0] == by_pass[1]);
 }
 
+TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
+  // Decoding one token with 2 threads runs each KV head's projections and attention as one work
+  // item (n_head_kv = 2); 1 and 3 threads take the general path (one loop per matrix, then
+  // attention). The logits must be the same bits, for Qwen2 (Q/K/V biases) and Qwen3 (Q/K norms).
+  for (Architecture arch : {Architecture::kQwen2, Architecture::kQwen3}) {
+    TempDir dir;
+    ASSERT_TRUE(tools::WriteModel(TinySpec(arch, GetParam()), {.gguf_path = dir / "m.gguf"}));
+    auto model = Model::Load(dir / "m.gguf");
+    ASSERT_TRUE(model) << model.error().ToString();
+    std::vector<std::vector<float>> logits_by_threads;
+    for (int threads : {2, 1, 3}) {
+      auto runner = MakeRunner(*model, {.n_threads = threads});
+      Sequence seq;
+      ForwardOutput out;
+      const std::vector<int32_t> prompt = Tokens(7, 3);
+      const BatchItem first{&seq, prompt, true};
+      ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&first, 1), &out));
+      std::vector<float> all;
+      for (int32_t token : {11, 42, 7}) {
+        const std::vector<int32_t> one = {token};
+        const BatchItem step{&seq, one, true};
+        ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&step, 1), &out));
+        all.insert(all.end(), out.logits.begin(), out.logits.end());
+      }
+      logits_by_threads.push_back(std::move(all));
+      runner->kv_cache().Release(&seq);
+    }
+    EXPECT_EQ(logits_by_threads[0], logits_by_threads[1]) << "2 vs 1 thread";
+    EXPECT_EQ(logits_by_threads[0], logits_by_threads[2]) << "2 vs 3 threads";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,
                          ::testing::Values(TensorType::kF32, TensorType::kQ8_0),
                          [](const auto& info) { return std::string(TypeName(info.param)); });

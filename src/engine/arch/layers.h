@@ -82,13 +82,15 @@ void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w);
 // ctx.x += y (rows of n_embd).
 void AddResidual(ForwardContext& ctx, const float* y);
 
-// The two halves of the pre-norm decoder block every family shares; a family's Block calls
-// them with its own steps in between (e.g. Qwen3's per-head Q/K norm).
-// ctx.q/k/v = projections of RMSNorm(ctx.x), plus the biases when config.qkv_bias.
-void ProjectQkv(ForwardContext& ctx, const internal::LayerWeights& w);
-// RoPE on ctx.q/k, KV into the cache, attention, output projection and residual, then the
-// RMSNorm + SwiGLU feed-forward and its residual.
-void AttendAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer);
+// The two halves of the pre-norm decoder block every family shares (a family's config flags
+// select its variants: qkv_bias, qk_norm, the RoPE layout).
+// ctx.attn = attention over the cache of layer `layer` of the projections of RMSNorm(ctx.x):
+// Q/K/V (plus biases when config.qkv_bias), per-head RMSNorm of Q and K (config.qk_norm), RoPE,
+// this call's keys and values written to the cache.
+void SelfAttention(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer);
+// The output projection of ctx.attn and its residual, then the RMSNorm + SwiGLU feed-forward and
+// its residual.
+void OutputAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w);
 
 }  // namespace arch
 }  // namespace yunzhi::engine

@@ -18,8 +18,8 @@ void FinishConfig(ModelConfig& config, bool from_gguf) {
 
 void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
   // Q/K/V biases only for checkpoints with attention_bias (some fine-tunes).
-  ProjectQkv(ctx, w);
-  AttendAndFeedForward(ctx, w, layer);
+  SelfAttention(ctx, w, layer);
+  OutputAndFeedForward(ctx, w);
 }
 
 }  // namespace

@@ -14,8 +14,8 @@ void FinishConfig(ModelConfig& config, bool /*from_gguf*/) {
 }
 
 void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  ProjectQkv(ctx, w);  // with the Q/K/V biases (FinishConfig sets qkv_bias)
-  AttendAndFeedForward(ctx, w, layer);
+  SelfAttention(ctx, w, layer);  // with the Q/K/V biases (FinishConfig sets qkv_bias)
+  OutputAndFeedForward(ctx, w);
 }
 
 }  // namespace

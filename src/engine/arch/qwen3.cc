@@ -14,11 +14,8 @@ void FinishConfig(ModelConfig& config, bool /*from_gguf*/) {
 }
 
 void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  const ModelConfig& c = *ctx.config;
-  ProjectQkv(ctx, w);
-  NormHeads(ctx, ctx.q, c.n_head, w.q_norm);
-  NormHeads(ctx, ctx.k, c.n_head_kv, w.k_norm);
-  AttendAndFeedForward(ctx, w, layer);
+  SelfAttention(ctx, w, layer);  // with the per-head Q/K norms (FinishConfig sets qk_norm)
+  OutputAndFeedForward(ctx, w);
 }
 
 }  // namespace
