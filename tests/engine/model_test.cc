@@ -354,12 +354,17 @@ TEST(ModelRunner, TruncateThenContinueEqualsRunningTheShorterPrompt) {
   EXPECT_LT(MaxRelDiff(out.logits, expected), 1e-4);
 }
 
-TEST(KvCache, ReserveReleaseAndSharedBlocksCountReferences) {
+// A cache of 2 layers, head_dim 8, blocks of 4 positions.
+Result<std::unique_ptr<KvCache>> SmallCache(int64_t n_head_kv, KvCacheType type, int64_t n_blocks) {
   ModelConfig c;
   c.n_layer = 2;
-  c.n_head_kv = 2;
+  c.n_head_kv = n_head_kv;
   c.head_dim = 8;
-  auto cache = KvCache::Create(c, {.type = KvCacheType::kF32, .block_tokens = 4, .n_blocks = 5});
+  return KvCache::Create(c, {.type = type, .block_tokens = 4, .n_blocks = n_blocks});
+}
+
+TEST(KvCache, ReserveReleaseAndSharedBlocksCountReferences) {
+  auto cache = SmallCache(2, KvCacheType::kF32, 5);
   ASSERT_TRUE(cache);
   KvCache& kv = **cache;
   EXPECT_EQ(kv.size_bytes(), 2 * 2 * 5 * 4 * 2 * 8 * 4);
@@ -401,11 +406,7 @@ TEST(KvCache, ReserveReleaseAndSharedBlocksCountReferences) {
 // HeadRows gathers the same rows as KeyRow/ValueRow, across block boundaries and for a block
 // table whose blocks are not in pool order.
 TEST(KvCache, HeadRowsMatchesRowByRowAccess) {
-  ModelConfig c;
-  c.n_layer = 2;
-  c.n_head_kv = 3;
-  c.head_dim = 8;
-  auto cache = KvCache::Create(c, {.type = KvCacheType::kF16, .block_tokens = 4, .n_blocks = 8});
+  auto cache = SmallCache(3, KvCacheType::kF16, 8);
   ASSERT_TRUE(cache);
   KvCache& kv = **cache;
   Sequence filler, a;

@@ -763,7 +763,8 @@ uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 256) {
     if constexpr (kPrefetch) {
       for (int k = 0; k < 4; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k),
+                     _MM_HINT_NTA);
       }
     }
 #pragma GCC unroll 8

@@ -1004,12 +1004,16 @@ void WeightedSumBlock(const float* p, int64_t n, const float* tile, int64_t nr, 
     for (int k = 0; k < 4; ++k) {
       m[k] = i + 16 * k < head_dim ? TailMask(head_dim - i - 16 * k) : 0;
 #pragma GCC unroll 4
-      for (int g = 0; g < NH; ++g) acc[g][k] = _mm512_maskz_loadu_ps(m[k], out + g * head_dim + i + 16 * k);
+      for (int g = 0; g < NH; ++g) {
+        acc[g][k] = _mm512_maskz_loadu_ps(m[k], out + g * head_dim + i + 16 * k);
+      }
     }
     for (int64_t r = 0; r < nr; ++r) {
       __m512 v[4];
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) v[k] = _mm512_maskz_loadu_ps(m[k], tile + r * head_dim + i + 16 * k);
+      for (int k = 0; k < 4; ++k) {
+        v[k] = _mm512_maskz_loadu_ps(m[k], tile + r * head_dim + i + 16 * k);
+      }
 #pragma GCC unroll 4
       for (int g = 0; g < NH; ++g) {
         const __m512 pr = _mm512_set1_ps(p[g * n + r]);
@@ -1020,7 +1024,9 @@ void WeightedSumBlock(const float* p, int64_t n, const float* tile, int64_t nr, 
 #pragma GCC unroll 4
     for (int g = 0; g < NH; ++g) {
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) _mm512_mask_storeu_ps(out + g * head_dim + i + 16 * k, m[k], acc[g][k]);
+      for (int k = 0; k < 4; ++k) {
+        _mm512_mask_storeu_ps(out + g * head_dim + i + 16 * k, m[k], acc[g][k]);
+      }
     }
   }
 }
@@ -1140,7 +1146,8 @@ uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       if constexpr (kPrefetch) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k),
+                     _MM_HINT_NTA);
       }
       s[k] = _mm512_add_epi64(s[k], _mm512_load_si512(p + i + 64 * k));
     }

@@ -360,7 +360,8 @@ uint64_t ReadSumRef(const uint8_t* p, int64_t n, bool prefetch) {
   for (int64_t i = 0; i < n / 16; i += 8) {
     if (prefetch) {
       for (int k = 0; k < 2; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(v + i) + kProbePrefetchBytes + 64 * k, _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(v + i) + kProbePrefetchBytes + 64 * k,
+                     _MM_HINT_NTA);
       }
     }
     for (int k = 0; k < 8; ++k) s[k] = _mm_add_epi64(s[k], _mm_load_si128(v + i + k));
