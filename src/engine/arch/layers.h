@@ -54,7 +54,8 @@ struct ForwardContext {
   float* ff_up = nullptr;    //                 [T x n_ff]
   float* out = nullptr;      // block output       [T x n_embd]
   float* rope = nullptr;     // RoPE cos/sin of each token's position [T x head_dim], filled
-                             // by the first RopeRows of a pass (the same for every layer)
+                             // once per pass by the first layer that rotates (the same for
+                             // every layer)
   bool rope_ready = false;
   // Per compute thread: (n_head / n_head_kv) * n_ctx floats of attention scores (one KV head's
   // group of query heads) + 2 * n_ctx row pointers.
