@@ -19,9 +19,9 @@
 //                              gives errors of order 1)
 //
 // The positions compared are all 200 of a prompt fed as two chunks (150 + 40 tokens, all logits;
-// the first runs as passes of 128 and 22) followed by
-// 10 single-token decode steps, so prompt processing (GEMM), decoding (GEMV), the paged cache
-// across many blocks and long-range RoPE are all covered.
+// the first runs as passes of 128 and 22) followed by 10 single-token decode steps, so prompt
+// processing (GEMM), decoding (GEMV), the paged cache across many blocks and long-range RoPE are
+// all covered.
 #include <unistd.h>
 
 #include <algorithm>

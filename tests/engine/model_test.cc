@@ -135,6 +135,13 @@ tools::ModelSpec TinySpec(Architecture arch, TensorType type) {
   return s;
 }
 
+// A TinySpec model written to dir/m.gguf and loaded from there.
+Result<std::shared_ptr<const Model>> WriteAndLoadTiny(const TempDir& dir, Architecture arch,
+                                                      TensorType type) {
+  YZ_RETURN_IF_ERROR(tools::WriteModel(TinySpec(arch, type), {.gguf_path = dir / "m.gguf"}));
+  return Model::Load(dir / "m.gguf");
+}
+
 std::vector<int32_t> Tokens(int n, int salt) {
   std::vector<int32_t> out;
   for (int i = 0; i < n; ++i) out.push_back((i * 37 + salt * 101 + 5) % 300);
@@ -177,9 +184,7 @@ class ModelBatching : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(ModelBatching, BatchedEqualsUnbatchedWithMixedPromptAndDecodeItems) {
   TempDir dir;
-  ASSERT_TRUE(
-      tools::WriteModel(TinySpec(Architecture::kQwen2, GetParam()), {.gguf_path = dir / "m.gguf"}));
-  auto model = Model::Load(dir / "m.gguf");
+  auto model = WriteAndLoadTiny(dir, Architecture::kQwen2, GetParam());
   ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> a = Tokens(40, 1), b = Tokens(21, 2), c = Tokens(6, 3);
   auto slice = [](const std::vector<int32_t>& v, size_t from, size_t to) {
@@ -217,9 +222,7 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
   // With max_pass_tokens 100, Forward computes 300 tokens in 3 passes of 100 (bounded activation
   // memory): they must give, bit for bit, the logits of three calls of 100 tokens.
   TempDir dir;
-  ASSERT_TRUE(
-      tools::WriteModel(TinySpec(Architecture::kQwen2, GetParam()), {.gguf_path = dir / "m.gguf"}));
-  auto model = Model::Load(dir / "m.gguf");
+  auto model = WriteAndLoadTiny(dir, Architecture::kQwen2, GetParam());
   ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> tokens = Tokens(300, 4);
   auto runner = MakeRunner(*model, {.max_pass_tokens = 100});
@@ -266,8 +269,7 @@ TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
   // attention). The logits must be the same bits, for Qwen2 (Q/K/V biases) and Qwen3 (Q/K norms).
   for (Architecture arch : {Architecture::kQwen2, Architecture::kQwen3}) {
     TempDir dir;
-    ASSERT_TRUE(tools::WriteModel(TinySpec(arch, GetParam()), {.gguf_path = dir / "m.gguf"}));
-    auto model = Model::Load(dir / "m.gguf");
+    auto model = WriteAndLoadTiny(dir, arch, GetParam());
     ASSERT_TRUE(model) << model.error().ToString();
     std::vector<std::vector<float>> logits_by_threads;
     for (int threads : {2, 1, 3}) {
@@ -298,10 +300,8 @@ INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,
 
 TEST(ModelRunner, ForkedSequencesShareThePrefixAndContinueIndependently) {
   TempDir dir;
-  ASSERT_TRUE(tools::WriteModel(TinySpec(Architecture::kLlama, TensorType::kF32),
-                                {.gguf_path = dir / "m.gguf"}));
-  auto model = Model::Load(dir / "m.gguf");
-  ASSERT_TRUE(model);
+  auto model = WriteAndLoadTiny(dir, Architecture::kLlama, TensorType::kF32);
+  ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> prefix = Tokens(37, 4);  // 2 full blocks of 16 + 5
   const std::vector<int32_t> x = Tokens(3, 5), y = Tokens(4, 6);
   const std::vector<float> x_alone = RunAlone(*model, {prefix, x});
@@ -334,10 +334,8 @@ TEST(ModelRunner, ForkedSequencesShareThePrefixAndContinueIndependently) {
 
 TEST(ModelRunner, TruncateThenContinueEqualsRunningTheShorterPrompt) {
   TempDir dir;
-  ASSERT_TRUE(tools::WriteModel(TinySpec(Architecture::kQwen3, TensorType::kF32),
-                                {.gguf_path = dir / "m.gguf"}));
-  auto model = Model::Load(dir / "m.gguf");
-  ASSERT_TRUE(model);
+  auto model = WriteAndLoadTiny(dir, Architecture::kQwen3, TensorType::kF32);
+  ASSERT_TRUE(model) << model.error().ToString();
   const std::vector<int32_t> p = Tokens(40, 7), tail = Tokens(2, 8);
   const std::vector<int32_t> p20(p.begin(), p.begin() + 20);
   const std::vector<float> expected = RunAlone(*model, {p20, tail});

@@ -1,7 +1,8 @@
 // Model families (private to the engine). Each family lives in its own file (llama.cc, qwen2.cc,
 // qwen3.cc) and consists of two small things: the hyper-parameter quirks it adds to the common
-// ones, and its transformer block written with the shared layers of layers.h. Adding a family is
-// one more file like those plus a line in FindArch (arch_registry.cc).
+// ones, and its transformer block written with the shared layers of layers.h (so far every family
+// uses PreNormBlock, its variants selected by config flags). Adding a family is one more file
+// like those plus a line in FindArch (arch_registry.cc).
 #pragma once
 
 #include <cstdint>

@@ -269,4 +269,9 @@ void OutputAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w) 
   AddResidual(ctx, ctx.out);
 }
 
+void PreNormBlock(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
+  SelfAttention(ctx, w, layer);
+  OutputAndFeedForward(ctx, w);
+}
+
 }  // namespace yunzhi::engine::arch

@@ -92,6 +92,9 @@ void SelfAttention(ForwardContext& ctx, const internal::LayerWeights& w, int64_t
 // The output projection of ctx.attn and its residual, then the RMSNorm + SwiGLU feed-forward and
 // its residual.
 void OutputAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w);
+// The pre-norm decoder block of every family so far (ArchDef::block): SelfAttention, then
+// OutputAndFeedForward.
+void PreNormBlock(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer);
 
 }  // namespace arch
 }  // namespace yunzhi::engine

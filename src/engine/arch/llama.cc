@@ -4,7 +4,6 @@
 // applied by the shared attention in layers.cc.
 #include "engine/arch/arch.h"
 #include "engine/arch/layers.h"
-#include "engine/model_state.h"
 
 namespace yunzhi::engine::arch {
 namespace {
@@ -14,23 +13,18 @@ void FinishConfig(ModelConfig& config, bool from_gguf) {
   // HF checkpoints keep the rotate-half order.
   config.rope.layout = from_gguf ? RopeLayout::kNormal : RopeLayout::kNeox;
   config.qk_norm = false;
-}
-
-void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  // Q/K/V biases only for checkpoints with attention_bias (some fine-tunes).
-  SelfAttention(ctx, w, layer);
-  OutputAndFeedForward(ctx, w);
+  // qkv_bias stays as read: Q/K/V biases only for checkpoints with attention_bias (fine-tunes).
 }
 
 }  // namespace
 
 const ArchDef& LlamaArch() {
-  static const ArchDef def{Architecture::kLlama, &FinishConfig, &Block};
+  static const ArchDef def{Architecture::kLlama, &FinishConfig, &PreNormBlock};
   return def;
 }
 
 const ArchDef& MistralArch() {
-  static const ArchDef def{Architecture::kMistral, &FinishConfig, &Block};
+  static const ArchDef def{Architecture::kMistral, &FinishConfig, &PreNormBlock};
   return def;
 }
 

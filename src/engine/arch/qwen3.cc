@@ -3,25 +3,19 @@
 // own (n_head * head_dim may differ from n_embd). RoPE in the NeoX layout.
 #include "engine/arch/arch.h"
 #include "engine/arch/layers.h"
-#include "engine/model_state.h"
 
 namespace yunzhi::engine::arch {
 namespace {
 
 void FinishConfig(ModelConfig& config, bool /*from_gguf*/) {
   config.rope.layout = RopeLayout::kNeox;
-  config.qk_norm = true;
-}
-
-void Block(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  SelfAttention(ctx, w, layer);  // with the per-head Q/K norms (FinishConfig sets qk_norm)
-  OutputAndFeedForward(ctx, w);
+  config.qk_norm = true;  // SelfAttention norms every Q and K head
 }
 
 }  // namespace
 
 const ArchDef& Qwen3Arch() {
-  static const ArchDef def{Architecture::kQwen3, &FinishConfig, &Block};
+  static const ArchDef def{Architecture::kQwen3, &FinishConfig, &PreNormBlock};
   return def;
 }
 

@@ -883,7 +883,6 @@ inline void KvTile(const void* const* rows, bool f16, int64_t j0, int64_t nr, in
   const int64_t row_bytes = head_dim * (f16 ? 2 : 4);
   const int64_t ahead_end = std::min(n, j0 + (kKvAheadBlocks + 1) * kKvBlock);
   for (int64_t j = j0 == 0 ? 0 : ahead_end - kKvBlock; j < ahead_end; ++j) {
-    if (j < 0) continue;
     for (int64_t o = 0; o < row_bytes; o += 64) {
       _mm_prefetch(static_cast<const char*>(rows[j]) + o, _MM_HINT_T0);
     }

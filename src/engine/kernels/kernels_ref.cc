@@ -425,11 +425,11 @@ void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y
   // sums: one chain of dependent additions took ~1 us for 896 values, twice per layer on the
   // thread every other core waits for.
   double part[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) part[k] += static_cast<double>(x[i + k]) * x[i + k];
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int k = 0; k < 8; ++k) part[k] += static_cast<double>(x[j + k]) * x[j + k];
   }
-  for (; i < n; ++i) part[0] += static_cast<double>(x[i]) * x[i];
+  for (; j < n; ++j) part[0] += static_cast<double>(x[j]) * x[j];
   const double ss = ((part[0] + part[1]) + (part[2] + part[3])) +
                     ((part[4] + part[5]) + (part[6] + part[7]));
   const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
@@ -439,7 +439,6 @@ void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv;
   }
 }
-
 
 void AddInPlace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
