@@ -35,6 +35,7 @@ struct RunnerState {
   std::vector<float> buffer;
   std::vector<std::vector<float>> attn_scores;
   std::vector<std::vector<const void*>> attn_rows;
+  std::vector<std::vector<float>> thread_scratch;  // arch::DecodeLayersInOneRegion
   std::vector<float> final_rows;
 };
 
@@ -72,6 +73,7 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Create(std::shared_ptr<const M
   const size_t n_threads = static_cast<size_t>(state->pool->n_threads());
   state->attn_scores.resize(n_threads);
   state->attn_rows.resize(n_threads);
+  state->thread_scratch.resize(n_threads);
   state->model = std::move(model);
   return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(state)));
 }
@@ -239,6 +241,7 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
     ctx.rope = take(c.head_dim);
     ctx.attn_scores = &s.attn_scores;
     ctx.attn_rows = &s.attn_rows;
+    ctx.thread_scratch = &s.thread_scratch;
 
     // Embeddings, blocks.
     for (int64_t k = 0; k < ctx.n_tokens; ++k) {
@@ -246,8 +249,10 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
                              token_id[static_cast<size_t>(p0 + k)], c.n_embd,
                              ctx.x + k * c.n_embd);
     }
-    for (int64_t il = 0; il < c.n_layer; ++il) {
-      m.arch->block(ctx, m.layers[static_cast<size_t>(il)], il);
+    if (!arch::DecodeLayersInOneRegion(ctx)) {
+      for (int64_t il = 0; il < c.n_layer; ++il) {
+        m.arch->block(ctx, m.layers[static_cast<size_t>(il)], il);
+      }
     }
     // The final norm of the rows whose logits are asked for.
     for (int64_t k = 0; k < ctx.n_tokens; ++k) {

@@ -401,6 +401,57 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
   }
 }
 
+TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
+  // What arch/one_token.cc relies on: converting the token once (ConvertProductInput) and
+  // computing row ranges in any order (MatMulRowsOneToken) gives every row MatMul's bits, for
+  // every type and layout on every ISA; 77 rows leave a partial panel group at the end.
+  std::mt19937 rng(33);
+  const int64_t rows = 77, cols = 512;
+  const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+  const std::vector<float> x = RandomFloats(rng, cols, 1.0f);
+  struct Case {
+    TensorType type;
+    WeightLayout layout;
+  };
+  const Case cases[] = {{TensorType::kF32, WeightLayout::kRows},
+                        {TensorType::kF16, WeightLayout::kRows},
+                        {TensorType::kBF16, WeightLayout::kRows},
+                        {TensorType::kQ8_0, WeightLayout::kRows},
+                        {TensorType::kQ4_0, WeightLayout::kRows},
+                        {TensorType::kQ4_K, WeightLayout::kRows},
+                        {TensorType::kQ6_K, WeightLayout::kRows},
+                        {TensorType::kQ8_0, WeightLayout::kPanels},
+                        {TensorType::kQ4_0, WeightLayout::kPanels}};
+  for (const Case& tc : cases) {
+    SCOPED_TRACE(std::string(TypeName(tc.type)) +
+                 (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));
+    const std::vector<uint8_t> w_rows = QuantizeRows(tc.type, wf, rows, cols);
+    std::vector<uint8_t, PanelAllocator> w(w_rows.begin(), w_rows.end());
+    if (tc.layout == WeightLayout::kPanels) {
+      w.assign(static_cast<size_t>(PanelBytes(tc.type, rows, cols)), 0);
+      PackPanels(tc.type, w_rows.data(), rows, cols, 0, rows, w.data());
+    }
+    for (Isa isa : AvailableIsas()) {
+      SCOPED_TRACE(std::string(IsaName(isa)));
+      SetActiveIsa(isa);
+      std::vector<float> want(rows, -1.0f), got(rows, -2.0f);
+      MatMul(nullptr, tc.type, w.data(), rows, cols, x.data(), 1, want.data(), tc.layout);
+      const ProductInput input = ProductInputOf(tc.type, tc.layout);
+      std::vector<uint8_t, PanelAllocator> converted(
+          static_cast<size_t>(std::max<int64_t>(ProductInputBytes(input, cols), 1)));
+      const void* in = x.data();
+      if (ProductInputBytes(input, cols) > 0) {
+        ConvertProductInput(input, x.data(), cols, converted.data());
+        in = converted.data();
+      }
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{48, 77}, {0, 16}, {16, 48}}) {
+        MatMulRowsOneToken(tc.type, tc.layout, w.data(), rows, cols, in, r0, r1, got.data());
+      }
+      EXPECT_EQ(want, got);
+    }
+  }
+}
+
 // SwiGLU's gate with a vector exp on every ISA: within 2 float ulps of the libm reference over
 // the whole range a gate takes (saturating cleanly far out), tails included.
 TEST_F(KernelsTest, SiluMulMatchesTheLibmReferenceOnEveryIsa) {

@@ -264,15 +264,33 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
 }
 
 TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
-  // Decoding one token with 2 threads runs each KV head's projections and attention as one work
-  // item (n_head_kv = 2); 1 and 3 threads take the general path (one loop per matrix, then
-  // attention). The logits must be the same bits, for Qwen2 (Q/K/V biases) and Qwen3 (Q/K norms).
-  for (Architecture arch : {Architecture::kQwen2, Architecture::kQwen3}) {
+  // Decoding one token with a thread count that divides n_head_kv runs every layer in one
+  // parallel region (arch/one_token.cc: per-phase work items, each thread preparing its own
+  // inputs); other counts take the layer-by-layer path. The logits must be the same bits: Qwen2
+  // (Q/K/V biases) and Qwen3 (Q/K norms) with 2 KV heads on 2 threads against 1 and 3, and a
+  // Llama with 4 KV heads on 4 and 2 threads against 1 -- 4 threads on a 2-core machine, so
+  // workers often start late and the others take over their items.
+  struct Case {
+    Architecture arch;
+    int n_head, n_head_kv;
+    int64_t n_embd;
+    std::vector<int> threads;  // the first is compared with the others
+  };
+  const Case cases[] = {{Architecture::kQwen2, 4, 2, 64, {2, 1, 3}},
+                        {Architecture::kQwen3, 4, 2, 64, {2, 1, 3}},
+                        {Architecture::kLlama, 8, 4, 128, {4, 2, 1}}};
+  for (const Case& tc : cases) {
+    SCOPED_TRACE(static_cast<int>(tc.arch));
     TempDir dir;
-    auto model = WriteAndLoadTiny(dir, arch, GetParam());
+    tools::ModelSpec spec = TinySpec(tc.arch, GetParam());
+    spec.n_head = tc.n_head;
+    spec.n_head_kv = tc.n_head_kv;
+    spec.n_embd = tc.n_embd;
+    ASSERT_TRUE(tools::WriteModel(spec, {.gguf_path = dir / "m.gguf"}));
+    auto model = Model::Load(dir / "m.gguf");
     ASSERT_TRUE(model) << model.error().ToString();
     std::vector<std::vector<float>> logits_by_threads;
-    for (int threads : {2, 1, 3}) {
+    for (int threads : tc.threads) {
       auto runner = MakeRunner(*model, {.n_threads = threads});
       Sequence seq;
       ForwardOutput out;
@@ -280,17 +298,19 @@ TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
       const BatchItem first{&seq, prompt, true};
       ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&first, 1), &out));
       std::vector<float> all;
-      for (int32_t token : {11, 42, 7}) {
-        const std::vector<int32_t> one = {token};
-        const BatchItem step{&seq, one, true};
-        ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&step, 1), &out));
+      for (int step = 0; step < 24; ++step) {
+        const std::vector<int32_t> one = {(step * 53 + 11) % 300};
+        const BatchItem item{&seq, one, true};
+        ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&item, 1), &out));
         all.insert(all.end(), out.logits.begin(), out.logits.end());
       }
       logits_by_threads.push_back(std::move(all));
       runner->kv_cache().Release(&seq);
     }
-    EXPECT_EQ(logits_by_threads[0], logits_by_threads[1]) << "2 vs 1 thread";
-    EXPECT_EQ(logits_by_threads[0], logits_by_threads[2]) << "2 vs 3 threads";
+    for (size_t i = 1; i < tc.threads.size(); ++i) {
+      EXPECT_EQ(logits_by_threads[0], logits_by_threads[i])
+          << tc.threads[0] << " vs " << tc.threads[i] << " threads";
+    }
   }
 }
 

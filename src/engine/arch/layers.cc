@@ -58,14 +58,11 @@ void NormHeads(ForwardContext& ctx, float* x, int64_t n_heads, const std::vector
   }
 }
 
-namespace {
-
 kernels::RopeStyle StyleOf(const ModelConfig& c) {
   return c.rope.layout == RopeLayout::kNeox ? kernels::RopeStyle::kNeox
                                             : kernels::RopeStyle::kNormal;
 }
 
-// Angles in double, sin and cos: once per pass, not once per layer and per q/k.
 void EnsureRopeAngles(ForwardContext& ctx) {
   if (ctx.rope_ready) return;
   const ModelConfig& c = *ctx.config;
@@ -76,7 +73,6 @@ void EnsureRopeAngles(ForwardContext& ctx) {
   ctx.rope_ready = true;
 }
 
-// Token t's key and value of KV head h into the cache.
 void StoreKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h) {
   const ModelConfig& c = *ctx.config;
   const int64_t hd = c.head_dim;
@@ -95,8 +91,6 @@ void StoreKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h) {
   }
 }
 
-// Attention of token t's query heads that share KV head h_kv (the row pointers of that KV head
-// gathered once for all of them); ith: the calling thread's scratch.
 void AttendKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h_kv, int ith) {
   const ModelConfig& c = *ctx.config;
   const int64_t hd = c.head_dim;
@@ -118,8 +112,6 @@ void AttendKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h_kv, i
                        1.0f / std::sqrt(static_cast<float>(hd)), scores.data(),
                        ctx.attn + (t * c.n_head + h) * hd);
 }
-
-}  // namespace
 
 void RopeRows(ForwardContext& ctx, float* x, int64_t n_heads) {
   const ModelConfig& c = *ctx.config;
@@ -183,72 +175,11 @@ void ProjectQkv(ForwardContext& ctx, const internal::LayerWeights& w) {
   }
 }
 
-// Whether one token's attention can run as one parallel loop over KV heads: as many heads per
-// thread each, and row slices of panel matrices that start on a 16-row group.
-bool OneLoopPerKvHead(const ForwardContext& ctx, const internal::LayerWeights& w) {
-  const ModelConfig& c = *ctx.config;
-  if (ctx.n_tokens != 1 || ctx.pool == nullptr) return false;
-  const int nth = ctx.pool->n_threads();
-  if (nth < 2 || c.n_head_kv % nth != 0) return false;
-  const int64_t q_rows = c.n_head / c.n_head_kv * c.head_dim;
-  auto slices_ok = [](const internal::Matrix& m, int64_t rows) {
-    return m.layout == kernels::WeightLayout::kRows || rows % 16 == 0;
-  };
-  return slices_ok(w.wq, q_rows) && slices_ok(w.wk, c.head_dim) && slices_ok(w.wv, c.head_dim);
-}
-
-// Decoding one token: projections, biases, Q/K norms, RoPE, the cache write and attention of one
-// KV head and its query heads are one work item, all items in one parallel loop. The general path
-// takes two fork-joins (projections, attention) and leaves one core waiting while the other runs
-// the small steps between them. A 24-layer model small enough to stay in cache (so that these
-// costs are all there is; 256 wide, 2 KV heads, Q4_0), 2 threads, six alternated runs each:
-// 4200 -> 4900 tokens/s (medians). Each row's arithmetic is the general path's, so the logits are
-// the same bits either way.
-void SelfAttentionOneToken(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
-  const ModelConfig& c = *ctx.config;
-  const int64_t hd = c.head_dim;
-  const int64_t group = c.n_head / c.n_head_kv;
-  const int64_t q_rows = group * hd;
-  EnsureRopeAngles(ctx);
-  const kernels::RopeStyle style = StyleOf(c);
-  auto project = [&](const internal::Matrix& m, int64_t r0, int64_t rows, float* y) {
-    kernels::MatMul(nullptr, m.type, kernels::MatrixRows(m.type, m.layout, m.data, r0, m.ne[0]),
-                    rows, m.ne[0], ctx.xn, 1, y, m.layout);
-  };
-  ParallelFor(ctx.pool, c.n_head_kv, [&](int64_t h_kv, int ith) {
-    float* q = ctx.q + h_kv * q_rows;
-    float* k = ctx.k + h_kv * hd;
-    float* v = ctx.v + h_kv * hd;
-    project(w.wq, h_kv * q_rows, q_rows, q);
-    project(w.wk, h_kv * hd, hd, k);
-    project(w.wv, h_kv * hd, hd, v);
-    if (c.qkv_bias) {
-      kernels::AddInPlace(q, w.bq.data() + h_kv * q_rows, q_rows);
-      kernels::AddInPlace(k, w.bk.data() + h_kv * hd, hd);
-      kernels::AddInPlace(v, w.bv.data() + h_kv * hd, hd);
-    }
-    if (c.qk_norm) {
-      for (int64_t g = 0; g < group; ++g) {
-        kernels::RmsNorm(q + g * hd, w.q_norm.data(), c.norm_eps, hd, q + g * hd);
-      }
-      kernels::RmsNorm(k, w.k_norm.data(), c.norm_eps, hd, k);
-    }
-    kernels::RopeRotate(q, group, hd, ctx.rope, style);
-    kernels::RopeRotate(k, 1, hd, ctx.rope, style);
-    StoreKvHead(ctx, layer, 0, h_kv);
-    AttendKvHead(ctx, layer, 0, h_kv, ith);
-  });
-}
-
 }  // namespace
 
 void SelfAttention(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer) {
   const ModelConfig& c = *ctx.config;
   NormRows(ctx, ctx.x, w.attn_norm, c.n_embd, ctx.xn);
-  if (OneLoopPerKvHead(ctx, w)) {
-    SelfAttentionOneToken(ctx, w, layer);
-    return;
-  }
   ProjectQkv(ctx, w);
   if (c.qk_norm) {
     NormHeads(ctx, ctx.q, c.n_head, w.q_norm);

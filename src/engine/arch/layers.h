@@ -61,6 +61,8 @@ struct ForwardContext {
   // group of query heads) + 2 * n_ctx row pointers.
   std::vector<std::vector<float>>* attn_scores = nullptr;
   std::vector<std::vector<const void*>>* attn_rows = nullptr;
+  // Per compute thread: scratch of DecodeLayersInOneRegion (sized by it).
+  std::vector<std::vector<float>>* thread_scratch = nullptr;
 };
 
 // y[t] = RMSNorm(x[t]) * weight for every token (rows of `n`).
@@ -83,6 +85,17 @@ void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w);
 // ctx.x += y (rows of n_embd).
 void AddResidual(ForwardContext& ctx, const float* y);
 
+// Per-head steps (the attention of SelfAttention, and of DecodeLayersInOneRegion's work items).
+kernels::RopeStyle StyleOf(const ModelConfig& c);
+// Fills ctx.rope with each token's RoPE cos/sin (angles in double) once per pass, not once per
+// layer and per q/k.
+void EnsureRopeAngles(ForwardContext& ctx);
+// Token t's key and value of KV head h (in ctx.k / ctx.v) into the cache of layer `layer`.
+void StoreKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h);
+// Attention of token t's query heads that share KV head h_kv (the row pointers of that KV head
+// gathered once for all of them) into ctx.attn; ith: the calling thread, for its scratch.
+void AttendKvHead(ForwardContext& ctx, int64_t layer, int64_t t, int64_t h_kv, int ith);
+
 // The two halves of the pre-norm decoder block every family shares (a family's config flags
 // select its variants: qkv_bias, qk_norm, the RoPE layout).
 // ctx.attn = attention over the cache of layer `layer` of the projections of RMSNorm(ctx.x):
@@ -95,6 +108,14 @@ void OutputAndFeedForward(ForwardContext& ctx, const internal::LayerWeights& w);
 // The pre-norm decoder block of every family so far (ArchDef::block): SelfAttention, then
 // OutputAndFeedForward.
 void PreNormBlock(ForwardContext& ctx, const internal::LayerWeights& w, int64_t layer);
+
+// Decoding one token through every layer of a PreNormBlock model in one parallel region
+// (one_token.cc): the layers' work items run between barriers instead of a fork-join per matrix
+// product, and the small steps between products run on every thread instead of on one while the
+// others wait. Gives the logits the bits of the layer-by-layer path. Returns false, having done
+// nothing, when it does not apply (more than one token, fewer than two threads, a family with its
+// own block, KV heads that do not split evenly over the threads); the caller then runs the blocks.
+bool DecodeLayersInOneRegion(ForwardContext& ctx);
 
 }  // namespace arch
 }  // namespace yunzhi::engine

@@ -359,6 +359,32 @@ const void* MatrixRows(TensorType type, WeightLayout layout, const void* w, int6
   return static_cast<const uint8_t*>(w) + r0 * RowSizeBytes(type, cols);
 }
 
+ProductInput ProductInputOf(TensorType wtype, WeightLayout layout) {
+  return static_cast<ProductInput>(Select(wtype, layout, 1).act);
+}
+
+int64_t ProductInputBytes(ProductInput input, int64_t cols) {
+  const auto act = static_cast<ActFormat>(input);
+  return act == ActFormat::kFloat ? 0 : internal::ActStrideBytes(act, cols);
+}
+
+void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void* out) {
+  const auto act = static_cast<ActFormat>(input);
+  YZ_DCHECK(act != ActFormat::kFloat);
+  ConvertActivations(nullptr, act, x, cols, 1, internal::ActStrideBytes(act, cols),
+                     static_cast<uint8_t*>(out));
+}
+
+void MatMulRowsOneToken(TensorType wtype, WeightLayout layout, const void* w, int64_t rows,
+                        int64_t cols, const void* input, int64_t r0, int64_t r1, float* y) {
+  YZ_DCHECK(layout == WeightLayout::kRows || r0 % kRowAlign == 0);
+  const Selected sel = Select(wtype, layout, 1);
+  const TileArgs args{static_cast<const uint8_t*>(w), RowSizeBytes(wtype, cols), cols,
+                      static_cast<const uint8_t*>(input), internal::ActStrideBytes(sel.act, cols),
+                      y, rows};
+  sel.tile(args, r0, r1, 0, 1);
+}
+
 void DequantizeRow(TensorType type, const void* row, float* out, int64_t n) {
   switch (type) {
     case TensorType::kF32:

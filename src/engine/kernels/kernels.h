@@ -117,6 +117,23 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
 const void* MatrixRows(TensorType type, WeightLayout layout, const void* w, int64_t r0,
                        int64_t cols);
 
+// One token's product, scheduled by the caller: a decoding loop that hands out row ranges itself
+// (arch/one_token.cc) converts the token's activations once per input format and then computes
+// any range of rows from them, each row with the bits MatMul gives it.
+// The activation format that products with (wtype, layout) read, as an opaque id.
+enum class ProductInput : int {};
+ProductInput ProductInputOf(TensorType wtype, WeightLayout layout);
+// Bytes of one converted row of `cols`; 0 when the products read the float activations themselves.
+int64_t ProductInputBytes(ProductInput input, int64_t cols);
+// Converts x (cols floats) to `input`'s format at `out` (ProductInputBytes, 64-byte aligned).
+// Precondition: ProductInputBytes(input, cols) > 0.
+void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void* out);
+// y[r] for r in [r0, r1) of y = W x (W: rows x cols of wtype/layout; y: the whole output vector),
+// from `input`: what ConvertProductInput wrote, or x itself when ProductInputBytes is 0.
+// Precondition for kPanels: r0 is a multiple of 16.
+void MatMulRowsOneToken(TensorType wtype, WeightLayout layout, const void* w, int64_t rows,
+                        int64_t cols, const void* input, int64_t r0, int64_t r1, float* y);
+
 // One row of any supported type to float (embedding lookup).
 void DequantizeRow(TensorType type, const void* row, float* out, int64_t n);
 // Row `row` (embedding lookup) of a rows x cols matrix `w` of either layout to float.
