@@ -248,7 +248,6 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
   const kernels::RopeStyle style = StyleOf(c);
 
   ctx.pool->RunShared([&](int ith, int) {
-    if (ith >= nth) return;
     float* xn = (*ctx.thread_scratch)[static_cast<size_t>(ith)].data();
     float* h = xn + n_embd;
     auto* slots = reinterpret_cast<uint8_t*>(h + n_ff);
