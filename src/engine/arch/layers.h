@@ -114,7 +114,7 @@ void PreNormBlock(ForwardContext& ctx, const internal::LayerWeights& w, int64_t 
 // product, and the small steps between products run on every thread instead of on one while the
 // others wait. Gives the logits the bits of the layer-by-layer path. Returns false, having done
 // nothing, when it does not apply (more than one token, fewer than two threads, a family with its
-// own block, KV heads that do not split evenly over the threads); the caller then runs the blocks.
+// own block); the caller then runs the blocks.
 bool DecodeLayersInOneRegion(ForwardContext& ctx);
 
 }  // namespace arch

@@ -1,18 +1,17 @@
 // Decoding one token through every layer in one parallel region (DecodeLayersInOneRegion).
 //
-// Each pre-norm layer is four phases of work items:
-//   1. attention: one item per KV head -- its q/k/v rows, biases, Q/K norms, RoPE, cache write
-//      and attention, as SelfAttention computes them;
-//   2. output: row ranges of wo, each added to its rows of the residual;
-//   3. gate/up: row ranges of the two matrices;
-//   4. down: row ranges of w_down, each added to its rows of the residual.
+// Each pre-norm layer is a few phases of work items (Phase below): one item per KV head -- its
+// q/k/v rows, biases, Q/K norms, RoPE, cache write and attention, as SelfAttention computes them
+// -- or, when the threads do not divide the KV heads, row ranges of q/k/v and then one item per
+// KV head for the rest; then row ranges of o, of gate/up and of down, o and down each adding its
+// rows to the residual.
 // Before taking items, every thread prepares the phase's input for itself from what the previous
-// phase left in the shared buffers: the RMSNorm of the residual (phases 1 and 3), SiLU(gate) * up
-// (phase 4), and their conversion to the weights' activation format. The layer-by-layer path
-// runs those steps on one thread while the others wait, and pays a fork and a join per product,
-// with the data crossing between cores twice (the caller gathers the workers' outputs, the
-// workers read the caller's converted input). Here a phase starts when every item of the one
-// before is done, and each thread reads the others' outputs itself: one crossing per phase.
+// phase left in the shared buffers: the RMSNorm of the residual, SiLU(gate) * up, and their
+// conversion to the weights' activation format. The layer-by-layer path runs those steps on one
+// thread while the others wait, and pays a fork and a join per product, with the data crossing
+// between cores twice (the caller gathers the workers' outputs, the workers read the caller's
+// converted input). Here a phase starts when every item of the one before is done, and each
+// thread reads the others' outputs itself: one crossing per phase.
 //
 // Scheduling is MatMul's for decoding: thread k owns a contiguous share of a phase's items (each
 // core streams one region of the weights, and a KV head's cache stays with the core that wrote
@@ -40,8 +39,16 @@ namespace {
 using internal::LayerWeights;
 using internal::Matrix;
 
-// The phases of a layer, in order.
-enum Phase : int { kAttention = 0, kOutput = 1, kGateUp = 2, kDown = 3, kPhasesPerLayer = 4 };
+// The phases of a layer, in order: kHeads when the threads divide the KV heads (one item per KV
+// head, its projections included), otherwise kQkv then kAttend.
+enum class Phase {
+  kHeads,   // per KV head: its rows of q/k/v, then what kAttend does
+  kQkv,     // row ranges of q, k and v
+  kAttend,  // per KV head: biases, Q/K norms, RoPE, cache write, attention
+  kOutput,  // row ranges of o, each added to its rows of the residual
+  kGateUp,  // row ranges of gate and up
+  kDown,    // row ranges of down, each added to its rows of the residual
+};
 
 // Row ranges per thread and phase: as MatMul's decoding (kDecodeItemsPerThread), in multiples of
 // 16 rows (panel groups; no two threads write one 64-byte line of the output).
@@ -209,29 +216,39 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
   const ModelConfig& c = *ctx.config;
   if (ctx.n_tokens != 1 || ctx.pool == nullptr || ctx.thread_scratch == nullptr) return false;
   const int nth = ctx.pool->n_threads();
-  if (nth < 2 || c.n_head_kv % nth != 0 || m.arch == nullptr || m.arch->block != &PreNormBlock ||
+  if (nth < 2 || m.arch == nullptr || m.arch->block != &PreNormBlock ||
       ctx.attn_scores == nullptr || ctx.attn_scores->size() < static_cast<size_t>(nth)) {
     return false;
   }
-  for (const LayerWeights& w : m.layers) {
-    if (!SlicesOk(c, w)) return false;
-  }
+  bool per_head = c.n_head_kv % nth == 0;
+  for (const LayerWeights& w : m.layers) per_head = per_head && SlicesOk(c, w);
 
   const int64_t n_embd = c.n_embd, n_ff = c.n_ff, hd = c.head_dim;
   const int64_t group = c.n_head / c.n_head_kv;
   const int64_t q_rows = group * hd;
   const int64_t q_dim = c.n_head * hd;
+  const int64_t kv_dim = c.n_head_kv * hd;
+  const int64_t chunk_qkv = RowChunk(q_dim + 2 * kv_dim, nth);
+  const int64_t n_chunk_q = Chunks(q_dim, chunk_qkv), n_chunk_kv = Chunks(kv_dim, chunk_qkv);
   const int64_t chunk_embd = RowChunk(n_embd, nth);
   const int64_t chunk_ff = RowChunk(2 * n_ff, nth);
   const int64_t n_chunk_ff = Chunks(n_ff, chunk_ff);
-  const int64_t n_layer = static_cast<int64_t>(m.layers.size());
+  std::vector<Phase> layer_phases = {Phase::kHeads, Phase::kOutput, Phase::kGateUp, Phase::kDown};
+  if (!per_head) layer_phases.insert(layer_phases.begin() + 1, Phase::kAttend);
+  if (!per_head) layer_phases[0] = Phase::kQkv;
+  const int64_t n_kinds = static_cast<int64_t>(layer_phases.size());
   std::vector<int64_t> items;
-  items.reserve(static_cast<size_t>(n_layer * kPhasesPerLayer));
-  for (int64_t l = 0; l < n_layer; ++l) {
-    items.push_back(c.n_head_kv);
-    items.push_back(Chunks(n_embd, chunk_embd));
-    items.push_back(2 * n_chunk_ff);
-    items.push_back(Chunks(n_embd, chunk_embd));
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    for (Phase kind : layer_phases) {
+      switch (kind) {
+        case Phase::kHeads:
+        case Phase::kAttend: items.push_back(c.n_head_kv); break;
+        case Phase::kQkv: items.push_back(n_chunk_q + 2 * n_chunk_kv); break;
+        case Phase::kGateUp: items.push_back(2 * n_chunk_ff); break;
+        case Phase::kOutput:
+        case Phase::kDown: items.push_back(Chunks(n_embd, chunk_embd)); break;
+      }
+    }
   }
   Schedule schedule(nth, items);
 
@@ -255,67 +272,90 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
     Inputs in(slots, slot_bytes);
     for (int64_t p = 0; p < schedule.n_phases(); ++p) {
       if (schedule.Complete(p)) continue;  // a late worker passing finished phases
-      const int64_t layer = p / kPhasesPerLayer;
+      const int64_t layer = p / n_kinds;
       const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
-      const int kind = static_cast<int>(p % kPhasesPerLayer);
-      if (kind == kAttention) {
-        auto prepare = [&] {
-          kernels::RmsNorm(ctx.x, w.attn_norm.data(), c.norm_eps, n_embd, xn);
-          in.Prepare({&w.wq, &w.wk, &w.wv}, xn, n_embd);
-        };
-        schedule.Work(p, ith, prepare, [&](int64_t h_kv) {
-          float* q = ctx.q + h_kv * q_rows;
-          float* k = ctx.k + h_kv * hd;
-          float* v = ctx.v + h_kv * hd;
-          RowsOf(w.wq, in.input(0), h_kv * q_rows, (h_kv + 1) * q_rows, ctx.q);
-          RowsOf(w.wk, in.input(1), h_kv * hd, (h_kv + 1) * hd, ctx.k);
-          RowsOf(w.wv, in.input(2), h_kv * hd, (h_kv + 1) * hd, ctx.v);
-          if (c.qkv_bias) {
-            kernels::AddInPlace(q, w.bq.data() + h_kv * q_rows, q_rows);
-            kernels::AddInPlace(k, w.bk.data() + h_kv * hd, hd);
-            kernels::AddInPlace(v, w.bv.data() + h_kv * hd, hd);
+      const Phase kind = layer_phases[static_cast<size_t>(p % n_kinds)];
+      auto prepare_qkv = [&] {
+        kernels::RmsNorm(ctx.x, w.attn_norm.data(), c.norm_eps, n_embd, xn);
+        in.Prepare({&w.wq, &w.wk, &w.wv}, xn, n_embd);
+      };
+      // Everything after KV head h_kv's projections.
+      auto attend = [&](int64_t h_kv) {
+        float* q = ctx.q + h_kv * q_rows;
+        float* k = ctx.k + h_kv * hd;
+        float* v = ctx.v + h_kv * hd;
+        if (c.qkv_bias) {
+          kernels::AddInPlace(q, w.bq.data() + h_kv * q_rows, q_rows);
+          kernels::AddInPlace(k, w.bk.data() + h_kv * hd, hd);
+          kernels::AddInPlace(v, w.bv.data() + h_kv * hd, hd);
+        }
+        if (c.qk_norm) {
+          for (int64_t g = 0; g < group; ++g) {
+            kernels::RmsNorm(q + g * hd, w.q_norm.data(), c.norm_eps, hd, q + g * hd);
           }
-          if (c.qk_norm) {
-            for (int64_t g = 0; g < group; ++g) {
-              kernels::RmsNorm(q + g * hd, w.q_norm.data(), c.norm_eps, hd, q + g * hd);
+          kernels::RmsNorm(k, w.k_norm.data(), c.norm_eps, hd, k);
+        }
+        kernels::RopeRotate(q, group, hd, ctx.rope, style);
+        kernels::RopeRotate(k, 1, hd, ctx.rope, style);
+        StoreKvHead(ctx, layer, 0, h_kv);
+        AttendKvHead(ctx, layer, 0, h_kv, ith);
+      };
+      switch (kind) {
+        case Phase::kHeads:
+          schedule.Work(p, ith, prepare_qkv, [&](int64_t h_kv) {
+            RowsOf(w.wq, in.input(0), h_kv * q_rows, (h_kv + 1) * q_rows, ctx.q);
+            RowsOf(w.wk, in.input(1), h_kv * hd, (h_kv + 1) * hd, ctx.k);
+            RowsOf(w.wv, in.input(2), h_kv * hd, (h_kv + 1) * hd, ctx.v);
+            attend(h_kv);
+          });
+          break;
+        case Phase::kQkv:
+          schedule.Work(p, ith, prepare_qkv, [&](int64_t i) {
+            const int which = i < n_chunk_q ? 0 : i < n_chunk_q + n_chunk_kv ? 1 : 2;
+            const Matrix& wm = which == 0 ? w.wq : which == 1 ? w.wk : w.wv;
+            float* y = which == 0 ? ctx.q : which == 1 ? ctx.k : ctx.v;
+            const int64_t r0 = (which == 0 ? i : i - n_chunk_q - (which - 1) * n_chunk_kv) * chunk_qkv;
+            RowsOf(wm, in.input(which), r0, std::min(wm.ne[1], r0 + chunk_qkv), y);
+          });
+          break;
+        case Phase::kAttend:
+          schedule.Work(p, ith, [] {}, attend);
+          break;
+        case Phase::kOutput:
+        case Phase::kDown: {
+          const Matrix& wm = kind == Phase::kOutput ? w.wo : w.w_down;
+          auto prepare = [&] {
+            if (kind == Phase::kOutput) {
+              in.Prepare({&wm}, ctx.attn, q_dim);
+            } else {
+              kernels::SiluMul(ctx.ff_gate, ctx.ff_up, h, n_ff);
+              in.Prepare({&wm}, h, n_ff);
             }
-            kernels::RmsNorm(k, w.k_norm.data(), c.norm_eps, hd, k);
-          }
-          kernels::RopeRotate(q, group, hd, ctx.rope, style);
-          kernels::RopeRotate(k, 1, hd, ctx.rope, style);
-          StoreKvHead(ctx, layer, 0, h_kv);
-          AttendKvHead(ctx, layer, 0, h_kv, ith);
-        });
-      } else if (kind == kOutput || kind == kDown) {
-        const Matrix& wm = kind == kOutput ? w.wo : w.w_down;
-        auto prepare = [&] {
-          if (kind == kOutput) {
-            in.Prepare({&wm}, ctx.attn, q_dim);
-          } else {
-            kernels::SiluMul(ctx.ff_gate, ctx.ff_up, h, n_ff);
-            in.Prepare({&wm}, h, n_ff);
-          }
-        };
-        schedule.Work(p, ith, prepare, [&](int64_t i) {
-          const int64_t r0 = i * chunk_embd, r1 = std::min(n_embd, r0 + chunk_embd);
-          RowsOf(wm, in.input(0), r0, r1, ctx.out);
-          kernels::AddInPlace(ctx.x + r0, ctx.out + r0, r1 - r0);
-        });
-      } else {  // kGateUp
-        auto prepare = [&] {
-          kernels::RmsNorm(ctx.x, w.ffn_norm.data(), c.norm_eps, n_embd, xn);
-          in.Prepare({&w.w_gate, &w.w_up}, xn, n_embd);
-        };
-        schedule.Work(p, ith, prepare, [&](int64_t i) {
-          const bool up = i >= n_chunk_ff;
-          const int64_t r0 = (up ? i - n_chunk_ff : i) * chunk_ff;
-          const int64_t r1 = std::min(n_ff, r0 + chunk_ff);
-          if (up) {
-            RowsOf(w.w_up, in.input(1), r0, r1, ctx.ff_up);
-          } else {
-            RowsOf(w.w_gate, in.input(0), r0, r1, ctx.ff_gate);
-          }
-        });
+          };
+          schedule.Work(p, ith, prepare, [&](int64_t i) {
+            const int64_t r0 = i * chunk_embd, r1 = std::min(n_embd, r0 + chunk_embd);
+            RowsOf(wm, in.input(0), r0, r1, ctx.out);
+            kernels::AddInPlace(ctx.x + r0, ctx.out + r0, r1 - r0);
+          });
+          break;
+        }
+        case Phase::kGateUp: {
+          auto prepare = [&] {
+            kernels::RmsNorm(ctx.x, w.ffn_norm.data(), c.norm_eps, n_embd, xn);
+            in.Prepare({&w.w_gate, &w.w_up}, xn, n_embd);
+          };
+          schedule.Work(p, ith, prepare, [&](int64_t i) {
+            const bool up = i >= n_chunk_ff;
+            const int64_t r0 = (up ? i - n_chunk_ff : i) * chunk_ff;
+            const int64_t r1 = std::min(n_ff, r0 + chunk_ff);
+            if (up) {
+              RowsOf(w.w_up, in.input(1), r0, r1, ctx.ff_up);
+            } else {
+              RowsOf(w.w_gate, in.input(0), r0, r1, ctx.ff_gate);
+            }
+          });
+          break;
+        }
       }
       schedule.WaitComplete(p);
     }
