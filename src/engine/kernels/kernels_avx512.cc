@@ -493,7 +493,7 @@ void TileGemvQ8x4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t
 // Decoding with float weights (F32, F16, BF16): one row at a time, front to back, so that a core
 // reads its rows as one sequential stream (rows are contiguous) instead of 8 interleaved ones, with
 // four accumulators per token along the row to keep the FMA chains short; the activations (a few
-// KiB) stay in L1. The prefetch runs 6 KiB ahead in address order, on into the next rows.
+// KiB) stay in L1. The prefetch runs 8 KiB ahead in address order, on into the next rows.
 // One core, Qwen2.5-0.5B decode step from DRAM: 29 -> 34-36 GB/s (8 interleaved rows with the
 // prefetch one group ahead before); 0.5-2 KiB ahead was slower, 4-8 KiB about equal, 12 KiB
 // slower; end to end 6 KiB gave 34.4 F16 tokens per CPU-second against 32.7 (4 KiB) and 32.2
@@ -502,7 +502,11 @@ void TileGemvQ8x4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t
 // activations out of L1 in rows of ~10 KiB (the down projection's: 19 KiB of float activations
 // per row). DecodeStepFused F16, one thread: 35.5 -> 38.3 GB/s (down projection alone 31-33 ->
 // 36); two threads, variants alternated in one process: 99% -> 107% of the probe of the moment.
-constexpr int64_t kSeqPrefetchFloatBytes = 6144;
+// Distance, re-measured end to end with that hint (Qwen2.5-0.5B F16, `yunzhi bench -p 1 -n 64
+// --bandwidth`, alternated): one thread -- where a core is at its own limit, as each is in the
+// machine's fast state -- 6 KiB 88.3/89.6%, 8 KiB 90.9/92.1%, 12 KiB 86.7/88.3% of the bound; two
+// threads, slow state 95.6 against 95.1%, fast state 85.5 against 87.6%.
+constexpr int64_t kSeqPrefetchFloatBytes = 8192;
 template <class L, int NT>
 void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
   const float* x[NT];
