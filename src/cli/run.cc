@@ -125,7 +125,7 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
                      const BenchFlags& flags, std::mt19937& rng,
                      std::uniform_int_distribution<int32_t>& pick) {
   constexpr int64_t kWindowTokens = 16;
-  constexpr int kWindowProbePasses = 4;  // two plain reads, two prefetching (BandwidthProbe)
+  constexpr int kWindowProbePasses = 6;  // each of BandwidthProbe's three variants twice
   std::vector<double> ratios, unstable;
   std::vector<std::pair<double, double>> stable;  // (bound GB/s, ratio) of each stable window
   double gbs_min = std::numeric_limits<double>::infinity(), gbs_max = 0;

@@ -868,8 +868,10 @@ TEST_F(KernelsTest, BandwidthProbeReadsSumEveryByteOnEveryIsa) {
     for (Isa isa : AvailableIsas()) {
       const internal::ReadSumFn read = tables[static_cast<int>(isa)]->read_sum;
       ASSERT_NE(read, nullptr) << IsaName(isa);
-      EXPECT_EQ(read(buf.data(), n, false), expect) << IsaName(isa) << " n=" << n;
-      EXPECT_EQ(read(buf.data(), n, true), expect) << IsaName(isa) << " n=" << n << " prefetch";
+      for (int64_t prefetch : internal::kProbePrefetchBytes) {
+        EXPECT_EQ(read(buf.data(), n, prefetch), expect)
+            << IsaName(isa) << " n=" << n << " prefetch " << prefetch;
+      }
     }
   }
   ComputePool pool(2);

@@ -444,7 +444,9 @@ double BandwidthProbe::Measure(int passes) {
   std::vector<uint64_t> sink(static_cast<size_t>(nth_) * 8);  // a line per thread
   double best_s = 0;
   for (int pass = 0; pass < std::max(passes, 1); ++pass) {
-    const bool prefetch = pass % 2 == 0;  // alternately with and without (ReadSumFn)
+    // Each variant in turn (ReadSumFn says why).
+    constexpr size_t kVariants = std::size(internal::kProbePrefetchBytes);
+    const int64_t prefetch = internal::kProbePrefetchBytes[static_cast<size_t>(pass) % kVariants];
     const auto start = std::chrono::steady_clock::now();
     RunOn(pool_, [&](int ith, int) {
       sink[static_cast<size_t>(ith) * 8] += read(buf_ + ith * share_, share_, prefetch);

@@ -195,9 +195,9 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n);
 // 4 KiB per thread; use several times the last-level cache, e.g. 512 MiB), touches every page
 // once untimed, then reads the whole buffer `passes` times with all of the pool's threads in
 // parallel (each its own contiguous share, the active ISA's widest loads into independent sums:
-// narrower ones understate the bound on a core that keeps fewer lines in flight; every other pass
-// also prefetches ahead with the non-temporal hint, faster in some machine states, slower in
-// others) and returns the best pass in GB/s (1e9 bytes per second). The best, not the mean: on a
+// narrower ones understate the bound on a core that keeps fewer lines in flight; passes cycle
+// through no prefetch and non-temporal prefetches 4 and 8 KiB ahead, each the fastest in some
+// machine state) and returns the best pass in GB/s (1e9 bytes per second). The best, not the mean: on a
 // shared machine a pass is only ever slowed down by other processes, never sped up. Frees the
 // buffer before returning.
 // `pool` may be null (one thread). Thread safety: as ComputePool::Run.

@@ -757,14 +757,13 @@ namespace {
 // The bandwidth probe's read (ReadSumFn): 32-byte loads, eight independent sums (see the AVX-512
 // one for why the width matters).
 template <bool kPrefetch>
-uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
+uint64_t ReadSumWith(const uint8_t* p, int64_t n, int64_t distance) {
   __m256i s[8];
   for (__m256i& x : s) x = _mm256_setzero_si256();
   for (int64_t i = 0; i < n; i += 256) {
     if constexpr (kPrefetch) {
       for (int k = 0; k < 4; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k),
-                     _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(p + i + distance + 64 * k), _MM_HINT_NTA);
       }
     }
 #pragma GCC unroll 8
@@ -778,8 +777,9 @@ uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-uint64_t ReadSum(const uint8_t* p, int64_t n, bool prefetch) {
-  return prefetch ? ReadSumWith<true>(p, n) : ReadSumWith<false>(p, n);
+uint64_t ReadSum(const uint8_t* p, int64_t n, int64_t prefetch_bytes) {
+  return prefetch_bytes > 0 ? ReadSumWith<true>(p, n, prefetch_bytes)
+                            : ReadSumWith<false>(p, n, 0);
 }
 }  // namespace
 

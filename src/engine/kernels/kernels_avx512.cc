@@ -1146,15 +1146,14 @@ void SoftmaxRow(float* x, int64_t n) {
 // F16 decoding kernel itself streamed up to 87 GB/s -- narrow loads keep fewer cache lines in
 // flight, so they understate the bound.
 template <bool kPrefetch>
-uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
+uint64_t ReadSumWith(const uint8_t* p, int64_t n, int64_t distance) {
   __m512i s[8];
   for (__m512i& x : s) x = _mm512_setzero_si512();
   for (int64_t i = 0; i < n; i += 512) {
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       if constexpr (kPrefetch) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + i + kProbePrefetchBytes + 64 * k),
-                     _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(p + i + distance + 64 * k), _MM_HINT_NTA);
       }
       s[k] = _mm512_add_epi64(s[k], _mm512_load_si512(p + i + 64 * k));
     }
@@ -1163,8 +1162,9 @@ uint64_t ReadSumWith(const uint8_t* p, int64_t n) {
   return static_cast<uint64_t>(_mm512_reduce_add_epi64(s[0]));
 }
 
-uint64_t ReadSum(const uint8_t* p, int64_t n, bool prefetch) {
-  return prefetch ? ReadSumWith<true>(p, n) : ReadSumWith<false>(p, n);
+uint64_t ReadSum(const uint8_t* p, int64_t n, int64_t prefetch_bytes) {
+  return prefetch_bytes > 0 ? ReadSumWith<true>(p, n, prefetch_bytes)
+                            : ReadSumWith<false>(p, n, 0);
 }
 
 namespace {

@@ -142,13 +142,14 @@ using FloatToHalfFn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 using SoftmaxFn = void (*)(float* x, int64_t n);
 // The bandwidth probe's read: sums n bytes (a multiple of 512) at p (64-byte aligned) with the
-// ISA's widest loads, so the reads cannot be optimised out. With `prefetch`, each line is also
-// prefetched kProbePrefetchBytes ahead with the non-temporal hint, which reads faster than the
-// loads alone in some machine states (and slower in others: the probe takes the best of both).
-// Distance: 1-4 KiB read alike (2 threads, 512 MiB, slow state: 48-50 GB/s against 45-47 without),
-// 6 KiB ~1.5% less.
-using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n, bool prefetch);
-inline constexpr int64_t kProbePrefetchBytes = 4096;
+// ISA's widest loads, so the reads cannot be optimised out. With prefetch_bytes > 0, each line is
+// also prefetched that far ahead with the non-temporal hint, which reads faster than the loads
+// alone in some machine states and slower in others, and the best distance differs between
+// states too (2 threads, 512 MiB: slow state 4 KiB 46-47 GB/s against 45-47 plain, 8 KiB no
+// better; fast state plain 62-66, 4 KiB 76-78, 8 KiB 77-82). The probe takes the best of all.
+using ReadSumFn = uint64_t (*)(const uint8_t* p, int64_t n, int64_t prefetch_bytes);
+// The variants BandwidthProbe::Measure cycles through, pass after pass (0: no prefetch).
+inline constexpr int64_t kProbePrefetchBytes[] = {4096, 0, 8192};
 
 // A decoding-only tile (at most kGemvMaxTokens tokens) with its own activation format; where an
 // ISA has none, `tile` serves decoding too.

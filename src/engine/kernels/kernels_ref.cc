@@ -350,7 +350,8 @@ void SiluMulRef(const float* gate, const float* up, float* out, int64_t n) {
 namespace {
 
 // The portable probe read (ReadSumFn).
-uint64_t ReadSumRef(const uint8_t* p, int64_t n, bool prefetch) {
+uint64_t ReadSumRef(const uint8_t* p, int64_t n, int64_t prefetch_bytes) {
+  const bool prefetch = prefetch_bytes > 0;
 #if defined(__SSE2__)
   // 16-byte loads into eight independent sums (a scalar 8-byte loop can itself be the limit at
   // ~40 GB/s). The AVX2/AVX-512 tables have wider ones, which read faster still.
@@ -360,7 +361,7 @@ uint64_t ReadSumRef(const uint8_t* p, int64_t n, bool prefetch) {
   for (int64_t i = 0; i < n / 16; i += 8) {
     if (prefetch) {
       for (int k = 0; k < 2; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(v + i) + kProbePrefetchBytes + 64 * k,
+        _mm_prefetch(reinterpret_cast<const char*>(v + i) + prefetch_bytes + 64 * k,
                      _MM_HINT_NTA);
       }
     }
@@ -374,7 +375,7 @@ uint64_t ReadSumRef(const uint8_t* p, int64_t n, bool prefetch) {
 #else
   uint64_t s[8] = {};
   for (int64_t i = 0; i < n; i += 64) {
-    if (prefetch) __builtin_prefetch(p + i + kProbePrefetchBytes, 0, 0);
+    if (prefetch) __builtin_prefetch(p + i + prefetch_bytes, 0, 0);
     for (int k = 0; k < 8; ++k) {
       uint64_t x;
       std::memcpy(&x, p + i + 8 * k, 8);
