@@ -352,13 +352,6 @@ void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_
   });
 }
 
-const void* MatrixRows(TensorType type, WeightLayout layout, const void* w, int64_t r0,
-                       int64_t cols) {
-  YZ_DCHECK(layout == WeightLayout::kRows || r0 % kRowAlign == 0);
-  (void)layout;  // a panel group of 16 rows takes the bytes of its 16 rows
-  return static_cast<const uint8_t*>(w) + r0 * RowSizeBytes(type, cols);
-}
-
 ProductInput ProductInputOf(TensorType wtype, WeightLayout layout) {
   return static_cast<ProductInput>(Select(wtype, layout, 1).act);
 }

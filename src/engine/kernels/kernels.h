@@ -111,12 +111,6 @@ inline constexpr size_t kMaxMatMulTargets = 8;  // more: one MatMul each
 void MatMulMany(ComputePool* pool, std::span<const MatMulTarget> targets, int64_t cols,
                 const float* x, int64_t n_tokens);
 
-// Rows [r0, rows) of the rows x cols matrix `w` (either layout) as a matrix of their own, for a
-// MatMul over a slice of the rows that gives each of them the bits of the whole product.
-// Precondition for kPanels: r0 is a multiple of 16 (panels group 16 rows).
-const void* MatrixRows(TensorType type, WeightLayout layout, const void* w, int64_t r0,
-                       int64_t cols);
-
 // One token's product, scheduled by the caller: a decoding loop that hands out row ranges itself
 // (arch/one_token.cc) converts the token's activations once per input format and then computes
 // any range of rows from them, each row with the bits MatMul gives it.
