@@ -165,6 +165,9 @@ int main(int argc, char** argv) {
   bench->add_option("-r,--repetitions", bench_flags.repetitions, "Repetitions of each test");
   bench->add_flag("--bandwidth", bench_flags.bandwidth,
                   "Also measure memory read bandwidth and print generation as a share of it");
+  bench->add_option("--isa", bench_flags.isa,
+                    "Kernels to run: avx512 | avx2 | scalar (default: the best this CPU has)")
+      ->check(CLI::IsMember({"avx512", "avx2", "scalar"}));
   bench->callback([&] { exit_code = RunBench(bench_flags); });
 
   QuantizeFlags quantize_flags;

@@ -249,6 +249,19 @@ int RunRun(const RunFlags& flags) {
 }
 
 int RunBench(const BenchFlags& flags) {
+  namespace kernels = engine::kernels;
+  if (!flags.isa.empty()) {
+    const kernels::Isa isa = flags.isa == "avx512" ? kernels::Isa::kAvx512
+                             : flags.isa == "avx2" ? kernels::Isa::kAvx2
+                                                   : kernels::Isa::kScalar;
+    if (static_cast<int>(isa) > static_cast<int>(kernels::DetectIsa())) {
+      return PrintError(InvalidArgumentError(
+          fmt::format("--isa {}: this CPU (or this build) runs at most {}", flags.isa,
+                      kernels::IsaName(kernels::DetectIsa())),
+          "isa"));
+    }
+    kernels::SetActiveIsa(isa);
+  }
   const int64_t n_seq = std::max(1, flags.batch);
   auto loaded = LoadModel(flags.model, flags.threads, flags.prompt_tokens + flags.gen_tokens + 16,
                           n_seq);
@@ -314,6 +327,7 @@ int RunBench(const BenchFlags& flags) {
     std::printf("\ngeneration reads %.1f MiB of weights per step: %.2f GB/s effective\n",
                 size_mib, m / static_cast<double>(n_seq) * static_cast<double>(config.weight_bytes) / 1e9);
   }
+  std::printf("kernels: %s\n", std::string(kernels::IsaName(kernels::ActiveIsa())).c_str());
   std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
               static_cast<double>(usage.ru_maxrss) / 1024.0,
               static_cast<double>(runner.kv_cache().size_bytes()) / (1 << 20));

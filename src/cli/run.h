@@ -38,6 +38,10 @@ struct BenchFlags {
   // threads (kernels::BandwidthProbe) and print generation as a share of that limit; then decode
   // again in 16-token windows, each against probes taken right before and after it (with -b 1).
   bool bandwidth = false;
+  // --isa: run the kernels of this instruction set (avx512 | avx2 | scalar) instead of the best
+  // the CPU has, to measure what a machine without it would get. Set before loading: which
+  // weights are repacked at load depends on it.
+  std::string isa;
 };
 int RunBench(const BenchFlags& flags);
 

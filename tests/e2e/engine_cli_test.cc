@@ -54,6 +54,19 @@ TEST(EngineCliTest, BenchBandwidthComparesGenerationWithTheProbeOfTheSameMoment)
       << r.out;
 }
 
+TEST(EngineCliTest, BenchRunsTheKernelsOfTheInstructionSetAskedFor) {
+  // The portable kernels exist on every x86-64 CPU; the generated text is not checked here, only
+  // that the run used them and says so.
+  auto r = RunCommand(
+      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "--isa", "scalar"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("kernels: scalar"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg4 |"), std::string::npos) << r.out;
+  auto bad = RunCommand({kBinary, "bench", kStories, "--isa", "neon"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--isa"), std::string::npos) << bad.err;
+}
+
 TEST(EngineCliTest, QuantizeWritesALoadableModel) {
   TempDir dir;
   const std::string out = dir.path() + "/stories-q8_0.gguf";
