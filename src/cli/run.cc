@@ -183,8 +183,8 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
         if ((gbs >= mid) == upper) band.push_back(ratio);
       }
       std::sort(band.begin(), band.end());
-      std::printf("  windows at %s %.1f GB/s: tg at %.1f%% of the bound (median of %zu; min %.1f%%, "
-                  "max %.1f%%)\n",
+      std::printf("  windows at %s %.1f GB/s: tg at %.1f%% of the bound (median of %zu; "
+                  "min %.1f%%, max %.1f%%)\n",
                   upper ? ">=" : "<", mid, 100.0 * band[band.size() / 2], band.size(),
                   100.0 * band.front(), 100.0 * band.back());
     }

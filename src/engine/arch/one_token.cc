@@ -314,7 +314,8 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
             const int which = i < n_chunk_q ? 0 : i < n_chunk_q + n_chunk_kv ? 1 : 2;
             const Matrix& wm = which == 0 ? w.wq : which == 1 ? w.wk : w.wv;
             float* y = which == 0 ? ctx.q : which == 1 ? ctx.k : ctx.v;
-            const int64_t r0 = (which == 0 ? i : i - n_chunk_q - (which - 1) * n_chunk_kv) * chunk_qkv;
+            const int64_t first = which == 0 ? 0 : n_chunk_q + (which - 1) * n_chunk_kv;
+            const int64_t r0 = (i - first) * chunk_qkv;
             RowsOf(wm, in.input(which), r0, std::min(wm.ne[1], r0 + chunk_qkv), y);
           });
           break;

@@ -191,9 +191,9 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n);
 // parallel (each its own contiguous share, the active ISA's widest loads into independent sums:
 // narrower ones understate the bound on a core that keeps fewer lines in flight; passes cycle
 // through no prefetch and non-temporal prefetches 4 and 8 KiB ahead, each the fastest in some
-// machine state) and returns the best pass in GB/s (1e9 bytes per second). The best, not the mean: on a
-// shared machine a pass is only ever slowed down by other processes, never sped up. Frees the
-// buffer before returning.
+// machine state) and returns the best pass in GB/s (1e9 bytes per second). The best, not the
+// mean: on a shared machine a pass is only ever slowed down by other processes, never sped up.
+// Frees the buffer before returning.
 // `pool` may be null (one thread). Thread safety: as ComputePool::Run.
 double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes);
 
