@@ -62,10 +62,6 @@ int64_t RowChunk(int64_t rows, int nth) {
 
 int64_t Chunks(int64_t rows, int64_t chunk) { return (rows + chunk - 1) / chunk; }
 
-// Bytes of a converted activation row of up to `cols` values, whatever the format
-// (kernels::ProductInputBytes is at most 2 * cols + 192).
-int64_t InputSlotBytes(int64_t cols) { return (2 * cols + 256 + 63) / 64 * 64; }
-
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -253,7 +249,8 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
   Schedule schedule(nth, items);
 
   // Per thread: the normalised residual, SiLU(gate) * up, and Inputs::kMax converted rows.
-  const int64_t slot_bytes = InputSlotBytes(std::max({n_embd, q_dim, n_ff}));
+  const int64_t slot_bytes =
+      (kernels::ProductInputMaxBytes(std::max({n_embd, q_dim, n_ff})) + 63) / 64 * 64;
   const int64_t scratch_floats = n_embd + n_ff + (Inputs::kMax * slot_bytes + 64) / 4;
   for (int k = 0; k < nth; ++k) {
     std::vector<float>& s = (*ctx.thread_scratch)[static_cast<size_t>(k)];

@@ -361,6 +361,14 @@ int64_t ProductInputBytes(ProductInput input, int64_t cols) {
   return act == ActFormat::kFloat ? 0 : internal::ActStrideBytes(act, cols);
 }
 
+int64_t ProductInputMaxBytes(int64_t cols) {
+  int64_t bytes = 0;
+  for (ActFormat f : {ActFormat::kQ8, ActFormat::kQ8K, ActFormat::kQ8x4}) {
+    bytes = std::max(bytes, internal::ActStrideBytes(f, cols));
+  }
+  return bytes;
+}
+
 void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void* out) {
   const auto act = static_cast<ActFormat>(input);
   YZ_DCHECK(act != ActFormat::kFloat);

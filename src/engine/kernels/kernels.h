@@ -119,6 +119,8 @@ enum class ProductInput : int {};
 ProductInput ProductInputOf(TensorType wtype, WeightLayout layout);
 // Bytes of one converted row of `cols`; 0 when the products read the float activations themselves.
 int64_t ProductInputBytes(ProductInput input, int64_t cols);
+// The most bytes ProductInputBytes gives for `cols` in any format (for sizing buffers).
+int64_t ProductInputMaxBytes(int64_t cols);
 // Converts x (cols floats) to `input`'s format at `out` (ProductInputBytes, 64-byte aligned).
 // Precondition: ProductInputBytes(input, cols) > 0.
 void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void* out);
