@@ -692,7 +692,10 @@ Result<GgufFile> GgufFile::Open(const std::string& path, const GgufOpenOptions& 
   state->name = path;
   state->bytes = mapping.bytes();
   state->mapping = std::move(mapping);  // the mapped address does not change
-  // The header and metadata are read front to back once.
+  // Tensors are streamed every token: 2 MiB pages where the system gives them, asked for before
+  // the first touch so the page cache is filled in 2 MiB folios. The header and metadata are
+  // read front to back once.
+  state->mapping.Advise(MappedFile::Advice::kHugePages);
   state->mapping.Advise(MappedFile::Advice::kSequential);
   GgufParser parser(state->bytes, 0, &state->name, std::max(options.max_array_depth, 1));
   YZ_RETURN_IF_ERROR(parser.ParseFile(state.get()));

@@ -43,6 +43,8 @@ int ToMadvise(MappedFile::Advice advice) {
       return MADV_WILLNEED;
     case MappedFile::Advice::kDontNeed:
       return MADV_DONTNEED;
+    case MappedFile::Advice::kHugePages:
+      return MADV_HUGEPAGE;
   }
   return MADV_NORMAL;
 }

@@ -241,18 +241,6 @@ Status BindWeights(const WeightSource& source, ModelState* state) {
   return OkStatus();
 }
 
-PanelArena::PanelArena(size_t bytes) : size_(bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  YZ_CHECK(p != MAP_FAILED && "mmap of the panel arena failed");
-  data_ = static_cast<uint8_t*>(p);
-  // No MADV_HUGEPAGE: decoding was no faster with 2 MiB pages, and where free memory is
-  // fragmented the huge-page faults compact it first (loads of 0.1-0.7 s instead of 0.17 s).
-}
-
-PanelArena::~PanelArena() {
-  if (data_ != nullptr) ::munmap(data_, size_);
-}
-
 // Threads that repack at load (at most; one per core below that).
 constexpr unsigned kMaxRepackThreads = 4;
 
@@ -276,7 +264,11 @@ void RepackForKernels(ModelState* state) {
     total += (bytes + kAlign - 1) / kAlign * kAlign;
   }
   if (packed.empty()) return;
-  state->panels = std::make_unique<PanelArena>(total);
+  // On 2 MiB pages when the kernel has them free (decoding reads them faster where a core is at
+  // its own limit; Llama-3.2-1B Q4_0, fast state: 76.8/80.1% -> 83.2/85.6% of the bound), never
+  // at the price of compacting memory during the load.
+  state->panels = std::make_unique<kernels::LargePageBuffer>(
+      total, kernels::LargePageBuffer::Pages::kHugeIfFree);
   // Work items: slices of a few MiB of each matrix. Several threads pack them (most of the time
   // is the first touch of the arena's pages, which runs in parallel), each releasing the file
   // pages of its slice (whole pages inside its rows) once packed, so the file and its repacked

@@ -48,23 +48,6 @@ struct LayerWeights {
   Matrix w_gate, w_up, w_down;
 };
 
-// Anonymous memory holding the repacked matrices; the file pages they came from are released
-// (madvise) as packing goes, so the weights are resident once.
-class PanelArena {
- public:
-  PanelArena() = default;
-  explicit PanelArena(size_t bytes);
-  ~PanelArena();
-  PanelArena(const PanelArena&) = delete;
-  PanelArena& operator=(const PanelArena&) = delete;
-  uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 struct ModelState {
   std::string path;
   ModelConfig config;
@@ -80,7 +63,9 @@ struct ModelState {
   const arch::ArchDef* arch = nullptr;
   Matrix tok_embd;
   Matrix output;                       // == tok_embd when the output is tied
-  std::unique_ptr<PanelArena> panels;  // null when no matrix is repacked
+  // The repacked matrices (null when none is); the file pages they came from are released as
+  // packing goes, so the weights are resident once.
+  std::unique_ptr<kernels::LargePageBuffer> panels;
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
   // RoPE inverse frequencies (head_dim / 2), with any scaling applied.

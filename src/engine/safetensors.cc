@@ -345,6 +345,8 @@ Result<SafetensorsFile> SafetensorsFile::FromMemory(std::span<const uint8_t> byt
 Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   YZ_ASSIGN_OR_RETURN(MappedFile mapping, MappedFile::Open(path));
   auto state = std::make_unique<State>();
+  // Tensors are streamed every token: 2 MiB pages where the system gives them (GgufFile::Open).
+  mapping.Advise(MappedFile::Advice::kHugePages);
   state->name = path;
   state->bytes = mapping.bytes();
   state->mapping = std::move(mapping);

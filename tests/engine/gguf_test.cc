@@ -97,6 +97,8 @@ TEST(MappedFile, MapsContentsAndMovesWithoutCopying) {
   b.Advise(MappedFile::Advice::kWillNeed);
   b.Advise(MappedFile::Advice::kRandom, 3, 100);  // clipped to the file
   b.Advise(MappedFile::Advice::kSequential, 10);  // past the end: no-op
+  b.Advise(MappedFile::Advice::kHugePages);        // a hint: the contents do not change
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), b.size()), "hello");
   EXPECT_EQ(b.path(), path);
 }
 

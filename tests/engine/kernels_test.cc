@@ -880,5 +880,35 @@ TEST_F(KernelsTest, BandwidthProbeReadsSumEveryByteOnEveryIsa) {
   EXPECT_NE(probe.checksum(), 0u);
 }
 
+// LargePageBuffer: 2 MiB-aligned, zero-filled, writable to its last byte, whatever the pages;
+// kHugeIfFree declines (4 KiB pages) when the kernel has fewer free 2 MiB blocks than the buffer
+// needs, and k4KiB never advises.
+TEST(LargePageBuffer, IsAlignedZeroedWritableAndAdvisesOnlyWhenAsked) {
+  const size_t n = (size_t{5} << 20) + 123;  // not a multiple of any page size
+  for (auto pages : {LargePageBuffer::Pages::k4KiB, LargePageBuffer::Pages::kHuge,
+                     LargePageBuffer::Pages::kHugeIfFree}) {
+    LargePageBuffer b(n, pages);
+    ASSERT_NE(b.data(), nullptr);
+    EXPECT_EQ(b.size(), n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (uintptr_t{2} << 20), 0u);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i += 4096) sum += b.data()[i];
+    EXPECT_EQ(sum + b.data()[n - 1], 0u);
+    std::memset(b.data(), 0x5A, n);
+    EXPECT_EQ(b.data()[n - 1], 0x5A);
+    if (pages == LargePageBuffer::Pages::k4KiB) {
+      EXPECT_FALSE(b.advised_huge());
+    }
+  }
+  const int64_t free_blocks = FreeHugeBlocks();
+  ASSERT_GE(free_blocks, 0) << "/proc/buddyinfo unreadable";
+  // More than the free blocks: declined. (Only address space: the pages are never touched.)
+  LargePageBuffer too_big(static_cast<size_t>(free_blocks + 8) << 21,
+                          LargePageBuffer::Pages::kHugeIfFree);
+  EXPECT_FALSE(too_big.advised_huge());
+  LargePageBuffer empty(0, LargePageBuffer::Pages::kHuge);
+  EXPECT_EQ(empty.size(), 0u);
+}
+
 }  // namespace
 }  // namespace yunzhi::engine::kernels

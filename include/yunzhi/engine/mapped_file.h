@@ -32,6 +32,10 @@ class MappedFile {
     kRandom,      // MADV_RANDOM: no read-ahead (e.g. sparse lookups in a large file)
     kWillNeed,    // MADV_WILLNEED: start reading now (e.g. weights about to be used)
     kDontNeed,    // MADV_DONTNEED: drop the pages from this mapping (they are re-read on touch)
+    // MADV_HUGEPAGE: read the file into the page cache in 2 MiB folios and map them as 2 MiB
+    // pages, where the kernel and file system can (weights streamed every token: one core reads
+    // ~7% faster from 2 MiB pages). Apply before the pages are first touched.
+    kHugePages,
   };
 
   // Maps the file at `path` read-only.

@@ -5,10 +5,13 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "engine/kernels/kernels_internal.h"
 #include "yunzhi/base/status.h"
@@ -427,18 +430,71 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n) {
   Pick(&IsaKernels::half_to_float)(x, y, n);
 }
 
+int64_t FreeHugeBlocks() {
+  std::FILE* f = std::fopen("/proc/buddyinfo", "r");
+  if (f == nullptr) return -1;
+  // "Node 0, zone   Normal   c0 c1 ... c10": c_k free blocks of 2^k pages of 4 KiB.
+  int64_t blocks = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    const char* p = std::strstr(line, "zone");
+    if (p == nullptr) continue;
+    p += 4;
+    while (*p == ' ') ++p;
+    while (*p != '\0' && *p != ' ') ++p;  // the zone's name
+    char* end = nullptr;
+    for (int order = 0;; ++order) {
+      const long long count = std::strtoll(p, &end, 10);
+      if (end == p) break;
+      p = end;
+      if (order >= 9) blocks += count << (order - 9);
+    }
+  }
+  std::fclose(f);
+  return blocks;
+}
+
+LargePageBuffer::LargePageBuffer(size_t bytes, Pages pages) : size_(bytes) {
+  if (bytes == 0) return;
+  // Map 2 MiB more than asked and keep the aligned part: only whole aligned 2 MiB ranges can be
+  // huge pages. The slack is unmapped again, so it costs address space only for a moment.
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t mapped = bytes + kHuge;
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  YZ_CHECK(p != MAP_FAILED && "mmap of a large buffer failed");
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (start + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = aligned + (bytes + 4095) / 4096 * 4096;
+  if (aligned > start) ::munmap(p, aligned - start);
+  if (start + mapped > end) ::munmap(reinterpret_cast<void*>(end), start + mapped - end);
+  data_ = reinterpret_cast<uint8_t*>(aligned);
+  if (pages == Pages::kHugeIfFree) {
+    const int64_t needed = static_cast<int64_t>((bytes + kHuge - 1) / kHuge);
+    if (FreeHugeBlocks() < needed) pages = Pages::k4KiB;
+  }
+  if (pages != Pages::k4KiB) {
+    // A hint: 4 KiB pages where refused.
+    advised_huge_ = ::madvise(data_, bytes, MADV_HUGEPAGE) == 0;
+  }
+}
+
+LargePageBuffer::~LargePageBuffer() {
+  if (data_ != nullptr) ::munmap(data_, (size_ + 4095) / 4096 * 4096);
+}
+
 BandwidthProbe::BandwidthProbe(ComputePool* pool, int64_t bytes)
     : pool_(pool), nth_(pool != nullptr ? pool->n_threads() : 1) {
   share_ = std::max<int64_t>(bytes / nth_ / 4096, 1) * 4096;
-  buf_ = static_cast<uint8_t*>(std::aligned_alloc(4096, static_cast<size_t>(share_ * nth_)));
-  YZ_CHECK(buf_ != nullptr);
+  buf_ = std::make_unique<LargePageBuffer>(static_cast<size_t>(share_ * nth_),
+                                            LargePageBuffer::Pages::kHuge);
+  uint8_t* buf = buf_->data();
   // Each thread faults in (writes) the share it will read, so the pages are its NUMA-local ones.
   RunOn(pool_, [&](int ith, int) {
-    std::memset(buf_ + ith * share_, ith + 1, static_cast<size_t>(share_));
+    std::memset(buf + ith * share_, ith + 1, static_cast<size_t>(share_));
   });
 }
 
-BandwidthProbe::~BandwidthProbe() { std::free(buf_); }
+BandwidthProbe::~BandwidthProbe() = default;
 
 double BandwidthProbe::Measure(int passes) {
   const internal::ReadSumFn read = Pick(&IsaKernels::read_sum);
@@ -450,7 +506,7 @@ double BandwidthProbe::Measure(int passes) {
     const int64_t prefetch = internal::kProbePrefetchBytes[static_cast<size_t>(pass) % kVariants];
     const auto start = std::chrono::steady_clock::now();
     RunOn(pool_, [&](int ith, int) {
-      sink[static_cast<size_t>(ith) * 8] += read(buf_ + ith * share_, share_, prefetch);
+      sink[static_cast<size_t>(ith) * 8] += read(buf_->data() + ith * share_, share_, prefetch);
     });
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

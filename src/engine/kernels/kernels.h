@@ -187,14 +187,46 @@ void HalfToFloat(const uint16_t* x, float* y, int64_t n);
 
 // --- memory bandwidth ----------------------------------------------------------------------------
 
-// The bound of decoding: a STREAM-style read. Allocates `bytes` (rounded down to a multiple of
-// 4 KiB per thread; use several times the last-level cache, e.g. 512 MiB), touches every page
-// once untimed, then reads the whole buffer `passes` times with all of the pool's threads in
-// parallel (each its own contiguous share, the active ISA's widest loads into independent sums:
-// narrower ones understate the bound on a core that keeps fewer lines in flight; passes cycle
-// through no prefetch and non-temporal prefetches 4 and 8 KiB ahead, each the fastest in some
-// machine state) and returns the best pass in GB/s (1e9 bytes per second). The best, not the
-// mean: on a shared machine a pass is only ever slowed down by other processes, never sped up.
+// Anonymous memory (zero-filled, read-write) aligned to 2 MiB and, unless `pages` is k4KiB,
+// advised for 2 MiB pages (MADV_HUGEPAGE; the kernel gives them when transparent huge pages are
+// enabled for `madvise` or `always`, and falls back to 4 KiB pages otherwise). Streaming reads
+// from 2 MiB pages are faster where a core is at its own limit: one core reading 768 MiB with
+// prefetching, 37.2 GB/s on 4 KiB pages against 39.8 on 2 MiB (docs/benchmarks.md). Pages are
+// touched lazily.
+// kHugeIfFree asks for them only when the kernel has enough free 2 MiB blocks for the whole
+// buffer at that moment (/proc/buddyinfo): with `defrag` at its default, a fault in an advised
+// range otherwise compacts memory first, which can stall a model load for a second.
+class LargePageBuffer {
+ public:
+  enum class Pages { k4KiB, kHuge, kHugeIfFree };
+  LargePageBuffer(size_t bytes, Pages pages);
+  // Whether the pages were advised as huge ones (not whether the kernel gave them).
+  bool advised_huge() const { return advised_huge_; }
+  ~LargePageBuffer();
+  LargePageBuffer(const LargePageBuffer&) = delete;
+  LargePageBuffer& operator=(const LargePageBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  bool advised_huge_ = false;
+};
+
+// Free 2 MiB blocks the kernel's buddy allocator reports (/proc/buddyinfo, every zone), or -1 when
+// it cannot be read.
+int64_t FreeHugeBlocks();
+
+// The bound of decoding: a STREAM-style read. Allocates `bytes` (rounded down to a multiple of 4
+// KiB per thread; use several times the last-level cache, e.g. 512 MiB), touches every page once
+// untimed (2 MiB pages where the kernel gives them, as the weights get: LargePageBuffer and
+// MappedFile::Advice::kHugePages), then reads the whole buffer `passes` times with all of the
+// pool's threads in parallel (each its own contiguous share, the active ISA's widest loads into
+// independent sums: narrower ones understate the bound on a core that keeps fewer lines in flight;
+// passes cycle through no prefetch and non-temporal prefetches 4 and 8 KiB ahead, each the fastest
+// in some machine state) and returns the best pass in GB/s (1e9 bytes per second). The best, not
+// the mean: on a shared machine a pass is only ever slowed down by other processes, never sped up.
 // Frees the buffer before returning.
 // `pool` may be null (one thread). Thread safety: as ComputePool::Run.
 double MeasureReadBandwidthGBs(ComputePool* pool, int64_t bytes, int passes);
@@ -217,7 +249,7 @@ class BandwidthProbe {
   ComputePool* pool_;
   int nth_;
   int64_t share_ = 0;
-  uint8_t* buf_ = nullptr;
+  std::unique_ptr<LargePageBuffer> buf_;
   uint64_t checksum_ = 0;
 };
 
