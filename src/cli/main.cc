@@ -163,6 +163,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   bench->add_option("-n,--gen-tokens", bench_flags.gen_tokens, "Tokens to generate (0: skip)");
   bench->add_option("-r,--repetitions", bench_flags.repetitions, "Repetitions of each test");
+  bench->add_option("-d,--depth", bench_flags.depth,
+                    "Tokens already in the context when each test starts (filled untimed)")
+      ->check(CLI::NonNegativeNumber);
   bench->add_flag("--bandwidth", bench_flags.bandwidth,
                   "Also measure memory read bandwidth and print generation as a share of it");
   bench->add_option("--isa", bench_flags.isa,

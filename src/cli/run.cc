@@ -91,6 +91,16 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
+  // Puts `context` into every sequence's cache first (the bench's depth); untimed by the caller.
+  Status Fill(std::span<const int32_t> context) {
+    if (context.empty()) return OkStatus();
+    for (engine::Sequence& seq : seqs_) {
+      engine::BatchItem item{&seq, context, false};
+      YZ_RETURN_IF_ERROR(runner_.Forward({&item, 1}, &out_));
+    }
+    return OkStatus();
+  }
+
   Status Steps(int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       for (size_t k = 0; k < items_.size(); ++k) {
@@ -122,7 +132,7 @@ class Decoder {
 // so the ratio means something only for models well beyond the last-level cache, the ones whose
 // decoding is bound by DRAM in the first place.
 Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe, double bytes,
-                     const BenchFlags& flags, std::mt19937& rng,
+                     const BenchFlags& flags, std::span<const int32_t> context, std::mt19937& rng,
                      std::uniform_int_distribution<int32_t>& pick) {
   constexpr int64_t kWindowTokens = 16;
   constexpr int kWindowProbePasses = 6;  // each of BandwidthProbe's three variants twice
@@ -131,6 +141,7 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
   double gbs_min = std::numeric_limits<double>::infinity(), gbs_max = 0;
   for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
     Decoder decoder(runner, 1, rng, pick);
+    YZ_RETURN_IF_ERROR(decoder.Fill(context));
     double before = probe.Measure(kWindowProbePasses);
     for (int64_t done = 0; done < flags.gen_tokens; done += kWindowTokens) {
       const int64_t n = std::min(kWindowTokens, flags.gen_tokens - done);
@@ -263,15 +274,25 @@ int RunBench(const BenchFlags& flags) {
     kernels::SetActiveIsa(isa);
   }
   const int64_t n_seq = std::max(1, flags.batch);
-  auto loaded = LoadModel(flags.model, flags.threads, flags.prompt_tokens + flags.gen_tokens + 16,
-                          n_seq);
+  const int64_t n_ctx = flags.depth + flags.prompt_tokens + flags.gen_tokens + 16;
+  auto loaded = LoadModel(flags.model, flags.threads, n_ctx, n_seq);
   if (!loaded) return PrintError(loaded.error());
   const auto& config = loaded->model->config();
+  if (n_ctx > config.n_ctx_train) {
+    return PrintError(InvalidArgumentError(
+        fmt::format("--depth {} + -p {} + -n {} (+16) = {} tokens: more than the model's context "
+                    "of {}",
+                    flags.depth, flags.prompt_tokens, flags.gen_tokens, n_ctx,
+                    config.n_ctx_train),
+        "depth"));
+  }
   ModelRunner& runner = *loaded->runner;
   std::mt19937 rng(42);
   std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(config.n_vocab) - 1);
   std::vector<int32_t> prompt(static_cast<size_t>(flags.prompt_tokens));
   for (auto& t : prompt) t = pick(rng);
+  std::vector<int32_t> context(static_cast<size_t>(flags.depth));
+  for (auto& t : context) t = pick(rng);
 
   auto seconds = [](auto start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -281,6 +302,13 @@ int RunBench(const BenchFlags& flags) {
   for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
     if (flags.prompt_tokens > 0) {
       engine::Sequence seq;
+      if (!context.empty()) {
+        engine::BatchItem fill{&seq, context, false};
+        if (auto s = runner.Forward({&fill, 1}, &out); !s) {
+          runner.kv_cache().Release(&seq);
+          return PrintError(s.error());
+        }
+      }
       engine::BatchItem item{&seq, prompt, false};
       const auto start = std::chrono::steady_clock::now();
       auto s = runner.Forward({&item, 1}, &out);
@@ -291,6 +319,7 @@ int RunBench(const BenchFlags& flags) {
     }
     if (flags.gen_tokens > 0) {
       Decoder decoder(runner, n_seq, rng, pick);
+      if (auto s = decoder.Fill(context); !s) return PrintError(s.error());
       const auto start = std::chrono::steady_clock::now();
       if (auto s = decoder.Steps(flags.gen_tokens); !s) return PrintError(s.error());
       tg_rates.push_back(static_cast<double>(flags.gen_tokens * n_seq) / seconds(start));
@@ -312,16 +341,19 @@ int RunBench(const BenchFlags& flags) {
                                        config.n_layer, config.n_embd);
   const std::string type(engine::TypeName(config.weight_type));
   const std::string params = fmt::format("{:.1f} M", static_cast<double>(config.n_params) / 1e6);
+  const std::string at_depth = flags.depth > 0 ? fmt::format(" @ d{}", flags.depth) : "";
   if (!pp_rates.empty()) {
     auto [m, sd] = stats(pp_rates);
-    std::printf("| %s | %s | %.1f MiB | %s | %d | pp%lld | %.2f ± %.2f |\n", name.c_str(),
+    std::printf("| %s | %s | %.1f MiB | %s | %d | pp%lld%s | %.2f ± %.2f |\n", name.c_str(),
                 type.c_str(), size_mib, params.c_str(), flags.threads,
-                static_cast<long long>(flags.prompt_tokens), m, sd);
+                static_cast<long long>(flags.prompt_tokens), at_depth.c_str(), m, sd);
   }
   if (!tg_rates.empty()) {
     auto [m, sd] = stats(tg_rates);
-    const std::string test = n_seq > 1 ? fmt::format("tg{} x{}", flags.gen_tokens, n_seq)
-                                       : fmt::format("tg{}", flags.gen_tokens);
+    const std::string test =
+        (n_seq > 1 ? fmt::format("tg{} x{}", flags.gen_tokens, n_seq)
+                   : fmt::format("tg{}", flags.gen_tokens)) +
+        at_depth;
     std::printf("| %s | %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(),
                 type.c_str(), size_mib, params.c_str(), flags.threads, test.c_str(), m, sd);
     std::printf("\ngeneration reads %.1f MiB of weights per step: %.2f GB/s effective\n",
@@ -346,7 +378,7 @@ int RunBench(const BenchFlags& flags) {
       const double tg = stats(tg_rates).first;
       std::printf("generation bound %.1f tokens/s (bandwidth / weight bytes): tg at %.1f%% of it\n",
                   gbs * 1e9 / bytes, 100.0 * tg * bytes / (gbs * 1e9));
-      if (auto s = PairedWindows(runner, probe, bytes, flags, rng, pick); !s) {
+      if (auto s = PairedWindows(runner, probe, bytes, flags, context, rng, pick); !s) {
         return PrintError(s.error());
       }
     }

@@ -30,6 +30,10 @@ struct BenchFlags {
   int64_t prompt_tokens = 512;  // -p
   int64_t gen_tokens = 128;     // -n
   int repetitions = 3;          // -r
+  // -d: every test starts with this many tokens already in its sequence's KV cache (filled
+  // untimed), as llama-bench's depth: decoding and prompt processing deep into a context, where
+  // attention reads a long cache.
+  int64_t depth = 0;
   // -b: the generation test decodes this many sequences together (one Forward per step, each
   // sequence its own KV cache, as the server's batches of concurrent streams); tokens/s is the
   // aggregate over all of them.

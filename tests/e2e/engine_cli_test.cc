@@ -40,6 +40,23 @@ TEST(EngineCliTest, BenchPrintsPromptAndGenerationRates) {
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
 }
 
+// -d: the tests run deep into a context (llama-bench's depth). The context is really taken: a
+// depth that leaves no room for the tests in the model's context (stories260K: 2048) is refused,
+// naming the sizes.
+TEST(EngineCliTest, BenchRunsTheTestsAtTheDepthAskedFor) {
+  auto r = RunCommand(
+      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "-d", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| pp16 @ d1000 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg4 @ d1000 |"), std::string::npos) << r.out;
+  auto full = RunCommand(
+      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "-d", "2020"});
+  EXPECT_NE(full.exit_code, 0);
+  EXPECT_NE(full.err.find("--depth 2020 + -p 16 + -n 4 (+16) = 2056 tokens"), std::string::npos)
+      << full.err;
+  EXPECT_NE(full.err.find("context of 2048"), std::string::npos) << full.err;
+}
+
 TEST(EngineCliTest, BenchBandwidthComparesGenerationWithTheProbeOfTheSameMoment) {
   auto r = RunCommand({kBinary, "bench", kStories, "-t", "2", "-p", "0", "-n", "32", "-r", "1",
                        "--bandwidth"});
