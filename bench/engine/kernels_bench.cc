@@ -13,7 +13,9 @@
 //   GemmTokens/<type>/<isa>/<shape>/<n>  n = 4-16 tokens (batched decoding), weights from DRAM.
 //   OpenBlasSgemm/<shape>      cblas_sgemm on the same shapes (f32 weights) as the reference.
 //   Attention/<isa>/<n_kv>     7 query heads sharing a KV head over n_kv cached positions (F16
-//                              KV), one thread.
+//                              KV), one thread; AttentionDram/...: read from DRAM, as decoding
+//                              reads them; AttentionDramInterleaved/...: with the rows of two
+//                              KV heads side by side.
 //
 // Threads: a ComputePool of YUNZHI_BENCH_THREADS (default 2) everywhere but DotL2.
 
@@ -220,25 +222,45 @@ void BM_DecodeStep(benchmark::State& state, TensorType type, Isa isa, Body body,
 
 // One KV head's group of 7 query heads (Qwen2.5-0.5B: 14 query heads over 2 KV heads) over n_kv
 // cached positions (head_dim 64, F16 cache), as a decoding step at that context length runs it
-// once per KV head: scores, softmax, weighted sum of the values.
-void BM_Attention(benchmark::State& state, Isa isa, int64_t n_kv) {
+// once per KV head: scores, softmax, weighted sum of the values. Rows: kCache, one head's rows
+// back to back (KvCache's layout); kInterleaved, the two KV heads of a position side by side
+// (one head's rows 128 bytes every 256, the cache's layout before). `dram`: in enough copies that
+// every call reads them from DRAM, as a decoding step does (the weights stream through the caches
+// between two visits of a layer). GB/s of this head's K and V.
+enum class KvRows { kCache, kInterleaved };
+void BM_Attention(benchmark::State& state, Isa isa, int64_t n_kv, bool dram, KvRows layout) {
   SetActiveIsa(isa);
-  constexpr int64_t kHeadDim = 64, kGroup = 7;
+  constexpr int64_t kHeadDim = 64, kGroup = 7, kKvHeads = 2;
   const std::vector<float> q = RandomFloats(kGroup * kHeadDim, 9);
-  const std::vector<float> kv = RandomFloats(2 * n_kv * kHeadDim, 10);
-  std::vector<uint16_t> kv16(kv.size());
-  FloatToHalf(kv.data(), kv16.data(), static_cast<int64_t>(kv.size()));
-  std::vector<const void*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
-  for (int64_t j = 0; j < n_kv; ++j) {
-    k_rows[static_cast<size_t>(j)] = kv16.data() + j * kHeadDim;
-    v_rows[static_cast<size_t>(j)] = kv16.data() + (n_kv + j) * kHeadDim;
+  const int64_t pos_elems = layout == KvRows::kInterleaved ? kKvHeads * kHeadDim : kHeadDim;
+  const int64_t copy_elems = 2 * n_kv * pos_elems;  // K then V
+  const int copies = dram ? CopiesFor(copy_elems * 2) : 1;
+  const std::vector<float> kv = RandomFloats(copy_elems, 10);
+  std::vector<uint16_t> kv16(static_cast<size_t>(copy_elems * copies));
+  FloatToHalf(kv.data(), kv16.data(), copy_elems);
+  for (int c = 1; c < copies; ++c) {
+    std::memcpy(kv16.data() + c * copy_elems, kv16.data(), static_cast<size_t>(copy_elems * 2));
+  }
+  std::vector<std::vector<const void*>> k_rows(static_cast<size_t>(copies)),
+      v_rows(static_cast<size_t>(copies));
+  for (int c = 0; c < copies; ++c) {
+    const uint16_t* base = kv16.data() + c * copy_elems;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      k_rows[static_cast<size_t>(c)].push_back(base + j * pos_elems);
+      v_rows[static_cast<size_t>(c)].push_back(base + (n_kv + j) * pos_elems);
+    }
   }
   std::vector<float> scratch(static_cast<size_t>(kGroup * n_kv)), out(kGroup * kHeadDim);
+  int c = 0;
   for (auto _ : state) {
-    AttendGroup(q.data(), kGroup, k_rows.data(), v_rows.data(), KvType::kF16, n_kv, kHeadDim,
-                0.125f, scratch.data(), out.data());
+    AttendGroup(q.data(), kGroup, k_rows[static_cast<size_t>(c)].data(),
+                v_rows[static_cast<size_t>(c)].data(), KvType::kF16, n_kv, kHeadDim, 0.125f,
+                scratch.data(), out.data());
     benchmark::DoNotOptimize(out.data());
+    c = (c + 1) % copies;
   }
+  SetCounters(state, static_cast<double>(2 * n_kv * kHeadDim * 2),
+              static_cast<double>(4 * kGroup * n_kv * kHeadDim));
   SetActiveIsa(DetectIsa());
 }
 
@@ -403,11 +425,17 @@ const bool kRegistered = [] {
   for (int i = 0; i <= static_cast<int>(DetectIsa()); ++i) {
     const auto isa = static_cast<Isa>(i);
     for (int64_t n_kv : {int64_t{512}, int64_t{4096}}) {
-      benchmark::RegisterBenchmark(
-          Name({"Attention", std::string(IsaName(isa)), std::to_string(n_kv)}).c_str(),
-          BM_Attention, isa, n_kv)
-          ->MinTime(0.2)
-          ->Unit(benchmark::kMicrosecond);
+      for (const char* name : {"Attention", "AttentionDram", "AttentionDramInterleaved"}) {
+        const bool dram = name != std::string_view("Attention");
+        const KvRows rows = name == std::string_view("AttentionDramInterleaved")
+                                ? KvRows::kInterleaved
+                                : KvRows::kCache;
+        benchmark::RegisterBenchmark(
+            Name({name, std::string(IsaName(isa)), std::to_string(n_kv)}).c_str(), BM_Attention,
+            isa, n_kv, dram, rows)
+            ->MinTime(0.2)
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens.

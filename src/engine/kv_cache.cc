@@ -27,8 +27,10 @@ Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
   cache->n_head_kv_ = config.n_head_kv;
   cache->head_dim_ = config.head_dim;
   cache->elem_bytes_ = options.type == KvCacheType::kF16 ? 2 : 4;
-  cache->block_bytes_ =
-      options.block_tokens * config.n_head_kv * config.head_dim * cache->elem_bytes_;
+  cache->row_bytes_ = config.head_dim * cache->elem_bytes_;
+  cache->head_block_bytes_ = options.block_tokens * cache->row_bytes_;
+  cache->head_plane_bytes_ = cache->head_block_bytes_ * options.n_blocks;
+  cache->block_bytes_ = cache->head_block_bytes_ * config.n_head_kv;
   const int64_t layer_bytes = cache->block_bytes_ * options.n_blocks;
   const int64_t total = 2 * layer_bytes * config.n_layer;
   cache->storage_.reset(new (std::nothrow) uint8_t[static_cast<size_t>(total)]);
@@ -73,10 +75,13 @@ void KvCache::DropBlock(int32_t block) {
 
 void KvCache::CopyBlock(int32_t from, int32_t to) {
   for (int64_t l = 0; l < n_layer_; ++l) {
-    std::memcpy(keys_[l] + to * block_bytes_, keys_[l] + from * block_bytes_,
-                static_cast<size_t>(block_bytes_));
-    std::memcpy(values_[l] + to * block_bytes_, values_[l] + from * block_bytes_,
-                static_cast<size_t>(block_bytes_));
+    for (uint8_t* layer : {keys_[static_cast<size_t>(l)], values_[static_cast<size_t>(l)]}) {
+      for (int64_t h = 0; h < n_head_kv_; ++h) {
+        uint8_t* plane = layer + h * head_plane_bytes_;
+        std::memcpy(plane + to * head_block_bytes_, plane + from * head_block_bytes_,
+                    static_cast<size_t>(head_block_bytes_));
+      }
+    }
   }
 }
 
@@ -181,9 +186,9 @@ Status KvCache::AppendCopy(Sequence* seq, int32_t block, int64_t n_tokens) {
 void* KvCache::Row(bool value, const Sequence& seq, int64_t layer, int64_t pos,
                    int64_t head) const {
   const int32_t block = seq.blocks_[static_cast<size_t>(pos / block_tokens_)];
-  const int64_t offset = ((pos % block_tokens_) * n_head_kv_ + head) * head_dim_ * elem_bytes_;
   uint8_t* base = value ? values_[static_cast<size_t>(layer)] : keys_[static_cast<size_t>(layer)];
-  return base + block * block_bytes_ + offset;
+  return base + head * head_plane_bytes_ + block * head_block_bytes_ +
+         (pos % block_tokens_) * row_bytes_;
 }
 
 void* KvCache::KeyRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t head) const {
@@ -196,19 +201,17 @@ void* KvCache::ValueRow(const Sequence& seq, int64_t layer, int64_t pos, int64_t
 
 void KvCache::HeadRows(const Sequence& seq, int64_t layer, int64_t head, int64_t first, int64_t n,
                        const void** k_rows, const void** v_rows) const {
-  const uint8_t* keys = keys_[static_cast<size_t>(layer)];
-  const uint8_t* values = values_[static_cast<size_t>(layer)];
-  const int64_t pos_bytes = n_head_kv_ * head_dim_ * elem_bytes_;
-  const int64_t head_offset = head * head_dim_ * elem_bytes_;
+  const uint8_t* keys = keys_[static_cast<size_t>(layer)] + head * head_plane_bytes_;
+  const uint8_t* values = values_[static_cast<size_t>(layer)] + head * head_plane_bytes_;
   for (int64_t j = 0; j < n;) {
     const int64_t pos = first + j;
     const int64_t in_block = pos % block_tokens_;
     const int64_t run = std::min(n - j, block_tokens_ - in_block);
-    const int64_t base = seq.blocks_[static_cast<size_t>(pos / block_tokens_)] * block_bytes_ +
-                         in_block * pos_bytes + head_offset;
+    const int64_t block = seq.blocks_[static_cast<size_t>(pos / block_tokens_)];
+    const int64_t base = block * head_block_bytes_ + in_block * row_bytes_;
     for (int64_t r = 0; r < run; ++r) {
-      k_rows[j + r] = keys + base + r * pos_bytes;
-      v_rows[j + r] = values + base + r * pos_bytes;
+      k_rows[j + r] = keys + base + r * row_bytes_;
+      v_rows[j + r] = values + base + r * row_bytes_;
     }
     j += run;
   }

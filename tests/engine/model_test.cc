@@ -400,14 +400,31 @@ TEST(KvCache, ReserveReleaseAndSharedBlocksCountReferences) {
   EXPECT_NE(kv.KeyRow(a, 0, 9, 1), kv.KeyRow(a, 0, 9, 0));
   EXPECT_NE(kv.KeyRow(a, 0, 9, 1), kv.KeyRow(a, 1, 9, 1));
   EXPECT_NE(kv.KeyRow(a, 0, 9, 1), kv.ValueRow(a, 0, 9, 1));
-  EXPECT_EQ(static_cast<char*>(kv.KeyRow(a, 0, 1, 0)) - static_cast<char*>(kv.KeyRow(a, 0, 0, 0)),
-            2 * 8 * 4);
+  // One head's rows are contiguous: within a block, and across the blocks handed out in a row
+  // (0, 1, 2), which is what attention streams.
+  auto gap = [&](int64_t pos, int64_t head) {
+    return static_cast<char*>(kv.KeyRow(a, 0, pos + 1, head)) -
+           static_cast<char*>(kv.KeyRow(a, 0, pos, head));
+  };
+  EXPECT_EQ(gap(0, 0), 8 * 4);
+  EXPECT_EQ(gap(3, 0), 8 * 4);  // block 0 -> block 1
+  EXPECT_EQ(gap(7, 1), 8 * 4);  // block 1 -> block 2
+  const void* k_rows[10];
+  const void* v_rows[10];
+  kv.HeadRows(a, 1, 1, 0, 10, k_rows, v_rows);
+  for (int64_t pos = 0; pos < 10; ++pos) {
+    EXPECT_EQ(k_rows[pos], kv.KeyRow(a, 1, pos, 1));
+    EXPECT_EQ(v_rows[pos], kv.ValueRow(a, 1, pos, 1));
+  }
   std::memset(kv.KeyRow(a, 0, 9, 0), 0x5A, 8 * 4);
+  std::memset(kv.ValueRow(a, 1, 8, 1), 0x3C, 8 * 4);
   Sequence b;
-  ASSERT_TRUE(kv.Fork(a, &b));  // shares 2 full blocks, copies the third
+  ASSERT_TRUE(kv.Fork(a, &b));  // shares 2 full blocks, copies the third (every layer and head)
   EXPECT_EQ(kv.ref_count(a.blocks()[0]), 2);
   EXPECT_EQ(kv.ref_count(a.blocks()[1]), 2);
+  EXPECT_NE(b.blocks()[2], a.blocks()[2]);
   EXPECT_EQ(std::memcmp(kv.KeyRow(a, 0, 9, 0), kv.KeyRow(b, 0, 9, 0), 8 * 4), 0);
+  EXPECT_EQ(std::memcmp(kv.ValueRow(a, 1, 8, 1), kv.ValueRow(b, 1, 8, 1), 8 * 4), 0);
   EXPECT_EQ(kv.n_free_blocks(), 1);
   // Truncating b into a shared block copies it, so a's rows stay untouched.
   ASSERT_TRUE(kv.Truncate(&b, 6));

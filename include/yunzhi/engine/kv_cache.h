@@ -8,7 +8,11 @@
 // only appended after the last one, and Fork/Truncate copy a shared partially filled block first.
 //
 // Memory: 2 (K and V) x n_layer x n_blocks x block_tokens x n_head_kv x head_dim x (2 or 4) bytes,
-// allocated once by Create.
+// allocated once by Create. Layout: for each layer, K and V, and KV head, one plane of n_blocks
+// blocks of block_tokens rows (head_dim elements each), so that attention over one KV head reads
+// its rows contiguously, one block after the next (blocks are handed out lowest id first). With
+// the heads of a position side by side instead, one head's rows read from DRAM took 3x as long
+// (docs/benchmarks.md, AttentionDram).
 //
 // Thread safety: a KvCache and its Sequences are used by one thread at a time (the thread that
 // runs the ModelRunner that owns the cache).
@@ -146,7 +150,10 @@ class KvCache {
   int64_t n_head_kv_ = 0;
   int64_t head_dim_ = 0;
   int64_t elem_bytes_ = 2;
-  int64_t block_bytes_ = 0;       // one block of one layer, K or V
+  int64_t row_bytes_ = 0;         // one position of one KV head
+  int64_t head_block_bytes_ = 0;  // one block of one KV head: block_tokens rows
+  int64_t head_plane_bytes_ = 0;  // one KV head's n_blocks blocks
+  int64_t block_bytes_ = 0;       // one block of one layer (every KV head), K or V
   std::vector<uint8_t*> keys_;    // per layer: n_blocks blocks
   std::vector<uint8_t*> values_;  // per layer
   std::unique_ptr<uint8_t[]> storage_;
