@@ -452,6 +452,49 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
   }
 }
 
+TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) {
+  // arch/one_token.cc converts the down projection's input a row range at a time, on whichever
+  // thread computed those values; every format of every ISA must come out byte for byte the same
+  // as one conversion. Widths with a partial last group of Q8x4 blocks (7 blocks of 32) too.
+  std::mt19937 rng(44);
+  struct Case {
+    TensorType type;
+    WeightLayout layout;
+    int64_t cols;
+  };
+  const Case cases[] = {{TensorType::kQ8_0, WeightLayout::kRows, 2560},
+                        {TensorType::kQ4_0, WeightLayout::kRows, 224},
+                        {TensorType::kQ4_0, WeightLayout::kPanels, 2560},
+                        {TensorType::kQ4_K, WeightLayout::kRows, 2560},
+                        {TensorType::kQ6_K, WeightLayout::kRows, 1280}};
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (const Case& tc : cases) {
+      SCOPED_TRACE(std::string(TypeName(tc.type)) + " cols " + std::to_string(tc.cols));
+      const ProductInput input = ProductInputOf(tc.type, tc.layout);
+      const int64_t bytes = ProductInputBytes(input, tc.cols);
+      ASSERT_GT(bytes, 0);
+      const int64_t block = ProductInputBlock(input);
+      ASSERT_EQ(tc.cols % std::min<int64_t>(block, 32), 0);
+      const std::vector<float> x = RandomFloats(rng, tc.cols, 2.0f);
+      std::vector<uint8_t, PanelAllocator> whole(static_cast<size_t>(bytes), 0x11);
+      std::vector<uint8_t, PanelAllocator> ranged(static_cast<size_t>(bytes), 0x11);
+      ConvertProductInput(input, x.data(), tc.cols, whole.data());
+      // Ranges of 1, 2, 3... blocks, last in first out, the last one ending at cols.
+      std::vector<std::pair<int64_t, int64_t>> ranges;
+      for (int64_t c0 = 0, k = 1; c0 < tc.cols; c0 += k * block, ++k) {
+        ranges.emplace_back(c0, std::min(tc.cols, c0 + k * block));
+      }
+      ASSERT_GT(ranges.size(), 1u) << "block " << block;
+      for (auto it = ranges.rbegin(); it != ranges.rend(); ++it) {
+        ConvertProductInputRange(input, x.data(), tc.cols, it->first, it->second, ranged.data());
+      }
+      EXPECT_TRUE(whole == ranged);
+    }
+  }
+}
+
 // SwiGLU's gate with a vector exp on every ISA: within 2 float ulps of the libm reference over
 // the whole range a gate takes (saturating cleanly far out), tails included.
 TEST_F(KernelsTest, SiluMulMatchesTheLibmReferenceOnEveryIsa) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -263,55 +264,73 @@ TEST_P(ModelBatching, OneLongCallEqualsSeparateCallsBitForBit) {
   EXPECT_TRUE(by_pass[0] == by_pass[1]);
 }
 
+// One case of the test below: a model of `type` decoded on each thread count.
+struct OneTokenCase {
+  Architecture arch;
+  int n_head, n_head_kv;
+  int64_t n_embd, n_ff;
+  std::vector<int> threads;  // the first is compared with the others
+};
+
+void ExpectSameBitsWhateverTheThreadCount(const OneTokenCase& tc, TensorType type) {
+  SCOPED_TRACE(fmt::format("arch {} {} n_embd {} n_ff {}", static_cast<int>(tc.arch),
+                           TypeName(type), tc.n_embd, tc.n_ff));
+  TempDir dir;
+  tools::ModelSpec spec = TinySpec(tc.arch, type);
+  spec.n_head = tc.n_head;
+  spec.n_head_kv = tc.n_head_kv;
+  spec.n_embd = tc.n_embd;
+  spec.n_ff = tc.n_ff;
+  ASSERT_TRUE(tools::WriteModel(spec, {.gguf_path = dir / "m.gguf"}));
+  auto model = Model::Load(dir / "m.gguf");
+  ASSERT_TRUE(model) << model.error().ToString();
+  std::vector<std::vector<float>> logits_by_threads;
+  for (int threads : tc.threads) {
+    auto runner = MakeRunner(*model, {.n_threads = threads});
+    Sequence seq;
+    ForwardOutput out;
+    const std::vector<int32_t> prompt = Tokens(7, 3);
+    const BatchItem first{&seq, prompt, true};
+    ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&first, 1), &out));
+    std::vector<float> all;
+    for (int step = 0; step < 24; ++step) {
+      const std::vector<int32_t> one = {(step * 53 + 11) % 300};
+      const BatchItem item{&seq, one, true};
+      ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&item, 1), &out));
+      all.insert(all.end(), out.logits.begin(), out.logits.end());
+    }
+    logits_by_threads.push_back(std::move(all));
+    runner->kv_cache().Release(&seq);
+  }
+  for (size_t i = 1; i < tc.threads.size(); ++i) {
+    EXPECT_EQ(logits_by_threads[0], logits_by_threads[i])
+        << tc.threads[0] << " vs " << tc.threads[i] << " threads";
+  }
+}
+
 TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
   // Decoding one token with 2+ threads runs every layer in one parallel region
   // (arch/one_token.cc: per-phase work items, each thread preparing its own inputs): one item per
-  // KV head when the threads divide the KV heads, else q/k/v row ranges and then per-head items.
-  // One thread takes the layer-by-layer path. The logits must be the same bits: Qwen2 (Q/K/V
-  // biases) and Qwen3 (Q/K norms) with 2 KV heads on 2 and 3 threads against 1, and a Llama with
-  // 4 KV heads on 4, 2 and 3 threads against 1 -- 3 or 4 threads on a 2-core machine, so workers
-  // often start late and the others take over their items.
-  struct Case {
-    Architecture arch;
-    int n_head, n_head_kv;
-    int64_t n_embd;
-    std::vector<int> threads;  // the first is compared with the others
-  };
-  const Case cases[] = {{Architecture::kQwen2, 4, 2, 64, {1, 2, 3}},
-                        {Architecture::kQwen3, 4, 2, 64, {1, 2, 3}},
-                        {Architecture::kLlama, 8, 4, 128, {1, 4, 2, 3}}};
-  for (const Case& tc : cases) {
-    SCOPED_TRACE(static_cast<int>(tc.arch));
-    TempDir dir;
-    tools::ModelSpec spec = TinySpec(tc.arch, GetParam());
-    spec.n_head = tc.n_head;
-    spec.n_head_kv = tc.n_head_kv;
-    spec.n_embd = tc.n_embd;
-    ASSERT_TRUE(tools::WriteModel(spec, {.gguf_path = dir / "m.gguf"}));
-    auto model = Model::Load(dir / "m.gguf");
-    ASSERT_TRUE(model) << model.error().ToString();
-    std::vector<std::vector<float>> logits_by_threads;
-    for (int threads : tc.threads) {
-      auto runner = MakeRunner(*model, {.n_threads = threads});
-      Sequence seq;
-      ForwardOutput out;
-      const std::vector<int32_t> prompt = Tokens(7, 3);
-      const BatchItem first{&seq, prompt, true};
-      ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&first, 1), &out));
-      std::vector<float> all;
-      for (int step = 0; step < 24; ++step) {
-        const std::vector<int32_t> one = {(step * 53 + 11) % 300};
-        const BatchItem item{&seq, one, true};
-        ASSERT_TRUE(runner->Forward(std::span<const BatchItem>(&item, 1), &out));
-        all.insert(all.end(), out.logits.begin(), out.logits.end());
-      }
-      logits_by_threads.push_back(std::move(all));
-      runner->kv_cache().Release(&seq);
-    }
-    for (size_t i = 1; i < tc.threads.size(); ++i) {
-      EXPECT_EQ(logits_by_threads[0], logits_by_threads[i])
-          << tc.threads[0] << " vs " << tc.threads[i] << " threads";
-    }
+  // KV head when the threads divide the KV heads, else q/k/v row ranges and then per-head items;
+  // SiLU(gate) * up and its conversion to down's input done a gate/up pair of row ranges at a
+  // time, by whichever thread finished the pair. One thread takes the layer-by-layer path. The
+  // logits must be the same bits: Qwen2 (Q/K/V biases) and Qwen3 (Q/K norms) with 2 KV heads on
+  // 2 and 3 threads against 1, and a Llama with 4 KV heads on 4, 2 and 3 threads against 1 -- 3
+  // or 4 threads on a 2-core machine, so workers often start late and the others take over their
+  // items. n_ff 1024: 16-22 gate/up pairs, split between the threads.
+  const OneTokenCase cases[] = {{Architecture::kQwen2, 4, 2, 64, 128, {1, 2, 3}},
+                                {Architecture::kQwen2, 4, 2, 64, 1024, {1, 2, 3}},
+                                {Architecture::kQwen3, 4, 2, 64, 128, {1, 2, 3}},
+                                {Architecture::kLlama, 8, 4, 128, 128, {1, 4, 2, 3}}};
+  for (const OneTokenCase& tc : cases) ExpectSameBitsWhateverTheThreadCount(tc, GetParam());
+}
+
+// The same with the other activation formats of down's input: Q4_0 (panels, groups of 128) and
+// Q4_K (blocks of 256, so 4 gate/up pairs of 256 rows).
+TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0AndQ4_K) {
+  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ4_K}) {
+    ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 4, 2, 256, 1024, {1, 2, 3}},
+                                         type);
   }
 }
 

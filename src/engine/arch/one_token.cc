@@ -4,10 +4,13 @@
 // q/k/v rows, biases, Q/K norms, RoPE, cache write and attention, as SelfAttention computes them
 // -- or, when the threads do not divide the KV heads, row ranges of q/k/v and then one item per
 // KV head for the rest; then row ranges of o, of gate/up and of down, o and down each adding its
-// rows to the residual.
+// rows to the residual. Gate/up items come in pairs (the same rows of both matrices); whichever
+// thread finishes the second of a pair computes SiLU(gate) * up of those rows and converts them
+// into down's input, so down's input is ready when the phase ends, made mostly by the thread that
+// computed its gate and up rows (thread k's share is the same rows of both).
 // Before taking items, every thread prepares the phase's input for itself from what the previous
-// phase left in the shared buffers: the RMSNorm of the residual, SiLU(gate) * up, and their
-// conversion to the weights' activation format. The layer-by-layer path runs those steps on one
+// phase left in the shared buffers: the RMSNorm of the residual and its conversion to the
+// weights' activation format. The layer-by-layer path runs those steps on one
 // thread while the others wait, and pays a fork and a join per product, with the data crossing
 // between cores twice (the caller gathers the workers' outputs, the workers read the caller's
 // converted input). Here a phase starts when every item of the one before is done, and each
@@ -46,7 +49,7 @@ enum class Phase {
   kQkv,     // row ranges of q, k and v
   kAttend,  // per KV head: biases, Q/K norms, RoPE, cache write, attention
   kOutput,  // row ranges of o, each added to its rows of the residual
-  kGateUp,  // row ranges of gate and up
+  kGateUp,  // row ranges of gate and up, then SiLU(gate) * up of each pair as down's input
   kDown,    // row ranges of down, each added to its rows of the residual
 };
 
@@ -227,8 +230,31 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
   const int64_t chunk_qkv = RowChunk(q_dim + 2 * kv_dim, nth);
   const int64_t n_chunk_q = Chunks(q_dim, chunk_qkv), n_chunk_kv = Chunks(kv_dim, chunk_qkv);
   const int64_t chunk_embd = RowChunk(n_embd, nth);
-  const int64_t chunk_ff = RowChunk(2 * n_ff, nth);
+  // Gate/up chunks in whole blocks of every layer's down input format, so each pair's rows
+  // convert on their own (ConvertProductInputRange).
+  int64_t down_block = kRowAlign;
+  int64_t down_bytes = 0;
+  for (const LayerWeights& w : m.layers) {
+    const kernels::ProductInput f = kernels::ProductInputOf(w.w_down.type, w.w_down.layout);
+    down_block = std::max(down_block, kernels::ProductInputBlock(f));
+    down_bytes = std::max(down_bytes, kernels::ProductInputBytes(f, n_ff));
+  }
+  const int64_t chunk_ff = Chunks(RowChunk(2 * n_ff, nth), down_block) * down_block;
   const int64_t n_chunk_ff = Chunks(n_ff, chunk_ff);
+  // Gate/up items share by share: thread k's contiguous items are its rows of gate, then the
+  // same rows of up.
+  std::vector<std::pair<bool, int64_t>> gate_up;  // per item: (up?, chunk)
+  for (int k = 0; k < nth; ++k) {
+    for (bool up : {false, true}) {
+      for (int64_t i = n_chunk_ff * k / nth; i < n_chunk_ff * (k + 1) / nth; ++i) {
+        gate_up.emplace_back(up, i);
+      }
+    }
+  }
+  // Per layer and chunk: how many of its gate and up items are done.
+  const auto n_layers = static_cast<int64_t>(m.layers.size());
+  std::unique_ptr<std::atomic<int>[]> pairs(new std::atomic<int>[n_layers * n_chunk_ff]);
+  for (int64_t i = 0; i < n_layers * n_chunk_ff; ++i) pairs[i].store(0, std::memory_order_relaxed);
   std::vector<Phase> layer_phases = {Phase::kHeads, Phase::kOutput, Phase::kGateUp, Phase::kDown};
   if (!per_head) layer_phases.insert(layer_phases.begin() + 1, Phase::kAttend);
   if (!per_head) layer_phases[0] = Phase::kQkv;
@@ -248,23 +274,26 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
   }
   Schedule schedule(nth, items);
 
-  // Per thread: the normalised residual, SiLU(gate) * up, and Inputs::kMax converted rows.
+  // Per thread: the normalised residual and Inputs::kMax converted rows. Shared, after them:
+  // down's input, converted a gate/up pair at a time (for float weights, ff_gate itself).
   const int64_t slot_bytes =
-      (kernels::ProductInputMaxBytes(std::max({n_embd, q_dim, n_ff})) + 63) / 64 * 64;
-  const int64_t scratch_floats = n_embd + n_ff + (Inputs::kMax * slot_bytes + 64) / 4;
-  for (int k = 0; k < nth; ++k) {
+      (kernels::ProductInputMaxBytes(std::max({n_embd, q_dim})) + 63) / 64 * 64;
+  const int64_t scratch_floats = n_embd + (Inputs::kMax * slot_bytes + 64) / 4;
+  const auto n_scratch = static_cast<size_t>(nth + 1);
+  if (ctx.thread_scratch->size() < n_scratch) ctx.thread_scratch->resize(n_scratch);
+  for (int k = 0; k <= nth; ++k) {
     std::vector<float>& s = (*ctx.thread_scratch)[static_cast<size_t>(k)];
-    if (static_cast<int64_t>(s.size()) < scratch_floats) {
-      s.resize(static_cast<size_t>(scratch_floats));
-    }
+    const int64_t floats = k < nth ? scratch_floats : (down_bytes + 64) / 4 + 1;
+    if (static_cast<int64_t>(s.size()) < floats) s.resize(static_cast<size_t>(floats));
   }
+  auto* down_input = reinterpret_cast<uint8_t*>((*ctx.thread_scratch)[n_scratch - 1].data());
+  down_input += (64 - reinterpret_cast<uintptr_t>(down_input) % 64) % 64;
   EnsureRopeAngles(ctx);
   const kernels::RopeStyle style = StyleOf(c);
 
   ctx.pool->RunShared([&](int ith, int) {
     float* xn = (*ctx.thread_scratch)[static_cast<size_t>(ith)].data();
-    float* h = xn + n_embd;
-    auto* slots = reinterpret_cast<uint8_t*>(h + n_ff);
+    auto* slots = reinterpret_cast<uint8_t*>(xn + n_embd);
     slots += (64 - reinterpret_cast<uintptr_t>(slots) % 64) % 64;
     Inputs in(slots, slot_bytes);
     for (int64_t p = 0; p < schedule.n_phases(); ++p) {
@@ -322,17 +351,22 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
         case Phase::kOutput:
         case Phase::kDown: {
           const Matrix& wm = kind == Phase::kOutput ? w.wo : w.w_down;
+          // o converts the attention output itself; down reads what the gate/up pairs left
+          // (converted, or the floats themselves in ff_gate).
+          const void* input = nullptr;
           auto prepare = [&] {
             if (kind == Phase::kOutput) {
               in.Prepare({&wm}, ctx.attn, q_dim);
+              input = in.input(0);
             } else {
-              kernels::SiluMul(ctx.ff_gate, ctx.ff_up, h, n_ff);
-              in.Prepare({&wm}, h, n_ff);
+              const kernels::ProductInput f = kernels::ProductInputOf(wm.type, wm.layout);
+              input = kernels::ProductInputBytes(f, n_ff) > 0 ? static_cast<const void*>(down_input)
+                                                              : ctx.ff_gate;
             }
           };
           schedule.Work(p, ith, prepare, [&](int64_t i) {
             const int64_t r0 = i * chunk_embd, r1 = std::min(n_embd, r0 + chunk_embd);
-            RowsOf(wm, in.input(0), r0, r1, ctx.out);
+            RowsOf(wm, input, r0, r1, ctx.out);
             kernels::AddInPlace(ctx.x + r0, ctx.out + r0, r1 - r0);
           });
           break;
@@ -342,14 +376,25 @@ bool DecodeLayersInOneRegion(ForwardContext& ctx) {
             kernels::RmsNorm(ctx.x, w.ffn_norm.data(), c.norm_eps, n_embd, xn);
             in.Prepare({&w.w_gate, &w.w_up}, xn, n_embd);
           };
+          const kernels::ProductInput down_format =
+              kernels::ProductInputOf(w.w_down.type, w.w_down.layout);
+          const bool convert = kernels::ProductInputBytes(down_format, n_ff) > 0;
           schedule.Work(p, ith, prepare, [&](int64_t i) {
-            const bool up = i >= n_chunk_ff;
-            const int64_t r0 = (up ? i - n_chunk_ff : i) * chunk_ff;
-            const int64_t r1 = std::min(n_ff, r0 + chunk_ff);
+            const auto [up, chunk] = gate_up[static_cast<size_t>(i)];
+            const int64_t r0 = chunk * chunk_ff, r1 = std::min(n_ff, r0 + chunk_ff);
             if (up) {
               RowsOf(w.w_up, in.input(1), r0, r1, ctx.ff_up);
             } else {
               RowsOf(w.w_gate, in.input(0), r0, r1, ctx.ff_gate);
+            }
+            // The second of the pair done: its rows of down's input (acq_rel: the other
+            // thread's rows of the pair are visible here).
+            if (pairs[layer * n_chunk_ff + chunk].fetch_add(1, std::memory_order_acq_rel) == 1) {
+              kernels::SiluMul(ctx.ff_gate + r0, ctx.ff_up + r0, ctx.ff_gate + r0, r1 - r0);
+              if (convert) {
+                kernels::ConvertProductInputRange(down_format, ctx.ff_gate, n_ff, r0, r1,
+                                                  down_input);
+              }
             }
           });
           break;

@@ -379,6 +379,62 @@ void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void*
                      static_cast<uint8_t*>(out));
 }
 
+int64_t ProductInputBlock(ProductInput input) {
+  switch (static_cast<ActFormat>(input)) {
+    case ActFormat::kFloat: return 1;
+    case ActFormat::kQ8: return internal::kActQ8Block;
+    case ActFormat::kQ8x4: return 4 * internal::kActQ8Block;
+    case ActFormat::kQ8K: return internal::kActQ8KBlock;
+  }
+  return 1;
+}
+
+void ConvertProductInputRange(ProductInput input, const float* x, int64_t cols, int64_t c0,
+                              int64_t c1, void* out) {
+  const auto act = static_cast<ActFormat>(input);
+  YZ_DCHECK(act != ActFormat::kFloat);
+  YZ_DCHECK(c0 % ProductInputBlock(input) == 0 && (c1 == cols || c1 % ProductInputBlock(input) == 0));
+  if (c0 == 0 && c1 == cols) {
+    ConvertProductInput(input, x, cols, out);
+    return;
+  }
+  // The range converted as a row of its own, then each part moved to its place: every block's
+  // values, scale and sums depend on that block alone.
+  const int64_t n = c1 - c0;
+  thread_local std::vector<uint8_t> part;
+  part.resize(static_cast<size_t>(internal::ActStrideBytes(act, n) + 64));
+  uint8_t* tmp = part.data() + (64 - reinterpret_cast<uintptr_t>(part.data()) % 64) % 64;
+  ConvertActivations(nullptr, act, x + c0, n, 1, internal::ActStrideBytes(act, n), tmp);
+  auto* o = static_cast<uint8_t*>(out);
+  auto move = [&](int64_t dst, int64_t src, int64_t bytes) {
+    std::memcpy(o + dst, tmp + src, static_cast<size_t>(bytes));
+  };
+  switch (act) {
+    case ActFormat::kQ8: {  // qs, then d and ds per block of 32
+      const int64_t nb = cols / internal::kActQ8Block, b0 = c0 / internal::kActQ8Block;
+      const int64_t nbr = n / internal::kActQ8Block;
+      move(c0, 0, n);
+      move(cols + 4 * b0, n, 4 * nbr);
+      move(cols + 4 * (nb + b0), n + 4 * nbr, 4 * nbr);
+      break;
+    }
+    case ActFormat::kQ8K: {  // qs, d per block of 256, then 16-value sums
+      const int64_t nb = cols / internal::kActQ8KBlock, b0 = c0 / internal::kActQ8KBlock;
+      const int64_t nbr = n / internal::kActQ8KBlock;
+      move(c0, 0, n);
+      move(cols + 4 * b0, n, 4 * nbr);
+      move(cols + 4 * nb + 2 * (c0 / 16), n + 4 * nbr, 2 * (n / 16));
+      break;
+    }
+    case ActFormat::kQ8x4:  // groups of 4 blocks, each group's bytes together
+      move(c0 / (4 * internal::kActQ8Block) * internal::kActQ8x4GroupBytes, 0,
+           internal::ActStrideBytes(act, n));
+      break;
+    case ActFormat::kFloat:
+      break;
+  }
+}
+
 void MatMulRowsOneToken(TensorType wtype, WeightLayout layout, const void* w, int64_t rows,
                         int64_t cols, const void* input, int64_t r0, int64_t r1, float* y) {
   YZ_DCHECK(layout == WeightLayout::kRows || r0 % kRowAlign == 0);

@@ -124,6 +124,14 @@ int64_t ProductInputMaxBytes(int64_t cols);
 // Converts x (cols floats) to `input`'s format at `out` (ProductInputBytes, 64-byte aligned).
 // Precondition: ProductInputBytes(input, cols) > 0.
 void ConvertProductInput(ProductInput input, const float* x, int64_t cols, void* out);
+// The values `input`'s format converts together (its block): 1 for floats, else 32, 128 or 256.
+int64_t ProductInputBlock(ProductInput input);
+// Values [c0, c1) of x (a row of cols) converted into their place in `out`, a row laid out as
+// ConvertProductInput writes it: converting a row in ranges gives the same bytes as at once.
+// Precondition: ProductInputBytes(input, cols) > 0; c0 and c1 multiples of ProductInputBlock, or
+// c1 == cols.
+void ConvertProductInputRange(ProductInput input, const float* x, int64_t cols, int64_t c0,
+                              int64_t c1, void* out);
 // y[r] for r in [r0, r1) of y = W x (W: rows x cols of wtype/layout; y: the whole output vector),
 // from `input`: what ConvertProductInput wrote, or x itself when ProductInputBytes is 0.
 // Precondition for kPanels: r0 is a multiple of 16.
