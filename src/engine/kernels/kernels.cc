@@ -393,7 +393,8 @@ void ConvertProductInputRange(ProductInput input, const float* x, int64_t cols, 
                               int64_t c1, void* out) {
   const auto act = static_cast<ActFormat>(input);
   YZ_DCHECK(act != ActFormat::kFloat);
-  YZ_DCHECK(c0 % ProductInputBlock(input) == 0 && (c1 == cols || c1 % ProductInputBlock(input) == 0));
+  [[maybe_unused]] const int64_t block = ProductInputBlock(input);
+  YZ_DCHECK(c0 % block == 0 && (c1 == cols || c1 % block == 0));
   if (c0 == 0 && c1 == cols) {
     ConvertProductInput(input, x, cols, out);
     return;
