@@ -204,11 +204,14 @@ Status ModelRunner::Forward(std::span<const BatchItem> batch, ForwardOutput* out
   if (s.buffer.size() < static_cast<size_t>(per_token * pass_max)) {
     s.buffer.resize(static_cast<size_t>(per_token * pass_max));
   }
-  // Scores of one KV head's group of query heads; row pointers of its K and V.
-  const size_t group = static_cast<size_t>(c.n_head / c.n_head_kv);
+  // Scores of one KV head's group of query heads, for a run of a prompt's tokens at a time
+  // (arch::Attention); row pointers of its K and V.
+  const int64_t group = c.n_head / c.n_head_kv;
+  const int64_t per_call = n_tokens > 1 ? arch::AttentionTokensPerCall(group, max_len) : 1;
+  const auto scores = static_cast<size_t>(group * max_len * per_call);
   for (size_t i = 0; i < s.attn_scores.size(); ++i) {
-    if (s.attn_scores[i].size() < group * static_cast<size_t>(max_len)) {
-      s.attn_scores[i].resize(group * static_cast<size_t>(max_len));
+    if (s.attn_scores[i].size() < scores) s.attn_scores[i].resize(scores);
+    if (s.attn_rows[i].size() < 2 * static_cast<size_t>(max_len)) {
       s.attn_rows[i].resize(2 * static_cast<size_t>(max_len));
     }
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "engine/kernels/kernels.h"
@@ -658,6 +659,59 @@ TEST_F(KernelsTest, AttentionMatchesFloat64) {
                   << " n=" << n_kv << " n_q=" << n_q << " i=" << i;
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// A prompt's tokens attended together (AttendGroupTokens: token i sees n_kv_first + i
+// positions) give every token the bits AttendGroup gives it alone, on every ISA and KV type, for
+// group sizes 1 and 7 (one-head and tiled weighted sums), head sizes through the one-row scores
+// path (320 > kMaxTileDim), and runs whose last positions end inside, on and past a 16-row tile.
+TEST_F(KernelsTest, AttendingAPromptsTokensTogetherGivesEachTheBitsOfAttendingItAlone) {
+  std::mt19937 rng(45);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Case {
+    int64_t n_q, head_dim, n_kv_first, n_tokens;
+  };
+  const Case cases[] = {{7, 64, 1, 8},  {7, 64, 9, 8},   {1, 64, 17, 5}, {7, 128, 40, 8},
+                        {2, 320, 3, 4}, {7, 64, 100, 2}, {1, 128, 15, 2}};
+  for (KvType kv : {KvType::kF32, KvType::kF16}) {
+    for (const Case& tc : cases) {
+      const int64_t n = tc.n_kv_first + tc.n_tokens - 1;
+      std::vector<float> kf(n * tc.head_dim), vf(n * tc.head_dim);
+      for (float& x : kf) x = nd(rng);
+      for (float& x : vf) x = nd(rng);
+      std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+      FloatToHalf(kf.data(), kh.data(), static_cast<int64_t>(kf.size()));
+      FloatToHalf(vf.data(), vh.data(), static_cast<int64_t>(vf.size()));
+      std::vector<const void*> krows(n), vrows(n);
+      for (int64_t j = 0; j < n; ++j) {
+        krows[j] = kv == KvType::kF16 ? static_cast<const void*>(&kh[j * tc.head_dim])
+                                      : static_cast<const void*>(&kf[j * tc.head_dim]);
+        vrows[j] = kv == KvType::kF16 ? static_cast<const void*>(&vh[j * tc.head_dim])
+                                      : static_cast<const void*>(&vf[j * tc.head_dim]);
+      }
+      const int64_t width = tc.n_q * tc.head_dim;
+      std::vector<float> q(tc.n_tokens * width);
+      for (float& x : q) x = nd(rng);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(tc.head_dim));
+      for (Isa isa : AvailableIsas()) {
+        SCOPED_TRACE(fmt::format("{} kv {} n_q {} d {} first {} tokens {}", IsaName(isa),
+                                 static_cast<int>(kv), tc.n_q, tc.head_dim, tc.n_kv_first,
+                                 tc.n_tokens));
+        SetActiveIsa(isa);
+        std::vector<float> scratch(tc.n_tokens * tc.n_q * n), together(tc.n_tokens * width);
+        AttendGroupTokens(q.data(), tc.n_tokens, tc.n_q, krows.data(), vrows.data(), kv,
+                          tc.n_kv_first, tc.head_dim, scale, scratch.data(), together.data());
+        for (int64_t t = 0; t < tc.n_tokens; ++t) {
+          std::vector<float> alone(width);
+          AttendGroup(q.data() + t * width, tc.n_q, krows.data(), vrows.data(), kv,
+                      tc.n_kv_first + t, tc.head_dim, scale, scratch.data(), alone.data());
+          ASSERT_EQ(0, std::memcmp(alone.data(), together.data() + t * width,
+                                   static_cast<size_t>(width) * sizeof(float)))
+              << "token " << t;
         }
       }
     }

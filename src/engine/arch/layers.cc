@@ -128,10 +128,71 @@ void StoreKv(ForwardContext& ctx, int64_t layer) {
   }
 }
 
+int64_t AttentionTokensPerCall(int64_t group, int64_t max_len) {
+  const int64_t per_token = std::max<int64_t>(group * max_len, 1);
+  return std::clamp<int64_t>(kAttentionScratchFloats / per_token, 1, kAttentionTokensPerCall);
+}
+
 void Attention(ForwardContext& ctx, int64_t layer) {
-  const int64_t n_head_kv = ctx.config->n_head_kv;
-  ParallelFor(ctx.pool, ctx.n_tokens * n_head_kv, [&](int64_t item, int ith) {
-    AttendKvHead(ctx, layer, item / n_head_kv, item % n_head_kv, ith);
+  const ModelConfig& c = *ctx.config;
+  const int64_t n_head_kv = c.n_head_kv;
+  if (ctx.n_tokens == 1 || c.sliding_window > 0) {
+    ParallelFor(ctx.pool, ctx.n_tokens * n_head_kv, [&](int64_t item, int ith) {
+      AttendKvHead(ctx, layer, item / n_head_kv, item % n_head_kv, ith);
+    });
+    return;
+  }
+  // Runs of consecutive tokens of one sequence, each attended in one call per KV head
+  // (kernels::AttendGroupTokens reads and converts each K/V tile once for the whole run), as
+  // many tokens as the per-thread scores buffer holds for the run's last position.
+  const int64_t group = c.n_head / n_head_kv;
+  const auto capacity = static_cast<int64_t>((*ctx.attn_scores)[0].size());
+  std::vector<std::pair<int64_t, int64_t>> runs;  // [t0, t1)
+  for (int64_t t = 0; t < ctx.n_tokens;) {
+    int64_t t1 = t + 1;
+    while (t1 < ctx.n_tokens && t1 - t < kAttentionTokensPerCall &&
+           ctx.token_slice[t1] == ctx.token_slice[t] &&
+           ctx.token_pos[t1] == ctx.token_pos[t1 - 1] + 1 &&
+           (t1 + 1 - t) * group * (ctx.token_pos[t1] + 1) <= capacity) {
+      ++t1;
+    }
+    runs.emplace_back(t, t1);
+    t = t1;
+  }
+  const int64_t hd = c.head_dim;
+  const kernels::KvType kv_type =
+      ctx.cache->type() == KvCacheType::kF16 ? kernels::KvType::kF16 : kernels::KvType::kF32;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto n_runs = static_cast<int64_t>(runs.size());
+  ParallelFor(ctx.pool, n_runs * n_head_kv, [&](int64_t item, int ith) {
+    const auto [t0, t1] = runs[static_cast<size_t>(item / n_head_kv)];
+    const int64_t h_kv = item % n_head_kv;
+    if (t1 - t0 == 1) {
+      AttendKvHead(ctx, layer, t0, h_kv, ith);
+      return;
+    }
+    const Sequence& seq = *ctx.slices[ctx.token_slice[t0]].sequence;
+    const int64_t n_kv = ctx.token_pos[t1 - 1] + 1;
+    std::vector<const void*>& rows = (*ctx.attn_rows)[static_cast<size_t>(ith)];
+    const void** k_rows = rows.data();
+    const void** v_rows = rows.data() + rows.size() / 2;
+    ctx.cache->HeadRows(seq, layer, h_kv, 0, n_kv, k_rows, v_rows);
+    // The run's query vectors side by side, and their outputs (a few KiB per token).
+    thread_local std::vector<float> q, out;
+    const int64_t width = group * hd;
+    q.resize(static_cast<size_t>((t1 - t0) * width));
+    out.resize(q.size());
+    for (int64_t t = t0; t < t1; ++t) {
+      std::memcpy(q.data() + (t - t0) * width, ctx.q + (t * c.n_head + h_kv * group) * hd,
+                  static_cast<size_t>(width) * sizeof(float));
+    }
+    kernels::AttendGroupTokens(q.data(), t1 - t0, group, k_rows, v_rows, kv_type,
+                               ctx.token_pos[t0] + 1, hd, scale,
+                               (*ctx.attn_scores)[static_cast<size_t>(ith)].data(), out.data());
+    for (int64_t t = t0; t < t1; ++t) {
+      std::memcpy(ctx.attn + (t * c.n_head + h_kv * group) * hd, out.data() + (t - t0) * width,
+                  static_cast<size_t>(width) * sizeof(float));
+    }
   });
 }
 

@@ -78,8 +78,18 @@ void NormHeads(ForwardContext& ctx, float* x, int64_t n_heads, const std::vector
 void RopeRows(ForwardContext& ctx, float* x, int64_t n_heads);
 // Writes ctx.k / ctx.v of every token into the cache at its position in layer `layer`.
 void StoreKv(ForwardContext& ctx, int64_t layer);
-// ctx.attn = causal grouped-query attention of ctx.q over the cache of layer `layer`.
+// ctx.attn = causal grouped-query attention of ctx.q over the cache of layer `layer`. A prompt's
+// consecutive tokens are attended up to kAttentionTokensPerCall at a time per KV head, as many as
+// ctx.attn_scores (per thread) holds: each reads and converts the K/V rows once for all of them,
+// and every token gets the bits it gets alone.
 void Attention(ForwardContext& ctx, int64_t layer);
+constexpr int64_t kAttentionTokensPerCall = 8;
+// The floats of the per-thread scores buffer ModelRunner provides at least (4 MiB): enough for
+// kAttentionTokensPerCall tokens of a 7-head group up to ~18k positions.
+constexpr int64_t kAttentionScratchFloats = int64_t{1} << 20;
+// Tokens per call for a group of `group` query heads when the longest sequence is max_len long:
+// what ModelRunner sizes ctx.attn_scores for (group * max_len * that many floats).
+int64_t AttentionTokensPerCall(int64_t group, int64_t max_len);
 // ctx.out = down(silu(gate(ctx.xn)) * up(ctx.xn)).
 void FeedForwardSwiGlu(ForwardContext& ctx, const internal::LayerWeights& w);
 // ctx.x += y (rows of n_embd).

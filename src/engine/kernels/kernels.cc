@@ -473,6 +473,33 @@ void AttendGroup(const float* q, int64_t n_q, const void* const* k_rows,
   Pick(&IsaKernels::weighted_sum)(scratch, n_q, v_rows, f16, n_kv, head_dim, out);
 }
 
+void AttendGroupTokens(const float* q, int64_t n_tokens, int64_t n_q, const void* const* k_rows,
+                       const void* const* v_rows, KvType kv_type, int64_t n_kv_first,
+                       int64_t head_dim, float scale, float* scratch, float* out) {
+  if (n_tokens <= 0) return;
+  const bool f16 = kv_type == KvType::kF16;
+  const int64_t n = n_kv_first + n_tokens - 1;
+  if (n <= 0) {
+    std::fill(out, out + n_tokens * n_q * head_dim, 0.0f);
+    return;
+  }
+  // The scores of every query over all n positions (each position's score is its own dot
+  // product, whatever the others), then each token's softmax over its own positions and zero
+  // weight beyond them: the weighted sums add exact zeros there.
+  const int64_t rows = n_tokens * n_q;
+  Pick(&IsaKernels::scores)(q, rows, k_rows, f16, n, head_dim, scale, scratch);
+  const SoftmaxFn softmax = Pick(&IsaKernels::softmax);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t len = n_kv_first + t;
+    for (int64_t h = 0; h < n_q; ++h) {
+      float* row = scratch + (t * n_q + h) * n;
+      if (len > 0) softmax(row, len);
+      std::fill(row + std::max<int64_t>(len, 0), row + n, 0.0f);
+    }
+  }
+  Pick(&IsaKernels::weighted_sum)(scratch, rows, v_rows, f16, n, head_dim, out);
+}
+
 void Softmax(float* x, int64_t n) { Pick(&IsaKernels::softmax)(x, n); }
 
 void SiluMul(const float* gate, const float* up, float* out, int64_t n) {

@@ -188,6 +188,14 @@ enum class KvType { kF32, kF16 };
 void AttendGroup(const float* q, int64_t n_q, const void* const* k_rows,
                  const void* const* v_rows, KvType kv_type, int64_t n_kv, int64_t head_dim,
                  float scale, float* scratch, float* out);
+// AttendGroup for `n_tokens` consecutive tokens of one sequence at once (prompt processing): q
+// holds n_tokens x n_q query vectors (token-major), out likewise n_tokens x n_q x head_dim; token
+// i attends to positions [0, n_kv_first + i) of the rows (n_kv_first + n_tokens - 1 of them).
+// Each K and V tile is read and converted once for all of them. Every token gets the bits
+// AttendGroup gives it alone. `scratch` holds n_tokens * n_q * (n_kv_first + n_tokens - 1) floats.
+void AttendGroupTokens(const float* q, int64_t n_tokens, int64_t n_q, const void* const* k_rows,
+                       const void* const* v_rows, KvType kv_type, int64_t n_kv_first,
+                       int64_t head_dim, float scale, float* scratch, float* out);
 
 // float <-> fp16/bf16 rows (KV cache writes, F16 weights).
 void FloatToHalf(const float* x, uint16_t* y, int64_t n);

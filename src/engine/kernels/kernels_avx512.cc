@@ -951,20 +951,13 @@ void Scores(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, 
   for (int64_t j0 = 0; j0 < n; j0 += kKvBlock) {
     const int64_t nr = std::min(kKvBlock, n - j0);
     KvTile(k_rows, k_f16, j0, nr, n, head_dim, tile);
+    // A last partial tile goes through the same sums as a full one, its missing rows zero: a
+    // position's score is then the same bits whether its tile is full or not (AttendGroupTokens
+    // scores the positions of several tokens at once).
+    if (nr < kKvBlock) std::fill(tile + nr * head_dim, tile + kKvBlock * head_dim, 0.0f);
+    const __mmask16 store = nr < kKvBlock ? TailMask(nr) : static_cast<__mmask16>(0xFFFF);
     for (int64_t h = 0; h < n_q; ++h) {
       const float* qh = q + h * head_dim;
-      if (nr < kKvBlock) {
-        for (int64_t r = 0; r < nr; ++r) {
-          __m512 acc = Zero();
-          for (int64_t i = 0; i < head_dim; i += 16) {
-            const __mmask16 m = TailMask(head_dim - i);
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + i),
-                                  _mm512_maskz_loadu_ps(m, tile + r * head_dim + i), acc);
-          }
-          out[h * n + j0 + r] = _mm512_reduce_add_ps(acc) * scale;
-        }
-        continue;
-      }
       __m512 acc[kKvBlock];
       for (int r = 0; r < kKvBlock; ++r) acc[r] = Zero();
       for (int64_t i = 0; i < head_dim; i += 16) {
@@ -975,7 +968,7 @@ void Scores(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, 
           acc[r] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, tile + r * head_dim + i), acc[r]);
         }
       }
-      _mm512_storeu_ps(out + h * n + j0, _mm512_mul_ps(SumEach16(acc), vscale));
+      _mm512_mask_storeu_ps(out + h * n + j0, store, _mm512_mul_ps(SumEach16(acc), vscale));
     }
   }
 }
