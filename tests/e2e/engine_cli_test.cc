@@ -1,5 +1,8 @@
 // The engine's commands on the real binary: run, bench, quantize.
 #include <filesystem>
+#include <initializer_list>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -40,17 +43,24 @@ TEST(EngineCliTest, BenchPrintsPromptAndGenerationRates) {
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
 }
 
+// `yunzhi bench` on stories260K, 2 threads, a 16-token prompt and 4 generated tokens once, with
+// `extra` arguments.
+CommandResult ShortBench(std::initializer_list<std::string> extra) {
+  std::vector<std::string> argv = {kBinary, "bench", kStories, "-t", "2", "-p", "16",
+                                   "-n",    "4",     "-r",     "1"};
+  argv.insert(argv.end(), extra);
+  return RunCommand(argv);
+}
+
 // -d: the tests run deep into a context (llama-bench's depth). The context is really taken: a
 // depth that leaves no room for the tests in the model's context (stories260K: 2048) is refused,
 // naming the sizes.
 TEST(EngineCliTest, BenchRunsTheTestsAtTheDepthAskedFor) {
-  auto r = RunCommand(
-      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "-d", "1000"});
+  auto r = ShortBench({"-d", "1000"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| pp16 @ d1000 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg4 @ d1000 |"), std::string::npos) << r.out;
-  auto full = RunCommand(
-      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "-d", "2020"});
+  auto full = ShortBench({"-d", "2020"});
   EXPECT_NE(full.exit_code, 0);
   EXPECT_NE(full.err.find("--depth 2020 + -p 16 + -n 4 (+16) = 2056 tokens"), std::string::npos)
       << full.err;
@@ -74,8 +84,7 @@ TEST(EngineCliTest, BenchBandwidthComparesGenerationWithTheProbeOfTheSameMoment)
 TEST(EngineCliTest, BenchRunsTheKernelsOfTheInstructionSetAskedFor) {
   // The portable kernels exist on every x86-64 CPU; the generated text is not checked here, only
   // that the run used them and says so.
-  auto r = RunCommand(
-      {kBinary, "bench", kStories, "-t", "2", "-p", "16", "-n", "4", "-r", "1", "--isa", "scalar"});
+  auto r = ShortBench({"--isa", "scalar"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("kernels: scalar"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg4 |"), std::string::npos) << r.out;
