@@ -956,7 +956,34 @@ void Scores(const float* q, int64_t n_q, const void* const* k_rows, bool k_f16, 
     // scores the positions of several tokens at once).
     if (nr < kKvBlock) std::fill(tile + nr * head_dim, tile + kKvBlock * head_dim, 0.0f);
     const __mmask16 store = nr < kKvBlock ? TailMask(nr) : static_cast<__mmask16>(0xFFFF);
-    for (int64_t h = 0; h < n_q; ++h) {
+    int64_t h = 0;
+    // Two heads at a time over half a tile: each tile load serves both heads' FMAs, and one
+    // SumEach16 reduces 8 rows of each (lanes 0-7 head h, 8-15 head h + 1).
+    for (; h + 1 < n_q; h += 2) {
+      const float* q0 = q + h * head_dim;
+      const float* q1 = q0 + head_dim;
+      for (int64_t half = 0; half < kKvBlock; half += 8) {
+        __m512 acc[kKvBlock];
+        for (int r = 0; r < kKvBlock; ++r) acc[r] = Zero();
+        for (int64_t i = 0; i < head_dim; i += 16) {
+          const __mmask16 m = TailMask(head_dim - i);
+          const __m512 qa = _mm512_maskz_loadu_ps(m, q0 + i);
+          const __m512 qb = _mm512_maskz_loadu_ps(m, q1 + i);
+#pragma GCC unroll 8
+          for (int r = 0; r < 8; ++r) {
+            const __m512 t = _mm512_maskz_loadu_ps(m, tile + (half + r) * head_dim + i);
+            acc[r] = _mm512_fmadd_ps(qa, t, acc[r]);
+            acc[8 + r] = _mm512_fmadd_ps(qb, t, acc[8 + r]);
+          }
+        }
+        const __m512 sums = _mm512_mul_ps(SumEach16(acc), vscale);
+        const __mmask16 keep = static_cast<__mmask16>(store >> half) & 0xFF;
+        _mm512_mask_storeu_ps(out + h * n + j0 + half, keep, sums);
+        _mm512_mask_storeu_ps(out + (h + 1) * n + j0 + half - 8,
+                              static_cast<__mmask16>(keep << 8), sums);
+      }
+    }
+    for (; h < n_q; ++h) {
       const float* qh = q + h * head_dim;
       __m512 acc[kKvBlock];
       for (int r = 0; r < kKvBlock; ++r) acc[r] = Zero();
