@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <random>
@@ -131,8 +132,10 @@ class Decoder {
 // differ by more than 10% straddle a change and are counted apart. The probe evicts the caches,
 // so the ratio means something only for models well beyond the last-level cache, the ones whose
 // decoding is bound by DRAM in the first place.
-Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe, double bytes,
-                     const BenchFlags& flags, std::span<const int32_t> context, std::mt19937& rng,
+// `bytes_at(p)`: the bytes a decoding step reads on average when its tokens sit around position p.
+Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe,
+                     const std::function<double(double)>& bytes_at, const BenchFlags& flags,
+                     std::span<const int32_t> context, std::mt19937& rng,
                      std::uniform_int_distribution<int32_t>& pick) {
   constexpr int64_t kWindowTokens = 16;
   constexpr int kWindowProbePasses = 6;  // each of BandwidthProbe's three variants twice
@@ -151,7 +154,8 @@ Status PairedWindows(ModelRunner& runner, engine::kernels::BandwidthProbe& probe
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double after = probe.Measure(kWindowProbePasses);
       const double lo = std::min(before, after), hi = std::max(before, after);
-      const double ratio = static_cast<double>(n) / s * bytes / (hi * 1e9);
+      const double at = static_cast<double>(flags.depth + done) + static_cast<double>(n + 1) / 2;
+      const double ratio = static_cast<double>(n) / s * bytes_at(at) / (hi * 1e9);
       if (hi > 1.1 * lo) {
         unstable.push_back(ratio);
       } else {
@@ -342,6 +346,18 @@ int RunBench(const BenchFlags& flags) {
   const std::string type(engine::TypeName(config.weight_type));
   const std::string params = fmt::format("{:.1f} M", static_cast<double>(config.n_params) / 1e6);
   const std::string at_depth = flags.depth > 0 ? fmt::format(" @ d{}", flags.depth) : "";
+  // Bytes a decoding step reads with its token around position p: the weights, and with -d the
+  // KV cache too (every layer's K and V rows of all p positions; without -d the bound is the
+  // weights alone, as tg from an empty context reads a negligible cache).
+  const double weight_bytes = static_cast<double>(config.weight_bytes);
+  const double kv_per_position =
+      2.0 * static_cast<double>(config.n_layer * config.n_head_kv * config.head_dim) *
+      (runner.kv_cache().type() == engine::KvCacheType::kF16 ? 2.0 : 4.0);
+  auto step_bytes = [&](double p) {
+    return weight_bytes + (flags.depth > 0 ? kv_per_position * p : 0.0);
+  };
+  const double gen_at =
+      static_cast<double>(flags.depth) + static_cast<double>(flags.gen_tokens + 1) / 2;
   if (!pp_rates.empty()) {
     auto [m, sd] = stats(pp_rates);
     std::printf("| %s | %s | %.1f MiB | %s | %d | pp%lld%s | %.2f ± %.2f |\n", name.c_str(),
@@ -356,8 +372,16 @@ int RunBench(const BenchFlags& flags) {
         at_depth;
     std::printf("| %s | %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(),
                 type.c_str(), size_mib, params.c_str(), flags.threads, test.c_str(), m, sd);
-    std::printf("\ngeneration reads %.1f MiB of weights per step: %.2f GB/s effective\n",
-                size_mib, m / static_cast<double>(n_seq) * static_cast<double>(config.weight_bytes) / 1e9);
+    if (flags.depth > 0) {
+      std::printf("\ngeneration reads %.1f MiB of weights and %.1f MiB of KV cache per step (on "
+                  "average at depth %lld): %.2f GB/s effective\n",
+                  size_mib, (step_bytes(gen_at) - weight_bytes) / (1 << 20),
+                  static_cast<long long>(flags.depth),
+                  m / static_cast<double>(n_seq) * step_bytes(gen_at) / 1e9);
+    } else {
+      std::printf("\ngeneration reads %.1f MiB of weights per step: %.2f GB/s effective\n",
+                  size_mib, m / static_cast<double>(n_seq) * weight_bytes / 1e9);
+    }
   }
   std::printf("kernels: %s\n", std::string(kernels::IsaName(kernels::ActiveIsa())).c_str());
   std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
@@ -374,11 +398,12 @@ int RunBench(const BenchFlags& flags) {
     std::printf("memory read bandwidth %.1f GB/s (%d threads, best of %d passes over %lld MiB)\n",
                 gbs, pool.n_threads(), kProbePasses, static_cast<long long>(kProbeBytes >> 20));
     if (!tg_rates.empty() && n_seq == 1) {
-      const double bytes = static_cast<double>(config.weight_bytes);
+      const double bytes = step_bytes(gen_at);
       const double tg = stats(tg_rates).first;
-      std::printf("generation bound %.1f tokens/s (bandwidth / weight bytes): tg at %.1f%% of it\n",
-                  gbs * 1e9 / bytes, 100.0 * tg * bytes / (gbs * 1e9));
-      if (auto s = PairedWindows(runner, probe, bytes, flags, context, rng, pick); !s) {
+      std::printf("generation bound %.1f tokens/s (bandwidth / %s): tg at %.1f%% of it\n",
+                  gbs * 1e9 / bytes, flags.depth > 0 ? "bytes read per step" : "weight bytes",
+                  100.0 * tg * bytes / (gbs * 1e9));
+      if (auto s = PairedWindows(runner, probe, step_bytes, flags, context, rng, pick); !s) {
         return PrintError(s.error());
       }
     }

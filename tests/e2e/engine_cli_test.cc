@@ -52,14 +52,21 @@ CommandResult ShortBench(std::initializer_list<std::string> extra) {
   return RunCommand(argv);
 }
 
-// -d: the tests run deep into a context (llama-bench's depth). The context is really taken: a
+// -d: the tests run deep into a context (llama-bench's depth), and the bandwidth bound counts
+// the KV cache read at that depth. The context is really taken: a
 // depth that leaves no room for the tests in the model's context (stories260K: 2048) is refused,
 // naming the sizes.
 TEST(EngineCliTest, BenchRunsTheTestsAtTheDepthAskedFor) {
-  auto r = ShortBench({"-d", "1000"});
+  auto r = ShortBench({"-d", "1000", "--bandwidth"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| pp16 @ d1000 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg4 @ d1000 |"), std::string::npos) << r.out;
+  // At depth the bound counts the KV cache each step reads: stories260K (5 layers, 4 KV heads of
+  // 8, F16 cache: 640 bytes a position) at an average position of 1002.5 reads 0.6 MiB of it.
+  EXPECT_NE(r.out.find("and 0.6 MiB of KV cache per step (on average at depth 1000)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("(bandwidth / bytes read per step)"), std::string::npos) << r.out;
   auto full = ShortBench({"-d", "2020"});
   EXPECT_NE(full.exit_code, 0);
   EXPECT_NE(full.err.find("--depth 2020 + -p 16 + -n 4 (+16) = 2056 tokens"), std::string::npos)
