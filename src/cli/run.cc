@@ -77,6 +77,14 @@ TemplateValue Message(std::string_view role, std::string content) {
   return TemplateValue::Object{{"role", TemplateValue(role)}, {"content", TemplateValue(std::move(content))}};
 }
 
+// Puts `context` into `seq`'s cache (the bench's depth; untimed by the callers).
+Status Prefill(ModelRunner& runner, engine::Sequence* seq, std::span<const int32_t> context,
+               engine::ForwardOutput* out) {
+  if (context.empty()) return OkStatus();
+  engine::BatchItem item{seq, context, false};
+  return runner.Forward({&item, 1}, out);
+}
+
 // The generation test's sequences: each step feeds every sequence its previous greedy token.
 class Decoder {
  public:
@@ -92,13 +100,9 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  // Puts `context` into every sequence's cache first (the bench's depth); untimed by the caller.
+  // Puts `context` into every sequence's cache first (the bench's depth).
   Status Fill(std::span<const int32_t> context) {
-    if (context.empty()) return OkStatus();
-    for (engine::Sequence& seq : seqs_) {
-      engine::BatchItem item{&seq, context, false};
-      YZ_RETURN_IF_ERROR(runner_.Forward({&item, 1}, &out_));
-    }
+    for (engine::Sequence& seq : seqs_) YZ_RETURN_IF_ERROR(Prefill(runner_, &seq, context, &out_));
     return OkStatus();
   }
 
@@ -306,12 +310,9 @@ int RunBench(const BenchFlags& flags) {
   for (int rep = 0; rep < std::max(1, flags.repetitions); ++rep) {
     if (flags.prompt_tokens > 0) {
       engine::Sequence seq;
-      if (!context.empty()) {
-        engine::BatchItem fill{&seq, context, false};
-        if (auto s = runner.Forward({&fill, 1}, &out); !s) {
-          runner.kv_cache().Release(&seq);
-          return PrintError(s.error());
-        }
+      if (auto s = Prefill(runner, &seq, context, &out); !s) {
+        runner.kv_cache().Release(&seq);
+        return PrintError(s.error());
       }
       engine::BatchItem item{&seq, prompt, false};
       const auto start = std::chrono::steady_clock::now();

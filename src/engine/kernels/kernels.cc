@@ -462,15 +462,8 @@ void DequantizeRow(TensorType type, const void* row, float* out, int64_t n) {
 void AttendGroup(const float* q, int64_t n_q, const void* const* k_rows,
                  const void* const* v_rows, KvType kv_type, int64_t n_kv, int64_t head_dim,
                  float scale, float* scratch, float* out) {
-  const bool f16 = kv_type == KvType::kF16;
-  if (n_kv <= 0) {
-    std::fill(out, out + n_q * head_dim, 0.0f);
-    return;
-  }
-  Pick(&IsaKernels::scores)(q, n_q, k_rows, f16, n_kv, head_dim, scale, scratch);
-  const SoftmaxFn softmax = Pick(&IsaKernels::softmax);
-  for (int64_t h = 0; h < n_q; ++h) softmax(scratch + h * n_kv, n_kv);
-  Pick(&IsaKernels::weighted_sum)(scratch, n_q, v_rows, f16, n_kv, head_dim, out);
+  // One token attending to n_kv positions is a run of one.
+  AttendGroupTokens(q, 1, n_q, k_rows, v_rows, kv_type, n_kv, head_dim, scale, scratch, out);
 }
 
 void AttendGroupTokens(const float* q, int64_t n_tokens, int64_t n_q, const void* const* k_rows,
