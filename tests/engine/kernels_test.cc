@@ -280,6 +280,43 @@ TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall
   }
 }
 
+TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) {
+  // Q4_K/Q6_K: decoding (1-2 tokens, the dot kernels) and every larger call (AVX-512 Q4_K: panels
+  // packed per call) must give a token the same bits, so that a sequence decodes the same alone
+  // and in a batch. 45 rows: a partial row tile; 5 super-blocks: a partial chunk.
+  std::mt19937 rng(79);
+  const int64_t rows = 45, cols = 5 * 256, n_all = 140;
+  ComputePool pool(2);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ6_K}) {
+      SCOPED_TRACE(std::string(TypeName(type)));
+      const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+      const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
+      const std::vector<float> x = RandomFloats(rng, n_all * cols, 1.0f);
+      std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
+      MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, all.data());
+      for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 1},
+                                  {7, 1},
+                                  {139, 1},
+                                  {3, 2},
+                                  {0, 3},
+                                  {5, 8},
+                                  {20, 17},
+                                  {0, 130}}) {
+        for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+          std::vector<float> y(static_cast<size_t>(count * rows), -2.0f);
+          MatMul(p, type, w.data(), rows, cols, x.data() + first * cols, count, y.data());
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin() + first * rows))
+              << "tokens " << first << ".." << first + count - 1
+              << (p != nullptr ? ", 2 threads" : ", 1 thread");
+        }
+      }
+    }
+  }
+}
+
 TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThreads) {
   // Panel-layout weights: one decoding token, a batch of a few sequences (the direct kernel) and
   // a long prompt (Q4_0: nibbles split into an L1 panel first) must give a token the same bits,

@@ -486,6 +486,220 @@ void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   }
 }
 
+// ---- Q4_K weights x kQ8K activations
+//
+// Per super-block (256 columns) and group of 16 rows the panel holds, lane i = row i:
+//   the nibbles as unsigned bytes 0..15: for each 64-column chunk c of the block, 8 vectors of
+//     the low nibbles (4-byte slice k: columns 64c + 4k..4k+3, sub-block s = 2c) then 8 of the
+//     high ones (columns 64c + 32 + 4k.., s = 2c + 1) -- vector 8s + k holds slice k of s;
+//   the 8 sub-block scales sc[s] (int32 lanes), the 8 mins m[s] (each lane the int16 pair
+//     (m[s], m[s])), and d, dmin as floats.
+// A row's super-block then adds dx * (d * sumi - dmin * summ) with the exact integers
+//   sumi = sum_s sc[s] * sum_{i in s} q_i x_i   (8 VPDPBUSDs per sub-block, one VPMULLD by sc[s])
+//   summ = sum_s m[s] * sum_{i in s} x_i        (VPDPWSSD of the m pairs against the bsums)
+// as DotQ4_KRef does; the super-blocks in order, so any tiling gives a token the same bits. The
+// decoding kernels (1-2 tokens) keep the dot formulation of kernels_avx512.cc.
+constexpr int64_t kQKNibbleBytes = 64 * 64;
+constexpr int64_t kQKScaleOffset = kQKNibbleBytes;
+constexpr int64_t kQKMinOffset = kQKScaleOffset + 8 * 64;
+constexpr int64_t kQKDOffset = kQKMinOffset + 8 * 64;
+constexpr int64_t kQKPanelBlockBytes = kQKDOffset + 2 * 64;  // 5248 per super-block and group
+// Micro-kernel: 2 row groups of 16 x 4 tokens: 8 accumulators each of the sub-block dot, the
+// super-block's sumi and the float sums. Chunks of 2 super-blocks: 2 x 2 x 5 KiB of panel in L1.
+constexpr int64_t kQKChunkBlocks = 2;
+constexpr int kQKGroups = 2;
+constexpr int kQKTokens = 4;
+
+// Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), super-blocks [b0, b0 + nbk).
+void PackQ4_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                   int64_t nbk, uint8_t* out) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  constexpr int64_t kQs = 4 + kKScaleBytes;  // the nibbles' offset in a block
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ4_K));
+    uint8_t* o = out + b * kQKPanelBlockBytes;
+    auto row32 = [&](int i, int64_t at) {
+      if (i >= n_rows) return _mm256_setzero_si256();
+      if ((b & 1) == 0) Prefetch(blk + i * w_row_bytes + at, kPackPrefetchBytes);
+      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + i * w_row_bytes + at));
+    };
+    for (int c = 0; c < 4; ++c) {
+      // Vector k starts as [row k | row k + 8], 8 dwords each; three bit swaps leave lane i =
+      // row i, vector k = dword k (bytes 4k..4k+3 of the chunk).
+      __m512i v[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        v[k] = _mm512_inserti64x4(_mm512_castsi256_si512(row32(k, kQs + 32 * c)),
+                                  row32(k + 8, kQs + 32 * c), 1);
+      }
+      SwapStage<0>(v);
+      SwapStage<1>(v);
+      SwapStage<2>(v);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        _mm512_store_si512(o + 64 * (16 * c + k), _mm512_and_si512(v[k], nibble));
+        _mm512_store_si512(o + 64 * (16 * c + 8 + k),
+                           _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nibble));
+      }
+    }
+    // The 12 scale bytes as three dwords per row, and d | dmin << 16 (layout in tensor_type.h).
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i q0 = _mm512_mask_i32gather_epi32(zero, present, offsets, blk + 4, 1);
+    const __m512i q1 = _mm512_mask_i32gather_epi32(zero, present, offsets, blk + 8, 1);
+    const __m512i q2 = _mm512_mask_i32gather_epi32(zero, present, offsets, blk + 12, 1);
+    const __m512i dm = _mm512_mask_i32gather_epi32(zero, present, offsets, blk, 1);
+    const __m512i six = _mm512_set1_epi32(63), four = _mm512_set1_epi32(15);
+    const __m512i two = _mm512_set1_epi32(3);
+    for (int sb = 0; sb < 8; ++sb) {
+      __m512i sc, m;
+      if (sb < 4) {
+        sc = _mm512_and_si512(_mm512_srli_epi32(q0, 8 * sb), six);
+        m = _mm512_and_si512(_mm512_srli_epi32(q1, 8 * sb), six);
+      } else {
+        const int t = 8 * (sb - 4);
+        sc = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi32(q2, t), four),
+            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q0, t + 6), two), 4));
+        m = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi32(q2, t + 4), four),
+            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q1, t + 6), two), 4));
+      }
+      _mm512_store_si512(o + kQKScaleOffset + 64 * sb, sc);
+      _mm512_store_si512(o + kQKMinOffset + 64 * sb, _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+    }
+    _mm512_store_ps(o + kQKDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+    _mm512_store_ps(o + kQKDOffset + 64,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+  }
+}
+
+struct QKArgs {
+  const uint8_t* panel;  // row group g at panel + g * group_bytes
+  int64_t group_bytes;
+  const uint8_t* x;  // kQ8K rows, token t at x + t * x_stride
+  int64_t x_stride;
+  int64_t cols;
+  int64_t b0, nbk;  // super-blocks of this chunk
+  float* y;         // token t's rows of this row tile at y + t * ldy
+  int64_t ldy;
+  __mmask16 last_mask;
+  bool accumulate;
+};
+
+// The 4 bytes at p in every 32-bit lane.
+inline __m512i Broadcast4(const void* p) {
+  int32_t q;
+  std::memcpy(&q, p, 4);
+  return _mm512_set1_epi32(q);
+}
+
+template <int NR, int NT>
+struct QKMicro {
+  static void Run(const QKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    float* y[NT];
+    for (int j = 0; j < NT; ++j) {
+      x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+      y[j] = a.y + (t + j) * a.ldy;
+    }
+    __m512 acc[NR][NT];
+    LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
+    for (int64_t b = 0; b < a.nbk; ++b) {
+      const uint8_t* pw = a.panel + b * kQKPanelBlockBytes;
+      const int64_t xb = a.b0 + b;
+      __m512i sumi[NR][NT];
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) sumi[i][j] = _mm512_setzero_si512();
+      for (int sb = 0; sb < 8; ++sb) {
+        __m512i dot[NR][NT];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          __m512i wv[NR];
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) {
+            wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * (8 * sb + k));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            const __m512i xv = Broadcast4(x[j].qs + kQK_K * xb + 32 * sb + 4 * k);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+          }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + kQKScaleOffset + 64 * sb);
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * xb;
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* pi = pw + i * a.group_bytes;
+          __m512i summ = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int sb = 0; sb < 8; ++sb) {
+            summ = _mm512_dpwssd_epi32(summ, _mm512_load_si512(pi + kQKMinOffset + 64 * sb),
+                                       Broadcast4(bs + 2 * sb));
+          }
+          const __m512 d = _mm512_load_ps(pi + kQKDOffset);
+          const __m512 dmin = _mm512_load_ps(pi + kQKDOffset + 64);
+          __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[i][j]));
+          v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
+          acc[i][j] = _mm512_fmadd_ps(dx, v, acc[i][j]);
+        }
+      }
+    }
+    StoreAcc<NR, NT>(acc, y, a.last_mask);
+  }
+};
+
+void GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  constexpr int MR = kQKGroups, MT = kQKTokens;
+  const int64_t nb = a.cols / kQK_K;
+  const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
+  const int64_t group_bytes = chunk * kQKPanelBlockBytes;
+  thread_local PanelBuffer buffer;
+  uint8_t* panel = buffer.Get(MR * group_bytes);
+  const auto& fns = MicroTable<QKMicro, MR, MT, QKArgs>::kFns;
+  for (int64_t r = r0; r < r1; r += 16 * MR) {
+    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
+    const int nr = static_cast<int>((n_rows + 15) / 16);
+    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
+      const int64_t nbk = std::min(chunk, nb - b0);
+      for (int g = 0; g < nr; ++g) {
+        PackQ4_KGroup(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
+                      std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
+      }
+      const QKArgs q{panel,  group_bytes,
+                     a.x,    a.x_stride_bytes,
+                     a.cols, b0,
+                     nbk,    a.y + r,
+                     a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
+                     b0 > 0};
+      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
+        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](q, t);
+      });
+    }
+  }
+}
+
 // ---- Q8_0 and Q4_0 weights in the panel layout (packed once at load; kernels_internal.h)
 //
 // The weights are already in the form the micro-kernel above wants, short of Q4_0's nibble split
@@ -531,11 +745,6 @@ struct DirectArgs {
 // 92.4-92.9% -> 95.0-99.8% of the bound, Q8_0 93.5 -> 96.2%, Llama-3.2-1B Q4_0 89.5 -> 95.8%.
 constexpr int64_t kDecodePrefetchBytes = 8192;
 
-inline __m512i Broadcast4(const int8_t* p) {
-  int32_t q;
-  std::memcpy(&q, p, 4);
-  return _mm512_set1_epi32(q);
-}
 
 template <class W>
 struct DirectMicro {
@@ -753,6 +962,9 @@ void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmQ8<PanelQ4_0>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmQ4_K(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal
