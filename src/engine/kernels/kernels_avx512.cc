@@ -759,11 +759,9 @@ struct Q6_KK {
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
       const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m512 acc[NR][NT];
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    static_assert(NR <= 4, "the epilogue keeps a token's rows in the lanes of one __m128");
+    __m128 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm_setzero_ps();
     const __m512i m0f = _mm512_set1_epi8(0x0F);
     const __m512i m30 = _mm512_set1_epi8(0x30);
     // 16-bit lanes 0-15 belong to the first 32 bytes, 16-31 to the second.
@@ -818,22 +816,41 @@ struct Q6_KK {
           }
         }
       }
-#pragma GCC unroll 8
+      // Per row and token the exact total = isum - 32 * sum_g sc[g] * bsum[g], then GemmQ6_K's
+      // float steps (kernels_avx512_gemm.cc) with the rows in lanes, as Q4_KK.
+#pragma GCC unroll 2
       for (int j = 0; j < NT; ++j) {
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
-        const float dx = x[j].d[b];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          const __m256i corr = _mm256_madd_epi16(_mm512_castsi512_si256(sc16[i]), bs);
-          const __m512i total =
-              _mm512_sub_epi32(isum[i][j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(d[i] * dx),
-                                      acc[i][j]);
+        const __m256i bs =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        if constexpr (NR == 1) {
+          const int32_t corr = HsumEpi32(_mm256_madd_epi16(_mm512_castsi512_si256(sc16[0]), bs));
+          const int32_t total = _mm512_reduce_add_epi32(isum[0][j]) - corr * 32;
+          const __m128 v = _mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(static_cast<float>(total)));
+          acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]), v, acc[j]);
+        } else {
+          __m512i si[4];
+          __m256i corr[4];
+          for (int i = 0; i < 4; ++i) {
+            si[i] = _mm512_setzero_si512();
+            corr[i] = _mm256_setzero_si256();
+          }
+          for (int i = 0; i < NR; ++i) {
+            si[i] = isum[i][j];
+            corr[i] = _mm256_madd_epi16(_mm512_castsi512_si256(sc16[i]), bs);
+          }
+          const __m256i sums = SumRows4(si, corr);
+          const __m128i total = _mm_sub_epi32(_mm256_castsi256_si128(sums),
+                                              _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 5));
+          const __m128 v = _mm_mul_ps(FirstLanes(d), _mm_cvtepi32_ps(total));
+          acc[j] = _mm_fmadd_ps(_mm_set1_ps(x[j].d[b]), v, acc[j]);
         }
       }
     }
-    for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    for (int j = 0; j < NT; ++j) {
+      alignas(16) float out[4];
+      _mm_store_ps(out, acc[j]);
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = out[i];
+    }
   }
 };
 
@@ -1268,7 +1285,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ8_0)] = GemvOrGemm<TileWith<Q8_0K, 4, 2>, Avx512GemmQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0)] = GemvOrGemm<TileWith<Q4_0K, 4, 2>, Avx512GemmQ4_0>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = GemvOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
-    t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 3, 3>;
+    t.tile[static_cast<int>(WKind::kQ6_K)] = GemvOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.quantize_q8 = QuantizeQ8;

@@ -670,22 +670,27 @@ struct QKMicro {
   }
 };
 
-void GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+// The K-quant products: 16-row panels of kQKChunkBlocks super-blocks packed per call (Pack), the
+// micro-kernel over them (Micro), kBlockBytes of panel per super-block and group.
+using PackKFn = void (*)(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                         int64_t nbk, uint8_t* out);
+template <PackKFn kPack, template <int, int> class Micro, int64_t kBlockBytes>
+void GemmK(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   constexpr int MR = kQKGroups, MT = kQKTokens;
   const int64_t nb = a.cols / kQK_K;
   const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
-  const int64_t group_bytes = chunk * kQKPanelBlockBytes;
+  const int64_t group_bytes = chunk * kBlockBytes;
   thread_local PanelBuffer buffer;
   uint8_t* panel = buffer.Get(MR * group_bytes);
-  const auto& fns = MicroTable<QKMicro, MR, MT, QKArgs>::kFns;
+  const auto& fns = MicroTable<Micro, MR, MT, QKArgs>::kFns;
   for (int64_t r = r0; r < r1; r += 16 * MR) {
     const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
     const int nr = static_cast<int>((n_rows + 15) / 16);
     for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
       const int64_t nbk = std::min(chunk, nb - b0);
       for (int g = 0; g < nr; ++g) {
-        PackQ4_KGroup(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
-                      std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
+        kPack(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
+              std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
       }
       const QKArgs q{panel,  group_bytes,
                      a.x,    a.x_stride_bytes,
@@ -699,6 +704,172 @@ void GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
     }
   }
 }
+
+// ---- Q6_K weights x kQ8K activations
+//
+// The Q4_K panel's scheme for Q6_K: per super-block and group of 16 rows, the 6-bit values q as
+// unsigned bytes 0..63 (vector v: columns 4v..4v+3, lane i = row i), the 16 sub-block scales
+// sc[g] (int8, 16 columns each) as int32 lanes, the pairs (sc[2p], sc[2p + 1]) as int16 words for
+// the offset, and d as a float. With value = d * sc[g] * (q - 32), a row's super-block adds
+// dx * (d * total), total = sum_g sc[g] * sum_{i in g} q_i x_i - 32 * sum_g sc[g] * bsum[g], an
+// exact integer, as DotQ6_KRef computes it; the decoding kernel (kernels_avx512.cc) does the same.
+constexpr int64_t kQ6NibbleBytes = 64 * 64;
+constexpr int64_t kQ6ScaleOffset = kQ6NibbleBytes;
+constexpr int64_t kQ6PairOffset = kQ6ScaleOffset + 16 * 64;
+constexpr int64_t kQ6DOffset = kQ6PairOffset + 8 * 64;
+constexpr int64_t kQ6PanelBlockBytes = kQ6DOffset + 64;  // 5696 per super-block and group
+
+// Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), super-blocks [b0, b0 + nbk).
+void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                   int64_t nbk, uint8_t* out) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  constexpr int64_t kQh = kQK_K / 2, kScales = kQK_K / 2 + kQK_K / 4;
+  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ6_K));
+    uint8_t* o = out + b * kQ6PanelBlockBytes;
+    for (int i = 0; i < 16; ++i) {
+      if (i >= n_rows) {
+        std::memset(q[i], 0, sizeof(q[i]));
+        continue;
+      }
+      const uint8_t* p = blk + i * w_row_bytes;
+      if ((b & 1) == 0) {
+        for (int64_t at = 0; at < static_cast<int64_t>(sizeof(BlockQ6_K)); at += 64) {
+          Prefetch(p + at, kPackPrefetchBytes);
+        }
+      }
+      // Half h: columns 128h + 32k + l from ql[64h + l (+ 32)] (low or high nibble) and bits
+      // 2k..2k+1 of qh[32h + l] (layout in tensor_type.h).
+      for (int h = 0; h < 2; ++h) {
+        auto load = [&](int64_t at) {
+          return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + at));
+        };
+        const __m256i ql0 = load(64 * h), ql1 = load(64 * h + 32), qh = load(kQh + 32 * h);
+        auto high = [&](int k) {  // bits 2k..2k+1 of qh, moved to bits 4..5
+          return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), low2), 4);
+        };
+        auto store = [&](int k, __m256i v) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 128 * h + 32 * k), v);
+        };
+        store(0, _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0)));
+        store(1, _mm256_or_si256(_mm256_and_si256(ql1, low4), high(1)));
+        store(2, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(2)));
+        store(3, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(3)));
+      }
+    }
+    for (int c = 0; c < 8; ++c) {  // 32 columns: vectors 8c..8c+7
+      __m512i v[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        v[k] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k] + 32 * c))),
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k + 8] + 32 * c)), 1);
+      }
+      SwapStage<0>(v);
+      SwapStage<1>(v);
+      SwapStage<2>(v);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(o + 64 * (8 * c + k), v[k]);
+    }
+    // The 16 int8 scales as four dwords per row; d from the dword ending at the block's end.
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i sc[16];
+    for (int k = 0; k < 4; ++k) {
+      const __m512i dw =
+          _mm512_mask_i32gather_epi32(zero, present, offsets, blk + kScales + 4 * k, 1);
+      for (int g = 0; g < 4; ++g) {
+        sc[4 * k + g] = _mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * g), 24);
+      }
+    }
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, sc[g]);
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int p = 0; p < 8; ++p) {
+      _mm512_store_si512(o + kQ6PairOffset + 64 * p,
+                         _mm512_or_si512(_mm512_and_si512(sc[2 * p], low16),
+                                         _mm512_slli_epi32(sc[2 * p + 1], 16)));
+    }
+    const __m512i dw = _mm512_mask_i32gather_epi32(
+        zero, present, offsets, blk + static_cast<int64_t>(sizeof(BlockQ6_K)) - 4, 1);
+    _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
+  }
+}
+
+template <int NR, int NT>
+struct Q6KMicro {
+  static void Run(const QKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    float* y[NT];
+    for (int j = 0; j < NT; ++j) {
+      x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+      y[j] = a.y + (t + j) * a.ldy;
+    }
+    __m512 acc[NR][NT];
+    LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
+    for (int64_t b = 0; b < a.nbk; ++b) {
+      const uint8_t* pw = a.panel + b * kQ6PanelBlockBytes;
+      const int64_t xb = a.b0 + b;
+      __m512i sumi[NR][NT];
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) sumi[i][j] = _mm512_setzero_si512();
+      for (int g = 0; g < 16; ++g) {
+        __m512i dot[NR][NT];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          __m512i wv[NR];
+#pragma GCC unroll 4
+          for (int i = 0; i < NR; ++i) {
+            wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * (4 * g + k));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            const __m512i xv = Broadcast4(x[j].qs + kQK_K * xb + 16 * g + 4 * k);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+          }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + kQ6ScaleOffset + 64 * g);
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * xb;
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* pi = pw + i * a.group_bytes;
+          __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int p = 0; p < 8; ++p) {
+            corr = _mm512_dpwssd_epi32(corr, _mm512_load_si512(pi + kQ6PairOffset + 64 * p),
+                                       Broadcast4(bs + 2 * p));
+          }
+          const __m512i total = _mm512_sub_epi32(sumi[i][j], _mm512_slli_epi32(corr, 5));
+          const __m512 v = _mm512_mul_ps(_mm512_load_ps(pi + kQ6DOffset), _mm512_cvtepi32_ps(total));
+          acc[i][j] = _mm512_fmadd_ps(dx, v, acc[i][j]);
+        }
+      }
+    }
+    StoreAcc<NR, NT>(acc, y, a.last_mask);
+  }
+};
 
 // ---- Q8_0 and Q4_0 weights in the panel layout (packed once at load; kernels_internal.h)
 //
@@ -964,7 +1135,10 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
   GemmQ8<PanelQ4_0>(a, r0, r1, t0, t1);
 }
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  GemmQ4_K(a, r0, r1, t0, t1);
+  GemmK<PackQ4_KGroup, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmK<PackQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal

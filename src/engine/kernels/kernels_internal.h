@@ -190,8 +190,9 @@ void Avx512GemmF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_
 void Avx512GemmBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Q4_K against kQ8K activations, 16-row panels packed per call the same way.
+// Q4_K and Q6_K against kQ8K activations, 16-row panels packed per call the same way.
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row size; r0
 // a multiple of 16), any token count, against kQ8 activations.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
