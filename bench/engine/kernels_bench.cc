@@ -438,16 +438,18 @@ const bool kRegistered = [] {
       }
     }
   }
-  // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens.
-  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+  // Batched decoding: weights from DRAM (as decoding), shared by 4-16 tokens. K-quants need
+  // widths in whole super-blocks of 256.
+  for (TensorType type : kTypes) {
+    const Shape& shape = Traits(type).block_size == 256 ? kGemmShapes[2] : kGemmShapes[0];
     for (const Variant& v : Variants(type)) {
       if (v.isa != DetectIsa()) continue;
       for (int64_t n :
            {int64_t{1}, int64_t{4}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{32}}) {
-        Timed(benchmark::RegisterBenchmark(Name({"GemmTokens", TypeName(type), v.name,
-                                                 kGemmShapes[0].name, std::to_string(n)})
-                                               .c_str(),
-                                           BM_GemmTokens, type, v.isa, kGemmShapes[0], n, v.layout))
+        Timed(benchmark::RegisterBenchmark(
+                  Name({"GemmTokens", TypeName(type), v.name, shape.name, std::to_string(n)})
+                      .c_str(),
+                  BM_GemmTokens, type, v.isa, shape, n, v.layout))
             ->MinTime(0.5);
       }
     }
