@@ -248,6 +248,30 @@ TEST_F(KernelsTest, MatMulPromptTilesCoverPanelChunkAndTileEdges) {
   }
 }
 
+TEST_F(KernelsTest, KQuantPromptTilesCoverPanelChunkAndTileEdges) {
+  // The AVX-512 Q4_K/Q6_K prompt tiles (more than 8 tokens) pack 16-row panels of 2 super-blocks
+  // per chunk and run up to 32 rows x 4 tokens per micro-kernel: rows, super-blocks and tokens
+  // just past those sizes, one thread and two, and the extreme magnitudes.
+  ComputePool pool(2);
+  uint32_t seed = 700;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ6_K}) {
+    for (int64_t cols : {int64_t{256}, int64_t{256 * 3}}) {
+      for (int64_t rows : {int64_t{16}, int64_t{33}, int64_t{70}}) {
+        for (int64_t n_tokens : {int64_t{9}, int64_t{14}, int64_t{38}}) {
+          ++seed;
+          CheckMatMul({type, rows, cols, n_tokens, 1.0f, 1.0f}, seed,
+                      (seed % 2) != 0 ? &pool : nullptr);
+        }
+      }
+    }
+    CheckMatMul({type, 40, 256, 130, 1.0f, 1.0f}, ++seed, &pool);
+    CheckMatMul({type, 20, 512, 17, 0.0f, 0.0f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 512, 17, 500.0f, 1e4f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 512, 17, 1e-6f, 1.0f}, ++seed, nullptr);
+    CheckMatMul({type, 20, 256, 17, 1.0f, 1e-33f}, ++seed, nullptr);
+  }
+}
+
 TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall) {
   // The scheduler batches tokens of several sequences into one MatMul: a token's outputs must be
   // the same bits whether it is processed alone (3 tokens or more: the prompt path), in a short
