@@ -343,17 +343,19 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
 
 TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThreads) {
   // Panel-layout weights: one decoding token, a batch of a few sequences (the direct kernel) and
-  // a long prompt (Q4_0: nibbles split into an L1 panel first) must give a token the same bits,
-  // so that a sequence decodes the same alone and in a batch. 45 rows: a partial last group; 17
-  // blocks: an odd last block and a second chunk.
+  // a long prompt (Q4_0, Q4_K: nibbles split into an L1 panel first) must give a token the same
+  // bits, so that a sequence decodes the same alone and in a batch. 45 rows: a partial last
+  // group; 17 blocks: an odd last block and a second chunk.
   std::mt19937 rng(78);
-  const int64_t rows = 45, cols = 544, n_all = 140;
+  const int64_t rows = 45, n_all = 140;
   ComputePool pool(2);
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
+      // Q4_K: 5 super-blocks, a partial chunk of the long-prompt path.
+      const int64_t cols = type == TensorType::kQ4_K ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
       const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
@@ -372,6 +374,17 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
       MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
              WeightLayout::kPanels);
+      if (type == TensorType::kQ4_K && isa == Isa::kAvx512) {
+        // AVX-512 computes Q4_K with the same integer sums and float steps in both layouts.
+        std::vector<float> from_rows(all.size(), -3.0f);
+        MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, from_rows.data());
+        EXPECT_TRUE(from_rows == all) << "row layout";
+        for (int64_t n : {int64_t{1}, int64_t{5}}) {
+          std::vector<float> y(static_cast<size_t>(n * rows), -2.0f);
+          MatMul(&pool, type, w.data(), rows, cols, x.data(), n, y.data());
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin())) << "row layout, " << n;
+        }
+      }
       for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 1},
                                   {7, 1},
                                   {139, 1},
@@ -483,7 +496,8 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ4_K, WeightLayout::kRows},
                         {TensorType::kQ6_K, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
-                        {TensorType::kQ4_0, WeightLayout::kPanels}};
+                        {TensorType::kQ4_0, WeightLayout::kPanels},
+                        {TensorType::kQ4_K, WeightLayout::kPanels}};
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
                  (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));

@@ -76,8 +76,12 @@ struct KindInfo {
 
 KindInfo KindOf(TensorType t, WeightLayout layout) {
   if (layout == WeightLayout::kPanels) {
-    YZ_CHECK((t == TensorType::kQ8_0 || t == TensorType::kQ4_0) && "MatMul: no panel layout");
-    return {t == TensorType::kQ8_0 ? WKind::kQ8_0P : WKind::kQ4_0P, ActFormat::kQ8};
+    switch (t) {
+      case TensorType::kQ8_0: return {WKind::kQ8_0P, ActFormat::kQ8};
+      case TensorType::kQ4_0: return {WKind::kQ4_0P, ActFormat::kQ8};
+      case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};
+      default: YZ_CHECK(false && "MatMul: no panel layout");
+    }
   }
   switch (t) {
     case TensorType::kF32: return {WKind::kF32, ActFormat::kFloat};

@@ -510,6 +510,37 @@ constexpr int64_t kQKChunkBlocks = 2;
 constexpr int kQKGroups = 2;
 constexpr int kQKTokens = 4;
 
+// Sub-block sb's 6-bit scale (sc) and min (m) in each lane from the lanes' 12 packed scale bytes
+// as dwords q0, q1, q2 (layout in tensor_type.h).
+inline void Q4_KScaleMin(__m512i q0, __m512i q1, __m512i q2, int sb, __m512i& sc, __m512i& m) {
+  const __m512i six = _mm512_set1_epi32(63), four = _mm512_set1_epi32(15);
+  const __m512i two = _mm512_set1_epi32(3);
+  if (sb < 4) {
+    sc = _mm512_and_si512(_mm512_srli_epi32(q0, 8 * sb), six);
+    m = _mm512_and_si512(_mm512_srli_epi32(q1, 8 * sb), six);
+    return;
+  }
+  const int t = 8 * (sb - 4);
+  sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q2, t), four),
+                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q0, t + 6), two), 4));
+  m = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q2, t + 4), four),
+                      _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q1, t + 6), two), 4));
+}
+
+// The QKMicro panel's scales of one super-block (o: its start) from the 16 rows' packed scale
+// dwords and d | dmin << 16.
+inline void StoreQ4_KScales(__m512i q0, __m512i q1, __m512i q2, __m512i dm, uint8_t* o) {
+  for (int sb = 0; sb < 8; ++sb) {
+    __m512i sc, m;
+    Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+    _mm512_store_si512(o + kQKScaleOffset + 64 * sb, sc);
+    _mm512_store_si512(o + kQKMinOffset + 64 * sb, _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+  }
+  _mm512_store_ps(o + kQKDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+  _mm512_store_ps(o + kQKDOffset + 64,
+                  _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+}
+
 // Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), super-blocks [b0, b0 + nbk).
 void PackQ4_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
                    int64_t nbk, uint8_t* out) {
@@ -552,28 +583,7 @@ void PackQ4_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
     const __m512i q1 = _mm512_mask_i32gather_epi32(zero, present, offsets, blk + 8, 1);
     const __m512i q2 = _mm512_mask_i32gather_epi32(zero, present, offsets, blk + 12, 1);
     const __m512i dm = _mm512_mask_i32gather_epi32(zero, present, offsets, blk, 1);
-    const __m512i six = _mm512_set1_epi32(63), four = _mm512_set1_epi32(15);
-    const __m512i two = _mm512_set1_epi32(3);
-    for (int sb = 0; sb < 8; ++sb) {
-      __m512i sc, m;
-      if (sb < 4) {
-        sc = _mm512_and_si512(_mm512_srli_epi32(q0, 8 * sb), six);
-        m = _mm512_and_si512(_mm512_srli_epi32(q1, 8 * sb), six);
-      } else {
-        const int t = 8 * (sb - 4);
-        sc = _mm512_or_si512(
-            _mm512_and_si512(_mm512_srli_epi32(q2, t), four),
-            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q0, t + 6), two), 4));
-        m = _mm512_or_si512(
-            _mm512_and_si512(_mm512_srli_epi32(q2, t + 4), four),
-            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(q1, t + 6), two), 4));
-      }
-      _mm512_store_si512(o + kQKScaleOffset + 64 * sb, sc);
-      _mm512_store_si512(o + kQKMinOffset + 64 * sb, _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
-    }
-    _mm512_store_ps(o + kQKDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
-    _mm512_store_ps(o + kQKDOffset + 64,
-                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+    StoreQ4_KScales(q0, q1, q2, dm, o);
   }
 }
 
@@ -1110,6 +1120,155 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
   }
 }
 
+// ---- Q4_K weights in the panel layout (kQ4_KP, packed once at load; kernels_internal.h)
+//
+// Decoding and batches of up to kKStreamMaxTokens tokens: DirectKMicro reads each group's
+// super-blocks in place, one sequential stream per group, splitting nibbles and unpacking the
+// scales in registers; every sub-block's integer sum of 16 rows lands in the lanes of one vector
+// (VPDPBUSD against a broadcast 4-byte slice of the activations), so nothing is reduced across
+// lanes. Longer inputs split each chunk into QKMicro's L1 panel (as the per-call packing of
+// row-layout Q4_K does, without its transposes). Both compute QKMicro's exact integers and float
+// steps, so a token gets the same bits on every path (and as with row-layout Q4_K).
+constexpr int kKStreamTokens = 4;
+constexpr int64_t kKStreamMaxTokens = 32;
+
+struct DirectKArgs {
+  const uint8_t* group;  // the row tile's group: super-block b at group + b * kQ4KPanelBlockBytes
+  const uint8_t* x;      // kQ8K rows, token t at x + t * x_stride
+  int64_t x_stride;
+  int64_t cols, nb;
+  float* y;  // token t's rows of this row tile at y + t * ldy
+  int64_t ldy;
+  __mmask16 last_mask;
+};
+
+template <int NR, int NT>
+struct DirectKMicro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const uint8_t* blk = a.group + b * kQ4KPanelBlockBytes;
+      if constexpr (NT <= 2) {
+        for (int64_t o = 0; o < kQ4KPanelBlockBytes; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
+        }
+      }
+      const __m512i q0 = _mm512_load_si512(blk + kQ4KPanelScales);
+      const __m512i q1 = _mm512_load_si512(blk + kQ4KPanelScales + 64);
+      const __m512i q2 = _mm512_load_si512(blk + kQ4KPanelScales + 128);
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (int sb = 0; sb < 8; ++sb) {
+        const int c = sb / 2;
+        const bool high = sb % 2 != 0;
+        __m512i dot[NT];
+        for (int j = 0; j < NT; ++j) dot[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          const __m512i v = _mm512_load_si512(blk + 64 * (8 * c + k));
+          const __m512i w = _mm512_and_si512(high ? _mm512_srli_epi16(v, 4) : v, nibble);
+#pragma GCC unroll 4
+          for (int j = 0; j < NT; ++j) {
+            dot[j] = _mm512_dpbusd_epi32(dot[j], w, Broadcast4(x[j].qs + kQK_K * b + 32 * sb + 4 * k));
+          }
+        }
+        __m512i sc, m;
+        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+        for (int j = 0; j < NT; ++j) sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
+      }
+      const __m512i dm = _mm512_load_si512(blk + kQ4KPanelD);
+      const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+      const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+      __m512i mpair[8];
+      for (int sb = 0; sb < 8; ++sb) {
+        __m512i sc, m;
+        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+        mpair[sb] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i summ = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int sb = 0; sb < 8; ++sb) summ = _mm512_dpwssd_epi32(summ, mpair[sb], Broadcast4(bs + 2 * sb));
+        __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[j]));
+        v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) of one panel group into QKMicro's L1 panel format.
+void SplitQ4_KGroup(const uint8_t* group, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = group + (b0 + b) * kQ4KPanelBlockBytes;
+    uint8_t* o = out + b * kQKPanelBlockBytes;
+    for (int c = 0; c < 4; ++c) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = _mm512_load_si512(blk + 64 * (8 * c + k));
+        _mm512_store_si512(o + 64 * (16 * c + k), _mm512_and_si512(v, nibble));
+        _mm512_store_si512(o + 64 * (16 * c + 8 + k),
+                           _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+      }
+    }
+    StoreQ4_KScales(_mm512_load_si512(blk + kQ4KPanelScales),
+                    _mm512_load_si512(blk + kQ4KPanelScales + 64),
+                    _mm512_load_si512(blk + kQ4KPanelScales + 128),
+                    _mm512_load_si512(blk + kQ4KPanelD), o);
+  }
+}
+
+void GemmPanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / kQK_K;
+  const int64_t group_bytes = 16 * a.w_row_bytes;
+  if (t1 - t0 <= kKStreamMaxTokens) {
+    const auto& fns = MicroTable<DirectKMicro, 1, kKStreamTokens, DirectKArgs>::kFns;
+    for (int64_t r = r0; r < r1; r += 16) {
+      const DirectKArgs d{a.w + (r / 16) * group_bytes, a.x, a.x_stride_bytes, a.cols, nb,
+                          a.y + r, a.ldy, RowMask(std::min<int64_t>(16, r1 - r))};
+      ForEachTokenTile(t0, t1, kKStreamTokens,
+                       [&](int64_t t, int nt) { fns[static_cast<size_t>(nt - 1)](d, t); });
+    }
+    return;
+  }
+  constexpr int MR = kQKGroups, MT = kQKTokens;
+  const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
+  const int64_t panel_group_bytes = chunk * kQKPanelBlockBytes;
+  thread_local PanelBuffer buffer;
+  uint8_t* panel = buffer.Get(MR * panel_group_bytes);
+  const auto& fns = MicroTable<QKMicro, MR, MT, QKArgs>::kFns;
+  for (int64_t r = r0; r < r1; r += 16 * MR) {
+    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
+    const int nr = static_cast<int>((n_rows + 15) / 16);
+    const uint8_t* groups = a.w + (r / 16) * group_bytes;
+    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
+      const int64_t nbk = std::min(chunk, nb - b0);
+      for (int g = 0; g < nr; ++g) {
+        SplitQ4_KGroup(groups + g * group_bytes, b0, nbk, panel + g * panel_group_bytes);
+      }
+      const QKArgs q{panel,  panel_group_bytes,
+                     a.x,    a.x_stride_bytes,
+                     a.cols, b0,
+                     nbk,    a.y + r,
+                     a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
+                     b0 > 0};
+      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
+        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](q, t);
+      });
+    }
+  }
+}
+
 }  // namespace
 
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
@@ -1117,6 +1276,9 @@ void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanels<PanelsQ4_0>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsQ4_K(a, r0, r1, t0, t1);
 }
 
 void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {

@@ -84,8 +84,21 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last two are Q8_0/Q4_0 in the panel layout.
-enum class WKind { kF32 = 0, kF16, kBf16, kQ8_0, kQ4_0, kQ4_K, kQ6_K, kQ8_0P, kQ4_0P, kCount };
+// Weight kinds the tile table is indexed by; the last three are Q8_0/Q4_0/Q4_K in the panel
+// layout.
+enum class WKind {
+  kF32 = 0,
+  kF16,
+  kBf16,
+  kQ8_0,
+  kQ4_0,
+  kQ4_K,
+  kQ6_K,
+  kQ8_0P,
+  kQ4_0P,
+  kQ4_KP,
+  kCount
+};
 
 // --- the panel layout of Q8_0/Q4_0 weights (WeightLayout::kPanels) -----------------------------
 //
@@ -104,6 +117,17 @@ enum class WKind { kF32 = 0, kF16, kBf16, kQ8_0, kQ4_0, kQ4_K, kQ6_K, kQ8_0P, kQ
 // rows land in the 16 lanes of one vector (VPDPBUSD against a broadcast 4-byte slice of the
 // activations), with no transposing at run time -- the work the per-call packing of
 // kernels_avx512_gemm.cc did for row-layout weights, done once at load.
+// Q4_K (kQ4_KP), the same idea per super-block of 256 columns: group g starts at g * 16 *
+// RowSizeBytes too, and super-block b of the 16 rows is 2304 bytes at b * 2304 (16 x 144):
+//   [0, 2048)     32 vectors, vector 8c + k lane i: bytes 4k..4k+3 of row i's nibbles of chunk c
+//                 (qs[32c .. 32c + 31]: low nibbles columns 64c + 4k.. of sub-block 2c, high
+//                 nibbles the same columns of sub-block 2c + 1, each q + 0, unsigned);
+//   [2048, 2240)  3 vectors, vector q lane i: dword q of row i's 12 packed scale bytes;
+//   [2240, 2304)  1 vector, lane i: row i's d | dmin << 16 (fp16 bits).
+// Every vector is 64-byte aligned in a 64-byte aligned buffer.
+inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
+inline constexpr int64_t kQ4KPanelScales = 2048;
+inline constexpr int64_t kQ4KPanelD = 2240;
 static inline int64_t PanelPayloadBytes(WKind k) { return k == WKind::kQ8_0P ? 512 : 256; }
 struct PanelBlock {
   int64_t payload;  // byte offsets from the group's start
@@ -194,9 +218,10 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row size; r0
-// a multiple of 16), any token count, against kQ8 activations.
+// a multiple of 16), any token count, against kQ8 activations; Q4_K against kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
 // at out): panels.cc, for the scalar reference tiles and DequantizeRow.

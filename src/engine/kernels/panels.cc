@@ -1,5 +1,5 @@
-// The panel layout of Q8_0/Q4_0 weights (kernels_internal.h): packing at load, reading a row
-// back. Portable code: packing runs once per model load, a few bytes of shuffling per weight byte.
+// The panel layout of Q8_0/Q4_0/Q4_K weights (kernels_internal.h): packing at load, reading a
+// row back. Portable code: packing runs once per model load, a few bytes of shuffling per weight byte.
 
 #include <cstring>
 #include <vector>
@@ -22,8 +22,55 @@ using internal::WKind;
 constexpr int64_t kGroupRows = 16;
 
 WKind PanelKind(TensorType type) {
-  YZ_CHECK(type == TensorType::kQ8_0 || type == TensorType::kQ4_0);
-  return type == TensorType::kQ8_0 ? WKind::kQ8_0P : WKind::kQ4_0P;
+  switch (type) {
+    case TensorType::kQ8_0: return WKind::kQ8_0P;
+    case TensorType::kQ4_0: return WKind::kQ4_0P;
+    case TensorType::kQ4_K: return WKind::kQ4_KP;
+    default: YZ_CHECK(false && "no panel layout for this type");
+  }
+  return WKind::kQ8_0P;
+}
+
+// Q4_K: the panel vector that dword j of a block (36 dwords) goes to: d and dmin (dword 0) to 35,
+// the scale bytes (1-3) to 32-34, the nibbles (4-35) to 0-31.
+int64_t Q4KVectorOf(int64_t j) { return j == 0 ? 35 : j < 4 ? 31 + j : j - 4; }
+
+// Q4_K: one group's super-block b from the rows' blocks (`row[i]` null for a padding row). Lane
+// i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36 dword transpose.
+void PackBlockQ4_K(const uint8_t* const* row, int64_t b, uint8_t* group) {
+  uint8_t* out = group + b * internal::kQ4KPanelBlockBytes;
+#if defined(__SSE2__)
+  bool full = true;
+  for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
+  if (full) {  // four rows and four dwords at a time: 4 x 4 transposes (~4x the loop below)
+    for (int64_t i = 0; i < kGroupRows; i += 4) {
+      for (int64_t j = 0; j < 36; j += 4) {
+        __m128i r[4];
+        for (int q = 0; q < 4; ++q) {
+          r[q] = _mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ4_K) + 4 * j));
+        }
+        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
+        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+        const __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
+                              _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+        for (int q = 0; q < 4; ++q) {  // dword j + q of rows i..i+3
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * Q4KVectorOf(j + q) + 4 * i), v[q]);
+        }
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < kGroupRows; ++i) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ4_K) : nullptr;
+    auto put = [&](int64_t vector, int64_t src_offset) {
+      uint32_t v = 0;
+      if (blk != nullptr) std::memcpy(&v, blk + src_offset, 4);
+      std::memcpy(out + 64 * vector + 4 * i, &v, 4);
+    };
+    for (int64_t j = 0; j < 36; ++j) put(Q4KVectorOf(j), 4 * j);
+  }
 }
 
 // One group's block b from the rows' blocks (`row[i]` null for a padding row), into `group`.
@@ -90,6 +137,17 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
 namespace internal {
 
 void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out) {
+  if (kind == WKind::kQ4_KP) {
+    const int64_t nb = cols / kQK_K;
+    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ4_K);
+    const int64_t i = row % kGroupRows;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* in = group + b * kQ4KPanelBlockBytes;
+      uint8_t* blk = out + b * sizeof(BlockQ4_K);
+      for (int64_t j = 0; j < 36; ++j) std::memcpy(blk + 4 * j, in + 64 * Q4KVectorOf(j) + 4 * i, 4);
+    }
+    return;
+  }
   const bool q8 = kind == WKind::kQ8_0P;
   const int64_t block_bytes = q8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
   const int64_t nb = cols / 32;
@@ -112,7 +170,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 }  // namespace internal
 
 bool PanelsPreferred(TensorType type) {
-  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0) && ActiveIsa() == Isa::kAvx512;
+  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_K) &&
+         ActiveIsa() == Isa::kAvx512;
 }
 
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols) {
@@ -124,10 +183,11 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
                 void* panels) {
   const WKind kind = PanelKind(type);
   if (r0 == r1) return;
+  const int64_t block = kind == WKind::kQ4_KP ? kQK_K : 32;
   YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
-           cols % 32 == 0);
+           cols % block == 0);
   const int64_t row_bytes = RowSizeBytes(type, cols);
-  const int64_t nb = cols / 32;
+  const int64_t nb = cols / block;
   const auto* src = static_cast<const uint8_t*>(w);
   auto* dst = static_cast<uint8_t*>(panels);
   for (int64_t g = r0 / kGroupRows; g * kGroupRows < r1; ++g) {
@@ -137,7 +197,13 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
       row[i] = r < rows ? src + r * row_bytes : nullptr;
     }
     uint8_t* group = dst + g * kGroupRows * row_bytes;
-    for (int64_t b = 0; b < nb; ++b) PackBlock(kind, row, nb, b, group);
+    for (int64_t b = 0; b < nb; ++b) {
+      if (kind == WKind::kQ4_KP) {
+        PackBlockQ4_K(row, b, group);
+      } else {
+        PackBlock(kind, row, nb, b, group);
+      }
+    }
   }
 }
 
