@@ -364,8 +364,7 @@ struct Variant {
 std::vector<Variant> Variants(TensorType type) {
   std::vector<Variant> v;
   for (Isa isa : Isas()) v.push_back({isa, WeightLayout::kRows, std::string(IsaName(isa))});
-  if (DetectIsa() == Isa::kAvx512 && (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 ||
-                                      type == TensorType::kQ4_K)) {
+  if (DetectIsa() == Isa::kAvx512 && PanelsPreferred(type)) {
     v.push_back({Isa::kAvx512, WeightLayout::kPanels, "avx512-panels"});
   }
   return v;

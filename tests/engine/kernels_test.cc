@@ -343,8 +343,8 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
 
 TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThreads) {
   // Panel-layout weights: one decoding token, a batch of a few sequences (the direct kernel) and
-  // a long prompt (Q4_0, Q4_K: nibbles split into an L1 panel first) must give a token the same
-  // bits, so that a sequence decodes the same alone and in a batch. 45 rows: a partial last
+  // a long prompt (Q4_0 and the K-quants: split into an L1 panel first) must give a token the
+  // same bits, so that a sequence decodes the same alone and in a batch. 45 rows: a partial last
   // group; 17 blocks: an odd last block and a second chunk.
   std::mt19937 rng(78);
   const int64_t rows = 45, n_all = 140;
@@ -352,10 +352,12 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K}) {
+    for (TensorType type :
+         {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
-      // Q4_K: 5 super-blocks, a partial chunk of the long-prompt path.
-      const int64_t cols = type == TensorType::kQ4_K ? 5 * 256 : 544;
+      // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K: an odd last one).
+      const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+      const int64_t cols = k_quant ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
       const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
@@ -374,8 +376,9 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
       MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
              WeightLayout::kPanels);
-      if (type == TensorType::kQ4_K && isa == Isa::kAvx512) {
-        // AVX-512 computes Q4_K with the same integer sums and float steps in both layouts.
+      if (k_quant && isa == Isa::kAvx512) {
+        // AVX-512 computes the K-quants with the same integer sums and float steps in both
+        // layouts.
         std::vector<float> from_rows(all.size(), -3.0f);
         MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, from_rows.data());
         EXPECT_TRUE(from_rows == all) << "row layout";
@@ -497,7 +500,8 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ6_K, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
                         {TensorType::kQ4_0, WeightLayout::kPanels},
-                        {TensorType::kQ4_K, WeightLayout::kPanels}};
+                        {TensorType::kQ4_K, WeightLayout::kPanels},
+                        {TensorType::kQ6_K, WeightLayout::kPanels}};
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
                  (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));

@@ -80,6 +80,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
       case TensorType::kQ8_0: return {WKind::kQ8_0P, ActFormat::kQ8};
       case TensorType::kQ4_0: return {WKind::kQ4_0P, ActFormat::kQ8};
       case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};
+      case TensorType::kQ6_K: return {WKind::kQ6_KP, ActFormat::kQ8K};
       default: YZ_CHECK(false && "MatMul: no panel layout");
     }
   }

@@ -1207,7 +1207,7 @@ struct DirectKMicro {
 };
 
 // Super-blocks [b0, b0 + nbk) of one panel group into QKMicro's L1 panel format.
-void SplitQ4_KGroup(const uint8_t* group, int64_t b0, int64_t nbk, uint8_t* out) {
+void SplitQ4_KGroup(const uint8_t* group, int64_t /*nb*/, int64_t b0, int64_t nbk, uint8_t* out) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nbk; ++b) {
     const uint8_t* blk = group + (b0 + b) * kQ4KPanelBlockBytes;
@@ -1228,11 +1228,133 @@ void SplitQ4_KGroup(const uint8_t* group, int64_t b0, int64_t nbk, uint8_t* out)
   }
 }
 
-void GemmPanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+// ---- Q6_K weights in the panel layout (kQ6_KP, packed once at load; kernels_internal.h)
+//
+// As Q4_K's: DirectK6Micro reads each group in place for up to kKStreamMaxTokens tokens, longer
+// inputs split chunks into Q6KMicro's L1 panel; both compute Q6KMicro's exact total and float
+// steps (and so the row layout's). Payload vector k (< 32) holds ql bytes 4k..4k+3 of 16 rows: in
+// half h = k / 16, with kk = k % 16, the low nibbles are columns 128h + 4kk.. and the high ones
+// 128h + 64 + 4kk..; their 2 high bits sit in qh vector 32 + 8h + kk % 8, at bits 2 * (kk / 8)
+// and 4 + 2 * (kk / 8) of each byte. With an odd super-block count a group starts 32 bytes off a
+// line (16 x 210 bytes per super-block), so these kernels load unaligned.
+
+// The 6-bit values of payload vector k (< 32) from the low (kHigh false) or high nibbles.
+template <bool kHigh>
+inline __m512i Q6Values(const uint8_t* payload, int k) {
+  const int h = k / 16, kk = k % 16;
+  const __m512i v = _mm512_loadu_si512(payload + 64 * k);
+  const __m512i q = _mm512_loadu_si512(payload + 64 * (32 + 8 * h + kk % 8));
+  const int shift = (kHigh ? 4 : 0) + 2 * (kk / 8);  // the 2 bits' position; they go to bits 4-5
+  const __m512i high2 = shift <= 4 ? _mm512_slli_epi16(q, 4 - shift) : _mm512_srli_epi16(q, shift - 4);
+  const __m512i low4 = kHigh ? _mm512_srli_epi16(v, 4) : v;
+  return _mm512_or_si512(_mm512_and_si512(low4, _mm512_set1_epi8(0x0F)),
+                         _mm512_and_si512(high2, _mm512_set1_epi8(0x30)));
+}
+
+// Sub-block g's int8 scale in each lane (row) from the payload's 4 scale vectors.
+inline __m512i Q6Scale(const uint8_t* payload, int g) {
+  const __m512i dw = _mm512_loadu_si512(payload + 64 * (48 + g / 4));
+  return _mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * (g % 4)), 24);
+}
+
+template <int NR, int NT>
+struct DirectK6Micro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, a.nb, b);
+      const uint8_t* p = a.group + at.payload;
+      if constexpr (NT <= 2) {
+        // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
+        const uint8_t* ahead = a.group + b * (kQ6KPanelPayload + 32) + kDecodePrefetchBytes;
+        for (int64_t o = 0; o < kQ6KPanelPayload + 32; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
+        }
+      }
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (int hq = 0; hq < 8; ++hq) {  // half h, quad kq: sub-blocks 8h + kq and 8h + 4 + kq
+        const int h = hq / 4, kq = hq % 4;
+        __m512i dot_lo[NT], dot_hi[NT];
+        for (int j = 0; j < NT; ++j) dot_lo[j] = dot_hi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k4 = 0; k4 < 4; ++k4) {
+          const int kk = 4 * kq + k4, k = 16 * h + kk;
+          const __m512i lo = Q6Values<false>(p, k), hi = Q6Values<true>(p, k);
+#pragma GCC unroll 4
+          for (int j = 0; j < NT; ++j) {
+            const int8_t* xq = x[j].qs + kQK_K * b + 128 * h + 4 * kk;
+            dot_lo[j] = _mm512_dpbusd_epi32(dot_lo[j], lo, Broadcast4(xq));
+            dot_hi[j] = _mm512_dpbusd_epi32(dot_hi[j], hi, Broadcast4(xq + 64));
+          }
+        }
+        const __m512i sc_lo = Q6Scale(p, 8 * h + kq), sc_hi = Q6Scale(p, 8 * h + 4 + kq);
+        for (int j = 0; j < NT; ++j) {
+          sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot_lo[j], sc_lo));
+          sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot_hi[j], sc_hi));
+        }
+      }
+      __m512i pair[8];
+      for (int q = 0; q < 8; ++q) {
+        pair[q] = _mm512_or_si512(_mm512_and_si512(Q6Scale(p, 2 * q), low16),
+                                  _mm512_slli_epi32(Q6Scale(p, 2 * q + 1), 16));
+      }
+      const __m512 d = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 5));
+        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) (of nb) of one panel group into Q6KMicro's L1 panel format.
+void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b0 + b);
+    const uint8_t* p = group + at.payload;
+    uint8_t* o = out + b * kQ6PanelBlockBytes;
+    for (int k = 0; k < 32; ++k) {  // columns 128h + 4kk.. and 128h + 64 + 4kk..
+      const int h = k / 16, kk = k % 16;
+      _mm512_store_si512(o + 64 * (32 * h + kk), Q6Values<false>(p, k));
+      _mm512_store_si512(o + 64 * (32 * h + 16 + kk), Q6Values<true>(p, k));
+    }
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, Q6Scale(p, g));
+    for (int q = 0; q < 8; ++q) {
+      _mm512_store_si512(o + kQ6PairOffset + 64 * q,
+                         _mm512_or_si512(_mm512_and_si512(Q6Scale(p, 2 * q), low16),
+                                         _mm512_slli_epi32(Q6Scale(p, 2 * q + 1), 16)));
+    }
+    _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                        reinterpret_cast<const __m256i*>(group + at.scales))));
+  }
+}
+
+// The K-quant panel products: up to kKStreamMaxTokens tokens Direct on the groups in place, more
+// through Split's L1 panels and Micro.
+using SplitKFn = void (*)(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out);
+template <template <int, int> class Direct, SplitKFn kSplit, template <int, int> class Micro,
+          int64_t kBlockBytes>
+void GemmPanelsK(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t nb = a.cols / kQK_K;
   const int64_t group_bytes = 16 * a.w_row_bytes;
   if (t1 - t0 <= kKStreamMaxTokens) {
-    const auto& fns = MicroTable<DirectKMicro, 1, kKStreamTokens, DirectKArgs>::kFns;
+    const auto& fns = MicroTable<Direct, 1, kKStreamTokens, DirectKArgs>::kFns;
     for (int64_t r = r0; r < r1; r += 16) {
       const DirectKArgs d{a.w + (r / 16) * group_bytes, a.x, a.x_stride_bytes, a.cols, nb,
                           a.y + r, a.ldy, RowMask(std::min<int64_t>(16, r1 - r))};
@@ -1243,10 +1365,10 @@ void GemmPanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
   }
   constexpr int MR = kQKGroups, MT = kQKTokens;
   const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
-  const int64_t panel_group_bytes = chunk * kQKPanelBlockBytes;
+  const int64_t panel_group_bytes = chunk * kBlockBytes;
   thread_local PanelBuffer buffer;
   uint8_t* panel = buffer.Get(MR * panel_group_bytes);
-  const auto& fns = MicroTable<QKMicro, MR, MT, QKArgs>::kFns;
+  const auto& fns = MicroTable<Micro, MR, MT, QKArgs>::kFns;
   for (int64_t r = r0; r < r1; r += 16 * MR) {
     const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
     const int nr = static_cast<int>((n_rows + 15) / 16);
@@ -1254,7 +1376,7 @@ void GemmPanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
     for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
       const int64_t nbk = std::min(chunk, nb - b0);
       for (int g = 0; g < nr; ++g) {
-        SplitQ4_KGroup(groups + g * group_bytes, b0, nbk, panel + g * panel_group_bytes);
+        kSplit(groups + g * group_bytes, nb, b0, nbk, panel + g * panel_group_bytes);
       }
       const QKArgs q{panel,  panel_group_bytes,
                      a.x,    a.x_stride_bytes,
@@ -1278,7 +1400,10 @@ void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
   GemmPanels<PanelsQ4_0>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  GemmPanelsQ4_K(a, r0, r1, t0, t1);
+  GemmPanelsK<DirectKMicro, SplitQ4_KGroup, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectK6Micro, SplitQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {

@@ -84,7 +84,7 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last three are Q8_0/Q4_0/Q4_K in the panel
+// Weight kinds the tile table is indexed by; the last four are Q8_0/Q4_0/Q4_K/Q6_K in the panel
 // layout.
 enum class WKind {
   kF32 = 0,
@@ -97,6 +97,7 @@ enum class WKind {
   kQ8_0P,
   kQ4_0P,
   kQ4_KP,
+  kQ6_KP,
   kCount
 };
 
@@ -125,6 +126,11 @@ enum class WKind {
 //   [2048, 2240)  3 vectors, vector q lane i: dword q of row i's 12 packed scale bytes;
 //   [2240, 2304)  1 vector, lane i: row i's d | dmin << 16 (fp16 bits).
 // Every vector is 64-byte aligned in a 64-byte aligned buffer.
+// Q6_K (kQ6_KP): super-block b of 16 rows is a payload of 52 vectors, vector j lane i = dword j of
+// row i's block (ql: 0-31, qh: 32-47, the int8 scales: 48-51), and the 16 rows' fp16 d (32
+// bytes); super-blocks go in pairs as Q8_0/Q4_0 blocks do, [payload b][payload b+1][d b][d b+1]
+// (PanelBlockAt with a payload of kQ6KPanelPayload), so every vector is 64-byte aligned.
+inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
 inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
 inline constexpr int64_t kQ4KPanelScales = 2048;
 inline constexpr int64_t kQ4KPanelD = 2240;
@@ -218,10 +224,11 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row size; r0
-// a multiple of 16), any token count, against kQ8 activations; Q4_K against kQ8K.
+// a multiple of 16), any token count, against kQ8 activations; Q4_K/Q6_K against kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
 // at out): panels.cc, for the scalar reference tiles and DequantizeRow.

@@ -403,6 +403,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = TilePanels<WKind::kQ4_KP, TileQ4_K>;
+    t.tile[static_cast<int>(WKind::kQ6_KP)] = TilePanels<WKind::kQ6_KP, TileQ6_K>;
     t.quantize_q8 = QuantizeActQ8Ref;
     t.quantize_q8k = QuantizeActQ8KRef;
     t.quantize_q8x4 = QuantizeActQ8x4Ref;

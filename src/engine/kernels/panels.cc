@@ -1,4 +1,4 @@
-// The panel layout of Q8_0/Q4_0/Q4_K weights (kernels_internal.h): packing at load, reading a
+// The panel layout of Q8_0/Q4_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load, reading a
 // row back. Portable code: packing runs once per model load, a few bytes of shuffling per weight byte.
 
 #include <cstring>
@@ -26,9 +26,54 @@ WKind PanelKind(TensorType type) {
     case TensorType::kQ8_0: return WKind::kQ8_0P;
     case TensorType::kQ4_0: return WKind::kQ4_0P;
     case TensorType::kQ4_K: return WKind::kQ4_KP;
+    case TensorType::kQ6_K: return WKind::kQ6_KP;
     default: YZ_CHECK(false && "no panel layout for this type");
   }
   return WKind::kQ8_0P;
+}
+
+// Q6_K: one group's super-block b (of nb) from the rows' blocks: dword j of row i's block
+// (j < 52) to lane i of payload vector j, its fp16 d to the d half-vector.
+void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* group) {
+  const internal::PanelBlock at = PanelBlockAt(internal::kQ6KPanelPayload, nb, b);
+  uint8_t* payload = group + at.payload;
+  for (int64_t i = 0; i < kGroupRows; ++i) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ6_K) : nullptr;
+    uint16_t d = 0;
+    if (blk != nullptr) std::memcpy(&d, blk + sizeof(BlockQ6_K) - 2, 2);
+    std::memcpy(group + at.scales + 2 * i, &d, 2);
+  }
+#if defined(__SSE2__)
+  bool full = true;
+  for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
+  if (full) {  // four rows and four dwords at a time, as PackBlock
+    for (int64_t i = 0; i < kGroupRows; i += 4) {
+      for (int64_t j = 0; j < 52; j += 4) {
+        __m128i r[4];
+        for (int q = 0; q < 4; ++q) {
+          r[q] = _mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ6_K) + 4 * j));
+        }
+        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
+        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+        const __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
+                              _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+        for (int q = 0; q < 4; ++q) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(payload + 64 * (j + q) + 4 * i), v[q]);
+        }
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < kGroupRows; ++i) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ6_K) : nullptr;
+    for (int64_t j = 0; j < 52; ++j) {
+      uint32_t v = 0;
+      if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
+      std::memcpy(payload + 64 * j + 4 * i, &v, 4);
+    }
+  }
 }
 
 // Q4_K: the panel vector that dword j of a block (36 dwords) goes to: d and dmin (dword 0) to 35,
@@ -137,6 +182,18 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
 namespace internal {
 
 void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out) {
+  if (kind == WKind::kQ6_KP) {
+    const int64_t nb = cols / kQK_K;
+    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ6_K);
+    const int64_t i = row % kGroupRows;
+    for (int64_t b = 0; b < nb; ++b) {
+      const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b);
+      uint8_t* blk = out + b * sizeof(BlockQ6_K);
+      for (int64_t j = 0; j < 52; ++j) std::memcpy(blk + 4 * j, group + at.payload + 64 * j + 4 * i, 4);
+      std::memcpy(blk + sizeof(BlockQ6_K) - 2, group + at.scales + 2 * i, 2);
+    }
+    return;
+  }
   if (kind == WKind::kQ4_KP) {
     const int64_t nb = cols / kQK_K;
     const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ4_K);
@@ -170,7 +227,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 }  // namespace internal
 
 bool PanelsPreferred(TensorType type) {
-  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_K) &&
+  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_K ||
+          type == TensorType::kQ6_K) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
@@ -183,7 +241,8 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
                 void* panels) {
   const WKind kind = PanelKind(type);
   if (r0 == r1) return;
-  const int64_t block = kind == WKind::kQ4_KP ? kQK_K : 32;
+  const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ6_KP;
+  const int64_t block = k_quant ? kQK_K : 32;
   YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
            cols % block == 0);
   const int64_t row_bytes = RowSizeBytes(type, cols);
@@ -200,6 +259,8 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
     for (int64_t b = 0; b < nb; ++b) {
       if (kind == WKind::kQ4_KP) {
         PackBlockQ4_K(row, b, group);
+      } else if (kind == WKind::kQ6_KP) {
+        PackBlockQ6_K(row, nb, b, group);
       } else {
         PackBlock(kind, row, nb, b, group);
       }
