@@ -1130,7 +1130,10 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
 // row-layout Q4_K does, without its transposes). Both compute QKMicro's exact integers and float
 // steps, so a token gets the same bits on every path (and as with row-layout Q4_K).
 constexpr int kKStreamTokens = 4;
-constexpr int64_t kKStreamMaxTokens = 32;
+// GemmTokens 1536x1536 (2 threads, fast state), GFLOP/s with the split from 9 / from 33 tokens:
+// Q6_K 12 tokens 339-346 / 296-299, 16: 399-403 / 357-361, 32: 589-623 / 473-492; Q4_K 12:
+// 394-498 / 453-489, 16: 517-578 / 557-570, 32: 794-819 / 729-750.
+constexpr int64_t kKStreamMaxTokens = 8;
 
 struct DirectKArgs {
   const uint8_t* group;  // the row tile's group: super-block b at group + b * kQ4KPanelBlockBytes
