@@ -626,6 +626,21 @@ inline __m256i SumRows4(const __m512i (&a)[4], const __m256i (&b)[4]) {
   const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
   return _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, f));
 }
+// SumRows4 of NR <= 4 rows, a(i) and b(i) row i's vectors; the missing rows sum to zero.
+template <int NR, class A, class B>
+inline __m256i SumRows(A a, B b) {
+  __m512i va[4];
+  __m256i vb[4];
+  for (int i = 0; i < 4; ++i) {
+    va[i] = _mm512_setzero_si512();
+    vb[i] = _mm256_setzero_si256();
+  }
+  for (int i = 0; i < NR; ++i) {
+    va[i] = a(i);
+    vb[i] = b(i);
+  }
+  return SumRows4(va, vb);
+}
 // v[0..NR) in lanes 0..NR-1, zeros after.
 template <int NR>
 inline __m128 FirstLanes(const float (&v)[NR]) {
@@ -720,17 +735,9 @@ struct Q4_KK {
                                          _mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(sumi)));
           acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]), v, acc[j]);
         } else {
-          __m512i si[4];
-          __m256i sm[4];
-          for (int i = 0; i < 4; ++i) {
-            si[i] = _mm512_setzero_si512();
-            sm[i] = _mm256_setzero_si256();
-          }
-          for (int i = 0; i < NR; ++i) {
-            si[i] = isum[i][j];
-            sm[i] = _mm256_madd_epi16(mins16[i], bs);
-          }
-          const __m256 sums = _mm256_cvtepi32_ps(SumRows4(si, sm));
+          const __m256 sums = _mm256_cvtepi32_ps(
+              SumRows<NR>([&](int i) { return isum[i][j]; },
+                          [&](int i) { return _mm256_madd_epi16(mins16[i], bs); }));
           const __m128 v = _mm_fnmadd_ps(FirstLanes(dmin), _mm256_extractf128_ps(sums, 1),
                                          _mm_mul_ps(FirstLanes(d), _mm256_castps256_ps128(sums)));
           acc[j] = _mm_fmadd_ps(_mm_set1_ps(x[j].d[b]), v, acc[j]);
@@ -828,17 +835,9 @@ struct Q6_KK {
           const __m128 v = _mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(static_cast<float>(total)));
           acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]), v, acc[j]);
         } else {
-          __m512i si[4];
-          __m256i corr[4];
-          for (int i = 0; i < 4; ++i) {
-            si[i] = _mm512_setzero_si512();
-            corr[i] = _mm256_setzero_si256();
-          }
-          for (int i = 0; i < NR; ++i) {
-            si[i] = isum[i][j];
-            corr[i] = _mm256_madd_epi16(_mm512_castsi512_si256(sc16[i]), bs);
-          }
-          const __m256i sums = SumRows4(si, corr);
+          const __m256i sums = SumRows<NR>(
+              [&](int i) { return isum[i][j]; },
+              [&](int i) { return _mm256_madd_epi16(_mm512_castsi512_si256(sc16[i]), bs); });
           const __m128i total = _mm_sub_epi32(_mm256_castsi256_si128(sums),
                                               _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 5));
           const __m128 v = _mm_mul_ps(FirstLanes(d), _mm_cvtepi32_ps(total));

@@ -607,78 +607,100 @@ inline __m512i Broadcast4(const void* p) {
   return _mm512_set1_epi32(q);
 }
 
-template <int NR, int NT>
-struct QKMicro {
-  static void Run(const QKArgs& a, int64_t t) {
-    ActQ8KRow x[NT];
-    float* y[NT];
-    for (int j = 0; j < NT; ++j) {
-      x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
-      y[j] = a.y + (t + j) * a.ldy;
-    }
-    __m512 acc[NR][NT];
-    LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
-    for (int64_t b = 0; b < a.nbk; ++b) {
-      const uint8_t* pw = a.panel + b * kQKPanelBlockBytes;
-      const int64_t xb = a.b0 + b;
-      __m512i sumi[NR][NT];
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) sumi[i][j] = _mm512_setzero_si512();
-      for (int sb = 0; sb < 8; ++sb) {
-        __m512i dot[NR][NT];
+// The K-quant micro-kernel over L1 panels, K describing the panel (K::kSubBlocks sub-blocks of
+// K::kSlices 4-byte slices per super-block, the scales as int32 lanes at K::kScaleOffset, 8
+// vectors of int16 pairs at K::kPairOffset that multiply the bsums' pairs, d at K::kDOffset) and
+// the float steps from the exact integers (K::Finish). Per super-block and row: sumi = sum over
+// sub-blocks of scale * (VPDPBUSD sum of its slices), pairs = VPDPWSSD of the pair vectors
+// against the 16-element bsums, then acc += dx * K::Finish(sumi, pairs).
+template <class K>
+struct KMicro {
+  template <int NR, int NT>
+  struct Fn {
+    static void Run(const QKArgs& a, int64_t t) {
+      ActQ8KRow x[NT];
+      float* y[NT];
+      for (int j = 0; j < NT; ++j) {
+        x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+        y[j] = a.y + (t + j) * a.ldy;
+      }
+      __m512 acc[NR][NT];
+      LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
+      constexpr int kSliceBytes = 4 * K::kSlices;  // columns per sub-block
+      for (int64_t b = 0; b < a.nbk; ++b) {
+        const uint8_t* pw = a.panel + b * K::kBlockBytes;
+        const int64_t xb = a.b0 + b;
+        __m512i sumi[NR][NT];
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j)
 #pragma GCC unroll 4
-          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+          for (int i = 0; i < NR; ++i) sumi[i][j] = _mm512_setzero_si512();
+        for (int sb = 0; sb < K::kSubBlocks; ++sb) {
+          __m512i dot[NR][NT];
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          __m512i wv[NR];
+          for (int j = 0; j < NT; ++j)
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int k = 0; k < K::kSlices; ++k) {
+            __m512i wv[NR];
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) {
+              wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * (K::kSlices * sb + k));
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; ++j) {
+              const __m512i xv = Broadcast4(x[j].qs + kQK_K * xb + kSliceBytes * sb + 4 * k);
+#pragma GCC unroll 4
+              for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+            }
+          }
 #pragma GCC unroll 4
           for (int i = 0; i < NR; ++i) {
-            wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * (8 * sb + k));
-          }
+            const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + K::kScaleOffset + 64 * sb);
 #pragma GCC unroll 8
-          for (int j = 0; j < NT; ++j) {
-            const __m512i xv = Broadcast4(x[j].qs + kQK_K * xb + 32 * sb + 4 * k);
-#pragma GCC unroll 4
-            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
+            for (int j = 0; j < NT; ++j) {
+              sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
+            }
           }
         }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
+          const int16_t* bs = x[j].bsums + (kQK_K / 16) * xb;
 #pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + kQKScaleOffset + 64 * sb);
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* pi = pw + i * a.group_bytes;
+            __m512i pairs = _mm512_setzero_si512();
 #pragma GCC unroll 8
-          for (int j = 0; j < NT; ++j) {
-            sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
+            for (int q = 0; q < 8; ++q) {
+              pairs = _mm512_dpwssd_epi32(pairs, _mm512_load_si512(pi + K::kPairOffset + 64 * q),
+                                          Broadcast4(bs + 2 * q));
+            }
+            acc[i][j] = _mm512_fmadd_ps(dx, K::Finish(pi + K::kDOffset, sumi[i][j], pairs),
+                                        acc[i][j]);
           }
-        }
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * xb;
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const uint8_t* pi = pw + i * a.group_bytes;
-          __m512i summ = _mm512_setzero_si512();
-#pragma GCC unroll 8
-          for (int sb = 0; sb < 8; ++sb) {
-            summ = _mm512_dpwssd_epi32(summ, _mm512_load_si512(pi + kQKMinOffset + 64 * sb),
-                                       Broadcast4(bs + 2 * sb));
-          }
-          const __m512 d = _mm512_load_ps(pi + kQKDOffset);
-          const __m512 dmin = _mm512_load_ps(pi + kQKDOffset + 64);
-          __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[i][j]));
-          v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
-          acc[i][j] = _mm512_fmadd_ps(dx, v, acc[i][j]);
         }
       }
+      StoreAcc<NR, NT>(acc, y, a.last_mask);
     }
-    StoreAcc<NR, NT>(acc, y, a.last_mask);
+  };
+};
+
+// Q4_K's panel: 8 sub-blocks of 32 columns; the pairs are the mins (m[s], m[s]);
+// v = d * sumi - dmin * summ.
+struct Q4KPanel {
+  static constexpr int kSubBlocks = 8, kSlices = 8;
+  static constexpr int64_t kBlockBytes = kQKPanelBlockBytes;
+  static constexpr int64_t kScaleOffset = kQKScaleOffset, kPairOffset = kQKMinOffset;
+  static constexpr int64_t kDOffset = kQKDOffset;
+  static __m512 Finish(const uint8_t* d, __m512i sumi, __m512i summ) {
+    const __m512 v = _mm512_mul_ps(_mm512_load_ps(d), _mm512_cvtepi32_ps(sumi));
+    return _mm512_fnmadd_ps(_mm512_load_ps(d + 64), _mm512_cvtepi32_ps(summ), v);
   }
 };
+template <int NR, int NT>
+using QKMicro = KMicro<Q4KPanel>::Fn<NR, NT>;
 
 // The K-quant products: 16-row panels of kQKChunkBlocks super-blocks packed per call (Pack), the
 // micro-kernel over them (Micro), kBlockBytes of panel per super-block and group.
@@ -810,76 +832,20 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
   }
 }
 
-template <int NR, int NT>
-struct Q6KMicro {
-  static void Run(const QKArgs& a, int64_t t) {
-    ActQ8KRow x[NT];
-    float* y[NT];
-    for (int j = 0; j < NT; ++j) {
-      x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
-      y[j] = a.y + (t + j) * a.ldy;
-    }
-    __m512 acc[NR][NT];
-    LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
-    for (int64_t b = 0; b < a.nbk; ++b) {
-      const uint8_t* pw = a.panel + b * kQ6PanelBlockBytes;
-      const int64_t xb = a.b0 + b;
-      __m512i sumi[NR][NT];
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) sumi[i][j] = _mm512_setzero_si512();
-      for (int g = 0; g < 16; ++g) {
-        __m512i dot[NR][NT];
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 4
-          for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; ++k) {
-          __m512i wv[NR];
-#pragma GCC unroll 4
-          for (int i = 0; i < NR; ++i) {
-            wv[i] = _mm512_load_si512(pw + i * a.group_bytes + 64 * (4 * g + k));
-          }
-#pragma GCC unroll 8
-          for (int j = 0; j < NT; ++j) {
-            const __m512i xv = Broadcast4(x[j].qs + kQK_K * xb + 16 * g + 4 * k);
-#pragma GCC unroll 4
-            for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[i], xv);
-          }
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + kQ6ScaleOffset + 64 * g);
-#pragma GCC unroll 8
-          for (int j = 0; j < NT; ++j) {
-            sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
-          }
-        }
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m512 dx = _mm512_set1_ps(x[j].d[xb]);
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * xb;
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; ++i) {
-          const uint8_t* pi = pw + i * a.group_bytes;
-          __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-          for (int p = 0; p < 8; ++p) {
-            corr = _mm512_dpwssd_epi32(corr, _mm512_load_si512(pi + kQ6PairOffset + 64 * p),
-                                       Broadcast4(bs + 2 * p));
-          }
-          const __m512i total = _mm512_sub_epi32(sumi[i][j], _mm512_slli_epi32(corr, 5));
-          const __m512 v = _mm512_mul_ps(_mm512_load_ps(pi + kQ6DOffset), _mm512_cvtepi32_ps(total));
-          acc[i][j] = _mm512_fmadd_ps(dx, v, acc[i][j]);
-        }
-      }
-    }
-    StoreAcc<NR, NT>(acc, y, a.last_mask);
+// Q6_K's panel: 16 sub-blocks of 16 columns; the pairs are the scales (sc[2p], sc[2p + 1]) for
+// the -32 offset; v = d * (sumi - 32 * corr).
+struct Q6KPanel {
+  static constexpr int kSubBlocks = 16, kSlices = 4;
+  static constexpr int64_t kBlockBytes = kQ6PanelBlockBytes;
+  static constexpr int64_t kScaleOffset = kQ6ScaleOffset, kPairOffset = kQ6PairOffset;
+  static constexpr int64_t kDOffset = kQ6DOffset;
+  static __m512 Finish(const uint8_t* d, __m512i sumi, __m512i corr) {
+    const __m512i total = _mm512_sub_epi32(sumi, _mm512_slli_epi32(corr, 5));
+    return _mm512_mul_ps(_mm512_load_ps(d), _mm512_cvtepi32_ps(total));
   }
 };
+template <int NR, int NT>
+using Q6KMicro = KMicro<Q6KPanel>::Fn<NR, NT>;
 
 // ---- Q8_0 and Q4_0 weights in the panel layout (packed once at load; kernels_internal.h)
 //

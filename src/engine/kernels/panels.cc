@@ -21,6 +21,18 @@ using internal::WKind;
 
 constexpr int64_t kGroupRows = 16;
 
+#if defined(__SSE2__)
+// r[q] holds dwords j..j+3 of row q; v[k] gets dword j + k of rows 0..3.
+inline void Transpose4x4(const __m128i (&r)[4], __m128i (&v)[4]) {
+  const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
+  const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+  v[0] = _mm_unpacklo_epi64(t0, t1);
+  v[1] = _mm_unpackhi_epi64(t0, t1);
+  v[2] = _mm_unpacklo_epi64(t2, t3);
+  v[3] = _mm_unpackhi_epi64(t2, t3);
+}
+#endif
+
 WKind PanelKind(TensorType type) {
   switch (type) {
     case TensorType::kQ8_0: return WKind::kQ8_0P;
@@ -54,10 +66,8 @@ void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* gr
           r[q] = _mm_loadu_si128(
               reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ6_K) + 4 * j));
         }
-        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
-        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
-        const __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
-                              _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+        __m128i v[4];
+        Transpose4x4(r, v);
         for (int q = 0; q < 4; ++q) {
           _mm_storeu_si128(reinterpret_cast<__m128i*>(payload + 64 * (j + q) + 4 * i), v[q]);
         }
@@ -95,10 +105,8 @@ void PackBlockQ4_K(const uint8_t* const* row, int64_t b, uint8_t* group) {
           r[q] = _mm_loadu_si128(
               reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ4_K) + 4 * j));
         }
-        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
-        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
-        const __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
-                              _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+        __m128i v[4];
+        Transpose4x4(r, v);
         for (int q = 0; q < 4; ++q) {  // dword j + q of rows i..i+3
           _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * Q4KVectorOf(j + q) + 4 * i), v[q]);
         }
@@ -145,16 +153,11 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
           r[q] = _mm_xor_si128(
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[q] + 2 + 4 * k)), flip);
         }
-        const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
-        const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
-        // Vector k + j, lanes i..i+3: dword j of rows i..i+3.
-        auto store = [&](int64_t j, __m128i v) {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(payload + 64 * (k + j) + 4 * i), v);
-        };
-        store(0, _mm_unpacklo_epi64(t0, t1));
-        store(1, _mm_unpackhi_epi64(t0, t1));
-        store(2, _mm_unpacklo_epi64(t2, t3));
-        store(3, _mm_unpackhi_epi64(t2, t3));
+        __m128i v[4];
+        Transpose4x4(r, v);
+        for (int q = 0; q < 4; ++q) {  // vector k + q, lanes i..i+3: dword k + q of rows i..i+3
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(payload + 64 * (k + q) + 4 * i), v[q]);
+        }
       }
     }
     return;
