@@ -70,11 +70,11 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 // How a weight matrix's bytes are laid out.
 //  - kRows: as in the file (GGUF/safetensors), row after row.
 //  - kPanels (Q8_0, Q4_0, Q4_K and Q6_K only): the same blocks regrouped by PackPanels so that
-//    16 rows' blocks of the same columns sit together (layout in kernels_internal.h). The same bytes as
-//    kRows plus the padding of a last group of fewer than 16 rows (PanelBytes). On a CPU with
-//    AVX-512 the kernels multiply panels directly, for any token count, with no per-call repacking:
-//    a token's outputs are the same bits whatever other tokens share the call (one decoding
-//    sequence alone or eight in a batch) and whatever the thread count.
+//    16 rows' blocks of the same columns sit together (layout in kernels_internal.h). The same
+//    bytes as kRows plus the padding of a last group of fewer than 16 rows (PanelBytes). On a CPU
+//    with AVX-512 the kernels multiply panels directly, for any token count, with no per-call
+//    repacking: a token's outputs are the same bits whatever other tokens share the call (one
+//    decoding sequence alone or eight in a batch) and whatever the thread count.
 enum class WeightLayout { kRows, kPanels };
 
 // Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
@@ -84,7 +84,8 @@ void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, in
             const float* x, int64_t n_tokens, float* y, WeightLayout layout = WeightLayout::kRows);
 
 // Whether matrices of `type` are better multiplied as panels with the active ISA (Q8_0, Q4_0,
-// Q4_K, Q6_K on AVX-512). Other ISAs can still multiply panels, through the scalar reference (slow).
+// Q4_K, Q6_K on AVX-512). Other ISAs can still multiply panels, through the scalar reference
+// (slow).
 bool PanelsPreferred(TensorType type);
 // Bytes of the panel layout of a rows x cols matrix of `type` (one of those four).
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols);

@@ -657,7 +657,8 @@ struct KMicro {
           }
 #pragma GCC unroll 4
           for (int i = 0; i < NR; ++i) {
-            const __m512i sc = _mm512_load_si512(pw + i * a.group_bytes + K::kScaleOffset + 64 * sb);
+            const __m512i sc =
+                _mm512_load_si512(pw + i * a.group_bytes + K::kScaleOffset + 64 * sb);
 #pragma GCC unroll 8
             for (int j = 0; j < NT; ++j) {
               sumi[i][j] = _mm512_add_epi32(sumi[i][j], _mm512_mullo_epi32(dot[i][j], sc));
@@ -828,7 +829,8 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
     }
     const __m512i dw = _mm512_mask_i32gather_epi32(
         zero, present, offsets, blk + static_cast<int64_t>(sizeof(BlockQ6_K)) - 4, 1);
-    _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
+    _mm512_store_ps(o + kQ6DOffset,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
   }
 }
 
@@ -1144,12 +1146,15 @@ struct DirectKMicro {
           const __m512i w = _mm512_and_si512(high ? _mm512_srli_epi16(v, 4) : v, nibble);
 #pragma GCC unroll 4
           for (int j = 0; j < NT; ++j) {
-            dot[j] = _mm512_dpbusd_epi32(dot[j], w, Broadcast4(x[j].qs + kQK_K * b + 32 * sb + 4 * k));
+            dot[j] =
+                _mm512_dpbusd_epi32(dot[j], w, Broadcast4(x[j].qs + kQK_K * b + 32 * sb + 4 * k));
           }
         }
         __m512i sc, m;
         Q4_KScaleMin(q0, q1, q2, sb, sc, m);
-        for (int j = 0; j < NT; ++j) sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
+        for (int j = 0; j < NT; ++j) {
+          sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
+        }
       }
       const __m512i dm = _mm512_load_si512(blk + kQ4KPanelD);
       const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
@@ -1165,7 +1170,9 @@ struct DirectKMicro {
         const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
         __m512i summ = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int sb = 0; sb < 8; ++sb) summ = _mm512_dpwssd_epi32(summ, mpair[sb], Broadcast4(bs + 2 * sb));
+        for (int sb = 0; sb < 8; ++sb) {
+          summ = _mm512_dpwssd_epi32(summ, mpair[sb], Broadcast4(bs + 2 * sb));
+        }
         __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[j]));
         v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
         acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
@@ -1214,7 +1221,8 @@ inline __m512i Q6Values(const uint8_t* payload, int k) {
   const __m512i v = _mm512_loadu_si512(payload + 64 * k);
   const __m512i q = _mm512_loadu_si512(payload + 64 * (32 + 8 * h + kk % 8));
   const int shift = (kHigh ? 4 : 0) + 2 * (kk / 8);  // the 2 bits' position; they go to bits 4-5
-  const __m512i high2 = shift <= 4 ? _mm512_slli_epi16(q, 4 - shift) : _mm512_srli_epi16(q, shift - 4);
+  const __m512i high2 =
+      shift <= 4 ? _mm512_slli_epi16(q, 4 - shift) : _mm512_srli_epi16(q, shift - 4);
   const __m512i low4 = kHigh ? _mm512_srli_epi16(v, 4) : v;
   return _mm512_or_si512(_mm512_and_si512(low4, _mm512_set1_epi8(0x0F)),
                          _mm512_and_si512(high2, _mm512_set1_epi8(0x30)));
@@ -1281,7 +1289,9 @@ struct DirectK6Micro {
         const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
         __m512i corr = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int q = 0; q < 8; ++q) corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+        for (int q = 0; q < 8; ++q) {
+          corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+        }
         const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 5));
         const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
         acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);

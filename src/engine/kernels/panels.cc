@@ -1,5 +1,6 @@
-// The panel layout of Q8_0/Q4_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load, reading a
-// row back. Portable code: packing runs once per model load, a few bytes of shuffling per weight byte.
+// The panel layout of Q8_0/Q4_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load, reading
+// a row back. Portable code: packing runs once per model load, a few bytes of shuffling per weight
+// byte.
 
 #include <cstring>
 #include <vector>
@@ -192,7 +193,9 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     for (int64_t b = 0; b < nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b);
       uint8_t* blk = out + b * sizeof(BlockQ6_K);
-      for (int64_t j = 0; j < 52; ++j) std::memcpy(blk + 4 * j, group + at.payload + 64 * j + 4 * i, 4);
+      for (int64_t j = 0; j < 52; ++j) {
+        std::memcpy(blk + 4 * j, group + at.payload + 64 * j + 4 * i, 4);
+      }
       std::memcpy(blk + sizeof(BlockQ6_K) - 2, group + at.scales + 2 * i, 2);
     }
     return;
@@ -204,7 +207,9 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* in = group + b * kQ4KPanelBlockBytes;
       uint8_t* blk = out + b * sizeof(BlockQ4_K);
-      for (int64_t j = 0; j < 36; ++j) std::memcpy(blk + 4 * j, in + 64 * Q4KVectorOf(j) + 4 * i, 4);
+      for (int64_t j = 0; j < 36; ++j) {
+        std::memcpy(blk + 4 * j, in + 64 * Q4KVectorOf(j) + 4 * i, 4);
+      }
     }
     return;
   }
