@@ -1234,6 +1234,19 @@ inline __m512i Q6Scale(const uint8_t* payload, int g) {
   return _mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * (g % 4)), 24);
 }
 
+// The 8 vectors of scale pairs (sc[2p], sc[2p + 1]) as int16 words, from the 4 scale vectors:
+// each dword's bytes b0..b3 give the pairs (b0, b1) and (b2, b3), sign-extended.
+inline void Q6ScalePairs(const uint8_t* payload, __m512i (&pair)[8]) {
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int q = 0; q < 4; ++q) {
+    const __m512i dw = _mm512_loadu_si512(payload + 64 * (48 + q));
+    const __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(dw, 8), 8);  // words b0, b2
+    const __m512i odd = _mm512_srai_epi16(dw, 8);                         // words b1, b3
+    pair[2 * q] = _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
+    pair[2 * q + 1] = _mm512_or_si512(_mm512_srli_epi32(even, 16), _mm512_andnot_si512(low16, odd));
+  }
+}
+
 template <int NR, int NT>
 struct DirectK6Micro {
   static_assert(NR == 1, "one group, one stream");
@@ -1242,7 +1255,6 @@ struct DirectK6Micro {
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
     for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
@@ -1278,10 +1290,7 @@ struct DirectK6Micro {
         }
       }
       __m512i pair[8];
-      for (int q = 0; q < 8; ++q) {
-        pair[q] = _mm512_or_si512(_mm512_and_si512(Q6Scale(p, 2 * q), low16),
-                                  _mm512_slli_epi32(Q6Scale(p, 2 * q + 1), 16));
-      }
+      Q6ScalePairs(p, pair);
       const __m512 d = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
 #pragma GCC unroll 4
@@ -1303,7 +1312,6 @@ struct DirectK6Micro {
 
 // Super-blocks [b0, b0 + nbk) (of nb) of one panel group into Q6KMicro's L1 panel format.
 void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
-  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
   for (int64_t b = 0; b < nbk; ++b) {
     const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b0 + b);
     const uint8_t* p = group + at.payload;
@@ -1314,11 +1322,9 @@ void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
       _mm512_store_si512(o + 64 * (32 * h + 16 + kk), Q6Values<true>(p, k));
     }
     for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, Q6Scale(p, g));
-    for (int q = 0; q < 8; ++q) {
-      _mm512_store_si512(o + kQ6PairOffset + 64 * q,
-                         _mm512_or_si512(_mm512_and_si512(Q6Scale(p, 2 * q), low16),
-                                         _mm512_slli_epi32(Q6Scale(p, 2 * q + 1), 16)));
-    }
+    __m512i pair[8];
+    Q6ScalePairs(p, pair);
+    for (int q = 0; q < 8; ++q) _mm512_store_si512(o + kQ6PairOffset + 64 * q, pair[q]);
     _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm256_loadu_si256(
                                         reinterpret_cast<const __m256i*>(group + at.scales))));
   }
