@@ -364,13 +364,15 @@ void PackQ8Group(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t 
   }
 }
 
+// A chunk of L1 panels for the integer micro-kernels (QMicro: Q8_0/Q4_0 against kQ8 rows;
+// KMicro: the K-quants against kQ8K rows).
 struct QArgs {
-  const uint8_t* panel;  // row group g at panel + g * group_bytes; block b at + b * 576
+  const uint8_t* panel;  // row group g at panel + g * group_bytes, in the kernel's layout
   int64_t group_bytes;
-  const uint8_t* x;  // kQ8 rows, token t at x + t * x_stride
+  const uint8_t* x;  // activation rows, token t at x + t * x_stride
   int64_t x_stride;
   int64_t cols;
-  int64_t b0, nbk;  // blocks of this chunk
+  int64_t b0, nbk;  // blocks (super-blocks) of this chunk
   float* y;         // token t's rows of this row tile at y + t * ldy
   int64_t ldy;
   __mmask16 last_mask;
@@ -455,23 +457,23 @@ struct QMicro {
   };
 };
 
-template <class W>
-void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  constexpr int MR = kQGroups, MT = kQTokens;
-  const int64_t nb = a.cols / 32;
-  const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
-  const int64_t group_bytes = chunk * kQPanelBlockBytes;
+// Rows [r0, r1) x tokens [t0, t1) through L1 panels, a chunk of `chunk` of the nb blocks at a
+// time: pack(row, n_rows, b0, nbk, dst) fills the panel of rows [row, row + n_rows) (at most 16,
+// `group_bytes` apart) for blocks [b0, b0 + nbk); then every token tile runs Micro's MR row
+// groups x MT tokens over it, the partial sums kept in Y between chunks.
+template <template <int, int> class Micro, int MR, int MT, class Pack>
+void ChunkedGemm(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1, int64_t nb,
+                 int64_t chunk, int64_t group_bytes, const Pack& pack) {
   thread_local PanelBuffer buffer;
   uint8_t* panel = buffer.Get(MR * group_bytes);
-  const auto& fns = MicroTable<QMicro<W>::template K, MR, MT, QArgs>::kFns;
+  const auto& fns = MicroTable<Micro, MR, MT, QArgs>::kFns;
   for (int64_t r = r0; r < r1; r += 16 * MR) {
     const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
     const int nr = static_cast<int>((n_rows + 15) / 16);
     for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
       const int64_t nbk = std::min(chunk, nb - b0);
       for (int g = 0; g < nr; ++g) {
-        PackQ8Group<W>(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
-                       std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
+        pack(r + 16 * g, std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
       }
       const QArgs q{panel,  group_bytes,
                     a.x,    a.x_stride_bytes,
@@ -484,6 +486,17 @@ void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
       });
     }
   }
+}
+
+template <class W>
+void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / 32;
+  const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
+  ChunkedGemm<QMicro<W>::template K, kQGroups, kQTokens>(
+      a, r0, r1, t0, t1, nb, chunk, chunk * kQPanelBlockBytes,
+      [&](int64_t row, int64_t n_rows, int64_t b0, int64_t nbk, uint8_t* dst) {
+        PackQ8Group<W>(a.w + row * a.w_row_bytes, a.w_row_bytes, n_rows, b0, nbk, dst);
+      });
 }
 
 // ---- Q4_K weights x kQ8K activations
@@ -587,18 +600,6 @@ void PackQ4_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
   }
 }
 
-struct QKArgs {
-  const uint8_t* panel;  // row group g at panel + g * group_bytes
-  int64_t group_bytes;
-  const uint8_t* x;  // kQ8K rows, token t at x + t * x_stride
-  int64_t x_stride;
-  int64_t cols;
-  int64_t b0, nbk;  // super-blocks of this chunk
-  float* y;         // token t's rows of this row tile at y + t * ldy
-  int64_t ldy;
-  __mmask16 last_mask;
-  bool accumulate;
-};
 
 // The 4 bytes at p in every 32-bit lane.
 inline __m512i Broadcast4(const void* p) {
@@ -617,7 +618,7 @@ template <class K>
 struct KMicro {
   template <int NR, int NT>
   struct Fn {
-    static void Run(const QKArgs& a, int64_t t) {
+    static void Run(const QArgs& a, int64_t t) {
       ActQ8KRow x[NT];
       float* y[NT];
       for (int j = 0; j < NT; ++j) {
@@ -709,33 +710,13 @@ using PackKFn = void (*)(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, 
                          int64_t nbk, uint8_t* out);
 template <PackKFn kPack, template <int, int> class Micro, int64_t kBlockBytes>
 void GemmK(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  constexpr int MR = kQKGroups, MT = kQKTokens;
   const int64_t nb = a.cols / kQK_K;
   const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
-  const int64_t group_bytes = chunk * kBlockBytes;
-  thread_local PanelBuffer buffer;
-  uint8_t* panel = buffer.Get(MR * group_bytes);
-  const auto& fns = MicroTable<Micro, MR, MT, QKArgs>::kFns;
-  for (int64_t r = r0; r < r1; r += 16 * MR) {
-    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
-    const int nr = static_cast<int>((n_rows + 15) / 16);
-    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
-      const int64_t nbk = std::min(chunk, nb - b0);
-      for (int g = 0; g < nr; ++g) {
-        kPack(a.w + (r + 16 * g) * a.w_row_bytes, a.w_row_bytes,
-              std::min<int64_t>(16, n_rows - 16 * g), b0, nbk, panel + g * group_bytes);
-      }
-      const QKArgs q{panel,  group_bytes,
-                     a.x,    a.x_stride_bytes,
-                     a.cols, b0,
-                     nbk,    a.y + r,
-                     a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
-                     b0 > 0};
-      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
-        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](q, t);
+  ChunkedGemm<Micro, kQKGroups, kQKTokens>(
+      a, r0, r1, t0, t1, nb, chunk, chunk * kBlockBytes,
+      [&](int64_t row, int64_t n_rows, int64_t b0, int64_t nbk, uint8_t* dst) {
+        kPack(a.w + row * a.w_row_bytes, a.w_row_bytes, n_rows, b0, nbk, dst);
       });
-    }
-  }
 }
 
 // ---- Q6_K weights x kQ8K activations
@@ -1348,32 +1329,12 @@ void GemmPanelsK(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
     }
     return;
   }
-  constexpr int MR = kQKGroups, MT = kQKTokens;
   const int64_t chunk = std::min<int64_t>(kQKChunkBlocks, nb);
-  const int64_t panel_group_bytes = chunk * kBlockBytes;
-  thread_local PanelBuffer buffer;
-  uint8_t* panel = buffer.Get(MR * panel_group_bytes);
-  const auto& fns = MicroTable<Micro, MR, MT, QKArgs>::kFns;
-  for (int64_t r = r0; r < r1; r += 16 * MR) {
-    const int64_t n_rows = std::min<int64_t>(16 * MR, r1 - r);
-    const int nr = static_cast<int>((n_rows + 15) / 16);
-    const uint8_t* groups = a.w + (r / 16) * group_bytes;
-    for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
-      const int64_t nbk = std::min(chunk, nb - b0);
-      for (int g = 0; g < nr; ++g) {
-        kSplit(groups + g * group_bytes, nb, b0, nbk, panel + g * panel_group_bytes);
-      }
-      const QKArgs q{panel,  panel_group_bytes,
-                     a.x,    a.x_stride_bytes,
-                     a.cols, b0,
-                     nbk,    a.y + r,
-                     a.ldy,  RowMask(n_rows - 16 * (nr - 1)),
-                     b0 > 0};
-      ForEachTokenTile(t0, t1, MT, [&](int64_t t, int nt) {
-        fns[static_cast<size_t>((nr - 1) * MT + (nt - 1))](q, t);
+  ChunkedGemm<Micro, kQKGroups, kQKTokens>(
+      a, r0, r1, t0, t1, nb, chunk, chunk * kBlockBytes,
+      [&](int64_t row, int64_t /*n_rows*/, int64_t b0, int64_t nbk, uint8_t* dst) {
+        kSplit(a.w + (row / 16) * group_bytes, nb, b0, nbk, dst);
       });
-    }
-  }
 }
 
 }  // namespace
