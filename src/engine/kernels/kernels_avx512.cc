@@ -7,8 +7,9 @@
 // exactly once per call (decoding). Quantised weights meet 8-bit activations in integer dot
 // products (VPDPBUSD: u8 x s8 -> s32, VPDPWSSD: s16 x s16 -> s32).
 //
-// Prompt processing for F32/F16/BF16/Q8_0/Q4_0 (every tile but a 1-2 token decoding call) runs
-// the packed-panel GEMM of kernels_avx512_gemm.cc; the K-quants keep the dot formulation here.
+// Prompt processing for F32/F16/BF16/Q8_0/Q4_0 (every tile but a 1-2 token decoding call) and for
+// Q4_K/Q6_K tiles of more than 8 tokens runs the packed-panel GEMM of kernels_avx512_gemm.cc, as
+// does every product with weights in the panel layout.
 //
 // Everything here has internal linkage: this file is compiled with -mavx512*, and no symbol of it
 // may be picked by the linker for code running on a CPU without AVX-512.

@@ -2,8 +2,10 @@
 // reached through its table:
 //  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
 //    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
-//  - panel-layout Q8_0/Q4_0 (WeightLayout::kPanels, repacked once at load), every token count:
-//    the same micro-kernel arithmetic straight from the stored panels (GemmPanels, at the end).
+//  - row-layout Q4_K/Q6_K, tiles of more than 8 tokens: the same per call (GemmK);
+//  - panel-layout Q8_0/Q4_0/Q4_K/Q6_K (WeightLayout::kPanels, repacked once at load), every token
+//    count: the same micro-kernel arithmetic straight from the stored panels (GemmPanels,
+//    GemmPanelsK, at the end).
 // Scalar references: kernels_ref.cc.
 //
 // The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
@@ -511,7 +513,7 @@ void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
 //   sumi = sum_s sc[s] * sum_{i in s} q_i x_i   (8 VPDPBUSDs per sub-block, one VPMULLD by sc[s])
 //   summ = sum_s m[s] * sum_{i in s} x_i        (VPDPWSSD of the m pairs against the bsums)
 // as DotQ4_KRef does; the super-blocks in order, so any tiling gives a token the same bits. The
-// decoding kernels (1-2 tokens) keep the dot formulation of kernels_avx512.cc.
+// dot kernels of kernels_avx512.cc (tiles of up to 8 tokens) compute the same integers and steps.
 constexpr int64_t kQKNibbleBytes = 64 * 64;
 constexpr int64_t kQKScaleOffset = kQKNibbleBytes;
 constexpr int64_t kQKMinOffset = kQKScaleOffset + 8 * 64;
@@ -727,8 +729,8 @@ void GemmK(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
 // the offset, and d as a float. With value = d * sc[g] * (q - 32), a row's super-block adds
 // dx * (d * total), total = sum_g sc[g] * sum_{i in g} q_i x_i - 32 * sum_g sc[g] * bsum[g], an
 // exact integer, as DotQ6_KRef computes it; the decoding kernel (kernels_avx512.cc) does the same.
-constexpr int64_t kQ6NibbleBytes = 64 * 64;
-constexpr int64_t kQ6ScaleOffset = kQ6NibbleBytes;
+constexpr int64_t kQ6ValueBytes = 64 * 64;
+constexpr int64_t kQ6ScaleOffset = kQ6ValueBytes;
 constexpr int64_t kQ6PairOffset = kQ6ScaleOffset + 16 * 64;
 constexpr int64_t kQ6DOffset = kQ6PairOffset + 8 * 64;
 constexpr int64_t kQ6PanelBlockBytes = kQ6DOffset + 64;  // 5696 per super-block and group
