@@ -140,8 +140,8 @@ constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
                                  {"1536x1536", 1536, 1536}};
 constexpr int64_t kPromptTokens = 512;
 
-constexpr TensorType kTypes[] = {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0,
-                                 TensorType::kQ4_K, TensorType::kQ6_K};
+constexpr TensorType kTypes[] = {TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0,
+                                 TensorType::kQ5_0, TensorType::kQ4_K, TensorType::kQ6_K};
 
 void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape, WeightLayout layout) {
   SetActiveIsa(isa);
@@ -354,8 +354,9 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
   return BenchThreads() > 1 ? b->UseRealTime() : b;
 }
 
-// Every ISA with row-layout weights, and Q8_0/Q4_0 also as panels on AVX-512 (the layout a
-// model loaded on such a CPU runs: WeightLayout::kPanels), named "avx512-panels".
+// Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0 and the
+// K-quants) also as panels on AVX-512 (the layout a model loaded on such a CPU runs:
+// WeightLayout::kPanels), named "avx512-panels".
 struct Variant {
   Isa isa;
   WeightLayout layout;

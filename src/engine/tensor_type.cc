@@ -14,6 +14,7 @@ namespace yunzhi::engine {
 
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
 static_assert(offsetof(BlockQ6_K, d) == 208, "Q6_K d must be last");
@@ -26,7 +27,7 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kF16, "F16", 1, 2, true},
     TypeTraits{TensorType::kQ4_0, "Q4_0", 32, 18, true},
     TypeTraits{TensorType::kQ4_1, "Q4_1", 32, 20, false},
-    TypeTraits{TensorType::kQ5_0, "Q5_0", 32, 22, false},
+    TypeTraits{TensorType::kQ5_0, "Q5_0", 32, 22, true},
     TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, false},
     TypeTraits{TensorType::kQ8_0, "Q8_0", 32, 34, true},
     TypeTraits{TensorType::kQ8_1, "Q8_1", 32, 36, false},
@@ -70,8 +71,8 @@ constexpr auto kIndexById = [] {
 
 // The supported types in the order users think of them (not id order).
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                        TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K,
-                                        TensorType::kQ6_K};
+                                        TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
+                                        TensorType::kQ4_K, TensorType::kQ6_K};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -155,6 +156,52 @@ void QuantizeQ4_0(const float* src, uint8_t* dst, int64_t n) {
       const int hi = std::clamp(RoundToInt(src[j + kQK4_0 / 2] * id) + 8, 0, 15);
       qs[j] = static_cast<uint8_t>(lo | (hi << 4));
     }
+  }
+}
+
+// ---- Q5_0
+
+constexpr size_t kQ5_0Bytes = sizeof(BlockQ5_0);
+
+void DequantizeQ5_0(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_0; ++b, src += kQ5_0Bytes, dst += kQK5_0) {
+    const float d = HalfToFloat(LoadU16(src));
+    uint32_t qh;
+    std::memcpy(&qh, src + 2, sizeof qh);
+    const uint8_t* qs = src + 6;
+    for (int j = 0; j < kQK5_0 / 2; ++j) {
+      const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
+      const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
+      dst[j] = static_cast<float>(lo - 16) * d;
+      dst[j + kQK5_0 / 2] = static_cast<float>(hi - 16) * d;
+    }
+  }
+}
+
+void QuantizeQ5_0(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_0; ++b, src += kQK5_0, dst += kQ5_0Bytes) {
+    // As Q4_0: the value of largest magnitude maps to -16, exactly; the other sign clamps at 15.
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int i = 0; i < kQK5_0; ++i) {
+      if (std::fabs(src[i]) > amax) {
+        amax = std::fabs(src[i]);
+        max = src[i];
+      }
+    }
+    const uint16_t d_bits = FloatToHalf(max / -16.0f);
+    const float d = HalfToFloat(d_bits);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    StoreU16(dst, d_bits);
+    uint32_t qh = 0;
+    uint8_t* qs = dst + 6;
+    for (int j = 0; j < kQK5_0 / 2; ++j) {
+      const int lo = std::clamp(RoundToInt(src[j] * id) + 16, 0, 31);
+      const int hi = std::clamp(RoundToInt(src[j + kQK5_0 / 2] * id) + 16, 0, 31);
+      qs[j] = static_cast<uint8_t>((lo & 0x0F) | (hi & 0x0F) << 4);
+      qh |= static_cast<uint32_t>(lo >> 4) << j | static_cast<uint32_t>(hi >> 4) << (j + 16);
+    }
+    std::memcpy(dst + 2, &qh, sizeof qh);
   }
 }
 
@@ -551,6 +598,9 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ4_0:
       DequantizeQ4_0(in, dst, n);
       return;
+    case TensorType::kQ5_0:
+      DequantizeQ5_0(in, dst, n);
+      return;
     case TensorType::kQ4_K:
       DequantizeQ4_K(in, dst, n);
       return;
@@ -580,6 +630,9 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ4_0:
       QuantizeQ4_0(src, out, n);
+      return;
+    case TensorType::kQ5_0:
+      QuantizeQ5_0(src, out, n);
       return;
     case TensorType::kQ4_K:
       QuantizeQ4_K(src, out, n);

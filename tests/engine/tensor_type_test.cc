@@ -55,10 +55,11 @@ TEST(TensorType, RetiredAndUnknownIdsAreNotRecognised) {
   }
 }
 
-TEST(TensorType, ExactlyTheSevenComputableTypesAreSupported) {
-  EXPECT_EQ(SupportedTypeNames(), "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+TEST(TensorType, ExactlyTheEightComputableTypesAreSupported) {
+  EXPECT_EQ(SupportedTypeNames(), "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K");
   for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
-                       TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+                       TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K,
+                       TensorType::kQ6_K}) {
     EXPECT_TRUE(IsSupported(t)) << TypeName(t);
   }
   for (TensorType t : {TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kIQ2_XXS, TensorType::kI32,
@@ -86,7 +87,7 @@ TEST(TensorType, UnsupportedTypeErrorNamesTensorTypeAndAlternatives) {
   EXPECT_EQ(s.error().code, Code::kUnimplemented);
   EXPECT_EQ(s.error().message,
             "tensor blk.0.attn_q.weight has type Q5_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K)");
   EXPECT_TRUE(CheckSupported(TensorType::kQ6_K, "x"));
 }
 
@@ -95,12 +96,14 @@ TEST(TensorType, RowSizes) {
   EXPECT_EQ(RowSizeBytes(TensorType::kBF16, 10), 20);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ8_0, 64), 68);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ4_0, 4096), 128 * 18);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ5_0, 896), 28 * 22);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ4_K, 4096), 16 * 144);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ6_K, 256), 210);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ5_1, 64), 48);
   EXPECT_TRUE(IsValidRowLength(TensorType::kQ4_K, 0));
   EXPECT_FALSE(IsValidRowLength(TensorType::kQ4_K, 128));
   EXPECT_FALSE(IsValidRowLength(TensorType::kQ8_0, 33));
+  EXPECT_FALSE(IsValidRowLength(TensorType::kQ5_0, 48));
   EXPECT_FALSE(IsValidRowLength(TensorType::kF32, -1));
 }
 
@@ -233,6 +236,40 @@ TEST(GoldenBlock, Q4_0LowNibblesAreTheFirstHalf) {
   }
 }
 
+// Q5_0 with fifth bits in both halves: d = 0.5 (0x3800) | qh, little-endian | 16 nibble bytes.
+// qh = 0xC35A0F96 (qh bytes 96 0F 5A C3): elements 0-15 take bits 0-15 (0x0F96), elements 16-31
+// bits 16-31 (0xC35A). Element 0 (bit 0 clear, nibble 0) is q = 0, the block's extreme, so the
+// quantiser must reproduce these bytes exactly (QuantiserProducesTheSameBytesAsTheHandBuiltLayout).
+constexpr uint32_t kGoldenQ5Qh = 0xC35A0F96u;
+std::vector<uint8_t> GoldenQ5_0Block() {
+  std::vector<uint8_t> b(22);
+  PutU16(b, 0, 0x3800);
+  b[2] = 0x96;
+  b[3] = 0x0F;
+  b[4] = 0x5A;
+  b[5] = 0xC3;
+  for (int j = 0; j < 16; ++j) b[6 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  return b;
+}
+
+TEST(GoldenBlock, Q5_0FifthBitsOfBothHalves) {
+  const std::vector<float> y = Decode(TensorType::kQ5_0, GoldenQ5_0Block(), 32);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = j | static_cast<int>((kGoldenQ5Qh >> j) & 1) << 4;
+    const int hi = (15 - j) | static_cast<int>((kGoldenQ5Qh >> (j + 16)) & 1) << 4;
+    EXPECT_EQ(y[j], 0.5f * static_cast<float>(lo - 16)) << j;
+    EXPECT_EQ(y[j + 16], 0.5f * static_cast<float>(hi - 16)) << j;
+  }
+  // A few spelled out. Element 1: nibble 1, bit 1 of 0x96 set: q = 17. Element 0: q = 0.
+  // Element 16: nibble 15, bit 16 (bit 0 of 0x5A) clear: q = 15. Element 31: nibble 0, bit 31
+  // (top bit of 0xC3) set: q = 16. Element 17: nibble 14, bit 17 set: q = 30.
+  EXPECT_EQ(y[0], -8.0f);
+  EXPECT_EQ(y[1], 0.5f);
+  EXPECT_EQ(y[16], -0.5f);
+  EXPECT_EQ(y[17], 7.0f);
+  EXPECT_EQ(y[31], 0.0f);
+}
+
 TEST(GoldenBlock, Q4_KScalesMinsAndNibbleOrder) {
   // Layout: d (fp16) | dmin (fp16) | 12 bytes of 6-bit scales/mins | 128 bytes of nibbles.
   const int sc[8] = {1, 2, 3, 4, 33, 45, 63, 17};  // the last four need their high 2 bits
@@ -320,6 +357,12 @@ TEST(GoldenBlock, QuantiserProducesTheSameBytesAsTheHandBuiltLayout) {
   EXPECT_EQ(b[0], 0x00);
   EXPECT_EQ(b[1], 0x40);  // d = max / -8 = -16 / -8 = 2.0
   for (int j = 0; j < 16; ++j) EXPECT_EQ(b[2 + j], j | ((15 - j) << 4)) << j;
+  // Q5_0: the golden block's values (extreme -8 = -16 * 0.5, so d = 0.5 exactly).
+  const std::vector<uint8_t> golden = GoldenQ5_0Block();
+  Dequantize(TensorType::kQ5_0, golden.data(), x.data(), 32);
+  std::vector<uint8_t> b5(22, 0xEE);
+  Quantize(TensorType::kQ5_0, x.data(), b5.data(), 32);
+  EXPECT_EQ(b5, golden);
 }
 
 // ---- quantise -> dequantise error bounds
@@ -369,6 +412,8 @@ double MaxBlockRelativeError(const std::vector<float>& x, const std::vector<floa
 //  Q8_0: |err| <= 0.5 * d, d = amax/127: per block, max |err| / amax <= 1/254 * 1.01.
 //  Q4_0: |err| <= d = amax/8 (values of the sign opposite to the extreme clamp at +7d):
 //        max |err| / amax <= 1/8 * 1.01; RMS error <= 0.095 sigma.
+//  Q5_0: the same with d = amax/16 (clamp at +15d): max |err| / amax <= 1/16 * 1.01; RMS error
+//        <= 0.048 sigma.
 //  Q4_K: RMS error <= 0.075 sigma; max |err| per block <= 0.25 * amax.
 //  Q6_K: RMS error <= 0.020 sigma; max |err| per block <= 0.05 * amax.
 TEST(QuantRoundTrip, ErrorBoundsPerType) {
@@ -396,6 +441,10 @@ TEST(QuantRoundTrip, ErrorBoundsPerType) {
     EXPECT_LE(MaxBlockRelativeError(x, y, 32), 1.01 / 8);
     EXPECT_LE(Rms(x, y), 0.095);
 
+    y = RoundTrip(TensorType::kQ5_0, x);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 32), 1.01 / 16);
+    EXPECT_LE(Rms(x, y), 0.048);
+
     y = RoundTrip(TensorType::kQ4_K, x);
     EXPECT_LE(Rms(x, y), 0.075);
     EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.25);
@@ -411,6 +460,7 @@ TEST(QuantRoundTrip, ScaleInvariantBoundsHoldForSmallAndLargeMagnitudes) {
     const std::vector<float> x = Gaussian(4096, 11, sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ8_0, x)), 0.006 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_0, x)), 0.095 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_0, x)), 0.048 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.075 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.020 * sigma);
   }
@@ -418,8 +468,8 @@ TEST(QuantRoundTrip, ScaleInvariantBoundsHoldForSmallAndLargeMagnitudes) {
 
 TEST(QuantRoundTrip, ZerosStayExactlyZero) {
   const std::vector<float> x(512, 0.0f);
-  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K,
-                       TensorType::kF16, TensorType::kBF16}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K,
+                       TensorType::kQ6_K, TensorType::kF16, TensorType::kBF16}) {
     const std::vector<float> y = RoundTrip(t, x);
     for (float v : y) ASSERT_EQ(v, 0.0f) << TypeName(t);
   }
@@ -443,16 +493,16 @@ TEST(QuantRoundTrip, KQuantsHandleOffsetAndOneSidedData) {
 TEST(QuantRoundTrip, OutlierInABlockIsRepresentedClosely) {
   std::vector<float> x = Gaussian(256, 9, 0.01f);
   x[77] = 4.0f;
-  for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K,
+                       TensorType::kQ6_K}) {
     const std::vector<float> y = RoundTrip(t, x);
     EXPECT_NEAR(y[77], 4.0f, 0.1f) << TypeName(t);
   }
 }
 
-TEST(QuantRoundTrip, RequantisingDequantisedQ8_0AndQ4_0IsStable) {
+TEST(QuantRoundTrip, RequantisingDequantisedQ8_0Q4_0AndQ5_0IsStable) {
   const std::vector<float> x = Gaussian(1024, 21);
-  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
     std::vector<uint8_t> a(static_cast<size_t>(RowSizeBytes(t, 1024)));
     std::vector<uint8_t> b(a.size());
     std::vector<float> y(1024);
@@ -463,12 +513,52 @@ TEST(QuantRoundTrip, RequantisingDequantisedQ8_0AndQ4_0IsStable) {
   }
 }
 
+// Q5_0 (as Q4_0): in every block the value of largest magnitude is stored as q = 0 (nibble 0,
+// fifth bit clear) and decodes to exactly -16 * d, the value itself whenever it is 16 times an
+// fp16 number; the opposite sign clamps at q = 31, never wrapping to a small q.
+TEST(QuantRoundTrip, Q5_0ExtremesMapToMinus16Exactly) {
+  std::vector<float> x = Gaussian(32 * 64, 31);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    // Odd blocks: an extreme that is 16 * an fp16 number, of alternating sign, at a position
+    // that moves through both halves; the opposite sign at full magnitude too (clamps at 31).
+    if (b % 2 == 1) {
+      const size_t at = 32 * b + (b * 7) % 32;
+      const float extreme = (b % 4 == 1 ? 1.0f : -1.0f) * 16.0f * 0.3125f;
+      x[at] = extreme;
+      x[32 * b + (b * 7 + 16) % 32] = -0.999f * extreme;
+    }
+  }
+  std::vector<uint8_t> q(static_cast<size_t>(RowSizeBytes(TensorType::kQ5_0, 32 * 64)));
+  Quantize(TensorType::kQ5_0, x.data(), q.data(), 32 * 64);
+  std::vector<float> y(x.size());
+  Dequantize(TensorType::kQ5_0, q.data(), y.data(), 32 * 64);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    size_t at = 32 * b;
+    for (size_t i = 32 * b; i < 32 * b + 32; ++i) {
+      if (std::fabs(x[i]) > std::fabs(x[at])) at = i;
+    }
+    const uint8_t* blk = q.data() + 22 * b;
+    const size_t j = at % 32;
+    uint32_t qh;
+    std::memcpy(&qh, blk + 2, 4);
+    const int q_at = (j < 16 ? blk[6 + j] & 0x0F : blk[6 + j - 16] >> 4) | ((qh >> j) & 1) << 4;
+    EXPECT_EQ(q_at, 0) << "block " << b;
+    EXPECT_EQ(y[at], -16.0f * HalfToFloat(static_cast<uint16_t>(blk[0] | blk[1] << 8)))
+        << "block " << b;
+    if (b % 2 == 1) {
+      EXPECT_EQ(y[at], x[at]) << "block " << b;
+      const size_t other = 32 * b + (b * 7 + 16) % 32;
+      EXPECT_EQ(y[other], -15.0f / 16.0f * x[at]) << "block " << b;
+    }
+  }
+}
+
 TEST(QuantRoundTrip, NonFiniteInputIsMemorySafe) {
   std::vector<float> x = Gaussian(256, 3);
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[100] = std::numeric_limits<float>::infinity();
-  for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K,
+                       TensorType::kQ6_K}) {
     (void)RoundTrip(t, x);  // must not crash or trip the sanitizers
   }
 }

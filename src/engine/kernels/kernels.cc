@@ -57,16 +57,22 @@ const IsaKernels& Table(Isa isa) {
   return internal::ScalarKernels();
 }
 
-// The active ISA's entry, or the scalar one where the ISA has none.
+// The active ISA's entry, or the next smaller ISA's where it has none (an AVX-512 CPU runs the
+// AVX2 kernels of what has no AVX-512 one), down to the scalar one.
 template <typename F>
 F Pick(F IsaKernels::*member) {
-  F f = Table(ActiveIsa()).*member;
-  return f != nullptr ? f : internal::ScalarKernels().*member;
+  for (int isa = static_cast<int>(ActiveIsa()); isa > static_cast<int>(Isa::kScalar); --isa) {
+    if (F f = Table(static_cast<Isa>(isa)).*member; f != nullptr) return f;
+  }
+  return internal::ScalarKernels().*member;
 }
 
 TileFn PickTile(WKind kind) {
-  TileFn f = Table(ActiveIsa()).tile[static_cast<int>(kind)];
-  return f != nullptr ? f : internal::ScalarKernels().tile[static_cast<int>(kind)];
+  for (int isa = static_cast<int>(ActiveIsa()); isa > static_cast<int>(Isa::kScalar); --isa) {
+    const TileFn f = Table(static_cast<Isa>(isa)).tile[static_cast<int>(kind)];
+    if (f != nullptr) return f;
+  }
+  return internal::ScalarKernels().tile[static_cast<int>(kind)];
 }
 
 struct KindInfo {
@@ -79,6 +85,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     switch (t) {
       case TensorType::kQ8_0: return {WKind::kQ8_0P, ActFormat::kQ8};
       case TensorType::kQ4_0: return {WKind::kQ4_0P, ActFormat::kQ8};
+      case TensorType::kQ5_0: return {WKind::kQ5_0P, ActFormat::kQ8};
       case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};
       case TensorType::kQ6_K: return {WKind::kQ6_KP, ActFormat::kQ8K};
       default: YZ_CHECK(false && "MatMul: no panel layout");
@@ -90,6 +97,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     case TensorType::kBF16: return {WKind::kBf16, ActFormat::kFloat};
     case TensorType::kQ8_0: return {WKind::kQ8_0, ActFormat::kQ8};
     case TensorType::kQ4_0: return {WKind::kQ4_0, ActFormat::kQ8};
+    case TensorType::kQ5_0: return {WKind::kQ5_0, ActFormat::kQ8};
     case TensorType::kQ4_K: return {WKind::kQ4_K, ActFormat::kQ8K};
     case TensorType::kQ6_K: return {WKind::kQ6_K, ActFormat::kQ8K};
     default: break;

@@ -1297,6 +1297,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
+    t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = Avx512PanelsQ4_K;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = Avx512PanelsQ6_K;
     t.quantize_q8 = QuantizeQ8;

@@ -3,8 +3,8 @@
 //  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
 //    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
 //  - row-layout Q4_K/Q6_K, tiles of more than 8 tokens: the same per call (GemmK);
-//  - panel-layout Q8_0/Q4_0/Q4_K/Q6_K (WeightLayout::kPanels, repacked once at load), every token
-//    count: the same micro-kernel arithmetic straight from the stored panels (GemmPanels,
+//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K (WeightLayout::kPanels, repacked once at load), every
+//    token count: the same micro-kernel arithmetic straight from the stored panels (GemmPanels,
 //    GemmPanelsK, at the end).
 // Scalar references: kernels_ref.cc.
 //
@@ -35,6 +35,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "engine/kernels/kernels_internal.h"
@@ -309,6 +310,11 @@ struct PanelQ4_0 {
     if (p == nullptr) return _mm_setzero_si128();
     return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
   }
+};
+
+// Q5_0 reaches QMicro only through SplitQ5_0Group (bytes 0..31 in the L1 panel, q + 16).
+struct PanelQ5_0 {
+  static constexpr float kOffset = 16.0f;
 };
 
 // Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), blocks [b0, b0 + nbk).
@@ -851,6 +857,26 @@ struct PanelsQ4_0 {
   static constexpr int64_t kPayload = 256;
   static constexpr float kOffset = 8.0f;
 };
+struct PanelsQ5_0 {
+  static constexpr int64_t kPayload = 320;
+  static constexpr float kOffset = 16.0f;
+};
+
+// Q5_0 panel vector k + 1's nibbles (v) as two vectors of 5-bit values q + 16: the low nibbles
+// (elements 4k..4k+3 of each lane's row) and the high ones (16 + 4k..), each byte given 16 where
+// the regrouped fifth bits (`bits`, panel vector 0) have bit 2k, resp. 2k + 1, set.
+inline void Q5Values(__m512i v, __m512i bits, int k, __m512i& lo, __m512i& hi) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i sixteen = _mm512_set1_epi8(16);
+  lo = _mm512_and_si512(v, nibble);
+  hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+  const __mmask64 lo5 =
+      _mm512_test_epi8_mask(bits, _mm512_set1_epi8(static_cast<char>(1 << (2 * k))));
+  const __mmask64 hi5 =
+      _mm512_test_epi8_mask(bits, _mm512_set1_epi8(static_cast<char>(1 << (2 * k + 1))));
+  lo = _mm512_mask_add_epi8(lo, lo5, lo, sixteen);
+  hi = _mm512_mask_add_epi8(hi, hi5, hi, sixteen);
+}
 
 struct DirectArgs {
   const uint8_t* groups;  // the first group of this row tile
@@ -911,15 +937,26 @@ struct DirectMicro {
         for (int j = 0; j < NT; ++j)
 #pragma GCC unroll 4
           for (int i = 0; i < NR; ++i) dot[i][j] = _mm512_setzero_si512();
-        if constexpr (W::kPayload == 256) {
+        if constexpr (W::kPayload == 256 || W::kPayload == 320) {
+          // Q5_0: the fifth bits' vector, then Q4_0's four nibble vectors.
+          constexpr int64_t kNibbles = W::kPayload == 320 ? 64 : 0;
+          __m512i bits[NR];
+          if constexpr (W::kPayload == 320) {
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) bits[i] = _mm512_loadu_si512(pw + i * a.group_bytes);
+          }
 #pragma GCC unroll 4
           for (int k = 0; k < 4; ++k) {
             __m512i lo[NR], hi[NR];
 #pragma GCC unroll 4
             for (int i = 0; i < NR; ++i) {
-              const __m512i v = _mm512_loadu_si512(pw + i * a.group_bytes + 64 * k);
-              lo[i] = _mm512_and_si512(v, nibble);
-              hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+              const __m512i v = _mm512_loadu_si512(pw + i * a.group_bytes + kNibbles + 64 * k);
+              if constexpr (W::kPayload == 320) {
+                Q5Values(v, bits[i], k, lo[i], hi[i]);
+              } else {
+                lo[i] = _mm512_and_si512(v, nibble);
+                hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+              }
             }
 #pragma GCC unroll 8
             for (int j = 0; j < NT; ++j) {
@@ -988,6 +1025,26 @@ void SplitQ4_0Group(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
   }
 }
 
+// Q5_0 panel blocks [b0, b0 + nbk) of one group into QMicro's L1 panel format (values q + 16).
+void SplitQ5_0Group(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
+  for (int64_t b = 0; b < nbk; ++b) {
+    const PanelBlock at = PanelBlockAt(PanelsQ5_0::kPayload, nb, b0 + b);
+    const uint8_t* p = group + at.payload;
+    uint8_t* o = out + b * kQPanelBlockBytes;
+    const __m512i bits = _mm512_loadu_si512(p);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      __m512i lo, hi;
+      Q5Values(_mm512_loadu_si512(p + 64 + 64 * k), bits, k, lo, hi);
+      _mm512_store_si512(o + 64 * k, lo);
+      _mm512_store_si512(o + 64 * (4 + k), hi);
+    }
+    _mm512_store_ps(
+        o + 512,
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + at.scales))));
+  }
+}
+
 // Decoding and batches of a few sequences: one group at a time, every block, streamed from
 // memory with the prefetch above; the tokens in tiles of up to kStreamTokens, each tile a pass
 // over the group (16 rows x cols: 8-80 KiB, from L1/L2 after the first).
@@ -1029,9 +1086,9 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
   }
   const int64_t nb = a.cols / 32;
   const int64_t group_bytes = 16 * a.w_row_bytes;
-  // Q4_0 splits each chunk's nibbles into an L1 panel once for all token tiles; Q8_0 panels
-  // are already bytes, read in place.
-  const bool split = W::kPayload == 256;
+  // Q4_0 and Q5_0 split each chunk's nibbles into an L1 panel once for all token tiles; Q8_0
+  // panels are already bytes, read in place.
+  const bool split = W::kPayload != 512;
   const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
   uint8_t* panel = nullptr;
   int64_t panel_group_bytes = 0;
@@ -1048,13 +1105,18 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
     for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
       const int64_t nbk = std::min(chunk, nb - b0);
       if (split) {
+        using L1 = std::conditional_t<W::kPayload == 320, PanelQ5_0, PanelQ4_0>;
         for (int g = 0; g < nr; ++g) {
-          SplitQ4_0Group(groups + g * group_bytes, nb, b0, nbk, panel + g * panel_group_bytes);
+          uint8_t* dst = panel + g * panel_group_bytes;
+          if constexpr (W::kPayload == 320) {
+            SplitQ5_0Group(groups + g * group_bytes, nb, b0, nbk, dst);
+          } else {
+            SplitQ4_0Group(groups + g * group_bytes, nb, b0, nbk, dst);
+          }
         }
         const QArgs q{panel, panel_group_bytes, a.x,   a.x_stride_bytes, a.cols, b0,
                       nbk,   a.y + r,           a.ldy, last_mask,        b0 > 0};
-        const auto& fns =
-            MicroTable<QMicro<PanelQ4_0>::template K, kQGroups, kQTokens, QArgs>::kFns;
+        const auto& fns = MicroTable<QMicro<L1>::template K, kQGroups, kQTokens, QArgs>::kFns;
         ForEachTokenTile(t0, t1, kQTokens, [&](int64_t t, int nt) {
           fns[static_cast<size_t>((nr - 1) * kQTokens + (nt - 1))](q, t);
         });
@@ -1346,6 +1408,9 @@ void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanels<PanelsQ4_0>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanels<PanelsQ5_0>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectKMicro, SplitQ4_KGroup, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);

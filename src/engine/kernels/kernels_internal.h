@@ -9,6 +9,7 @@
 //     thread row chunks (cache-sized) and token blocks; the tile function register-tiles inside.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -18,11 +19,12 @@ namespace yunzhi::engine::kernels::internal {
 
 // --- quantised activation rows -----------------------------------------------------------------
 //
-// kQ8 (partner of Q8_0 and Q4_0 weights), blocks of 32:
+// kQ8 (partner of Q8_0, Q4_0 and Q5_0 weights), blocks of 32:
 //   int8  qs[cols]        q = round(x * 127 / amax(block)), |q| <= 127
 //   float d[cols / 32]    amax / 127 (x ~= d * q)
 //   float ds[cols / 32]   d * sum(q of the block): lets kernels run unsigned x signed integer
-//                         dot products on offset weights (w + 128, or Q4_0's raw nibbles) and
+//                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
+//                         raw five bits) and
 //                         remove the offset afterwards in float.
 // kQ8K (partner of Q4_K and Q6_K), super-blocks of 256 (our own design, not a file format):
 //   int8  qs[cols]
@@ -84,24 +86,26 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last four are Q8_0/Q4_0/Q4_K/Q6_K in the panel
-// layout.
+// Weight kinds the tile table is indexed by; the last five are Q8_0/Q4_0/Q5_0/Q4_K/Q6_K in the
+// panel layout.
 enum class WKind {
   kF32 = 0,
   kF16,
   kBf16,
   kQ8_0,
   kQ4_0,
+  kQ5_0,
   kQ4_K,
   kQ6_K,
   kQ8_0P,
   kQ4_0P,
+  kQ5_0P,
   kQ4_KP,
   kQ6_KP,
   kCount
 };
 
-// --- the panel layout of Q8_0/Q4_0 weights (WeightLayout::kPanels) -----------------------------
+// --- the panel layout of Q8_0/Q4_0/Q5_0 weights (WeightLayout::kPanels) ------------------------
 //
 // Rows go in groups of 16 (a last partial group is padded with zero rows). Group g starts at
 // g * 16 * RowSizeBytes(type, cols): the layout takes the bytes of the row layout. Inside a group,
@@ -110,6 +114,10 @@ enum class WKind {
 //     Q8_0: 8 vectors; vector k holds elements 4k..4k+3 as unsigned bytes (q + 128);
 //     Q4_0: 4 vectors; vector k holds the block's raw bytes 4k..4k+3, whose low nibbles are
 //           elements 4k..4k+3 and high nibbles elements 16+4k..16+4k+3, each q + 8;
+//     Q5_0: 5 vectors: vector 0 lane i holds row i's 32 fifth bits regrouped (Q5PanelBits),
+//           byte j bit 2k = the bit of element 4k + j and bit 2k + 1 that of element 16 + 4k + j,
+//           so one VPTESTMB per vector selects the bytes of vector k + 1 to add 16 to; vectors
+//           1-4 the nibbles as Q4_0's vectors 0-3 (each element q + 16 with its fifth bit);
 //   the 16 rows' fp16 scales d (32 bytes, row i at bytes 2i..2i+1).
 // Blocks go in pairs, [payload b][payload b+1][scales b][scales b+1] (an odd last block is
 // [payload][scales]), so that with an even block count (every real model's widths) and a 64-byte
@@ -134,7 +142,40 @@ inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
 inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
 inline constexpr int64_t kQ4KPanelScales = 2048;
 inline constexpr int64_t kQ4KPanelD = 2240;
-static inline int64_t PanelPayloadBytes(WKind k) { return k == WKind::kQ8_0P ? 512 : 256; }
+static inline int64_t PanelPayloadBytes(WKind k) {
+  return k == WKind::kQ8_0P ? 512 : k == WKind::kQ5_0P ? 320 : 256;
+}
+// A Q5_0 block's fifth bits (qh, bit e = element e) in the panel's order (layout above), and back.
+inline uint32_t Q5PanelBits(uint32_t qh) {
+  // Four bits spread to bit 0 of four bytes.
+  static constexpr auto kSpread = [] {
+    std::array<uint32_t, 16> t{};
+    for (uint32_t x = 0; x < 16; ++x) {
+      t[x] = (x & 1) | (x >> 1 & 1) << 8 | (x >> 2 & 1) << 16 | (x >> 3 & 1) << 24;
+    }
+    return t;
+  }();
+  uint32_t out = 0;
+  for (int s = 0; s < 8; ++s) {  // the bits of elements 4(s/2) + 16(s%2) + j, j = 0..3
+    out |= kSpread[qh >> (4 * (s / 2) + 16 * (s % 2)) & 0xF] << s;
+  }
+  return out;
+}
+inline uint32_t Q5RowBits(uint32_t panel_bits) {
+  uint32_t qh = 0;
+  for (int s = 0; s < 8; ++s) {
+    for (int j = 0; j < 4; ++j) {
+      qh |= (panel_bits >> (8 * j + s) & 1u) << (4 * (s / 2) + 16 * (s % 2) + j);
+    }
+  }
+  return qh;
+}
+// Bytes per row-layout block of the Q8_0/Q4_0/Q5_0 panel kinds.
+static inline int64_t PanelRowBlockBytes(WKind k) {
+  return k == WKind::kQ8_0P ? sizeof(BlockQ8_0)
+         : k == WKind::kQ5_0P ? sizeof(BlockQ5_0)
+                              : sizeof(BlockQ4_0);
+}
 struct PanelBlock {
   int64_t payload;  // byte offsets from the group's start
   int64_t scales;
@@ -223,10 +264,11 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 // Q4_K and Q6_K against kQ8K activations, 16-row panels packed per call the same way.
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Panel-layout Q8_0/Q4_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row size; r0
-// a multiple of 16), any token count, against kQ8 activations; Q4_K/Q6_K against kQ8K.
+// Panel-layout Q8_0/Q4_0/Q5_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
+// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q6_K against kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 

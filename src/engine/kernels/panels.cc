@@ -1,6 +1,6 @@
-// The panel layout of Q8_0/Q4_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load, reading
-// a row back. Portable code: packing runs once per model load, a few bytes of shuffling per weight
-// byte.
+// The panel layout of Q8_0/Q4_0/Q5_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load,
+// reading a row back. Portable code: packing runs once per model load, a few bytes of shuffling
+// per weight byte.
 
 #include <cstring>
 #include <vector>
@@ -38,6 +38,7 @@ WKind PanelKind(TensorType type) {
   switch (type) {
     case TensorType::kQ8_0: return WKind::kQ8_0P;
     case TensorType::kQ4_0: return WKind::kQ4_0P;
+    case TensorType::kQ5_0: return WKind::kQ5_0P;
     case TensorType::kQ4_K: return WKind::kQ4_KP;
     case TensorType::kQ6_K: return WKind::kQ6_KP;
     default: YZ_CHECK(false && "no panel layout for this type");
@@ -133,8 +134,9 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
   const internal::PanelBlock at = PanelBlockAt(payload_bytes, nb, b);
   uint8_t* payload = group + at.payload;
   uint8_t* scales = group + at.scales;
-  const int64_t block_bytes = kind == WKind::kQ8_0P ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  const int64_t block_bytes = internal::PanelRowBlockBytes(kind);
   const int64_t n_vectors = payload_bytes / 64;
+  int64_t k0 = 0;  // the vectors before k0 are packed
 #if defined(__SSE2__)
   // Four rows at a time: a 4 x 4 transpose of dwords per 16 bytes of each row (a model's load
   // repacks hundreds of MB; this is ~4x the scalar loop below).
@@ -148,7 +150,7 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
         blk[q] = row[i + q] + b * block_bytes;
         std::memcpy(scales + 2 * (i + q), blk[q], 2);
       }
-      for (int64_t k = 0; k < n_vectors; k += 4) {
+      for (int64_t k = 0; k + 4 <= n_vectors; k += 4) {
         __m128i r[4];
         for (int q = 0; q < 4; ++q) {
           r[q] = _mm_xor_si128(
@@ -161,22 +163,29 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
         }
       }
     }
-    return;
+    k0 = n_vectors / 4 * 4;
+    if (k0 == n_vectors) return;  // else Q5_0's last vector below, and its bits regrouped
   }
 #endif
   for (int64_t i = 0; i < kGroupRows; ++i) {
     const uint8_t* blk = row[i] != nullptr ? row[i] + b * block_bytes : nullptr;
     if (blk == nullptr) {
-      for (int64_t k = 0; k < n_vectors; ++k) std::memset(payload + 64 * k + 4 * i, 0, 4);
+      for (int64_t k = k0; k < n_vectors; ++k) std::memset(payload + 64 * k + 4 * i, 0, 4);
       std::memset(scales + 2 * i, 0, 2);
       continue;
     }
     std::memcpy(scales + 2 * i, blk, 2);
-    for (int64_t k = 0; k < n_vectors; ++k) {
+    for (int64_t k = k0; k < n_vectors; ++k) {
       uint32_t v;
       std::memcpy(&v, blk + 2 + 4 * k, 4);
       if (kind == WKind::kQ8_0P) v ^= 0x80808080u;  // signed q -> unsigned q + 128
       std::memcpy(payload + 64 * k + 4 * i, &v, 4);
+    }
+    if (kind == WKind::kQ5_0P) {
+      uint32_t qh;
+      std::memcpy(&qh, blk + 2, 4);
+      qh = internal::Q5PanelBits(qh);
+      std::memcpy(payload + 4 * i, &qh, 4);
     }
   }
 }
@@ -214,7 +223,7 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     return;
   }
   const bool q8 = kind == WKind::kQ8_0P;
-  const int64_t block_bytes = q8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  const int64_t block_bytes = PanelRowBlockBytes(kind);
   const int64_t nb = cols / 32;
   const int64_t payload_bytes = PanelPayloadBytes(kind);
   const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
@@ -227,6 +236,7 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
       uint32_t v;
       std::memcpy(&v, group + at.payload + 64 * k + 4 * i, 4);
       if (q8) v ^= 0x80808080u;
+      if (kind == WKind::kQ5_0P && k == 0) v = Q5RowBits(v);
       std::memcpy(blk + 2 + 4 * k, &v, 4);
     }
   }
@@ -235,8 +245,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 }  // namespace internal
 
 bool PanelsPreferred(TensorType type) {
-  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_K ||
-          type == TensorType::kQ6_K) &&
+  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
+          type == TensorType::kQ4_K || type == TensorType::kQ6_K) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
