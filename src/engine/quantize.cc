@@ -805,7 +805,8 @@ TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_
     if (layer >= 0 && UseMoreBits(layer, n_layer)) type = TensorType::kQ6_K;
   }
   if (!IsValidRowLength(type, row_length)) {
-    if (type == TensorType::kQ4_K) type = TensorType::kQ4_0;
+    // llama.cpp's fallbacks (llama_tensor_get_type): Qwen2.5-0.5B's 896-column rows are Q5_0.
+    if (type == TensorType::kQ4_K) type = TensorType::kQ5_0;
     if (type == TensorType::kQ6_K) type = TensorType::kQ8_0;
     if (!IsValidRowLength(type, row_length)) type = TensorType::kF16;
   }

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Independent cross-check of our GGUF writer and Q8_0/Q4_0 block layouts.
+"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0 block layouts.
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
-Python's struct module (no code shared with the C++ reader) and decodes the Q8_0 and Q4_0 blocks
-with numpy, following the GGUF specification:
+Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0 and Q5_0
+blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0, block_q5_0):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
+  Q5_0: 22-byte blocks = fp16 d, then qh (4 bytes, a little-endian uint32 of fifth bits), then
+        16 bytes of nibbles; value = (q - 16) * d where element j < 16 is the low nibble of
+        byte j with bit j of qh as bit 4, element j + 16 the high nibble with bit j + 16.
 Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
 the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
 BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
@@ -25,8 +28,8 @@ except ImportError:
 
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
-GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 8: ("Q8_0", 32, 34),
-        30: ("BF16", 1, 2)}
+GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
+        8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
 
 
 class Reader:
@@ -102,6 +105,18 @@ def decode_q4_0(raw):
     return (q * d).reshape(-1)
 
 
+def decode_q5_0(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 22)
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    qh = blocks[:, 2:6].copy().view("<u4")                      # [n_blocks, 1]
+    qs = blocks[:, 6:].astype(np.int32)
+    j = np.arange(16, dtype=np.uint32)
+    lo = (qs & 0x0F) | (((qh >> j) & 1) << 4).astype(np.int32)
+    hi = (qs >> 4) | (((qh >> (j + 16)) & 1) << 4).astype(np.int32)
+    q = np.concatenate([lo, hi], axis=1).astype(np.float32) - 16  # elements 0..15, 16..31
+    return (q * d).reshape(-1)
+
+
 def f32(raw):
     return np.frombuffer(raw, dtype=np.float32)
 
@@ -127,7 +142,8 @@ def main():
     assert dims == [64, 4] and ttype == "F32", (dims, ttype)
     x = f32(raw)
 
-    cases = (("x.q8_0", decode_q8_0, 1.0 / 254), ("x.q4_0", decode_q4_0, 1.0 / 8))
+    cases = (("x.q8_0", decode_q8_0, 1.0 / 254), ("x.q4_0", decode_q4_0, 1.0 / 8),
+             ("x.q5_0", decode_q5_0, 1.0 / 16))
     for name, decode, bound in cases:
         dims, ttype, raw = tensors[name]
         assert dims == [64, 4] and ttype == name[2:].upper(), (name, dims, ttype)
@@ -137,7 +153,8 @@ def main():
             bad = np.nonzero(ours != theirs)[0][:5]
             sys.exit(f"FAIL: {name}: numpy decode differs from ours at {bad}: "
                      f"{theirs[bad]} vs {ours[bad]}")
-        # Stated bounds, per block of 32: |err| <= amax/254 (Q8_0), <= amax/8 (Q4_0), +1%.
+        # Stated bounds, per block of 32: |err| <= amax/254 (Q8_0), <= amax/8 (Q4_0),
+        # <= amax/16 (Q5_0: a step, where the sign opposite the largest clamps at 15), +1%.
         for b in range(0, x.size, 32):
             amax = np.abs(x[b:b + 32]).max()
             err = np.abs(theirs[b:b + 32] - x[b:b + 32]).max()

@@ -5,13 +5,16 @@
 //   x           F32   the original values
 //   x.q8_0      Q8_0  x quantised by our reference quantiser
 //   x.q4_0      Q4_0  likewise
+//   x.q5_0      Q5_0  likewise
 //   x.q8_0.deq  F32   our Dequantize() of x.q8_0 (the script must decode to exactly these)
 //   x.q4_0.deq  F32   likewise
+//   x.q5_0.deq  F32   likewise
 //   x.f16       F16   x rounded by FloatToHalf (the script compares with numpy's float16)
 //   x.bf16      BF16  x rounded by FloatToBf16
 // Metadata: general.architecture = "crosscheck" (string), test.u32 = 123456 (uint32),
 // test.f32 = 0.25 (float32), test.strings = ["a", "héllo", ""] (array of string),
 // test.bool = true (bool), general.alignment = 64 (uint32, written by the writer).
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -63,9 +66,10 @@ int main(int argc, char** argv) {
     return encode(TensorType::kF32, values);
   };
   add("x", TensorType::kF32, encode(TensorType::kF32, x));
-  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
     std::vector<uint8_t> q = encode(t, x);
-    const std::string name = std::string("x.") + (t == TensorType::kQ8_0 ? "q8_0" : "q4_0");
+    std::string name = "x." + std::string(TypeName(t));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     add(name + ".deq", TensorType::kF32, decode(t, q));
     add(name, t, std::move(q));
   }

@@ -326,16 +326,19 @@ TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
 }
 
 // The same with the other activation formats of down's input: Q4_0 (panels, groups of 128) and
-// Q4_K (blocks of 256, so 4 gate/up pairs of 256 rows).
-TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0AndQ4_K) {
-  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ4_K}) {
+// Q4_K (blocks of 256, so 4 gate/up pairs of 256 rows); and Q5_0 in the shape of Qwen2.5-0.5B's
+// rows (896 columns: 3.5 super-blocks, the reason llama.cpp's Q4_K_M files hold Q5_0).
+TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0Q5_0AndQ4_K) {
+  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K}) {
     ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 4, 2, 256, 1024, {1, 2, 3}},
                                          type);
   }
+  ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 14, 2, 896, 1024, {1, 2, 3}},
+                                       TensorType::kQ5_0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,
-                         ::testing::Values(TensorType::kF32, TensorType::kQ8_0),
+                         ::testing::Values(TensorType::kF32, TensorType::kQ8_0, TensorType::kQ5_0),
                          [](const auto& info) { return std::string(TypeName(info.param)); });
 
 TEST(ModelRunner, ForkedSequencesShareThePrefixAndContinueIndependently) {
@@ -822,6 +825,20 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
   const std::string bad =
       std::string(YUNZHI_MAKE_MODEL) + " --type q4_0 --hf " + (dir / "x") + " 2>/dev/null";
   EXPECT_NE(std::system(bad.c_str()), 0);
+
+  // Q5_0 from --type, in rows of 896 (Qwen2.5-0.5B's n_embd): loads and runs.
+  const std::string q5_0 = std::string(YUNZHI_MAKE_MODEL) +
+                           " --arch qwen2 --type q5_0 --n-vocab 300 --n-embd 896 --n-ff 256"
+                           " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
+                           (dir / "q5_0.gguf");
+  ASSERT_EQ(std::system(q5_0.c_str()), 0) << q5_0;
+  auto model = Model::Load(dir / "q5_0.gguf");
+  ASSERT_TRUE(model) << model.error().ToString();
+  EXPECT_EQ((*model)->config().weight_type, TensorType::kQ5_0);
+  EXPECT_EQ((*model)->config().n_embd, 896);
+  const std::vector<float> logits = RunAlone(*model, {Tokens(5, 1)});
+  ASSERT_EQ(logits.size(), 5u * 300u);
+  EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); }));
 }
 
 TEST(ModelLoad, GgufAndHfFilesOfOneModelGiveTheSameLogits) {

@@ -130,8 +130,9 @@ double NormalisedRmsError(const std::vector<float>& want, const std::vector<floa
 
 // Tolerances on this data (sum of 4 uniforms: bell-shaped, bounded), as RMS error relative to
 // the RMS of the values. Measured with the reference quantisers: F16 0.0002, Q8_0 0.0051,
-// Q6_K 0.0166, Q4_K 0.069, Q4_0 0.082; the bounds leave 1.3x-5x headroom. (The exact check is
-// the bit-identity with Quantize(); these bounds catch a wrong type or layout on top of it.)
+// Q6_K 0.0166, Q5_0 0.041, Q4_K 0.069, Q4_0 0.082; the bounds leave 1.3x-5x headroom. (The
+// exact check is the bit-identity with Quantize(); these bounds catch a wrong type or layout on
+// top of it.)
 double Tolerance(TensorType type) {
   switch (type) {
     case TensorType::kF32:
@@ -144,6 +145,8 @@ double Tolerance(TensorType type) {
       return 0.025;
     case TensorType::kQ4_K:
       return 0.09;
+    case TensorType::kQ5_0:
+      return 0.055;
     case TensorType::kQ4_0:
       return 0.11;
     default:
@@ -202,9 +205,9 @@ std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with
     // 2 layers: layer 1 >= 7*2/8 gets more bits; layer 0 does not.
     const bool more = target == QuantizeTarget::kQ4_K_M && l == 1;
     m[b + "attn_v.weight"] = more ? T::kQ6_K : base;
-    // Rows of 96: Q4_K falls back to Q4_0 and Q6_K to Q8_0.
+    // Rows of 96: Q4_K falls back to Q5_0 and Q6_K to Q8_0.
     T down = more ? T::kQ6_K : base;
-    if (down == T::kQ4_K) down = T::kQ4_0;
+    if (down == T::kQ4_K) down = T::kQ5_0;
     if (down == T::kQ6_K) down = T::kQ8_0;
     m[b + "ffn_down.weight"] = down;
   }
@@ -320,6 +323,30 @@ TEST(Quantize, RecipeHalfOfAttnVAndFfnDownInQ4KM) {
             TensorType::kF32);
   EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ8_0, "blk.0.attn_q.weight", 2, 40, 1, true),
             TensorType::kF16);
+}
+
+TEST(Quantize, RecipeFallsBackAsLlamaCppForRowsOfQwen25_05B) {
+  // Qwen2.5-0.5B: 24 layers, n_embd 896 (3.5 super-blocks), n_ff 4864 (19 super-blocks), tied
+  // output. llama.cpp's Q4_K_M file of it holds Q5_0 where Q4_K does not fit, Q8_0 where Q6_K
+  // does not, and Q4_K/Q6_K for ffn_down, whose rows are 4864 long.
+  auto type_of = [](const std::string& name, int64_t row_length) {
+    return TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, name, 2, row_length, 24, false));
+  };
+  for (const char* name : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(type_of(std::string("blk.5.") + name + ".weight", 896), "Q5_0");
+  }
+  // 24 layers: 0-2, 21-23 and 5, 8, ..., 20 get more bits; layer 4 does not.
+  EXPECT_EQ(type_of("blk.4.attn_v.weight", 896), "Q5_0");
+  EXPECT_EQ(type_of("blk.5.attn_v.weight", 896), "Q8_0");  // more bits: Q6_K does not fit
+  EXPECT_EQ(type_of("blk.4.ffn_down.weight", 4864), "Q4_K");
+  EXPECT_EQ(type_of("blk.5.ffn_down.weight", 4864), "Q6_K");
+  EXPECT_EQ(type_of("token_embd.weight", 896), "Q8_0");  // the tied output: Q6_K -> Q8_0
+  // The q4_0 target keeps Q4_0 (no fallback needed); rows that are not whole 32-blocks get F16.
+  EXPECT_EQ(
+      TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_0, "blk.5.attn_q.weight", 2, 896, 24, false)),
+      "Q4_0");
+  EXPECT_EQ(type_of("blk.5.attn_q.weight", 900), "F16");
 }
 
 TEST(Quantize, CorruptInputFailsWithoutOutput) {

@@ -10,6 +10,11 @@ float32 under its Hugging Face name (dequantised exactly as the engine sees it) 
 config.json text in the safetensors metadata key "config". For each case the logits of every
 position ([len(tokens), vocab_size], float32, row-major, little-endian) are written to "out".
 
+A case may also name the GGUF file the engine loads ("gguf": "model.gguf"). Its weights in the
+block types gguf_weights.py decodes (Q5_0) are then read from that file and dequantised here,
+independently of the engine, and must equal the reference file's values bit for bit (else the
+case fails, naming the tensor); a "gguf" with no such tensor is an error too.
+
 Several cases run in one invocation because importing torch takes seconds. Any failure (no
 torch, a bad file, an unsupported config) exits non-zero: the calling test must fail, not skip.
 """
@@ -20,6 +25,9 @@ import sys
 
 import numpy as np
 import torch
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree from the import below
+import gguf_weights  # noqa: E402
 
 
 def read_safetensors(path):
@@ -139,6 +147,23 @@ def forward(weights, cfg, tokens):
     return x @ head.T
 
 
+def with_gguf_block_weights(weights, gguf_path, cfg):
+    decoded = gguf_weights.block_weights(gguf_path, cfg)
+    if not decoded:
+        raise ValueError(f"{gguf_path}: no tensor in a block type this reference decodes")
+    for name, w in decoded.items():
+        want = weights[name]
+        if w.shape != want.shape:
+            raise ValueError(f"{gguf_path}: {name}: shape {list(w.shape)}, the writer's "
+                             f"{list(want.shape)}")
+        bad = torch.nonzero(w != want)
+        if len(bad):
+            i = tuple(bad[0].tolist())
+            raise ValueError(f"{gguf_path}: {name}: {len(bad)} values differ from the writer's "
+                             f"dequantised weights, first at {list(i)}: {w[i]} vs {want[i]}")
+    return {**weights, **decoded}
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: forward.py JOB.json", file=sys.stderr)
@@ -152,6 +177,8 @@ def main():
             cache = {path: read_safetensors(path)}  # keep one model in memory at a time
         weights, meta = cache[path]
         cfg = json.loads(meta["config"])
+        if "gguf" in case:
+            weights = with_gguf_block_weights(weights, case["gguf"], cfg)
         logits = forward(weights, cfg, case["tokens"])
         logits.to(torch.float32).numpy().astype("<f4").tofile(case["out"])
     print(f"forward.py: {len(job['cases'])} cases OK")

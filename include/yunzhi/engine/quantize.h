@@ -19,9 +19,9 @@
 //              of the layers, weighted to the first and last ones)          -> Q6_K
 //            (llama.cpp also promotes some tensors to Q5_K for MoE and 70B models; this build
 //            has no Q5_K and no MoE, so those rules do not apply.)
-//  - Fallbacks when a row length is not a multiple of the block: Q4_K -> Q4_0 and Q6_K -> Q8_0
-//    when it is a multiple of 32 (llama.cpp uses Q5_0 for the first; this build has no Q5_0);
-//    otherwise F16.
+//  - Fallbacks when a row length is not a multiple of the block, as llama.cpp's: Q4_K -> Q5_0
+//    and Q6_K -> Q8_0 when it is a multiple of 32 (so most of a Qwen2.5-0.5B q4_k_m file, with
+//    its 896-element rows, is Q5_0); otherwise F16.
 // The quantisers are the scalar references of tensor_type.h (Quantize), so the output is
 // bit-identical to quantising each row with them.
 //
