@@ -16,6 +16,7 @@ static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
 static_assert(offsetof(BlockQ6_K, d) == 208, "Q6_K d must be last");
 
@@ -34,7 +35,7 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, false},
     TypeTraits{TensorType::kQ3_K, "Q3_K", 256, 110, false},
     TypeTraits{TensorType::kQ4_K, "Q4_K", 256, 144, true},
-    TypeTraits{TensorType::kQ5_K, "Q5_K", 256, 176, false},
+    TypeTraits{TensorType::kQ5_K, "Q5_K", 256, 176, true},
     TypeTraits{TensorType::kQ6_K, "Q6_K", 256, 210, true},
     TypeTraits{TensorType::kQ8_K, "Q8_K", 256, 292, false},
     TypeTraits{TensorType::kIQ2_XXS, "IQ2_XXS", 256, 66, false},
@@ -72,7 +73,7 @@ constexpr auto kIndexById = [] {
 // The supported types in the order users think of them (not id order).
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                        TensorType::kQ4_K, TensorType::kQ6_K};
+                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -311,43 +312,96 @@ float FitScaleMin(const float* x, int n, int nmax, float* scale_out, float* min_
   return best_err;
 }
 
+// Q4_K's and Q5_K's shared part: per super-block, the d/dmin/scales header and the quants q
+// (values in [0, nmax], element order), fitted as described at FitScaleMin.
+void QuantizeKScaleMin(const float* src, int nmax, uint8_t* header, uint8_t* q) {
+  std::array<float, 8> scales{}, mins{};
+  float max_scale = 0.0f, max_min = 0.0f;
+  for (int s = 0; s < 8; ++s) {
+    FitScaleMin(src + s * kQ4_KSub, kQ4_KSub, nmax, &scales[s], &mins[s]);
+    max_scale = std::max(max_scale, scales[s]);
+    max_min = std::max(max_min, mins[s]);
+  }
+  const uint16_t d_bits = FloatToHalf(max_scale / 63.0f);
+  const uint16_t dmin_bits = FloatToHalf(max_min / 63.0f);
+  const float d = HalfToFloat(d_bits);
+  const float dmin = HalfToFloat(dmin_bits);
+  std::array<int, 8> ls{}, lm{};
+  for (int s = 0; s < 8; ++s) {
+    ls[s] = d > 0 ? std::clamp(RoundToInt(scales[s] / d), 0, 63) : 0;
+    lm[s] = dmin > 0 ? std::clamp(RoundToInt(mins[s] / dmin), 0, 63) : 0;
+  }
+  StoreU16(header, d_bits);
+  StoreU16(header + 2, dmin_bits);
+  PackScaleMinK4(ls.data(), lm.data(), header + 4);
+  // Requantise against the scales and mins exactly as they will be decoded.
+  for (int s = 0; s < 8; ++s) {
+    const float sd = d * static_cast<float>(ls[s]);
+    const float sm = dmin * static_cast<float>(lm[s]);
+    for (int i = 0; i < kQ4_KSub; ++i) {
+      const int idx = s * kQ4_KSub + i;
+      q[idx] = sd > 0
+                   ? static_cast<uint8_t>(std::clamp(RoundToInt((src[idx] + sm) / sd), 0, nmax))
+                   : 0;
+    }
+  }
+}
+
 void QuantizeQ4_K(const float* src, uint8_t* dst, int64_t n) {
   for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ4_KBytes) {
-    std::array<float, 8> scales{}, mins{};
-    float max_scale = 0.0f, max_min = 0.0f;
-    for (int s = 0; s < 8; ++s) {
-      FitScaleMin(src + s * kQ4_KSub, kQ4_KSub, 15, &scales[s], &mins[s]);
-      max_scale = std::max(max_scale, scales[s]);
-      max_min = std::max(max_min, mins[s]);
-    }
-    const uint16_t d_bits = FloatToHalf(max_scale / 63.0f);
-    const uint16_t dmin_bits = FloatToHalf(max_min / 63.0f);
-    const float d = HalfToFloat(d_bits);
-    const float dmin = HalfToFloat(dmin_bits);
-    std::array<int, 8> ls{}, lm{};
-    for (int s = 0; s < 8; ++s) {
-      ls[s] = d > 0 ? std::clamp(RoundToInt(scales[s] / d), 0, 63) : 0;
-      lm[s] = dmin > 0 ? std::clamp(RoundToInt(mins[s] / dmin), 0, 63) : 0;
-    }
-    StoreU16(dst, d_bits);
-    StoreU16(dst + 2, dmin_bits);
-    PackScaleMinK4(ls.data(), lm.data(), dst + 4);
-    // Requantise against the scales and mins exactly as they will be decoded.
     std::array<uint8_t, kQK_K> q{};
-    for (int s = 0; s < 8; ++s) {
-      const float sd = d * static_cast<float>(ls[s]);
-      const float sm = dmin * static_cast<float>(lm[s]);
-      for (int i = 0; i < kQ4_KSub; ++i) {
-        const int idx = s * kQ4_KSub + i;
-        q[idx] =
-            sd > 0 ? static_cast<uint8_t>(std::clamp(RoundToInt((src[idx] + sm) / sd), 0, 15)) : 0;
-      }
-    }
+    QuantizeKScaleMin(src, 15, dst, q.data());
     uint8_t* qs = dst + 4 + kKScaleBytes;
     for (int chunk = 0; chunk < 4; ++chunk) {
       for (int l = 0; l < 32; ++l) {
         qs[chunk * 32 + l] =
             static_cast<uint8_t>(q[chunk * 64 + l] | (q[chunk * 64 + 32 + l] << 4));
+      }
+    }
+  }
+}
+
+// ---- Q5_K
+
+constexpr size_t kQ5_KBytes = sizeof(BlockQ5_K);
+
+void DequantizeQ5_K(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ5_KBytes) {
+    const float d = HalfToFloat(LoadU16(src));
+    const float dmin = HalfToFloat(LoadU16(src + 2));
+    const uint8_t* scales = src + 4;
+    const uint8_t* qh = src + 4 + kKScaleBytes;
+    const uint8_t* qs = qh + kQK_K / 8;
+    for (int chunk = 0; chunk < 4; ++chunk, qs += 32) {
+      int sc0, m0, sc1, m1;
+      UnpackScaleMinK4(2 * chunk, scales, &sc0, &m0);
+      UnpackScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
+      const float d0 = d * static_cast<float>(sc0), min0 = dmin * static_cast<float>(m0);
+      const float d1 = d * static_cast<float>(sc1), min1 = dmin * static_cast<float>(m1);
+      for (int l = 0; l < 32; ++l) {
+        const int q = (qs[l] & 0x0F) | (qh[l] >> (2 * chunk) & 1) << 4;
+        *dst++ = d0 * static_cast<float>(q) - min0;
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int q = (qs[l] >> 4) | (qh[l] >> (2 * chunk + 1) & 1) << 4;
+        *dst++ = d1 * static_cast<float>(q) - min1;
+      }
+    }
+  }
+}
+
+void QuantizeQ5_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ5_KBytes) {
+    std::array<uint8_t, kQK_K> q{};
+    QuantizeKScaleMin(src, 31, dst, q.data());
+    uint8_t* qh = dst + 4 + kKScaleBytes;
+    uint8_t* qs = qh + kQK_K / 8;
+    std::memset(qh, 0, kQK_K / 8);
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      for (int l = 0; l < 32; ++l) {
+        const int lo = q[chunk * 64 + l], hi = q[chunk * 64 + 32 + l];
+        qs[chunk * 32 + l] = static_cast<uint8_t>((lo & 0x0F) | (hi & 0x0F) << 4);
+        qh[l] |= static_cast<uint8_t>((lo >> 4) << (2 * chunk) | (hi >> 4) << (2 * chunk + 1));
       }
     }
   }
@@ -604,6 +658,9 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ4_K:
       DequantizeQ4_K(in, dst, n);
       return;
+    case TensorType::kQ5_K:
+      DequantizeQ5_K(in, dst, n);
+      return;
     case TensorType::kQ6_K:
       DequantizeQ6_K(in, dst, n);
       return;
@@ -636,6 +693,9 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ4_K:
       QuantizeQ4_K(src, out, n);
+      return;
+    case TensorType::kQ5_K:
+      QuantizeQ5_K(src, out, n);
       return;
     case TensorType::kQ6_K:
       QuantizeQ6_K(src, out, n);

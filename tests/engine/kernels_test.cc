@@ -80,7 +80,8 @@ std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_
       out[i] = row.d[i / 32] * row.qs[i];
       (*block_step)[i] = row.d[i / 32];
     }
-  } else if (wtype == TensorType::kQ4_K || wtype == TensorType::kQ6_K) {
+  } else if (wtype == TensorType::kQ4_K || wtype == TensorType::kQ5_K ||
+             wtype == TensorType::kQ6_K) {
     std::vector<uint8_t> buf(static_cast<size_t>(
         internal::ActStrideBytes(internal::ActFormat::kQ8K, cols)));
     internal::QuantizeActQ8KRef(x, cols, buf.data());
@@ -144,9 +145,10 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
       bound[t * c.rows + r] = b * 1.0001 + 2e-5 * a + 1e-30;
     }
   }
-  // Q8_0/Q4_0/Q5_0 also in the panel layout (packed in two ranges, as a loader may).
+  // The quantised types also in the panel layout (packed in two ranges, as a loader may).
   const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0 ||
-                          c.type == TensorType::kQ5_0;
+                          c.type == TensorType::kQ5_0 || c.type == TensorType::kQ4_K ||
+                          c.type == TensorType::kQ5_K || c.type == TensorType::kQ6_K;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -180,7 +182,7 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
 
 constexpr TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                     TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                    TensorType::kQ4_K, TensorType::kQ6_K};
+                                    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
 
 TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
   ComputePool pool(2);
@@ -250,12 +252,12 @@ TEST_F(KernelsTest, MatMulPromptTilesCoverPanelChunkAndTileEdges) {
 }
 
 TEST_F(KernelsTest, KQuantPromptTilesCoverPanelChunkAndTileEdges) {
-  // The AVX-512 Q4_K/Q6_K prompt tiles (more than 8 tokens) pack 16-row panels of 2 super-blocks
+  // The AVX-512 K-quant prompt tiles (more than 8 tokens) pack 16-row panels of 2 super-blocks
   // per chunk and run up to 32 rows x 4 tokens per micro-kernel: rows, super-blocks and tokens
   // just past those sizes, one thread and two, and the extreme magnitudes.
   ComputePool pool(2);
   uint32_t seed = 700;
-  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
     for (int64_t cols : {int64_t{256}, int64_t{256 * 3}}) {
       for (int64_t rows : {int64_t{16}, int64_t{33}, int64_t{70}}) {
         for (int64_t n_tokens : {int64_t{9}, int64_t{14}, int64_t{38}}) {
@@ -306,7 +308,7 @@ TEST_F(KernelsTest, PromptMatMulGivesATokenTheSameBitsWhateverTokensShareItsCall
 }
 
 TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) {
-  // Q4_K/Q6_K: decoding (1-2 tokens, the dot kernels) and every larger call (AVX-512 Q4_K: panels
+  // K-quants: decoding (1-2 tokens, the dot kernels) and every larger call (AVX-512: panels
   // packed per call) must give a token the same bits, so that a sequence decodes the same alone
   // and in a batch. 45 rows: a partial row tile; 5 super-blocks: a partial chunk.
   std::mt19937 rng(79);
@@ -315,7 +317,7 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ6_K}) {
+    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
@@ -354,10 +356,11 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
     for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                            TensorType::kQ4_K, TensorType::kQ6_K}) {
+                            TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K: an odd last one).
-      const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+      const bool k_quant =
+          type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
       const int64_t cols = k_quant ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
@@ -377,9 +380,10 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       std::vector<float> all(static_cast<size_t>(n_all * rows), -1.0f);
       MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
              WeightLayout::kPanels);
-      if (k_quant && isa == Isa::kAvx512) {
-        // AVX-512 computes the K-quants with the same integer sums and float steps in both
-        // layouts.
+      if (k_quant && type != TensorType::kQ5_K && isa == Isa::kAvx512) {
+        // AVX-512 computes Q4_K and Q6_K with the same integer sums and float steps in both
+        // layouts. (Q5_K has panels only: it is always repacked on AVX-512, and its row layout
+        // runs the AVX2 kernel.)
         std::vector<float> from_rows(all.size(), -3.0f);
         MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, from_rows.data());
         EXPECT_TRUE(from_rows == all) << "row layout";
@@ -444,8 +448,8 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
   const int64_t cols = 512;
   const TensorType types[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kF16,
                               TensorType::kQ4_K, TensorType::kQ6_K, TensorType::kQ4_0,
-                              TensorType::kQ5_0};
-  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40};
+                              TensorType::kQ5_0, TensorType::kQ5_K};
+  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21};
   std::vector<std::vector<uint8_t>> weights;
   for (size_t k = 0; k < std::size(types); ++k) {
     const std::vector<float> wf = RandomFloats(rng, rows[k] * cols, 1.0f);
@@ -500,11 +504,13 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ4_0, WeightLayout::kRows},
                         {TensorType::kQ5_0, WeightLayout::kRows},
                         {TensorType::kQ4_K, WeightLayout::kRows},
+                        {TensorType::kQ5_K, WeightLayout::kRows},
                         {TensorType::kQ6_K, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
                         {TensorType::kQ4_0, WeightLayout::kPanels},
                         {TensorType::kQ5_0, WeightLayout::kPanels},
                         {TensorType::kQ4_K, WeightLayout::kPanels},
+                        {TensorType::kQ5_K, WeightLayout::kPanels},
                         {TensorType::kQ6_K, WeightLayout::kPanels}};
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
@@ -552,6 +558,7 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ5_0, WeightLayout::kRows, 224},
                         {TensorType::kQ5_0, WeightLayout::kPanels, 2560},
                         {TensorType::kQ4_K, WeightLayout::kRows, 2560},
+                        {TensorType::kQ5_K, WeightLayout::kRows, 1536},
                         {TensorType::kQ6_K, WeightLayout::kRows, 1280}};
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
@@ -936,14 +943,14 @@ TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
 TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
   // Rows of 4 KiB and more take the one-row-at-a-time decoding kernels (Q8_0/Q4_0: 4-block
   // groups, a partial last group here; Q5_0 just past 4 KiB, an odd block count; float types:
-  // any length, vector tails; K-quants).
+  // any length, vector tails; K-quants, Q5_K just past 4 KiB and with an odd super-block count).
   ComputePool pool(2);
   uint32_t seed = 500;
   const std::pair<TensorType, int64_t> cases[] = {
       {TensorType::kQ4_0, 7328}, {TensorType::kQ4_0, 7296}, {TensorType::kQ8_0, 4128},
       {TensorType::kF16, 2100},  {TensorType::kBF16, 2052}, {TensorType::kF32, 1030},
       {TensorType::kQ4_K, 7424}, {TensorType::kQ6_K, 5120}, {TensorType::kQ5_0, 5984},
-      {TensorType::kQ5_0, 7328}};
+      {TensorType::kQ5_0, 7328}, {TensorType::kQ5_K, 6144}, {TensorType::kQ5_K, 7424}};
   for (const auto& [type, cols] : cases) {
     for (int64_t rows : {int64_t{1}, int64_t{37}}) {
       for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {

@@ -3,10 +3,10 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K and Q6_K. For
-// those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so files written
-// by other tools load here and files written here load there — and scalar reference conversions
-// (`Dequantize`, `Quantize`) that optimised kernels are tested against.
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and
+// Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so
+// files written by other tools load here and files written here load there — and scalar
+// reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
 //
 // Conventions:
 //  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
@@ -92,10 +92,11 @@ std::string_view TypeName(TensorType type);
 // Errors: kInvalidArgument naming the input and listing the names this build supports.
 Result<TensorType> ParseTensorType(std::string_view name);
 
-// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K).
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K,
+// Q6_K).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K": the supported types, for error messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K": the supported types, for error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -158,6 +159,18 @@ struct BlockQ4_K {
   uint16_t dmin;                 // fp16 super-block scale for the mins
   uint8_t scales[kKScaleBytes];  // packed 6-bit scales and mins
   uint8_t qs[kQK_K / 2];         // nibbles
+};
+
+// Q5_K: 176 bytes for 256 elements, Q4_K with a fifth bit per element: value = d * sc[s] * q -
+// dmin * m[s], q in [0, 31]; `scales` packed as Q4_K's. qs holds the low four bits as Q4_K's
+// nibbles; bit 4 of element 64c + l is bit 2c of qh[l], that of element 64c + 32 + l bit 2c + 1
+// (c = 0..3, l = 0..31). Q5_K_M files are mostly Q5_K.
+struct BlockQ5_K {
+  uint16_t d;                    // fp16 super-block scale for the scales
+  uint16_t dmin;                 // fp16 super-block scale for the mins
+  uint8_t scales[kKScaleBytes];  // packed 6-bit scales and mins
+  uint8_t qh[kQK_K / 8];         // fifth bits
+  uint8_t qs[kQK_K / 2];         // low four bits
 };
 
 // Q6_K: 210 bytes for 256 elements, as 16 sub-blocks of 16 elements with int8 scales:

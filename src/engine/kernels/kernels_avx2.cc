@@ -547,6 +547,101 @@ struct Q4_KK {
   }
 };
 
+// Q5_K: Q4_KK with each quant's fifth bit from qh OR'd in as 16, q in [0, 31] (pair sums of
+// VPMADDUBSW within 2 * 31 * 127; each int32 lane, at most 32 products times a scale <= 63,
+// stays below 2^24, so its conversion to float is exact as Q4_KK's). The same integers per
+// super-block and the same float steps as Q4_KK.
+template <int NR, int NT>
+struct Q5_KK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+    float min_acc[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    const __m256i fifth = _mm256_set1_epi8(0x10);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint64_t sc[NR];
+      __m256i mins16[NR];
+      float d[NR], dmin[NR];
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ5_K);
+        if (NT <= 2) {
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
+        }
+        d[i] = HalfBitsToFloat(p);
+        dmin[i] = HalfBitsToFloat(p + 2);
+        uint64_t m;
+        UnpackQ4_KScales(p + 4, &sc[i], &m);
+        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
+        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+      }
+      __m256i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i lo[NR], hi[NR], slo[NR], shi[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* qh = w[i] + b * sizeof(BlockQ5_K) + 4 + kKScaleBytes;
+          const uint8_t* qs = qh + kQK_K / 8 + 32 * c;
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+          // Bits 2c and 2c + 1 of each qh byte to bits 0 and 1 (the 16-bit shift moves no bit
+          // that is kept across a byte boundary), then to bit 4.
+          const __m256i h =
+              _mm256_srli_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)), 2 * c);
+          lo[i] = _mm256_or_si256(_mm256_and_si256(v, nib),
+                                  _mm256_and_si256(_mm256_slli_epi16(h, 4), fifth));
+          hi[i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), nib),
+                                  _mm256_and_si256(_mm256_slli_epi16(h, 3), fifth));
+          slo[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c)) & 0xFF));
+          shi[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c + 8)) & 0xFF));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const int8_t* xq = x[j].qs + b * kQK_K + 64 * c;
+          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], x0), slo[i]);
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], x1), shi[i]);
+            isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_add_epi32(p0, p1));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i bs =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx),
+                                      acc[i][j]);
+          min_acc[i][j] += dmin[i] * dx *
+                           static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i)
+        a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - min_acc[i][j];
+  }
+};
+
 template <int NR, int NT>
 struct Q6_KK {
   static void Run(const TileArgs& a, int64_t r, int64_t t) {
@@ -862,6 +957,7 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_0)] = Tile<Q4_0K, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kQ5_0)] = Tile<Q5_0K, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kQ5_K)] = Tile<Q5_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;

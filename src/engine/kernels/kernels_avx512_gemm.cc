@@ -1149,7 +1149,7 @@ constexpr int kKStreamTokens = 4;
 constexpr int64_t kKStreamMaxTokens = 8;
 
 struct DirectKArgs {
-  const uint8_t* group;  // the row tile's group: super-block b at group + b * kQ4KPanelBlockBytes
+  const uint8_t* group;  // the row tile's group: super-block b at group + b * 16 * its bytes
   const uint8_t* x;      // kQ8K rows, token t at x + t * x_stride
   int64_t x_stride;
   int64_t cols, nb;
@@ -1158,88 +1158,120 @@ struct DirectKArgs {
   __mmask16 last_mask;
 };
 
-template <int NR, int NT>
-struct DirectKMicro {
-  static_assert(NR == 1, "one group, one stream");
-  static void Run(const DirectKArgs& a, int64_t t) {
-    ActQ8KRow x[NT];
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
-    __m512 acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < a.nb; ++b) {
-      const uint8_t* blk = a.group + b * kQ4KPanelBlockBytes;
-      if constexpr (NT <= 2) {
-        for (int64_t o = 0; o < kQ4KPanelBlockBytes; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
-        }
-      }
-      const __m512i q0 = _mm512_load_si512(blk + kQ4KPanelScales);
-      const __m512i q1 = _mm512_load_si512(blk + kQ4KPanelScales + 64);
-      const __m512i q2 = _mm512_load_si512(blk + kQ4KPanelScales + 128);
-      __m512i sumi[NT];
-      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
-#pragma GCC unroll 1
-      for (int sb = 0; sb < 8; ++sb) {
-        const int c = sb / 2;
-        const bool high = sb % 2 != 0;
-        __m512i dot[NT];
-        for (int j = 0; j < NT; ++j) dot[j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const __m512i v = _mm512_load_si512(blk + 64 * (8 * c + k));
-          const __m512i w = _mm512_and_si512(high ? _mm512_srli_epi16(v, 4) : v, nibble);
-#pragma GCC unroll 4
-          for (int j = 0; j < NT; ++j) {
-            dot[j] =
-                _mm512_dpbusd_epi32(dot[j], w, Broadcast4(x[j].qs + kQK_K * b + 32 * sb + 4 * k));
+// Q5_K (kQ5): the same with each byte's fifth bit from the qh vectors (kernels_internal.h): the
+// bit of sub-block sb's values in vector k's bytes is bit sb of qh vector k's, one VPTESTMB.
+template <bool kQ5>
+struct DirectKMicroOf {
+  template <int NR, int NT>
+  struct K {
+    static_assert(NR == 1, "one group, one stream");
+    static constexpr int64_t kBlockBytes = kQ5 ? kQ5KPanelBlockBytes : kQ4KPanelBlockBytes;
+    static void Run(const DirectKArgs& a, int64_t t) {
+      ActQ8KRow x[NT];
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+      __m512 acc[NT];
+      for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+      const __m512i nibble = _mm512_set1_epi8(0x0F);
+      const __m512i sixteen = _mm512_set1_epi8(16);
+      for (int64_t b = 0; b < a.nb; ++b) {
+        const uint8_t* blk = a.group + b * kBlockBytes;
+        if constexpr (NT <= 2) {
+          for (int64_t o = 0; o < kBlockBytes; o += 64) {
+            _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes),
+                         _MM_HINT_NTA);
           }
         }
-        __m512i sc, m;
-        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
-        for (int j = 0; j < NT; ++j) {
-          sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
-        }
-      }
-      const __m512i dm = _mm512_load_si512(blk + kQ4KPanelD);
-      const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-      const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-      __m512i mpair[8];
-      for (int sb = 0; sb < 8; ++sb) {
-        __m512i sc, m;
-        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
-        mpair[sb] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
-      }
-#pragma GCC unroll 4
-      for (int j = 0; j < NT; ++j) {
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
-        __m512i summ = _mm512_setzero_si512();
-#pragma GCC unroll 8
+        const __m512i q0 = _mm512_load_si512(blk + kQ4KPanelScales);
+        const __m512i q1 = _mm512_load_si512(blk + kQ4KPanelScales + 64);
+        const __m512i q2 = _mm512_load_si512(blk + kQ4KPanelScales + 128);
+        __m512i sumi[NT];
+        for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
         for (int sb = 0; sb < 8; ++sb) {
-          summ = _mm512_dpwssd_epi32(summ, mpair[sb], Broadcast4(bs + 2 * sb));
+          const int c = sb / 2;
+          const bool high = sb % 2 != 0;
+          __m512i dot[NT];
+          for (int j = 0; j < NT; ++j) dot[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int k = 0; k < 8; ++k) {
+            const __m512i v = _mm512_load_si512(blk + 64 * (8 * c + k));
+            __m512i w = _mm512_and_si512(high ? _mm512_srli_epi16(v, 4) : v, nibble);
+            if constexpr (kQ5) {
+              const __mmask64 fifth =
+                  _mm512_test_epi8_mask(_mm512_load_si512(blk + kQ5KPanelQh + 64 * k),
+                                        _mm512_set1_epi8(static_cast<char>(1 << sb)));
+              w = _mm512_mask_add_epi8(w, fifth, w, sixteen);
+            }
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              dot[j] =
+                  _mm512_dpbusd_epi32(dot[j], w, Broadcast4(x[j].qs + kQK_K * b + 32 * sb + 4 * k));
+            }
+          }
+          __m512i sc, m;
+          Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+          for (int j = 0; j < NT; ++j) {
+            sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
+          }
         }
-        __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[j]));
-        v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
-        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+        const __m512i dm = _mm512_load_si512(blk + kQ4KPanelD);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+        __m512i mpair[8];
+        for (int sb = 0; sb < 8; ++sb) {
+          __m512i sc, m;
+          Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+          mpair[sb] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; ++j) {
+          const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+          __m512i summ = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int sb = 0; sb < 8; ++sb) {
+            summ = _mm512_dpwssd_epi32(summ, mpair[sb], Broadcast4(bs + 2 * sb));
+          }
+          __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[j]));
+          v = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(summ), v);
+          acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+        }
       }
+      for (int j = 0; j < NT; ++j)
+        _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
     }
-    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
-  }
+  };
 };
+template <int NR, int NT>
+using DirectKMicro = DirectKMicroOf<false>::K<NR, NT>;
+template <int NR, int NT>
+using DirectK5Micro = DirectKMicroOf<true>::K<NR, NT>;
 
-// Super-blocks [b0, b0 + nbk) of one panel group into QKMicro's L1 panel format.
-void SplitQ4_KGroup(const uint8_t* group, int64_t /*nb*/, int64_t b0, int64_t nbk, uint8_t* out) {
+// Super-blocks [b0, b0 + nbk) of one Q4_K (Q5_K) panel group into QKMicro's L1 panel format.
+template <bool kQ5>
+void SplitKGroup(const uint8_t* group, int64_t /*nb*/, int64_t b0, int64_t nbk, uint8_t* out) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i sixteen = _mm512_set1_epi8(16);
   for (int64_t b = 0; b < nbk; ++b) {
-    const uint8_t* blk = group + (b0 + b) * kQ4KPanelBlockBytes;
+    const uint8_t* blk = group + (b0 + b) * (kQ5 ? kQ5KPanelBlockBytes : kQ4KPanelBlockBytes);
     uint8_t* o = out + b * kQKPanelBlockBytes;
     for (int c = 0; c < 4; ++c) {
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
         const __m512i v = _mm512_load_si512(blk + 64 * (8 * c + k));
-        _mm512_store_si512(o + 64 * (16 * c + k), _mm512_and_si512(v, nibble));
-        _mm512_store_si512(o + 64 * (16 * c + 8 + k),
-                           _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+        __m512i lo = _mm512_and_si512(v, nibble);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        if constexpr (kQ5) {
+          const __m512i qh = _mm512_load_si512(blk + kQ5KPanelQh + 64 * k);
+          lo = _mm512_mask_add_epi8(
+              lo, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(static_cast<char>(1 << (2 * c)))),
+              lo, sixteen);
+          hi = _mm512_mask_add_epi8(
+              hi,
+              _mm512_test_epi8_mask(qh, _mm512_set1_epi8(static_cast<char>(1 << (2 * c + 1)))),
+              hi, sixteen);
+        }
+        _mm512_store_si512(o + 64 * (16 * c + k), lo);
+        _mm512_store_si512(o + 64 * (16 * c + 8 + k), hi);
       }
     }
     StoreQ4_KScales(_mm512_load_si512(blk + kQ4KPanelScales),
@@ -1413,7 +1445,10 @@ void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
   GemmPanels<PanelsQ5_0>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  GemmPanelsK<DirectKMicro, SplitQ4_KGroup, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);
+  GemmPanelsK<DirectKMicro, SplitKGroup<false>, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectK5Micro, SplitKGroup<true>, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectK6Micro, SplitQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);

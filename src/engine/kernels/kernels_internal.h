@@ -26,7 +26,7 @@ namespace yunzhi::engine::kernels::internal {
 //                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
 //                         raw five bits) and
 //                         remove the offset afterwards in float.
-// kQ8K (partner of Q4_K and Q6_K), super-blocks of 256 (our own design, not a file format):
+// kQ8K (partner of Q4_K, Q5_K and Q6_K), super-blocks of 256 (our own design, not a file format):
 //   int8  qs[cols]
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
@@ -86,8 +86,8 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last five are Q8_0/Q4_0/Q5_0/Q4_K/Q6_K in the
-// panel layout.
+// Weight kinds the tile table is indexed by; the last six are Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K in
+// the panel layout.
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -96,11 +96,13 @@ enum class WKind {
   kQ4_0,
   kQ5_0,
   kQ4_K,
+  kQ5_K,
   kQ6_K,
   kQ8_0P,
   kQ4_0P,
   kQ5_0P,
   kQ4_KP,
+  kQ5_KP,
   kQ6_KP,
   kCount
 };
@@ -133,6 +135,10 @@ enum class WKind {
 //                 nibbles the same columns of sub-block 2c + 1, each q + 0, unsigned);
 //   [2048, 2240)  3 vectors, vector q lane i: dword q of row i's 12 packed scale bytes;
 //   [2240, 2304)  1 vector, lane i: row i's d | dmin << 16 (fp16 bits).
+// Q5_K (kQ5_KP): Q4_K's 2304 bytes, then [2304, 2816) 8 vectors, vector k lane i: bytes
+// 4k..4k+3 of row i's qh, so that the fifth bits of Q4_K vector 8c + k's bytes are bit 2c (low
+// nibbles) and 2c + 1 (high) of the same bytes of vector k: a super-block of 16 rows is 2816
+// bytes (16 x 176).
 // Every vector is 64-byte aligned in a 64-byte aligned buffer.
 // Q6_K (kQ6_KP): super-block b of 16 rows is a payload of 52 vectors, vector j lane i = dword j of
 // row i's block (ql: 0-31, qh: 32-47, the int8 scales: 48-51), and the 16 rows' fp16 d (32
@@ -142,6 +148,8 @@ inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
 inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
 inline constexpr int64_t kQ4KPanelScales = 2048;
 inline constexpr int64_t kQ4KPanelD = 2240;
+inline constexpr int64_t kQ5KPanelQh = 2304;
+inline constexpr int64_t kQ5KPanelBlockBytes = 16 * 176;
 static inline int64_t PanelPayloadBytes(WKind k) {
   return k == WKind::kQ8_0P ? 512 : k == WKind::kQ5_0P ? 320 : 256;
 }
@@ -265,11 +273,13 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0/Q5_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
-// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q6_K against kQ8K.
+// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K against
+// kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes

@@ -195,6 +195,39 @@ float DotQ4_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
+// Q5_K: DotQ4_KRef with bit 4 of each q from qh (chunk c: bit 2c for its first 32 elements,
+// 2c + 1 for the next 32); the same integers sumi and summ, the same float steps.
+float DotQ5_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ5_K)) {
+    const float d = HalfToFloatRef(LoadU16(blk));
+    const float dmin = HalfToFloatRef(LoadU16(blk + 2));
+    const uint8_t* scales = blk + 4;
+    const uint8_t* qh = blk + 4 + kKScaleBytes;
+    const uint8_t* qs = qh + kQK_K / 8;
+    const int8_t* xq = x.qs + b * kQK_K;
+    const int16_t* bs = x.bsums + b * (kQK_K / 16);
+    int32_t sumi = 0, summ = 0;
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      int sc0, m0, sc1, m1;
+      ScaleMinK4(2 * chunk, scales, &sc0, &m0);
+      ScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
+      int32_t lo = 0, hi = 0;
+      for (int l = 0; l < 32; ++l) {
+        const int q0 = (qs[32 * chunk + l] & 0x0F) | (qh[l] >> (2 * chunk) & 1) << 4;
+        const int q1 = (qs[32 * chunk + l] >> 4) | (qh[l] >> (2 * chunk + 1) & 1) << 4;
+        lo += q0 * xq[64 * chunk + l];
+        hi += q1 * xq[64 * chunk + 32 + l];
+      }
+      sumi += sc0 * lo + sc1 * hi;
+      summ +=
+          m0 * (bs[4 * chunk] + bs[4 * chunk + 1]) + m1 * (bs[4 * chunk + 2] + bs[4 * chunk + 3]);
+    }
+    sum += x.d[b] * (d * static_cast<float>(sumi) - dmin * static_cast<float>(summ));
+  }
+  return sum;
+}
+
 // value = d * scales[i / 16] * (q - 32).
 float DotQ6_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   float sum = 0.0f;
@@ -230,6 +263,15 @@ void TileQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
     const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
     for (int64_t r = r0; r < r1; ++r) {
       a.y[t * a.ldy + r] = DotQ4_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+
+void TileQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = DotQ5_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
     }
   }
 }
@@ -426,11 +468,13 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0)] = TileQ5_0;
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
+    t.tile[static_cast<int>(WKind::kQ5_K)] = TileQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = TilePanels<WKind::kQ4_KP, TileQ4_K>;
+    t.tile[static_cast<int>(WKind::kQ5_KP)] = TilePanels<WKind::kQ5_KP, TileQ5_K>;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = TilePanels<WKind::kQ6_KP, TileQ6_K>;
     t.quantize_q8 = QuantizeActQ8Ref;
     t.quantize_q8k = QuantizeActQ8KRef;

@@ -1,4 +1,4 @@
-// The panel layout of Q8_0/Q4_0/Q5_0/Q4_K/Q6_K weights (kernels_internal.h): packing at load,
+// The panel layout of Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K weights (kernels_internal.h): packing at load,
 // reading a row back. Portable code: packing runs once per model load, a few bytes of shuffling
 // per weight byte.
 
@@ -40,6 +40,7 @@ WKind PanelKind(TensorType type) {
     case TensorType::kQ4_0: return WKind::kQ4_0P;
     case TensorType::kQ5_0: return WKind::kQ5_0P;
     case TensorType::kQ4_K: return WKind::kQ4_KP;
+    case TensorType::kQ5_K: return WKind::kQ5_KP;
     case TensorType::kQ6_K: return WKind::kQ6_KP;
     default: YZ_CHECK(false && "no panel layout for this type");
   }
@@ -89,28 +90,35 @@ void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* gr
 }
 
 // Q4_K: the panel vector that dword j of a block (36 dwords) goes to: d and dmin (dword 0) to 35,
-// the scale bytes (1-3) to 32-34, the nibbles (4-35) to 0-31.
+// the scale bytes (1-3) to 32-34, the nibbles (4-35) to 0-31. Q5_K (44 dwords): the same, its qh
+// (dwords 4-11) to 36-43 and its nibbles (12-43) to 0-31.
 int64_t Q4KVectorOf(int64_t j) { return j == 0 ? 35 : j < 4 ? 31 + j : j - 4; }
+int64_t Q5KVectorOf(int64_t j) { return j < 4 ? Q4KVectorOf(j) : j < 12 ? 32 + j : j - 12; }
 
-// Q4_K: one group's super-block b from the rows' blocks (`row[i]` null for a padding row). Lane
-// i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36 dword transpose.
-void PackBlockQ4_K(const uint8_t* const* row, int64_t b, uint8_t* group) {
-  uint8_t* out = group + b * internal::kQ4KPanelBlockBytes;
+// Q4_K or Q5_K: one group's super-block b from the rows' blocks (`row[i]` null for a padding
+// row). Lane i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36 (44)
+// dword transpose.
+template <class Block>
+void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
+  constexpr bool kQ5 = sizeof(Block) == sizeof(BlockQ5_K);
+  constexpr int64_t kDwords = sizeof(Block) / 4;
+  auto vector_of = [](int64_t j) { return kQ5 ? Q5KVectorOf(j) : Q4KVectorOf(j); };
+  uint8_t* out = group + b * 16 * static_cast<int64_t>(sizeof(Block));
 #if defined(__SSE2__)
   bool full = true;
   for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
   if (full) {  // four rows and four dwords at a time: 4 x 4 transposes (~4x the loop below)
     for (int64_t i = 0; i < kGroupRows; i += 4) {
-      for (int64_t j = 0; j < 36; j += 4) {
+      for (int64_t j = 0; j < kDwords; j += 4) {
         __m128i r[4];
         for (int q = 0; q < 4; ++q) {
           r[q] = _mm_loadu_si128(
-              reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ4_K) + 4 * j));
+              reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(Block) + 4 * j));
         }
         __m128i v[4];
         Transpose4x4(r, v);
         for (int q = 0; q < 4; ++q) {  // dword j + q of rows i..i+3
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * Q4KVectorOf(j + q) + 4 * i), v[q]);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * vector_of(j + q) + 4 * i), v[q]);
         }
       }
     }
@@ -118,13 +126,12 @@ void PackBlockQ4_K(const uint8_t* const* row, int64_t b, uint8_t* group) {
   }
 #endif
   for (int64_t i = 0; i < kGroupRows; ++i) {
-    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ4_K) : nullptr;
-    auto put = [&](int64_t vector, int64_t src_offset) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(Block) : nullptr;
+    for (int64_t j = 0; j < kDwords; ++j) {
       uint32_t v = 0;
-      if (blk != nullptr) std::memcpy(&v, blk + src_offset, 4);
-      std::memcpy(out + 64 * vector + 4 * i, &v, 4);
-    };
-    for (int64_t j = 0; j < 36; ++j) put(Q4KVectorOf(j), 4 * j);
+      if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
+      std::memcpy(out + 64 * vector_of(j) + 4 * i, &v, 4);
+    }
   }
 }
 
@@ -209,15 +216,17 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     }
     return;
   }
-  if (kind == WKind::kQ4_KP) {
+  if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP) {
+    const bool q5 = kind == WKind::kQ5_KP;
+    const int64_t block_bytes = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
     const int64_t nb = cols / kQK_K;
-    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ4_K);
+    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
     const int64_t i = row % kGroupRows;
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* in = group + b * kQ4KPanelBlockBytes;
-      uint8_t* blk = out + b * sizeof(BlockQ4_K);
-      for (int64_t j = 0; j < 36; ++j) {
-        std::memcpy(blk + 4 * j, in + 64 * Q4KVectorOf(j) + 4 * i, 4);
+      const uint8_t* in = group + b * 16 * block_bytes;
+      uint8_t* blk = out + b * block_bytes;
+      for (int64_t j = 0; j < block_bytes / 4; ++j) {
+        std::memcpy(blk + 4 * j, in + 64 * (q5 ? Q5KVectorOf(j) : Q4KVectorOf(j)) + 4 * i, 4);
       }
     }
     return;
@@ -246,7 +255,7 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 
 bool PanelsPreferred(TensorType type) {
   return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
-          type == TensorType::kQ4_K || type == TensorType::kQ6_K) &&
+          type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
@@ -259,7 +268,7 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
                 void* panels) {
   const WKind kind = PanelKind(type);
   if (r0 == r1) return;
-  const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ6_KP;
+  const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ6_KP;
   const int64_t block = k_quant ? kQK_K : 32;
   YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
            cols % block == 0);
@@ -276,7 +285,9 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
     uint8_t* group = dst + g * kGroupRows * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
       if (kind == WKind::kQ4_KP) {
-        PackBlockQ4_K(row, b, group);
+        PackBlockK<BlockQ4_K>(row, b, group);
+      } else if (kind == WKind::kQ5_KP) {
+        PackBlockK<BlockQ5_K>(row, b, group);
       } else if (kind == WKind::kQ6_KP) {
         PackBlockQ6_K(row, nb, b, group);
       } else {
