@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0 block layouts.
+"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_K block layouts.
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
-Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0 and Q5_0
-blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0, block_q5_0):
+Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0 and
+Q5_K blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0,
+block_q5_0, block_q5_K):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
   Q5_0: 22-byte blocks = fp16 d, then qh (4 bytes, a little-endian uint32 of fifth bits), then
         16 bytes of nibbles; value = (q - 16) * d where element j < 16 is the low nibble of
         byte j with bit j of qh as bit 4, element j + 16 the high nibble with bit j + 16.
+  Q5_K: 176-byte super-blocks of 256 = fp16 d, fp16 dmin, 12 bytes sc of 6-bit scales and mins
+        (sub-block s < 4: scale = sc[s] & 63, min = sc[s + 4] & 63; s >= 4: scale =
+        (sc[s + 4] & 15) | (sc[s - 4] >> 6) << 4, min = (sc[s + 4] >> 4) | (sc[s] >> 6) << 4),
+        32 bytes qh, 128 bytes qs; element 64c + l (c = 0..3, l = 0..31, sub-block 2c) is the
+        low nibble of qs[32c + l] with bit 2c of qh[l] as bit 4, element 64c + 32 + l (sub-block
+        2c + 1) the high nibble with bit 2c + 1; value = d * scale * q - dmin * min.
 Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
 the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
 BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
@@ -29,7 +36,7 @@ except ImportError:
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
-        8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
+        8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 30: ("BF16", 1, 2)}
 
 
 class Reader:
@@ -117,6 +124,43 @@ def decode_q5_0(raw):
     return (q * d).reshape(-1)
 
 
+def decode_q5_k(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 176)
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)     # [n_blocks, 1]
+    dmin = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    sc = blocks[:, 4:16].astype(np.int32)
+    scale = np.empty((len(blocks), 8), dtype=np.int32)
+    mins = np.empty((len(blocks), 8), dtype=np.int32)
+    for s in range(8):
+        if s < 4:
+            scale[:, s], mins[:, s] = sc[:, s] & 63, sc[:, s + 4] & 63
+        else:
+            scale[:, s] = (sc[:, s + 4] & 0x0F) | (sc[:, s - 4] >> 6) << 4
+            mins[:, s] = (sc[:, s + 4] >> 4) | (sc[:, s] >> 6) << 4
+    qh = blocks[:, 16:48].astype(np.int32)
+    qs = blocks[:, 48:].astype(np.int32)
+    q = np.empty((len(blocks), 256), dtype=np.int32)
+    for c in range(4):
+        nib = qs[:, 32 * c:32 * c + 32]
+        q[:, 64 * c:64 * c + 32] = (nib & 0x0F) | ((qh >> (2 * c)) & 1) << 4
+        q[:, 64 * c + 32:64 * c + 64] = (nib >> 4) | ((qh >> (2 * c + 1)) & 1) << 4
+    sub_d = d * scale.astype(np.float32)                               # [n_blocks, 8]
+    sub_m = dmin * mins.astype(np.float32)
+    values = np.repeat(sub_d, 32, axis=1) * q.astype(np.float32) - np.repeat(sub_m, 32, axis=1)
+    return values.reshape(-1)
+
+
+def check_decode(name, tensors, decode):
+    """Our Dequantize() output for `name` must equal the numpy decode bit for bit."""
+    ours = f32(tensors[name + ".deq"][2])
+    theirs = decode(tensors[name][2])
+    if not np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)):
+        bad = np.nonzero(ours != theirs)[0][:5]
+        sys.exit(f"FAIL: {name}: numpy decode differs from ours at {bad}: "
+                 f"{theirs[bad]} vs {ours[bad]}")
+    return theirs
+
+
 def f32(raw):
     return np.frombuffer(raw, dtype=np.float32)
 
@@ -147,12 +191,7 @@ def main():
     for name, decode, bound in cases:
         dims, ttype, raw = tensors[name]
         assert dims == [64, 4] and ttype == name[2:].upper(), (name, dims, ttype)
-        ours = f32(tensors[name + ".deq"][2])
-        theirs = decode(raw)
-        if not np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)):
-            bad = np.nonzero(ours != theirs)[0][:5]
-            sys.exit(f"FAIL: {name}: numpy decode differs from ours at {bad}: "
-                     f"{theirs[bad]} vs {ours[bad]}")
+        theirs = check_decode(name, tensors, decode)
         # Stated bounds, per block of 32: |err| <= amax/254 (Q8_0), <= amax/8 (Q4_0),
         # <= amax/16 (Q5_0: a step, where the sign opposite the largest clamps at 15), +1%.
         for b in range(0, x.size, 32):
@@ -161,6 +200,22 @@ def main():
             assert err <= bound * amax * 1.01 + 1e-7, (name, b, err, amax)
         print(f"{name}: {theirs.size} values decoded independently, identical; "
               f"max |err| {np.abs(theirs - x).max():.4g}")
+
+    # Q5_K, on y (256 columns: one super-block per row). Stated bound, per super-block: |err| <=
+    # R / 31, R the widest sub-block's range (max - min, the range including 0 as the fit's
+    # min >= 0 does): half a step (R / 62) from rounding, plus the 6-bit scale and min, each
+    # rounded by up to 1/126 of the super-block's largest (the scale's error times q <= 31), +1%.
+    dims, ttype, _ = tensors["y.q5_k"]
+    assert dims == [256, 4] and ttype == "Q5_K", (dims, ttype)
+    y = f32(tensors["y"][2])
+    theirs = check_decode("y.q5_k", tensors, decode_q5_k)
+    for b in range(0, y.size, 256):
+        sub = y[b:b + 256].reshape(8, 32)
+        r = (sub.max(axis=1) - np.minimum(sub.min(axis=1), 0)).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= r / 31 * 1.01 + 1e-7, ("y.q5_k", b, err, r)
+        print(f"y.q5_k super-block {b // 256}: max |err| {err:.4g} = range/{r / err:.0f}")
+    print(f"y.q5_k: {theirs.size} values decoded independently, identical")
 
     f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
     assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"

@@ -1,7 +1,7 @@
 // Writes the GGUF file that gguf_crosscheck.py decodes independently with numpy.
 //
 // Usage: gguf_crosscheck_writer OUT.gguf
-// Tensors (all [64 cols, 4 rows]):
+// Tensors (x.* [64 cols, 4 rows], y.* [256 cols, 4 rows]):
 //   x           F32   the original values
 //   x.q8_0      Q8_0  x quantised by our reference quantiser
 //   x.q4_0      Q4_0  likewise
@@ -11,6 +11,10 @@
 //   x.q5_0.deq  F32   likewise
 //   x.f16       F16   x rounded by FloatToHalf (the script compares with numpy's float16)
 //   x.bf16      BF16  x rounded by FloatToBf16
+//   y           F32   values for the super-block types: a different magnitude and offset per
+//                     32-element sub-block, so the packed 6-bit scales and mins span their range
+//   y.q5_k      Q5_K  y quantised by our reference quantiser
+//   y.q5_k.deq  F32   our Dequantize() of y.q5_k
 // Metadata: general.architecture = "crosscheck" (string), test.u32 = 123456 (uint32),
 // test.f32 = 0.25 (float32), test.strings = ["a", "héllo", ""] (array of string),
 // test.bool = true (bool), general.alignment = 64 (uint32, written by the writer).
@@ -48,33 +52,57 @@ int main(int argc, char** argv) {
   w.SetStringArray("test.strings", strings);
   w.SetBool("test.bool", true);
 
-  auto add = [&](const std::string& name, TensorType type, std::vector<uint8_t> bytes) {
-    auto s = w.AddTensor(name, type, {kCols, kRows}, std::move(bytes));
+  auto add = [&](const std::string& name, TensorType type, std::vector<uint8_t> bytes,
+                 int64_t n_cols) {
+    auto s = w.AddTensor(name, type, {n_cols, kRows}, std::move(bytes));
     if (!s) {
       std::fprintf(stderr, "%s\n", s.error().ToString().c_str());
       std::exit(1);
     }
   };
   auto encode = [&](TensorType type, const std::vector<float>& values) {
-    std::vector<uint8_t> bytes(static_cast<size_t>(RowSizeBytes(type, kN)));
-    Quantize(type, values.data(), bytes.data(), kN);
+    const int64_t n = static_cast<int64_t>(values.size());
+    std::vector<uint8_t> bytes(static_cast<size_t>(RowSizeBytes(type, n)));
+    Quantize(type, values.data(), bytes.data(), n);
     return bytes;
   };
-  auto decode = [&](TensorType type, const std::vector<uint8_t>& bytes) {
-    std::vector<float> values(kN);
-    Dequantize(type, bytes.data(), values.data(), kN);
+  auto decode = [&](TensorType type, const std::vector<uint8_t>& bytes, int64_t n) {
+    std::vector<float> values(static_cast<size_t>(n));
+    Dequantize(type, bytes.data(), values.data(), n);
     return encode(TensorType::kF32, values);
   };
-  add("x", TensorType::kF32, encode(TensorType::kF32, x));
-  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
-    std::vector<uint8_t> q = encode(t, x);
-    std::string name = "x." + std::string(TypeName(t));
+  auto add_quantized = [&](const std::string& stem, TensorType t, const std::vector<float>& v,
+                           int64_t n_cols) {
+    std::vector<uint8_t> q = encode(t, v);
+    std::string name = stem + "." + std::string(TypeName(t));
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    add(name + ".deq", TensorType::kF32, decode(t, q));
-    add(name, t, std::move(q));
+    add(name + ".deq", TensorType::kF32, decode(t, q, static_cast<int64_t>(v.size())), n_cols);
+    add(name, t, std::move(q), n_cols);
+  };
+  add("x", TensorType::kF32, encode(TensorType::kF32, x), kCols);
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
+    add_quantized("x", t, x, kCols);
   }
-  add("x.f16", TensorType::kF16, encode(TensorType::kF16, x));
-  add("x.bf16", TensorType::kBF16, encode(TensorType::kBF16, x));
+  add("x.f16", TensorType::kF16, encode(TensorType::kF16, x), kCols);
+  add("x.bf16", TensorType::kBF16, encode(TensorType::kBF16, x), kCols);
+
+  // y: each super-block (row) has its sub-blocks scaled by 0.05, 0.3, ..., 1.8, in a different
+  // order per row (so its 6-bit scales run from about 2 to 63); row 1 has all-positive sub-blocks
+  // (min 0), row 2 mostly negative values (large mins), row 3 an all-zero sub-block (scale 0).
+  constexpr int64_t kSuperCols = 256;
+  std::vector<float> y(kSuperCols * kRows);
+  for (int64_t r = 0; r < kRows; ++r) {
+    for (int64_t i = 0; i < kSuperCols; ++i) {
+      const int64_t s = i / 32;
+      float v = dist(rng) * (0.05f + 0.25f * static_cast<float>((3 * s + 5 * r) % 8));
+      if (r == 1 && s % 2 == 1) v = std::fabs(v) + 2.0f;
+      if (r == 2) v -= 1.5f;
+      if (r == 3 && s == 6) v = 0.0f;
+      y[r * kSuperCols + i] = v;
+    }
+  }
+  add("y", TensorType::kF32, encode(TensorType::kF32, y), kSuperCols);
+  add_quantized("y", TensorType::kQ5_K, y, kSuperCols);
   auto s = w.WriteFile(argv[1]);
   if (!s) {
     std::fprintf(stderr, "%s\n", s.error().ToString().c_str());

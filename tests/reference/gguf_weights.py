@@ -8,6 +8,16 @@ Decoded here (ggml type id in brackets):
             fifth bits), then qs (16 bytes of nibbles). Element j < 16 is the low nibble of qs[j]
             with bit j of qh as its bit 4; element j + 16 is the high nibble of qs[j] with bit
             j + 16 of qh. value = (q - 16) * d.
+  Q5_K [13]: 176-byte super-blocks of 256 elements = fp16 d, fp16 dmin, scales (12 bytes), qh
+            (32 bytes of fifth bits), qs (128 bytes of nibbles). Eight sub-blocks of 32 elements,
+            s = 0..7, each with a 6-bit scale sc[s] and a 6-bit min m[s]: for s < 4, sc[s] is the
+            low 6 bits of scales[s] and m[s] those of scales[s + 4]; for s >= 4, sc[s] is the low
+            nibble of scales[s + 4] with the top 2 bits of scales[s - 4] above it, and m[s] the
+            high nibble of scales[s + 4] with the top 2 bits of scales[s]. Chunk c = 0..3 (elements
+            64c .. 64c + 63) uses qs[32c .. 32c + 31]: element 64c + l (sub-block 2c) is the low
+            nibble of qs[32c + l] with bit 2c of qh[l] as its bit 4, element 64c + 32 + l
+            (sub-block 2c + 1) the high nibble with bit 2c + 1 of qh[l]. value = d * sc[s] * q -
+            dmin * m[s], q in [0, 31] (computed in float32 in that order: (d * sc) * q - dmin * m).
 Tensors of other types are left to the caller (the writer's dequantised reference file).
 
 GGUF layout (v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count,
@@ -23,7 +33,7 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0 = 6
+Q5_0, Q5_K = 6, 13
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -100,6 +110,34 @@ def dequantize_q5_0(raw, n):
     return (q.astype(np.float32) * d).reshape(-1)
 
 
+def _k_scales_mins(packed):
+    """[n_blocks, 12] packed bytes -> (sc, m), each [n_blocks, 8] int64 in [0, 63]."""
+    p = packed.astype(np.int64)
+    sc = np.concatenate([p[:, 0:4] & 63, (p[:, 8:12] & 0x0F) | (p[:, 0:4] >> 6) << 4], axis=1)
+    m = np.concatenate([p[:, 4:8] & 63, (p[:, 8:12] >> 4) | (p[:, 4:8] >> 6) << 4], axis=1)
+    return sc, m
+
+
+def dequantize_q5_k(raw, n):
+    """The first n elements (a multiple of 256) of Q5_K data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 176).reshape(-1, 176)
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)       # [n_blocks, 1]
+    dmin = blocks[:, 2:4].copy().view("<f2").astype(np.float32)    # [n_blocks, 1]
+    sc, m = _k_scales_mins(blocks[:, 4:16])                         # [n_blocks, 8]
+    qh = blocks[:, 16:48].astype(np.int64)[:, None, :]              # [n_blocks, 1, l]
+    qs = blocks[:, 48:176].astype(np.int64).reshape(-1, 4, 32)      # [n_blocks, c, l]
+    c = np.arange(4)[None, :, None]
+    low = (qs & 0x0F) | ((qh >> (2 * c)) & 1) << 4                  # element 64c + l
+    high = (qs >> 4) | ((qh >> (2 * c + 1)) & 1) << 4               # element 64c + 32 + l
+    q = np.stack([low, high], axis=2).reshape(-1, 8, 32)            # [n_blocks, s = 2c + h, 32]
+    scale = (d * sc.astype(np.float32))[:, :, None]
+    offset = (dmin * m.astype(np.float32))[:, :, None]
+    return (scale * q.astype(np.float32) - offset).reshape(-1)
+
+
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_K: dequantize_q5_k}
+
+
 def _hf_name(gguf_name):
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
@@ -126,12 +164,12 @@ def block_weights(gguf_path, cfg):
     n_kv = cfg.get("num_key_value_heads", n_head)
     out = {}
     for name, (ne, ttype, raw) in tensors.items():
-        if ttype != Q5_0:
+        if ttype not in _DEQUANTIZE:
             continue
         if len(ne) != 2:
             raise ValueError(f"{gguf_path}: {name}: a block type with {len(ne)} dimensions")
         cols, rows = ne
-        w = dequantize_q5_0(raw, rows * cols).reshape(rows, cols)
+        w = _DEQUANTIZE[ttype](raw, rows * cols).reshape(rows, cols)
         if permute and name.endswith((".attn_q.weight", ".attn_k.weight")):
             w = _unpermute(w, n_head if name.endswith(".attn_q.weight") else n_kv)
         out[_hf_name(name)] = torch.from_numpy(w.astype(np.float64))

@@ -18,7 +18,7 @@
 //              layers: N < L/8, N >= 7L/8, or (N - L/8) % 3 == 2 (about half
 //              of the layers, weighted to the first and last ones)          -> Q6_K
 //            (llama.cpp also promotes some tensors to Q5_K for MoE and 70B models; this build
-//            has no Q5_K and no MoE, so those rules do not apply.)
+//            has no MoE and no 70B preset, so those rules do not apply.)
 //  - Fallbacks when a row length is not a multiple of the block, as llama.cpp's: Q4_K -> Q5_0
 //    and Q6_K -> Q8_0 when it is a multiple of 32 (so most of a Qwen2.5-0.5B q4_k_m file, with
 //    its 896-element rows, is Q5_0); otherwise F16.
