@@ -141,8 +141,8 @@ constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
 constexpr int64_t kPromptTokens = 512;
 
 constexpr TensorType kTypes[] = {TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0,
-                                 TensorType::kQ5_0, TensorType::kQ4_K, TensorType::kQ5_K,
-                                 TensorType::kQ6_K};
+                                 TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K,
+                                 TensorType::kQ5_K, TensorType::kQ6_K};
 
 void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape, WeightLayout layout) {
   SetActiveIsa(isa);
@@ -355,8 +355,8 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
   return BenchThreads() > 1 ? b->UseRealTime() : b;
 }
 
-// Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0 and the
-// K-quants) also as panels on AVX-512 (the layout a model loaded on such a CPU runs:
+// Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0/Q5_1 and
+// the K-quants) also as panels on AVX-512 (the layout a model loaded on such a CPU runs:
 // WeightLayout::kPanels), named "avx512-panels".
 struct Variant {
   Isa isa;

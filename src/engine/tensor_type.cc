@@ -15,6 +15,7 @@ namespace yunzhi::engine {
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
 static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
@@ -29,7 +30,7 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kQ4_0, "Q4_0", 32, 18, true},
     TypeTraits{TensorType::kQ4_1, "Q4_1", 32, 20, false},
     TypeTraits{TensorType::kQ5_0, "Q5_0", 32, 22, true},
-    TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, false},
+    TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, true},
     TypeTraits{TensorType::kQ8_0, "Q8_0", 32, 34, true},
     TypeTraits{TensorType::kQ8_1, "Q8_1", 32, 36, false},
     TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, false},
@@ -73,7 +74,8 @@ constexpr auto kIndexById = [] {
 // The supported types in the order users think of them (not id order).
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+                                        TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+                                        TensorType::kQ6_K};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -203,6 +205,53 @@ void QuantizeQ5_0(const float* src, uint8_t* dst, int64_t n) {
       qh |= static_cast<uint32_t>(lo >> 4) << j | static_cast<uint32_t>(hi >> 4) << (j + 16);
     }
     std::memcpy(dst + 2, &qh, sizeof qh);
+  }
+}
+
+// ---- Q5_1
+
+constexpr size_t kQ5_1Bytes = sizeof(BlockQ5_1);
+
+void DequantizeQ5_1(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_1; ++b, src += kQ5_1Bytes, dst += kQK5_1) {
+    const float d = HalfToFloat(LoadU16(src));
+    const float m = HalfToFloat(LoadU16(src + 2));
+    uint32_t qh;
+    std::memcpy(&qh, src + 4, sizeof qh);
+    const uint8_t* qs = src + 8;
+    for (int j = 0; j < kQK5_1 / 2; ++j) {
+      const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
+      const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
+      dst[j] = static_cast<float>(lo) * d + m;
+      dst[j + kQK5_1 / 2] = static_cast<float>(hi) * d + m;
+    }
+  }
+}
+
+void QuantizeQ5_1(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_1; ++b, src += kQK5_1, dst += kQ5_1Bytes) {
+    // The block's range [min, max] in 31 steps: q = 0 is the min (stored as m), q = 31 the max.
+    float lo = src[0], hi = src[0];
+    for (int i = 1; i < kQK5_1; ++i) {
+      lo = std::min(lo, src[i]);
+      hi = std::max(hi, src[i]);
+    }
+    const uint16_t d_bits = FloatToHalf((hi - lo) / 31.0f);
+    const uint16_t m_bits = FloatToHalf(lo);
+    const float d = HalfToFloat(d_bits);
+    const float m = HalfToFloat(m_bits);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    StoreU16(dst, d_bits);
+    StoreU16(dst + 2, m_bits);
+    uint32_t qh = 0;
+    uint8_t* qs = dst + 8;
+    for (int j = 0; j < kQK5_1 / 2; ++j) {
+      const int q0 = std::clamp(RoundToInt((src[j] - m) * id), 0, 31);
+      const int q1 = std::clamp(RoundToInt((src[j + kQK5_1 / 2] - m) * id), 0, 31);
+      qs[j] = static_cast<uint8_t>((q0 & 0x0F) | (q1 & 0x0F) << 4);
+      qh |= static_cast<uint32_t>(q0 >> 4) << j | static_cast<uint32_t>(q1 >> 4) << (j + 16);
+    }
+    std::memcpy(dst + 4, &qh, sizeof qh);
   }
 }
 
@@ -655,6 +704,9 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ5_0:
       DequantizeQ5_0(in, dst, n);
       return;
+    case TensorType::kQ5_1:
+      DequantizeQ5_1(in, dst, n);
+      return;
     case TensorType::kQ4_K:
       DequantizeQ4_K(in, dst, n);
       return;
@@ -690,6 +742,9 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ5_0:
       QuantizeQ5_0(src, out, n);
+      return;
+    case TensorType::kQ5_1:
+      QuantizeQ5_1(src, out, n);
       return;
     case TensorType::kQ4_K:
       QuantizeQ4_K(src, out, n);

@@ -392,8 +392,9 @@ std::vector<float> Ramp(int64_t n) {
 TEST(GgufRoundTrip, EveryTensorType) {
   GgufWriter w;
   const std::vector<TensorType> types = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K,
-                                         TensorType::kQ5_K, TensorType::kQ6_K};
+                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
+                                         TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+                                         TensorType::kQ6_K};
   const int64_t cols = 512, rows = 3;
   const std::vector<float> x = Ramp(cols * rows);
   std::vector<std::vector<uint8_t>> encoded;
@@ -407,8 +408,8 @@ TEST(GgufRoundTrip, EveryTensorType) {
                             std::move(bytes)));
   }
   // A recognised type this build cannot run, and a 1-D and a 4-D tensor.
-  std::vector<uint8_t> q5(static_cast<size_t>(RowSizeBytes(TensorType::kQ5_1, 64)), 0xAB);
-  ASSERT_TRUE(w.AddTensor("blk.0.attn_q.weight", TensorType::kQ5_1, {64}, q5));
+  std::vector<uint8_t> q4(static_cast<size_t>(RowSizeBytes(TensorType::kQ4_1, 64)), 0xAB);
+  ASSERT_TRUE(w.AddTensor("blk.0.attn_q.weight", TensorType::kQ4_1, {64}, q4));
   std::vector<uint8_t> vec(4 * 7);
   ASSERT_TRUE(w.AddTensor("vec", TensorType::kF32, {7}, vec));
   std::vector<uint8_t> four(2 * 2 * 3 * 4 * 5);
@@ -430,16 +431,16 @@ TEST(GgufRoundTrip, EveryTensorType) {
     EXPECT_EQ(std::memcmp(view->data, encoded[i].data(), encoded[i].size()), 0);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(view->data) % 32, 0u);
   }
-  const GgufTensorInfo* q5_info = r->FindTensor("blk.0.attn_q.weight");
-  ASSERT_NE(q5_info, nullptr);
-  EXPECT_EQ(q5_info->type, TensorType::kQ5_1);
-  EXPECT_EQ(q5_info->size_bytes, q5.size());
-  auto q5_view = r->GetTensor("blk.0.attn_q.weight");
-  ASSERT_FALSE(q5_view);
-  EXPECT_EQ(q5_view.error().code, Code::kUnimplemented);
-  EXPECT_EQ(q5_view.error().message,
-            "tensor blk.0.attn_q.weight has type Q5_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K)");
+  const GgufTensorInfo* q4_info = r->FindTensor("blk.0.attn_q.weight");
+  ASSERT_NE(q4_info, nullptr);
+  EXPECT_EQ(q4_info->type, TensorType::kQ4_1);
+  EXPECT_EQ(q4_info->size_bytes, q4.size());
+  auto q4_view = r->GetTensor("blk.0.attn_q.weight");
+  ASSERT_FALSE(q4_view);
+  EXPECT_EQ(q4_view.error().code, Code::kUnimplemented);
+  EXPECT_EQ(q4_view.error().message,
+            "tensor blk.0.attn_q.weight has type Q4_1, which this build cannot run (supported: "
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
   EXPECT_EQ(r->GetTensor("vec")->n_dims, 1);
   EXPECT_EQ(r->GetTensor("four")->ne, (std::array<int64_t, 4>{2, 3, 4, 5}));
   EXPECT_EQ(r->GetTensor("four")->RowMajorShape(), (std::vector<int64_t>{5, 4, 3, 2}));

@@ -71,7 +71,8 @@ std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_
                                         std::vector<float>* block_step) {
   std::vector<float> out(static_cast<size_t>(cols));
   block_step->assign(static_cast<size_t>(cols), 0.0f);
-  if (wtype == TensorType::kQ8_0 || wtype == TensorType::kQ4_0 || wtype == TensorType::kQ5_0) {
+  if (wtype == TensorType::kQ8_0 || wtype == TensorType::kQ4_0 || wtype == TensorType::kQ5_0 ||
+      wtype == TensorType::kQ5_1) {
     std::vector<uint8_t> buf(static_cast<size_t>(
         internal::ActStrideBytes(internal::ActFormat::kQ8, cols)));
     internal::QuantizeActQ8Ref(x, cols, buf.data());
@@ -147,8 +148,9 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
   }
   // The quantised types also in the panel layout (packed in two ranges, as a loader may).
   const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0 ||
-                          c.type == TensorType::kQ5_0 || c.type == TensorType::kQ4_K ||
-                          c.type == TensorType::kQ5_K || c.type == TensorType::kQ6_K;
+                          c.type == TensorType::kQ5_0 || c.type == TensorType::kQ5_1 ||
+                          c.type == TensorType::kQ4_K || c.type == TensorType::kQ5_K ||
+                          c.type == TensorType::kQ6_K;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -182,7 +184,8 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
 
 constexpr TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                     TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+                                    TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+                                    TensorType::kQ6_K};
 
 TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
   ComputePool pool(2);
@@ -227,8 +230,8 @@ TEST_F(KernelsTest, MatMulPromptTilesCoverPanelChunkAndTileEdges) {
   // decoded-row tiles.
   ComputePool pool(2);
   uint32_t seed = 500;
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16,
-                          TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
+                          TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1}) {
     const bool quantised = Traits(type).block_size == 32;
     const std::vector<int64_t> cols_list = quantised ? std::vector<int64_t>{32 * 17, 32 * 33}
                                                      : std::vector<int64_t>{129, 300, 513};
@@ -356,7 +359,8 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
     for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                            TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+                            TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+                            TensorType::kQ6_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K: an odd last one).
       const bool k_quant =
@@ -448,8 +452,8 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
   const int64_t cols = 512;
   const TensorType types[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kF16,
                               TensorType::kQ4_K, TensorType::kQ6_K, TensorType::kQ4_0,
-                              TensorType::kQ5_0, TensorType::kQ5_K};
-  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21};
+                              TensorType::kQ5_0, TensorType::kQ5_K, TensorType::kQ5_1};
+  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21, 27};
   std::vector<std::vector<uint8_t>> weights;
   for (size_t k = 0; k < std::size(types); ++k) {
     const std::vector<float> wf = RandomFloats(rng, rows[k] * cols, 1.0f);
@@ -503,12 +507,14 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ8_0, WeightLayout::kRows},
                         {TensorType::kQ4_0, WeightLayout::kRows},
                         {TensorType::kQ5_0, WeightLayout::kRows},
+                        {TensorType::kQ5_1, WeightLayout::kRows},
                         {TensorType::kQ4_K, WeightLayout::kRows},
                         {TensorType::kQ5_K, WeightLayout::kRows},
                         {TensorType::kQ6_K, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
                         {TensorType::kQ4_0, WeightLayout::kPanels},
                         {TensorType::kQ5_0, WeightLayout::kPanels},
+                        {TensorType::kQ5_1, WeightLayout::kPanels},
                         {TensorType::kQ4_K, WeightLayout::kPanels},
                         {TensorType::kQ5_K, WeightLayout::kPanels},
                         {TensorType::kQ6_K, WeightLayout::kPanels}};
@@ -557,6 +563,8 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ4_0, WeightLayout::kPanels, 2560},
                         {TensorType::kQ5_0, WeightLayout::kRows, 224},
                         {TensorType::kQ5_0, WeightLayout::kPanels, 2560},
+                        {TensorType::kQ5_1, WeightLayout::kRows, 224},
+                        {TensorType::kQ5_1, WeightLayout::kPanels, 2560},
                         {TensorType::kQ4_K, WeightLayout::kRows, 2560},
                         {TensorType::kQ5_K, WeightLayout::kRows, 1536},
                         {TensorType::kQ6_K, WeightLayout::kRows, 1280}};
@@ -942,15 +950,17 @@ TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
 
 TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
   // Rows of 4 KiB and more take the one-row-at-a-time decoding kernels (Q8_0/Q4_0: 4-block
-  // groups, a partial last group here; Q5_0 just past 4 KiB, an odd block count; float types:
-  // any length, vector tails; K-quants, Q5_K just past 4 KiB and with an odd super-block count).
+  // groups, a partial last group here; Q5_0 and Q5_1 just past 4 KiB, an odd block count; float
+  // types: any length, vector tails; K-quants, Q5_K just past 4 KiB and with an odd super-block
+  // count).
   ComputePool pool(2);
   uint32_t seed = 500;
   const std::pair<TensorType, int64_t> cases[] = {
       {TensorType::kQ4_0, 7328}, {TensorType::kQ4_0, 7296}, {TensorType::kQ8_0, 4128},
       {TensorType::kF16, 2100},  {TensorType::kBF16, 2052}, {TensorType::kF32, 1030},
       {TensorType::kQ4_K, 7424}, {TensorType::kQ6_K, 5120}, {TensorType::kQ5_0, 5984},
-      {TensorType::kQ5_0, 7328}, {TensorType::kQ5_K, 6144}, {TensorType::kQ5_K, 7424}};
+      {TensorType::kQ5_0, 7328}, {TensorType::kQ5_K, 6144}, {TensorType::kQ5_K, 7424},
+      {TensorType::kQ5_1, 5472}, {TensorType::kQ5_1, 7328}};
   for (const auto& [type, cols] : cases) {
     for (int64_t rows : {int64_t{1}, int64_t{37}}) {
       for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {

@@ -3,8 +3,8 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and
-// Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K
+// and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so
 // files written by other tools load here and files written here load there — and scalar
 // reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
 //
@@ -92,11 +92,12 @@ std::string_view TypeName(TensorType type);
 // Errors: kInvalidArgument naming the input and listing the names this build supports.
 Result<TensorType> ParseTensorType(std::string_view name);
 
-// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K,
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
 // Q6_K).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K": the supported types, for error messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K": the supported types, for error
+// messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -119,6 +120,7 @@ int64_t RowSizeBytes(TensorType type, int64_t n);
 inline constexpr int64_t kQK8_0 = 32;    // elements per Q8_0 block
 inline constexpr int64_t kQK4_0 = 32;    // elements per Q4_0 block
 inline constexpr int64_t kQK5_0 = 32;    // elements per Q5_0 block
+inline constexpr int64_t kQK5_1 = 32;    // elements per Q5_1 block
 inline constexpr int64_t kQK_K = 256;    // elements per K-quant super-block
 inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales/mins of a Q4_K block
 
@@ -144,6 +146,16 @@ struct BlockQ5_0 {
   uint16_t d;              // fp16 scale
   uint8_t qh[4];           // fifth bits
   uint8_t qs[kQK5_0 / 2];  // low four bits
+};
+
+// Q5_1: 24 bytes for 32 elements, Q5_0's bits with a min instead of the offset: value = q * d + m,
+// q in [0, 31] (the fifth bits and nibbles as Q5_0's). llama.cpp writes it where a Q5_K_M file's
+// rows are not whole super-blocks.
+struct BlockQ5_1 {
+  uint16_t d;              // fp16 scale
+  uint16_t m;              // fp16 min (the value of q = 0)
+  uint8_t qh[4];           // fifth bits
+  uint8_t qs[kQK5_1 / 2];  // low four bits
 };
 
 // Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale

@@ -86,6 +86,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
       case TensorType::kQ8_0: return {WKind::kQ8_0P, ActFormat::kQ8};
       case TensorType::kQ4_0: return {WKind::kQ4_0P, ActFormat::kQ8};
       case TensorType::kQ5_0: return {WKind::kQ5_0P, ActFormat::kQ8};
+      case TensorType::kQ5_1: return {WKind::kQ5_1P, ActFormat::kQ8};
       case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};
       case TensorType::kQ5_K: return {WKind::kQ5_KP, ActFormat::kQ8K};
       case TensorType::kQ6_K: return {WKind::kQ6_KP, ActFormat::kQ8K};
@@ -99,6 +100,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     case TensorType::kQ8_0: return {WKind::kQ8_0, ActFormat::kQ8};
     case TensorType::kQ4_0: return {WKind::kQ4_0, ActFormat::kQ8};
     case TensorType::kQ5_0: return {WKind::kQ5_0, ActFormat::kQ8};
+    case TensorType::kQ5_1: return {WKind::kQ5_1, ActFormat::kQ8};
     case TensorType::kQ4_K: return {WKind::kQ4_K, ActFormat::kQ8K};
     case TensorType::kQ5_K: return {WKind::kQ5_K, ActFormat::kQ8K};
     case TensorType::kQ6_K: return {WKind::kQ6_K, ActFormat::kQ8K};

@@ -295,7 +295,7 @@ void TileWidened(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
   }
 }
 
-// ---- Q8_0 / Q4_0 / Q5_0 x kQ8: one 32-element block per step.
+// ---- Q8_0 / Q4_0 / Q5_0 / Q5_1 x kQ8: one 32-element block per step.
 
 template <int NR, int NT>
 struct Q8_0K {
@@ -446,6 +446,57 @@ struct Q5_0K {
       for (int i = 0; i < NR; ++i) {
         a.y[(t + j) * a.ldy + r + i] = std::fma(-16.0f, corr[i][j], Hsum(acc[i][j]));
       }
+    }
+  }
+};
+
+// Q5_1: Q5_0K's five bits (qh and nibbles 2 bytes later, after m) with no offset, q in [0, 31],
+// and the block's min: dot = d_w * d_x * sum q x  +  m_w * ds, the min term accumulated as
+// Q5_0K's offset correction.
+template <int NR, int NT>
+struct Q5_1K {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / 32;
+    const uint8_t* w[NR];
+    ActQ8Row x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+    float mins[NR][NT] = {};
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i wv[NR];
+      float dw[NR], mw[NR];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockQ5_1);
+        if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8));
+        const __m256i nib =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
+        wv[i] = _mm256_or_si256(nib, FifthBits(p + 4));
+        dw[i] = HalfBitsToFloat(p);
+        mw[i] = HalfBitsToFloat(p + 2);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
+        const float dx = x[j].d[b], ds = x[j].ds[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
+                                      _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+          mins[i][j] = std::fma(mw[i], ds, mins[i][j]);  // fused explicitly, as in Q4_0K
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j) {
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) + mins[i][j];
     }
   }
 };
@@ -956,6 +1007,7 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ8_0)] = Tile<Q8_0K, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kQ4_0)] = Tile<Q4_0K, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kQ5_0)] = Tile<Q5_0K, 4, 2, 4>;
+    t.tile[static_cast<int>(WKind::kQ5_1)] = Tile<Q5_1K, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ5_K)] = Tile<Q5_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;

@@ -1298,6 +1298,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
+    t.tile[static_cast<int>(WKind::kQ5_1P)] = Avx512PanelsQ5_1;
     t.tile[static_cast<int>(WKind::kQ5_KP)] = Avx512PanelsQ5_K;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = Avx512PanelsQ4_K;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = Avx512PanelsQ6_K;

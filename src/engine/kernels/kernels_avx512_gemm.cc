@@ -849,18 +849,39 @@ using Q6KMicro = KMicro<Q6KPanel>::Fn<NR, NT>;
 // and acc += v * d_w as two FMAs, blocks in order -- so a token's outputs are the same bits
 // whichever path, micro-kernel shape, chunking or thread count computed them.
 
+// kMin: Q5_1's min instead of an offset (blocks of kPayload + a d | m vector, unpaired).
 struct PanelsQ8_0 {
   static constexpr int64_t kPayload = 512;
   static constexpr float kOffset = 128.0f;
+  static constexpr bool kMin = false;
 };
 struct PanelsQ4_0 {
   static constexpr int64_t kPayload = 256;
   static constexpr float kOffset = 8.0f;
+  static constexpr bool kMin = false;
 };
 struct PanelsQ5_0 {
   static constexpr int64_t kPayload = 320;
   static constexpr float kOffset = 16.0f;
+  static constexpr bool kMin = false;
 };
+struct PanelsQ5_1 {
+  static constexpr int64_t kPayload = 320;
+  static constexpr float kOffset = 0.0f;
+  static constexpr bool kMin = true;
+};
+
+// Where block b of a group is (kernels_internal.h), and its stream bytes per block.
+template <class W>
+PanelBlock BlockAt(int64_t nb, int64_t b) {
+  if constexpr (W::kMin) {
+    return {b * kQ5_1PanelBlockBytes, b * kQ5_1PanelBlockBytes + W::kPayload};
+  } else {
+    return PanelBlockAt(W::kPayload, nb, b);
+  }
+}
+template <class W>
+constexpr int64_t kStreamBlockBytes = W::kMin ? kQ5_1PanelBlockBytes : W::kPayload + 32;
 
 // Q5_0 panel vector k + 1's nibbles (v) as two vectors of 5-bit values q + 16: the low nibbles
 // (elements 4k..4k+3 of each lane's row) and the high ones (16 + 4k..), each byte given 16 where
@@ -919,14 +940,14 @@ struct DirectMicro {
       LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
       const __m512i nibble = _mm512_set1_epi8(0x0F);
       for (int64_t b = a.b0; b < a.b0 + a.nbk; ++b) {
-        const PanelBlock at = PanelBlockAt(W::kPayload, a.nb, b);
+        const PanelBlock at = BlockAt<W>(a.nb, b);
         const uint8_t* pw = a.groups + at.payload;
         if constexpr (NR == 1) {
-          // Each group is one sequential stream of W::kPayload + 32 bytes per block.
-          const uint8_t* ahead = a.groups + b * (W::kPayload + 32) + kDecodePrefetchBytes;
+          // Each group is one sequential stream of kStreamBlockBytes<W> bytes per block.
+          const uint8_t* ahead = a.groups + b * kStreamBlockBytes<W> + kDecodePrefetchBytes;
 #pragma GCC unroll 4
           for (int i = 0; i < NR; ++i) {
-            for (int64_t o = 0; o < W::kPayload + 32; o += 64) {
+            for (int64_t o = 0; o < kStreamBlockBytes<W>; o += 64) {
               _mm_prefetch(reinterpret_cast<const char*>(ahead + i * a.group_bytes + o),
                            _MM_HINT_NTA);
             }
@@ -984,20 +1005,37 @@ struct DirectMicro {
             }
           }
         }
-        __m512 wd[NR];
+        __m512 wd[NR], wm[NR];
 #pragma GCC unroll 4
         for (int i = 0; i < NR; ++i) {
-          wd[i] = _mm512_cvtph_ps(_mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(a.groups + i * a.group_bytes + at.scales)));
+          if constexpr (W::kMin) {
+            const __m512i dm = _mm512_loadu_si512(a.groups + i * a.group_bytes + at.scales);
+            wd[i] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            wm[i] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+          } else {
+            wd[i] = _mm512_cvtph_ps(_mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(a.groups + i * a.group_bytes + at.scales)));
+          }
         }
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j) {
           const __m512 dx = _mm512_set1_ps(x[j].d[b]);
-          const __m512 m = _mm512_set1_ps(-W::kOffset * x[j].ds[b]);
+          if constexpr (W::kMin) {
+            // sum (q d_w + m_w) x = d_w (dx sum q xq) + m_w ds.
+            const __m512 ds = _mm512_set1_ps(x[j].ds[b]);
 #pragma GCC unroll 4
-          for (int i = 0; i < NR; ++i) {
-            const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), dx, m);
-            acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+            for (int i = 0; i < NR; ++i) {
+              const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(dot[i][j]), dx);
+              acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+              acc[i][j] = _mm512_fmadd_ps(ds, wm[i], acc[i][j]);
+            }
+          } else {
+            const __m512 m = _mm512_set1_ps(-W::kOffset * x[j].ds[b]);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; ++i) {
+              const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), dx, m);
+              acc[i][j] = _mm512_fmadd_ps(v, wd[i], acc[i][j]);
+            }
           }
         }
       }
@@ -1087,8 +1125,9 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
   const int64_t nb = a.cols / 32;
   const int64_t group_bytes = 16 * a.w_row_bytes;
   // Q4_0 and Q5_0 split each chunk's nibbles into an L1 panel once for all token tiles; Q8_0
-  // panels are already bytes, read in place.
-  const bool split = W::kPayload != 512;
+  // panels are already bytes, read in place, and Q5_1 (rare: a Q5_K_M file's odd-width rows)
+  // runs the direct kernel too.
+  const bool split = W::kPayload != 512 && !W::kMin;
   const int64_t chunk = std::min<int64_t>(kQChunkBlocks, nb);
   uint8_t* panel = nullptr;
   int64_t panel_group_bytes = 0;
@@ -1443,6 +1482,9 @@ void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanels<PanelsQ5_0>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanels<PanelsQ5_1>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectKMicro, SplitKGroup<false>, QKMicro, kQKPanelBlockBytes>(a, r0, r1, t0, t1);

@@ -19,7 +19,7 @@ namespace yunzhi::engine::kernels::internal {
 
 // --- quantised activation rows -----------------------------------------------------------------
 //
-// kQ8 (partner of Q8_0, Q4_0 and Q5_0 weights), blocks of 32:
+// kQ8 (partner of Q8_0, Q4_0, Q5_0 and Q5_1 weights), blocks of 32:
 //   int8  qs[cols]        q = round(x * 127 / amax(block)), |q| <= 127
 //   float d[cols / 32]    amax / 127 (x ~= d * q)
 //   float ds[cols / 32]   d * sum(q of the block): lets kernels run unsigned x signed integer
@@ -86,8 +86,8 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last six are Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K in
-// the panel layout.
+// Weight kinds the tile table is indexed by; the last seven are Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K
+// in the panel layout.
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -95,12 +95,14 @@ enum class WKind {
   kQ8_0,
   kQ4_0,
   kQ5_0,
+  kQ5_1,
   kQ4_K,
   kQ5_K,
   kQ6_K,
   kQ8_0P,
   kQ4_0P,
   kQ5_0P,
+  kQ5_1P,
   kQ4_KP,
   kQ5_KP,
   kQ6_KP,
@@ -144,6 +146,9 @@ enum class WKind {
 // row i's block (ql: 0-31, qh: 32-47, the int8 scales: 48-51), and the 16 rows' fp16 d (32
 // bytes); super-blocks go in pairs as Q8_0/Q4_0 blocks do, [payload b][payload b+1][d b][d b+1]
 // (PanelBlockAt with a payload of kQ6KPanelPayload), so every vector is 64-byte aligned.
+// Q5_1 (kQ5_1P): block b of 16 rows is 384 bytes at b * 384, Q5_0's five payload vectors (q + 0,
+// unsigned) then one vector, lane i = row i's d | m << 16 (fp16 bits); blocks are not paired.
+inline constexpr int64_t kQ5_1PanelBlockBytes = 16 * 24;
 inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
 inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
 inline constexpr int64_t kQ4KPanelScales = 2048;
@@ -272,12 +277,13 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 // Q4_K and Q6_K against kQ8K activations, 16-row panels packed per call the same way.
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Panel-layout Q8_0/Q4_0/Q5_0 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
+// Panel-layout Q8_0/Q4_0/Q5_0/Q5_1 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
 // size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K against
 // kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);

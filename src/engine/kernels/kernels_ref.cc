@@ -71,7 +71,8 @@ void TileBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-// ---- Q8_0 / Q4_0 / Q5_0 weights x kQ8 activations: integer dot per 32-block, scaled in float.
+// ---- Q8_0 / Q4_0 / Q5_0 / Q5_1 weights x kQ8 activations: integer dot per 32-block, scaled in
+// float.
 
 void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t nb = a.cols / kQK8_0;
@@ -139,7 +140,35 @@ void TileQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-// Panel-layout Q8_0/Q4_0/Q5_0: each row back in its blocks, then the row-layout tile above (a
+// Q5_1: Q5_0's five bits (qh at byte 4, nibbles at 8: after d and m), no offset; the block's
+// min m_w applies to the sum of its x, which ds holds: d_w * d_x * sum q x  +  m_w * ds.
+void TileQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / kQK5_1;
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* blk = a.w + r * a.w_row_bytes;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ5_1)) {
+        uint32_t qh;
+        std::memcpy(&qh, blk + 4, sizeof qh);
+        const uint8_t* qs = blk + 8;
+        const int8_t* xq = x.qs + b * kQK5_1;
+        int32_t isum = 0;
+        for (int j = 0; j < kQK5_1 / 2; ++j) {
+          const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
+          const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
+          isum += lo * xq[j] + hi * xq[j + kQK5_1 / 2];
+        }
+        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum) +
+               HalfToFloatRef(LoadU16(blk + 2)) * x.ds[b];
+      }
+      a.y[t * a.ldy + r] = sum;
+    }
+  }
+}
+
+// Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
 // reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
 template <WKind kKind, TileFn kRowTile>
 void TilePanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
@@ -467,12 +496,14 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ8_0)] = TileQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0)] = TileQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0)] = TileQ5_0;
+    t.tile[static_cast<int>(WKind::kQ5_1)] = TileQ5_1;
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
     t.tile[static_cast<int>(WKind::kQ5_K)] = TileQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
+    t.tile[static_cast<int>(WKind::kQ5_1P)] = TilePanels<WKind::kQ5_1P, TileQ5_1>;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = TilePanels<WKind::kQ4_KP, TileQ4_K>;
     t.tile[static_cast<int>(WKind::kQ5_KP)] = TilePanels<WKind::kQ5_KP, TileQ5_K>;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = TilePanels<WKind::kQ6_KP, TileQ6_K>;

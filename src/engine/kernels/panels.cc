@@ -1,6 +1,6 @@
-// The panel layout of Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K weights (kernels_internal.h): packing at load,
-// reading a row back. Portable code: packing runs once per model load, a few bytes of shuffling
-// per weight byte.
+// The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K;
+// kernels_internal.h): packing at load, reading a row back. Portable code: packing runs once per
+// model load, a few bytes of shuffling per weight byte.
 
 #include <cstring>
 #include <vector>
@@ -39,6 +39,7 @@ WKind PanelKind(TensorType type) {
     case TensorType::kQ8_0: return WKind::kQ8_0P;
     case TensorType::kQ4_0: return WKind::kQ4_0P;
     case TensorType::kQ5_0: return WKind::kQ5_0P;
+    case TensorType::kQ5_1: return WKind::kQ5_1P;
     case TensorType::kQ4_K: return WKind::kQ4_KP;
     case TensorType::kQ5_K: return WKind::kQ5_KP;
     case TensorType::kQ6_K: return WKind::kQ6_KP;
@@ -135,6 +136,24 @@ void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
   }
 }
 
+// Q5_1: the panel vector that dword j of a block (6 dwords) goes to: d | m (dword 0) to 5, qh
+// (1, regrouped) to 0, the nibbles (2-5) to 1-4.
+int64_t Q5_1VectorOf(int64_t j) { return j == 0 ? 5 : j - 1; }
+
+// Q5_1: one group's block b from the rows' blocks (`row[i]` null for a padding row).
+void PackBlockQ5_1(const uint8_t* const* row, int64_t b, uint8_t* group) {
+  uint8_t* out = group + b * internal::kQ5_1PanelBlockBytes;
+  for (int64_t i = 0; i < kGroupRows; ++i) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ5_1) : nullptr;
+    for (int64_t j = 0; j < 6; ++j) {
+      uint32_t v = 0;
+      if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
+      if (j == 1) v = internal::Q5PanelBits(v);
+      std::memcpy(out + 64 * Q5_1VectorOf(j) + 4 * i, &v, 4);
+    }
+  }
+}
+
 // One group's block b from the rows' blocks (`row[i]` null for a padding row), into `group`.
 void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* group) {
   const int64_t payload_bytes = PanelPayloadBytes(kind);
@@ -216,6 +235,22 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     }
     return;
   }
+  if (kind == WKind::kQ5_1P) {
+    const int64_t nb = cols / kQK5_1;
+    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ5_1);
+    const int64_t i = row % kGroupRows;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* in = group + b * kQ5_1PanelBlockBytes;
+      uint8_t* blk = out + b * sizeof(BlockQ5_1);
+      for (int64_t j = 0; j < 6; ++j) {
+        uint32_t v;
+        std::memcpy(&v, in + 64 * Q5_1VectorOf(j) + 4 * i, 4);
+        if (j == 1) v = Q5RowBits(v);
+        std::memcpy(blk + 4 * j, &v, 4);
+      }
+    }
+    return;
+  }
   if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP) {
     const bool q5 = kind == WKind::kQ5_KP;
     const int64_t block_bytes = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
@@ -255,7 +290,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 
 bool PanelsPreferred(TensorType type) {
   return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
-          type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K) &&
+          type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
+          type == TensorType::kQ6_K) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
@@ -284,7 +320,9 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
     }
     uint8_t* group = dst + g * kGroupRows * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
-      if (kind == WKind::kQ4_KP) {
+      if (kind == WKind::kQ5_1P) {
+        PackBlockQ5_1(row, b, group);
+      } else if (kind == WKind::kQ4_KP) {
         PackBlockK<BlockQ4_K>(row, b, group);
       } else if (kind == WKind::kQ5_KP) {
         PackBlockK<BlockQ5_K>(row, b, group);
