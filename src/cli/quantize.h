@@ -1,5 +1,5 @@
-// `yunzhi quantize IN OUT --type q8_0|q4_0|q4_k_m`: converts a GGUF file or a Hugging Face model
-// directory into a quantised GGUF file (see yunzhi/engine/quantize.h for the recipe).
+// `yunzhi quantize IN OUT --type q8_0|q4_0|q4_k_m|q5_k_m`: converts a GGUF file or a Hugging
+// Face model directory into a quantised GGUF file (see yunzhi/engine/quantize.h for the recipe).
 #pragma once
 
 #include <string>

@@ -762,8 +762,10 @@ Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name) {
   if (lower == "q8_0") return QuantizeTarget::kQ8_0;
   if (lower == "q4_0") return QuantizeTarget::kQ4_0;
   if (lower == "q4_k_m") return QuantizeTarget::kQ4_K_M;
+  if (lower == "q5_k_m") return QuantizeTarget::kQ5_K_M;
   return InvalidArgumentError(
-      fmt::format("unknown quantisation type '{}' (choose q8_0, q4_0 or q4_k_m)", name), "type");
+      fmt::format("unknown quantisation type '{}' (choose q8_0, q4_0, q4_k_m or q5_k_m)", name),
+      "type");
 }
 
 std::string_view QuantizeTargetName(QuantizeTarget target) {
@@ -774,6 +776,8 @@ std::string_view QuantizeTargetName(QuantizeTarget target) {
       return "q4_0";
     case QuantizeTarget::kQ4_K_M:
       return "q4_k_m";
+    case QuantizeTarget::kQ5_K_M:
+      return "q5_k_m";
   }
   return "?";
 }
@@ -786,6 +790,8 @@ uint32_t QuantizeTargetFileType(QuantizeTarget target) {
       return 2;
     case QuantizeTarget::kQ4_K_M:
       return 15;
+    case QuantizeTarget::kQ5_K_M:
+      return 17;
   }
   return 0;
 }
@@ -793,20 +799,23 @@ uint32_t QuantizeTargetFileType(QuantizeTarget target) {
 TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_dims,
                             int64_t row_length, int64_t n_layer, bool has_output) {
   if (n_dims < 2 || !EndsWith(name, "weight")) return TensorType::kF32;
-  TensorType type = target == QuantizeTarget::kQ8_0   ? TensorType::kQ8_0
-                    : target == QuantizeTarget::kQ4_0 ? TensorType::kQ4_0
-                                                      : TensorType::kQ4_K;
+  const bool k_mix = target == QuantizeTarget::kQ4_K_M || target == QuantizeTarget::kQ5_K_M;
+  TensorType type = target == QuantizeTarget::kQ8_0     ? TensorType::kQ8_0
+                    : target == QuantizeTarget::kQ4_0   ? TensorType::kQ4_0
+                    : target == QuantizeTarget::kQ4_K_M ? TensorType::kQ4_K
+                                                        : TensorType::kQ5_K;
   const bool is_output = name == "output.weight" || (!has_output && name == "token_embd.weight");
   if (is_output) {
     if (target != QuantizeTarget::kQ8_0) type = TensorType::kQ6_K;
-  } else if (target == QuantizeTarget::kQ4_K_M &&
-             (EndsWith(name, ".attn_v.weight") || EndsWith(name, ".ffn_down.weight"))) {
+  } else if (k_mix && (EndsWith(name, ".attn_v.weight") || EndsWith(name, ".ffn_down.weight"))) {
     const int64_t layer = LayerOf(name);
     if (layer >= 0 && UseMoreBits(layer, n_layer)) type = TensorType::kQ6_K;
   }
   if (!IsValidRowLength(type, row_length)) {
-    // llama.cpp's fallbacks (llama_tensor_get_type): Qwen2.5-0.5B's 896-column rows are Q5_0.
+    // llama.cpp's fallbacks (llama_tensor_get_type): Qwen2.5-0.5B's 896-column rows are Q5_0
+    // in its Q4_K_M file and Q5_1 in its Q5_K_M one.
     if (type == TensorType::kQ4_K) type = TensorType::kQ5_0;
+    if (type == TensorType::kQ5_K) type = TensorType::kQ5_1;
     if (type == TensorType::kQ6_K) type = TensorType::kQ8_0;
     if (!IsValidRowLength(type, row_length)) type = TensorType::kF16;
   }

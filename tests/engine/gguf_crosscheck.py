@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_K block layouts.
+"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_1/Q5_K block layouts.
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
-Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0 and
-Q5_K blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0,
-block_q5_0, block_q5_K):
+Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0,
+Q5_1 and Q5_K blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0,
+block_q5_0, block_q5_1, block_q5_K):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
   Q5_0: 22-byte blocks = fp16 d, then qh (4 bytes, a little-endian uint32 of fifth bits), then
         16 bytes of nibbles; value = (q - 16) * d where element j < 16 is the low nibble of
         byte j with bit j of qh as bit 4, element j + 16 the high nibble with bit j + 16.
+  Q5_1: 24-byte blocks = fp16 d, fp16 m, then qh and 16 bytes of nibbles as Q5_0's;
+        value = q * d + m, q in [0, 31].
   Q5_K: 176-byte super-blocks of 256 = fp16 d, fp16 dmin, 12 bytes sc of 6-bit scales and mins
         (sub-block s < 4: scale = sc[s] & 63, min = sc[s + 4] & 63; s >= 4: scale =
         (sc[s + 4] & 15) | (sc[s - 4] >> 6) << 4, min = (sc[s + 4] >> 4) | (sc[s] >> 6) << 4),
@@ -36,7 +38,7 @@ except ImportError:
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
-        8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 30: ("BF16", 1, 2)}
+        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 30: ("BF16", 1, 2)}
 
 
 class Reader:
@@ -122,6 +124,19 @@ def decode_q5_0(raw):
     hi = (qs >> 4) | (((qh >> (j + 16)) & 1) << 4).astype(np.int32)
     q = np.concatenate([lo, hi], axis=1).astype(np.float32) - 16  # elements 0..15, 16..31
     return (q * d).reshape(-1)
+
+
+def decode_q5_1(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 24)
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)   # [n_blocks, 1]
+    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    qh = blocks[:, 4:8].copy().view("<u4")                          # [n_blocks, 1]
+    qs = blocks[:, 8:].astype(np.int32)
+    j = np.arange(16, dtype=np.uint32)
+    lo = (qs & 0x0F) | (((qh >> j) & 1) << 4).astype(np.int32)
+    hi = (qs >> 4) | (((qh >> (j + 16)) & 1) << 4).astype(np.int32)
+    q = np.concatenate([lo, hi], axis=1).astype(np.float32)        # elements 0..15, 16..31
+    return (q * d + m).reshape(-1)
 
 
 def decode_q5_k(raw):
@@ -223,6 +238,20 @@ def main():
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
     bf16 = np.frombuffer(tensors["x.bf16"][2], dtype=np.uint16)
     assert np.array_equal(bf16, rounded), "BF16"
+    # Q5_1, on x. Stated bound, per block of 32: |err| <= range / 62 (half a step of
+    # (max - min) / 31), + amax / 1024 (d and m rounded to fp16 move the grid, so the top value
+    # may clamp at 31), + 1%.
+    dims, ttype, _ = tensors["x.q5_1"]
+    assert dims == [64, 4] and ttype == "Q5_1", (dims, ttype)
+    theirs = check_decode("x.q5_1", tensors, decode_q5_1)
+    for b in range(0, x.size, 32):
+        block = x[b:b + 32]
+        r, amax = block.max() - block.min(), np.abs(block).max()
+        err = np.abs(theirs[b:b + 32] - block).max()
+        assert err <= (r / 62 + amax / 1024) * 1.01, ("x.q5_1", b, err, r)
+    print(f"x.q5_1: {theirs.size} values decoded independently, identical; "
+          f"max |err| {np.abs(theirs - x).max():.4g}")
+
     print("F16/BF16: identical to numpy rounding; metadata OK")
     print("PASS")
 

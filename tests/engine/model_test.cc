@@ -326,23 +326,25 @@ TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
 }
 
 // The same with the other activation formats of down's input: Q4_0 (panels, groups of 128) and
-// Q4_K/Q5_K (blocks of 256, so 4 gate/up pairs of 256 rows); and Q5_0 in the shape of
+// Q4_K/Q5_K (blocks of 256, so 4 gate/up pairs of 256 rows); and Q5_0/Q5_1 in the shape of
 // Qwen2.5-0.5B's rows (896 columns: 3.5 super-blocks, the reason llama.cpp's Q4_K_M files hold
-// Q5_0), alone and as the fallback of a Q5_K model (Q5_K only in down, whose rows are n_ff long).
-TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0Q5_0Q4_KAndQ5_K) {
-  for (TensorType type :
-       {TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ4_K, TensorType::kQ5_K}) {
+// Q5_0 and its Q5_K_M files Q5_1), alone and Q5_1 as the fallback of a Q5_K model (Q5_K only in
+// down, whose rows are n_ff long).
+TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0Q5_0Q5_1Q4_KAndQ5_K) {
+  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+                          TensorType::kQ4_K, TensorType::kQ5_K}) {
     ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 4, 2, 256, 1024, {1, 2, 3}},
                                          type);
   }
-  for (TensorType type : {TensorType::kQ5_0, TensorType::kQ5_K}) {
+  for (TensorType type : {TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ5_K}) {
     ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 14, 2, 896, 1024, {1, 2, 3}},
                                          type);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, ModelBatching,
-                         ::testing::Values(TensorType::kF32, TensorType::kQ8_0, TensorType::kQ5_0),
+                         ::testing::Values(TensorType::kF32, TensorType::kQ8_0, TensorType::kQ5_0,
+                                           TensorType::kQ5_1),
                          [](const auto& info) { return std::string(TypeName(info.param)); });
 
 TEST(ModelRunner, ForkedSequencesShareThePrefixAndContinueIndependently) {
@@ -844,8 +846,8 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
   ASSERT_EQ(logits.size(), 5u * 300u);
   EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); }));
 
-  // Q5_K from --type, same shape: rows of 896 fall back to Q5_0 (llama.cpp's Q5_1 is not
-  // supported here), down's rows of n_ff = 512 are Q5_K; loads and runs.
+  // Q5_K from --type, same shape: rows of 896 fall back to Q5_1 (as in llama.cpp's Q5_K_M
+  // files), down's rows of n_ff = 512 are Q5_K; loads and runs.
   const std::string q5_k = std::string(YUNZHI_MAKE_MODEL) +
                            " --arch qwen2 --type q5_k --n-vocab 300 --n-embd 896 --n-ff 512"
                            " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
@@ -860,7 +862,7 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
       const GgufTensorInfo* t = gguf->FindTensor(name);
       ASSERT_NE(t, nullptr);
       EXPECT_EQ(TypeName(t->type),
-                std::string_view(name) == "blk.0.ffn_down.weight" ? "Q5_K" : "Q5_0");
+                std::string_view(name) == "blk.0.ffn_down.weight" ? "Q5_K" : "Q5_1");
     }
   }
   auto q5_k_model = Model::Load(dir / "q5_k.gguf");

@@ -130,9 +130,9 @@ double NormalisedRmsError(const std::vector<float>& want, const std::vector<floa
 
 // Tolerances on this data (sum of 4 uniforms: bell-shaped, bounded), as RMS error relative to
 // the RMS of the values. Measured with the reference quantisers: F16 0.0002, Q8_0 0.0051,
-// Q6_K 0.0166, Q5_0 0.041, Q4_K 0.069, Q4_0 0.082; the bounds leave 1.3x-5x headroom. (The
-// exact check is the bit-identity with Quantize(); these bounds catch a wrong type or layout on
-// top of it.)
+// Q6_K 0.0166, Q5_K 0.0346, Q5_1 0.0365, Q5_0 0.041, Q4_K 0.069, Q4_0 0.082; the bounds leave
+// 1.3x-5x headroom. (The exact check is the bit-identity with Quantize(); these bounds catch a
+// wrong type or layout on top of it.)
 double Tolerance(TensorType type) {
   switch (type) {
     case TensorType::kF32:
@@ -147,6 +147,10 @@ double Tolerance(TensorType type) {
       return 0.09;
     case TensorType::kQ5_0:
       return 0.055;
+    case TensorType::kQ5_1:
+      return 0.048;
+    case TensorType::kQ5_K:
+      return 0.045;
     case TensorType::kQ4_0:
       return 0.11;
     default:
@@ -186,9 +190,10 @@ void CheckQuantized(const std::string& out_path, const std::vector<ModelTensor>&
 std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with_output) {
   using T = TensorType;
   std::map<std::string, TensorType> m;
-  const T base = target == QuantizeTarget::kQ8_0   ? T::kQ8_0
-                 : target == QuantizeTarget::kQ4_0 ? T::kQ4_0
-                                                   : T::kQ4_K;
+  const T base = target == QuantizeTarget::kQ8_0     ? T::kQ8_0
+                 : target == QuantizeTarget::kQ4_0   ? T::kQ4_0
+                 : target == QuantizeTarget::kQ4_K_M ? T::kQ4_K
+                                                     : T::kQ5_K;
   const T out_type = target == QuantizeTarget::kQ8_0 ? T::kQ8_0 : T::kQ6_K;
   m["token_embd.weight"] = with_output ? base : out_type;
   if (with_output) m["output.weight"] = out_type;
@@ -203,11 +208,13 @@ std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with
     m[b + "ffn_gate.weight"] = base;
     m[b + "ffn_up.weight"] = base;
     // 2 layers: layer 1 >= 7*2/8 gets more bits; layer 0 does not.
-    const bool more = target == QuantizeTarget::kQ4_K_M && l == 1;
+    const bool k_mix = target == QuantizeTarget::kQ4_K_M || target == QuantizeTarget::kQ5_K_M;
+    const bool more = k_mix && l == 1;
     m[b + "attn_v.weight"] = more ? T::kQ6_K : base;
-    // Rows of 96: Q4_K falls back to Q5_0 and Q6_K to Q8_0.
+    // Rows of 96: Q4_K falls back to Q5_0, Q5_K to Q5_1 and Q6_K to Q8_0.
     T down = more ? T::kQ6_K : base;
     if (down == T::kQ4_K) down = T::kQ5_0;
+    if (down == T::kQ5_K) down = T::kQ5_1;
     if (down == T::kQ6_K) down = T::kQ8_0;
     m[b + "ffn_down.weight"] = down;
   }
@@ -268,7 +275,7 @@ TEST_P(QuantizeGguf, WritesTheRecipeTypesExactValuesAndCopiedMetadata) {
 
 INSTANTIATE_TEST_SUITE_P(Targets, QuantizeGguf,
                          ::testing::Values(QuantizeTarget::kQ8_0, QuantizeTarget::kQ4_0,
-                                           QuantizeTarget::kQ4_K_M),
+                                           QuantizeTarget::kQ4_K_M, QuantizeTarget::kQ5_K_M),
                          [](const auto& info) {
                            return std::string(QuantizeTargetName(info.param));
                          });
@@ -349,6 +356,50 @@ TEST(Quantize, RecipeFallsBackAsLlamaCppForRowsOfQwen25_05B) {
   EXPECT_EQ(type_of("blk.5.attn_q.weight", 900), "F16");
 }
 
+TEST(Quantize, RecipeQ5KMIsQ4KMWithQ5KAndQ5_1) {
+  // The same Q6_K tensors as q4_k_m (32 layers: 0-3, 28-31 and every third in between), Q5_K
+  // elsewhere.
+  auto type_of = [](QuantizeTarget target, const std::string& name, int64_t row_length,
+                    int64_t n_layer, bool has_output) {
+    return TypeName(QuantizedTypeFor(target, name, 2, row_length, n_layer, has_output));
+  };
+  int n_q6_k = 0;
+  for (int l = 0; l < 32; ++l) {
+    SCOPED_TRACE(l);
+    for (const char* tensor :
+         {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+      const std::string name = "blk." + std::to_string(l) + "." + tensor + ".weight";
+      const std::string_view q4 = type_of(QuantizeTarget::kQ4_K_M, name, 4096, 32, true);
+      const std::string_view q5 = type_of(QuantizeTarget::kQ5_K_M, name, 4096, 32, true);
+      EXPECT_EQ(q5, q4 == "Q6_K" ? "Q6_K" : "Q5_K") << tensor;
+      n_q6_k += q5 == "Q6_K";
+    }
+  }
+  EXPECT_EQ(n_q6_k, 2 * 16);  // attn_v and ffn_down of 16 layers
+  EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "output.weight", 4096, 32, true), "Q6_K");
+  EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "token_embd.weight", 4096, 32, true), "Q5_K");
+  EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "token_embd.weight", 4096, 32, false), "Q6_K");
+  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ5_K_M, "blk.5.attn_q.bias", 1, 4096, 32, true),
+            TensorType::kF32);
+
+  // Qwen2.5-0.5B (24 layers, rows of 896 = 3.5 super-blocks, ffn_down rows of 4864, tied
+  // output): llama.cpp's Q5_K_M file holds Q5_1 where Q5_K does not fit and Q8_0 where Q6_K
+  // does not.
+  auto qwen = [&](const std::string& name, int64_t row_length) {
+    return type_of(QuantizeTarget::kQ5_K_M, name, row_length, 24, false);
+  };
+  for (const char* name : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(qwen(std::string("blk.5.") + name + ".weight", 896), "Q5_1");
+  }
+  EXPECT_EQ(qwen("blk.4.attn_v.weight", 896), "Q5_1");
+  EXPECT_EQ(qwen("blk.5.attn_v.weight", 896), "Q8_0");  // more bits: Q6_K does not fit
+  EXPECT_EQ(qwen("blk.4.ffn_down.weight", 4864), "Q5_K");
+  EXPECT_EQ(qwen("blk.5.ffn_down.weight", 4864), "Q6_K");
+  EXPECT_EQ(qwen("token_embd.weight", 896), "Q8_0");   // the tied output: Q6_K -> Q8_0
+  EXPECT_EQ(qwen("blk.5.attn_q.weight", 900), "F16");  // not whole 32-blocks either
+}
+
 TEST(Quantize, CorruptInputFailsWithoutOutput) {
   TempDir dir;
   WriteGguf(dir / "in.gguf", SmallModel(true));
@@ -413,7 +464,14 @@ TEST(Quantize, WriteFailurePartWayLeavesNoFile) {
 TEST(Quantize, ParsesTargets) {
   EXPECT_EQ(*ParseQuantizeTarget("Q4_K_M"), QuantizeTarget::kQ4_K_M);
   EXPECT_EQ(*ParseQuantizeTarget("q8_0"), QuantizeTarget::kQ8_0);
-  EXPECT_EQ(ParseQuantizeTarget("q5_k_m").error().code, Code::kInvalidArgument);
+  EXPECT_EQ(*ParseQuantizeTarget("q5_k_m"), QuantizeTarget::kQ5_K_M);
+  EXPECT_EQ(QuantizeTargetName(QuantizeTarget::kQ5_K_M), "q5_k_m");
+  EXPECT_EQ(QuantizeTargetFileType(QuantizeTarget::kQ5_K_M), 17u);  // LLAMA_FTYPE_MOSTLY_Q5_K_M
+  EXPECT_EQ(QuantizeTargetFileType(QuantizeTarget::kQ4_K_M), 15u);
+  const auto bad = ParseQuantizeTarget("q5_k_s");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
+  EXPECT_THAT(bad.error().message, ::testing::HasSubstr("q5_k_m"));
 }
 
 // ---- Hugging Face input

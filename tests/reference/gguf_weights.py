@@ -8,6 +8,9 @@ Decoded here (ggml type id in brackets):
             fifth bits), then qs (16 bytes of nibbles). Element j < 16 is the low nibble of qs[j]
             with bit j of qh as its bit 4; element j + 16 is the high nibble of qs[j] with bit
             j + 16 of qh. value = (q - 16) * d.
+  Q5_1 [7]: 24-byte blocks of 32 elements = fp16 d, fp16 m, then qh and qs as Q5_0's (element
+            j < 16: low nibble of qs[j], bit j of qh as bit 4; element j + 16: high nibble, bit
+            j + 16). value = q * d + m, q in [0, 31] (computed in float32: (q * d) + m).
   Q5_K [13]: 176-byte super-blocks of 256 elements = fp16 d, fp16 dmin, scales (12 bytes), qh
             (32 bytes of fifth bits), qs (128 bytes of nibbles). Eight sub-blocks of 32 elements,
             s = 0..7, each with a 6-bit scale sc[s] and a 6-bit min m[s]: for s < 4, sc[s] is the
@@ -33,7 +36,7 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_K = 6, 13
+Q5_0, Q5_1, Q5_K = 6, 7, 13
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -110,6 +113,20 @@ def dequantize_q5_0(raw, n):
     return (q.astype(np.float32) * d).reshape(-1)
 
 
+def dequantize_q5_1(raw, n):
+    """The first n elements (a multiple of 32) of Q5_1 data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 32 * 24).reshape(-1, 24)
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)      # [n_blocks, 1]
+    m = blocks[:, 2:4].copy().view("<f2").astype(np.float32)      # [n_blocks, 1]
+    qh = blocks[:, 4:8].copy().view("<u4").astype(np.int64)       # [n_blocks, 1]
+    qs = blocks[:, 8:24].astype(np.int64)                         # [n_blocks, 16]
+    j = np.arange(16)
+    low = (qs & 0x0F) | ((qh >> j) & 1) << 4
+    high = (qs >> 4) | ((qh >> (j + 16)) & 1) << 4
+    q = np.concatenate([low, high], axis=1)                       # elements 0..15, 16..31
+    return (q.astype(np.float32) * d + m).reshape(-1)
+
+
 def _k_scales_mins(packed):
     """[n_blocks, 12] packed bytes -> (sc, m), each [n_blocks, 8] int64 in [0, 63]."""
     p = packed.astype(np.int64)
@@ -135,7 +152,7 @@ def dequantize_q5_k(raw, n):
     return (scale * q.astype(np.float32) - offset).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_K: dequantize_q5_k}
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k}
 
 
 def _hf_name(gguf_name):

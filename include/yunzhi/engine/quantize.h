@@ -19,24 +19,26 @@
 //              of the layers, weighted to the first and last ones)          -> Q6_K
 //            (llama.cpp also promotes some tensors to Q5_K for MoE and 70B models; this build
 //            has no MoE and no 70B preset, so those rules do not apply.)
-//  - Fallbacks when a row length is not a multiple of the block, as llama.cpp's: Q4_K -> Q5_0
-//    and Q6_K -> Q8_0 when it is a multiple of 32 (so most of a Qwen2.5-0.5B q4_k_m file, with
-//    its 896-element rows, is Q5_0); otherwise F16.
+//  - q5_k_m: as q4_k_m with Q5_K in place of Q4_K (the same Q6_K tensors).
+//  - Fallbacks when a row length is not a multiple of the block, as llama.cpp's: Q4_K -> Q5_0,
+//    Q5_K -> Q5_1 and Q6_K -> Q8_0 when it is a multiple of 32 (so most of a Qwen2.5-0.5B
+//    q4_k_m file, with its 896-element rows, is Q5_0, and most of a q5_k_m one Q5_1);
+//    otherwise F16.
 // The quantisers are the scalar references of tensor_type.h (Quantize), so the output is
 // bit-identical to quantising each row with them.
 //
 // Metadata: a GGUF input's metadata is copied entry by entry in order, except general.alignment
 // (the output uses 32), and general.file_type (7 = MOSTLY_Q8_0, 2 = MOSTLY_Q4_0,
-// 15 = MOSTLY_Q4_K_M) and general.quantization_version (2) are set. A Hugging Face input gets
-// the metadata llama.cpp's converter writes: general.*, <arch>.context_length,
+// 15 = MOSTLY_Q4_K_M, 17 = MOSTLY_Q5_K_M) and general.quantization_version (2) are set. A Hugging
+// Face input gets the metadata llama.cpp's converter writes: general.*, <arch>.context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count, head_count_kv,
-// layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count, attention.key_length/
-// value_length (when config.json has head_dim), rope.scaling.* (linear/yarn), and the
-// tokenizer: tokenizer.ggml.model "gpt2" with tokens (GPT-2 byte-to-unicode spelling), token
-// types, merges, pre ("qwen2" for qwen2/qwen3, "llama-bpe" for llama), special token ids,
-// add_bos/add_eos, and tokenizer.chat_template. Mistral checkpoints are written as
-// architecture "llama" (as llama.cpp does). llama3 RoPE scaling becomes a `rope_freqs.weight`
-// tensor of per-frequency divisors (as llama.cpp does).
+// layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count, attention.key_length/value_length
+// (when config.json has head_dim), rope.scaling.* (linear/yarn), and the tokenizer:
+// tokenizer.ggml.model "gpt2" with tokens (GPT-2 byte-to-unicode spelling), token types, merges,
+// pre ("qwen2" for qwen2/qwen3, "llama-bpe" for llama), special token ids, add_bos/add_eos, and
+// tokenizer.chat_template. Mistral checkpoints are written as architecture "llama" (as llama.cpp
+// does). llama3 RoPE scaling becomes a `rope_freqs.weight` tensor of per-frequency divisors (as
+// llama.cpp does).
 //
 // HF tensor names map to GGUF names (model.embed_tokens -> token_embd, model.layers.N.self_attn.
 // q_proj -> blk.N.attn_q, mlp.down_proj -> blk.N.ffn_down, lm_head -> output, ...); llama and
@@ -63,12 +65,13 @@
 
 namespace yunzhi::engine {
 
-enum class QuantizeTarget { kQ8_0, kQ4_0, kQ4_K_M };
+enum class QuantizeTarget { kQ8_0, kQ4_0, kQ4_K_M, kQ5_K_M };
 
-// "q8_0", "q4_0", "q4_k_m" (case-insensitive). Errors: kInvalidArgument listing the choices.
+// "q8_0", "q4_0", "q4_k_m", "q5_k_m" (case-insensitive). Errors: kInvalidArgument listing the
+// choices.
 Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name);
 std::string_view QuantizeTargetName(QuantizeTarget target);  // "q8_0", ...
-// The llama_ftype number stored in general.file_type: 7, 2, 15.
+// The llama_ftype number stored in general.file_type: 7, 2, 15, 17.
 uint32_t QuantizeTargetFileType(QuantizeTarget target);
 
 // Reported once before the first tensor (n_done_tensors == 0, tensor_name empty) and after each
