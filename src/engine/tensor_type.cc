@@ -137,19 +137,24 @@ void DequantizeQ4_0(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 
+// The first of the values of largest magnitude (0 if all are 0), with its sign.
+float LargestMagnitude(const float* x, int n) {
+  float amax = 0.0f;
+  float max = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  return max;
+}
+
 void QuantizeQ4_0(const float* src, uint8_t* dst, int64_t n) {
   for (int64_t b = 0; b < n / kQK4_0; ++b, src += kQK4_0, dst += kQ4_0Bytes) {
     // The value of largest magnitude maps to -8, the end of [-8, 7] with the larger reach, so it
     // is represented exactly; values of the other sign are clamped at +7.
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int i = 0; i < kQK4_0; ++i) {
-      if (std::fabs(src[i]) > amax) {
-        amax = std::fabs(src[i]);
-        max = src[i];
-      }
-    }
-    const uint16_t d_bits = FloatToHalf(max / -8.0f);
+    const uint16_t d_bits = FloatToHalf(LargestMagnitude(src, kQK4_0) / -8.0f);
     const float d = HalfToFloat(d_bits);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     StoreU16(dst, d_bits);
@@ -162,69 +167,59 @@ void QuantizeQ4_0(const float* src, uint8_t* dst, int64_t n) {
   }
 }
 
-// ---- Q5_0
+// ---- Q5_0 and Q5_1: 32 five-bit values, bits 0-3 in qs (element j low nibble of qs[j], j + 16
+// its high one) and bit 4 of element e in bit e of qh (a little-endian 32-bit word).
 
 constexpr size_t kQ5_0Bytes = sizeof(BlockQ5_0);
+constexpr size_t kQ5_1Bytes = sizeof(BlockQ5_1);
+
+void UnpackFiveBits(const uint8_t* qh_bytes, const uint8_t* qs, int* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, sizeof qh);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
+    q[j + 16] = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
+  }
+}
+
+void PackFiveBits(const int* q, uint8_t* qh_bytes, uint8_t* qs) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | (q[j + 16] & 0x0F) << 4);
+    qh |= static_cast<uint32_t>(q[j] >> 4) << j | static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
+  }
+  std::memcpy(qh_bytes, &qh, sizeof qh);
+}
 
 void DequantizeQ5_0(const uint8_t* src, float* dst, int64_t n) {
   for (int64_t b = 0; b < n / kQK5_0; ++b, src += kQ5_0Bytes, dst += kQK5_0) {
     const float d = HalfToFloat(LoadU16(src));
-    uint32_t qh;
-    std::memcpy(&qh, src + 2, sizeof qh);
-    const uint8_t* qs = src + 6;
-    for (int j = 0; j < kQK5_0 / 2; ++j) {
-      const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
-      const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-      dst[j] = static_cast<float>(lo - 16) * d;
-      dst[j + kQK5_0 / 2] = static_cast<float>(hi - 16) * d;
-    }
+    std::array<int, kQK5_0> q;
+    UnpackFiveBits(src + 2, src + 6, q.data());
+    for (int j = 0; j < kQK5_0; ++j) dst[j] = static_cast<float>(q[j] - 16) * d;
   }
 }
 
 void QuantizeQ5_0(const float* src, uint8_t* dst, int64_t n) {
   for (int64_t b = 0; b < n / kQK5_0; ++b, src += kQK5_0, dst += kQ5_0Bytes) {
     // As Q4_0: the value of largest magnitude maps to -16, exactly; the other sign clamps at 15.
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int i = 0; i < kQK5_0; ++i) {
-      if (std::fabs(src[i]) > amax) {
-        amax = std::fabs(src[i]);
-        max = src[i];
-      }
-    }
-    const uint16_t d_bits = FloatToHalf(max / -16.0f);
+    const uint16_t d_bits = FloatToHalf(LargestMagnitude(src, kQK5_0) / -16.0f);
     const float d = HalfToFloat(d_bits);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     StoreU16(dst, d_bits);
-    uint32_t qh = 0;
-    uint8_t* qs = dst + 6;
-    for (int j = 0; j < kQK5_0 / 2; ++j) {
-      const int lo = std::clamp(RoundToInt(src[j] * id) + 16, 0, 31);
-      const int hi = std::clamp(RoundToInt(src[j + kQK5_0 / 2] * id) + 16, 0, 31);
-      qs[j] = static_cast<uint8_t>((lo & 0x0F) | (hi & 0x0F) << 4);
-      qh |= static_cast<uint32_t>(lo >> 4) << j | static_cast<uint32_t>(hi >> 4) << (j + 16);
-    }
-    std::memcpy(dst + 2, &qh, sizeof qh);
+    std::array<int, kQK5_0> q;
+    for (int j = 0; j < kQK5_0; ++j) q[j] = std::clamp(RoundToInt(src[j] * id) + 16, 0, 31);
+    PackFiveBits(q.data(), dst + 2, dst + 6);
   }
 }
-
-// ---- Q5_1
-
-constexpr size_t kQ5_1Bytes = sizeof(BlockQ5_1);
 
 void DequantizeQ5_1(const uint8_t* src, float* dst, int64_t n) {
   for (int64_t b = 0; b < n / kQK5_1; ++b, src += kQ5_1Bytes, dst += kQK5_1) {
     const float d = HalfToFloat(LoadU16(src));
     const float m = HalfToFloat(LoadU16(src + 2));
-    uint32_t qh;
-    std::memcpy(&qh, src + 4, sizeof qh);
-    const uint8_t* qs = src + 8;
-    for (int j = 0; j < kQK5_1 / 2; ++j) {
-      const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
-      const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-      dst[j] = static_cast<float>(lo) * d + m;
-      dst[j + kQK5_1 / 2] = static_cast<float>(hi) * d + m;
-    }
+    std::array<int, kQK5_1> q;
+    UnpackFiveBits(src + 4, src + 8, q.data());
+    for (int j = 0; j < kQK5_1; ++j) dst[j] = static_cast<float>(q[j]) * d + m;
   }
 }
 
@@ -243,15 +238,9 @@ void QuantizeQ5_1(const float* src, uint8_t* dst, int64_t n) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     StoreU16(dst, d_bits);
     StoreU16(dst + 2, m_bits);
-    uint32_t qh = 0;
-    uint8_t* qs = dst + 8;
-    for (int j = 0; j < kQK5_1 / 2; ++j) {
-      const int q0 = std::clamp(RoundToInt((src[j] - m) * id), 0, 31);
-      const int q1 = std::clamp(RoundToInt((src[j + kQK5_1 / 2] - m) * id), 0, 31);
-      qs[j] = static_cast<uint8_t>((q0 & 0x0F) | (q1 & 0x0F) << 4);
-      qh |= static_cast<uint32_t>(q0 >> 4) << j | static_cast<uint32_t>(q1 >> 4) << (j + 16);
-    }
-    std::memcpy(dst + 4, &qh, sizeof qh);
+    std::array<int, kQK5_1> q;
+    for (int j = 0; j < kQK5_1; ++j) q[j] = std::clamp(RoundToInt((src[j] - m) * id), 0, 31);
+    PackFiveBits(q.data(), dst + 4, dst + 8);
   }
 }
 

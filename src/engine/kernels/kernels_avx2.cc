@@ -12,10 +12,11 @@
 #include <immintrin.h>
 
 #include <array>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "engine/kernels/kernels_internal.h"
@@ -339,54 +340,26 @@ struct Q8_0K {
 };
 
 // Nibbles are q + 8 in [0, 15]: dot = d_w * (d_x * sum nib x  -  8 * d_x * sum x).
-template <int NR, int NT>
-struct Q4_0K {
-  static void Run(const TileArgs& a, int64_t r, int64_t t) {
-    const int64_t nb = a.cols / 32;
-    const uint8_t* w[NR];
-    ActQ8Row x[NT];
-    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
-      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m256 acc[NR][NT];
-    float corr[NR][NT] = {};
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i wv[NR];
-      float dw[NR];
-#pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i) {
-        const uint8_t* p = w[i] + b * sizeof(BlockQ4_0);
-        if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
-        wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
-        dw[i] = HalfBitsToFloat(p);
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
-        const float dx = x[j].d[b], ds = x[j].ds[b];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
-                                      _mm256_set1_ps(dw[i] * dx), acc[i][j]);
-          // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
-          // and others did not, so a token's bits depended on its tile's shape.
-          corr[i][j] = std::fma(dw[i], ds, corr[i][j]);
-        }
-      }
-    }
-    for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = std::fma(-8.0f, corr[i][j], Hsum(acc[i][j]));
-  }
+// Q4_0, Q5_0 and Q5_1 (the 4-bit nibbles, Q5's fifth bits from qh OR'd in as 16): per block,
+// the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 * 127), scaled by d_w * d_x,
+// and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or -16 times d_w * ds), Q5_1's
+// min (m_w * ds).
+struct Nibbles4_0 {
+  using Block = BlockQ4_0;
+  static constexpr int kQs = 2, kQh = -1, kMin = -1;  // byte offsets in the block (-1: none)
+  static constexpr float kOffset = 8.0f;
+};
+struct Nibbles5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kQs = 6, kQh = 2, kMin = -1;
+  static constexpr float kOffset = 16.0f;
+};
+struct Nibbles5_1 {
+  using Block = BlockQ5_1;
+  static constexpr int kQs = 8, kQh = 4, kMin = 2;
+  static constexpr float kOffset = 0.0f;
 };
 
-// Q5_0: the nibbles of Q4_0K with bit 4 from qh, q + 16 in [0, 31] (pair sums of VPMADDUBSW stay
-// within 2 * 31 * 127): dot = d_w * (d_x * sum q x  -  16 * d_x * sum x).
 // The 32 fifth bits to 32 bytes, byte k = 0x10 if bit k of qh is set: qh broadcast to every
 // dword, byte k takes source byte k / 8 (VPSHUFB works per 128-bit lane, and the broadcast puts
 // all four bytes in each), its bit k % 8 is isolated and compared.
@@ -401,105 +374,69 @@ inline __m256i FifthBits(const uint8_t* qh) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
 }
 
-template <int NR, int NT>
-struct Q5_0K {
-  static void Run(const TileArgs& a, int64_t r, int64_t t) {
-    const int64_t nb = a.cols / 32;
-    const uint8_t* w[NR];
-    ActQ8Row x[NT];
-    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
-    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m256 acc[NR][NT];
-    float corr[NR][NT] = {};
+template <class F>
+struct NibblesMicro {
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / 32;
+      const uint8_t* w[NR];
+      ActQ8Row x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      __m256 acc[NR][NT];
+      float corr[NR][NT] = {};
 #pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
+      for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i wv[NR];
-      float dw[NR];
-#pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i) {
-        const uint8_t* p = w[i] + b * sizeof(BlockQ5_0);
-        if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 6));
-        const __m256i nib =
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
-        wv[i] = _mm256_or_si256(nib, FifthBits(p + 2));
-        dw[i] = HalfBitsToFloat(p);
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
-        const float dx = x[j].d[b], ds = x[j].ds[b];
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      const __m128i mask = _mm_set1_epi8(0x0F);
+      for (int64_t b = 0; b < nb; ++b) {
+        __m256i wv[NR];
+        float dw[NR], cw[NR];  // d_w, and the weight of ds in the correction
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
-                                      _mm256_set1_ps(dw[i] * dx), acc[i][j]);
-          corr[i][j] = std::fma(dw[i], ds, corr[i][j]);  // fused explicitly, as in Q4_0K
+          const uint8_t* p = w[i] + b * sizeof(typename F::Block);
+          if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
+          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + F::kQs));
+          wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
+                                   _mm_and_si128(q, mask));
+          if constexpr (F::kQh >= 0) wv[i] = _mm256_or_si256(wv[i], FifthBits(p + F::kQh));
+          dw[i] = HalfBitsToFloat(p);
+          cw[i] = F::kMin >= 0 ? HalfBitsToFloat(p + F::kMin) : dw[i];
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
+          const float dx = x[j].d[b], ds = x[j].ds[b];
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
+                                        _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+            // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
+            // and others did not, so a token's bits depended on its tile's shape.
+            corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
+          }
+        }
+      }
+      // The min adds (fma by 1: the one rounding of the sum), the offset subtracts.
+      constexpr float kCorr = F::kMin >= 0 ? 1.0f : -F::kOffset;
+      for (int j = 0; j < NT; ++j) {
+        for (int i = 0; i < NR; ++i) {
+          a.y[(t + j) * a.ldy + r + i] = std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
         }
       }
     }
-    for (int j = 0; j < NT; ++j) {
-      for (int i = 0; i < NR; ++i) {
-        a.y[(t + j) * a.ldy + r + i] = std::fma(-16.0f, corr[i][j], Hsum(acc[i][j]));
-      }
-    }
-  }
+  };
 };
-
-// Q5_1: Q5_0K's five bits (qh and nibbles 2 bytes later, after m) with no offset, q in [0, 31],
-// and the block's min: dot = d_w * d_x * sum q x  +  m_w * ds, the min term accumulated as
-// Q5_0K's offset correction.
 template <int NR, int NT>
-struct Q5_1K {
-  static void Run(const TileArgs& a, int64_t r, int64_t t) {
-    const int64_t nb = a.cols / 32;
-    const uint8_t* w[NR];
-    ActQ8Row x[NT];
-    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
-    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m256 acc[NR][NT];
-    float mins[NR][NT] = {};
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i wv[NR];
-      float dw[NR], mw[NR];
-#pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i) {
-        const uint8_t* p = w[i] + b * sizeof(BlockQ5_1);
-        if (NT <= 2 && (b & 1) == 0) Prefetch(p, pf);
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8));
-        const __m256i nib =
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
-        wv[i] = _mm256_or_si256(nib, FifthBits(p + 4));
-        dw[i] = HalfBitsToFloat(p);
-        mw[i] = HalfBitsToFloat(p + 2);
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
-        const float dx = x[j].d[b], ds = x[j].ds[b];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
-                                      _mm256_set1_ps(dw[i] * dx), acc[i][j]);
-          mins[i][j] = std::fma(mw[i], ds, mins[i][j]);  // fused explicitly, as in Q4_0K
-        }
-      }
-    }
-    for (int j = 0; j < NT; ++j) {
-      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) + mins[i][j];
-    }
-  }
-};
+using Q4_0K = NibblesMicro<Nibbles4_0>::K<NR, NT>;
+template <int NR, int NT>
+using Q5_0K = NibblesMicro<Nibbles5_0>::K<NR, NT>;
+template <int NR, int NT>
+using Q5_1K = NibblesMicro<Nibbles5_1>::K<NR, NT>;
 
 // ---- K-quants x kQ8K (scales applied in integers per super-block; see kernels_avx512.cc).
 
@@ -516,182 +453,110 @@ inline void UnpackQ4_KScales(const uint8_t* q, uint64_t* scales, uint64_t* mins)
   *mins = m_lo | static_cast<uint64_t>(m_hi) << 32;
 }
 
-template <int NR, int NT>
-struct Q4_KK {
-  static void Run(const TileArgs& a, int64_t r, int64_t t) {
-    const int64_t nb = a.cols / kQK_K;
-    const uint8_t* w[NR];
-    ActQ8KRow x[NT];
-    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+// Q4_K and Q5_K (kQ5: each quant's fifth bit from qh OR'd in as 16, q in [0, 31]; pair sums of
+// VPMADDUBSW within 2 * 31 * 127, and each int32 lane, at most 32 products times a scale <= 63,
+// stays below 2^24, so its conversion to float is exact as for Q4_K): the same integers per
+// super-block and the same float steps.
+template <bool kQ5>
+struct KQuant4Micro {
+  using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / kQK_K;
+      const uint8_t* w[NR];
+      ActQ8KRow x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
       const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m256 acc[NR][NT];
-    float min_acc[NR][NT] = {};
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-    const __m256i nib = _mm256_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint64_t sc[NR];
-      __m256i mins16[NR];
-      float d[NR], dmin[NR];
-      for (int i = 0; i < NR; ++i) {
-        const uint8_t* p = w[i] + b * sizeof(BlockQ4_K);
-        if (NT <= 2) {
-          Prefetch(p, pf);
-          Prefetch(p + 64, pf);
-          Prefetch(p + 128, pf);
-        }
-        d[i] = HalfBitsToFloat(p);
-        dmin[i] = HalfBitsToFloat(p + 2);
-        uint64_t m;
-        UnpackQ4_KScales(p + 4, &sc[i], &m);
-        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
-        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-      }
-      __m256i isum[NR][NT];
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      __m256 acc[NR][NT];
+      float min_acc[NR][NT] = {};
 #pragma GCC unroll 8
       for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        __m256i lo[NR], hi[NR], slo[NR], shi[NR];
-#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+      const __m256i nib = _mm256_set1_epi8(0x0F);
+      const __m256i fifth = _mm256_set1_epi8(0x10);
+      for (int64_t b = 0; b < nb; ++b) {
+        uint64_t sc[NR];
+        __m256i mins16[NR];
+        float d[NR], dmin[NR];
         for (int i = 0; i < NR; ++i) {
-          const uint8_t* qs = w[i] + b * sizeof(BlockQ4_K) + 4 + kKScaleBytes + 32 * c;
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
-          lo[i] = _mm256_and_si256(v, nib);
-          hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-          slo[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c)) & 0xFF));
-          shi[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c + 8)) & 0xFF));
+          const uint8_t* p = w[i] + b * sizeof(Block);
+          if (NT <= 2) {
+            Prefetch(p, pf);
+            Prefetch(p + 64, pf);
+            Prefetch(p + 128, pf);
+          }
+          d[i] = HalfBitsToFloat(p);
+          dmin[i] = HalfBitsToFloat(p + 2);
+          uint64_t m;
+          UnpackQ4_KScales(p + 4, &sc[i], &m);
+          const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
+          mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        }
+        __m256i isum[NR][NT];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+          __m256i lo[NR], hi[NR], slo[NR], shi[NR];
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* qh = w[i] + b * sizeof(Block) + 4 + kKScaleBytes;  // Q5_K only
+            const uint8_t* qs = qh + (kQ5 ? kQK_K / 8 : 0) + 32 * c;
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+            lo[i] = _mm256_and_si256(v, nib);
+            hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+            if constexpr (kQ5) {
+              // Bits 2c and 2c + 1 of each qh byte to bits 0 and 1 (the 16-bit shift moves no
+              // bit that is kept across a byte boundary), then to bit 4.
+              const __m256i h = _mm256_srli_epi16(
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)), 2 * c);
+              lo[i] = _mm256_or_si256(lo[i], _mm256_and_si256(_mm256_slli_epi16(h, 4), fifth));
+              hi[i] = _mm256_or_si256(hi[i], _mm256_and_si256(_mm256_slli_epi16(h, 3), fifth));
+            }
+            slo[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c)) & 0xFF));
+            shi[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c + 8)) & 0xFF));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            const int8_t* xq = x[j].qs + b * kQK_K + 64 * c;
+            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+            const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; ++i) {
+              const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], x0), slo[i]);
+              const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], x1), shi[i]);
+              isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_add_epi32(p0, p1));
+            }
+          }
         }
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j) {
-          const int8_t* xq = x[j].qs + b * kQK_K + 64 * c;
-          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+          const __m256i bs =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+          const float dx = x[j].d[b];
 #pragma GCC unroll 8
           for (int i = 0; i < NR; ++i) {
-            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], x0), slo[i]);
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], x1), shi[i]);
-            isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_add_epi32(p0, p1));
+            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]),
+                                        _mm256_set1_ps(d[i] * dx), acc[i][j]);
+            min_acc[i][j] += dmin[i] * dx *
+                             static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
           }
         }
       }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
-        const float dx = x[j].d[b];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx),
-                                      acc[i][j]);
-          min_acc[i][j] += dmin[i] * dx *
-                           static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
-        }
-      }
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i)
+          a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - min_acc[i][j];
     }
-    for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i)
-        a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - min_acc[i][j];
-  }
+  };
 };
-
-// Q5_K: Q4_KK with each quant's fifth bit from qh OR'd in as 16, q in [0, 31] (pair sums of
-// VPMADDUBSW within 2 * 31 * 127; each int32 lane, at most 32 products times a scale <= 63,
-// stays below 2^24, so its conversion to float is exact as Q4_KK's). The same integers per
-// super-block and the same float steps as Q4_KK.
 template <int NR, int NT>
-struct Q5_KK {
-  static void Run(const TileArgs& a, int64_t r, int64_t t) {
-    const int64_t nb = a.cols / kQK_K;
-    const uint8_t* w[NR];
-    ActQ8KRow x[NT];
-    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
-    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
-    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
-    __m256 acc[NR][NT];
-    float min_acc[NR][NT] = {};
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
-    const __m256i nib = _mm256_set1_epi8(0x0F);
-    const __m256i fifth = _mm256_set1_epi8(0x10);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint64_t sc[NR];
-      __m256i mins16[NR];
-      float d[NR], dmin[NR];
-      for (int i = 0; i < NR; ++i) {
-        const uint8_t* p = w[i] + b * sizeof(BlockQ5_K);
-        if (NT <= 2) {
-          Prefetch(p, pf);
-          Prefetch(p + 64, pf);
-          Prefetch(p + 128, pf);
-        }
-        d[i] = HalfBitsToFloat(p);
-        dmin[i] = HalfBitsToFloat(p + 2);
-        uint64_t m;
-        UnpackQ4_KScales(p + 4, &sc[i], &m);
-        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(m));
-        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-      }
-      __m256i isum[NR][NT];
-#pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        __m256i lo[NR], hi[NR], slo[NR], shi[NR];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          const uint8_t* qh = w[i] + b * sizeof(BlockQ5_K) + 4 + kKScaleBytes;
-          const uint8_t* qs = qh + kQK_K / 8 + 32 * c;
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
-          // Bits 2c and 2c + 1 of each qh byte to bits 0 and 1 (the 16-bit shift moves no bit
-          // that is kept across a byte boundary), then to bit 4.
-          const __m256i h =
-              _mm256_srli_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)), 2 * c);
-          lo[i] = _mm256_or_si256(_mm256_and_si256(v, nib),
-                                  _mm256_and_si256(_mm256_slli_epi16(h, 4), fifth));
-          hi[i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), nib),
-                                  _mm256_and_si256(_mm256_slli_epi16(h, 3), fifth));
-          slo[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c)) & 0xFF));
-          shi[i] = _mm256_set1_epi16(static_cast<int16_t>((sc[i] >> (16 * c + 8)) & 0xFF));
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; ++j) {
-          const int8_t* xq = x[j].qs + b * kQK_K + 64 * c;
-          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
-#pragma GCC unroll 8
-          for (int i = 0; i < NR; ++i) {
-            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], x0), slo[i]);
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], x1), shi[i]);
-            isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_add_epi32(p0, p1));
-          }
-        }
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) {
-        const __m256i bs =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
-        const float dx = x[j].d[b];
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx),
-                                      acc[i][j]);
-          min_acc[i][j] += dmin[i] * dx *
-                           static_cast<float>(HsumEpi32(_mm256_madd_epi16(mins16[i], bs)));
-        }
-      }
-    }
-    for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i)
-        a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - min_acc[i][j];
-  }
-};
+using Q4_KK = KQuant4Micro<false>::K<NR, NT>;
+template <int NR, int NT>
+using Q5_KK = KQuant4Micro<true>::K<NR, NT>;
 
 template <int NR, int NT>
 struct Q6_KK {

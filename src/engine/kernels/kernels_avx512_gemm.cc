@@ -518,7 +518,7 @@ void GemmQ8(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
 // A row's super-block then adds dx * (d * sumi - dmin * summ) with the exact integers
 //   sumi = sum_s sc[s] * sum_{i in s} q_i x_i   (8 VPDPBUSDs per sub-block, one VPMULLD by sc[s])
 //   summ = sum_s m[s] * sum_{i in s} x_i        (VPDPWSSD of the m pairs against the bsums)
-// as DotQ4_KRef does; the super-blocks in order, so any tiling gives a token the same bits. The
+// as DotKQuant4Ref does; the super-blocks in order, so any tiling gives a token the same bits. The
 // dot kernels of kernels_avx512.cc (tiles of up to 8 tokens) compute the same integers and steps.
 constexpr int64_t kQKNibbleBytes = 64 * 64;
 constexpr int64_t kQKScaleOffset = kQKNibbleBytes;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -93,80 +94,39 @@ void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-void TileQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  const int64_t nb = a.cols / kQK4_0;
+// Q4_0, Q5_0, Q5_1: a block's 32 values q (Q5: with the fifth bit from qh, bit j for element
+// j), then value = (q - kOffset) * d, or Q5_1's q * d + m (whose min applies to the sum of the
+// block's x, which ds holds: d_w * d_x * sum q x + m_w * ds).
+template <class Block, int kQs, int kQh, int kOffset, bool kMin>
+void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  const int64_t nb = a.cols / 32;
   for (int64_t t = t0; t < t1; ++t) {
     const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* blk = a.w + r * a.w_row_bytes;
       float sum = 0.0f;
-      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ4_0)) {
-        const uint8_t* qs = blk + 2;
-        const int8_t* xq = x.qs + b * kQK4_0;
+      for (int64_t b = 0; b < nb; ++b, blk += sizeof(Block)) {
+        uint32_t qh = 0;
+        if constexpr (kQh >= 0) std::memcpy(&qh, blk + kQh, sizeof qh);
+        const uint8_t* qs = blk + kQs;
+        const int8_t* xq = x.qs + b * 32;
         int32_t isum = 0;
-        for (int j = 0; j < kQK4_0 / 2; ++j) {
-          isum += ((qs[j] & 0x0F) - 8) * xq[j] + ((qs[j] >> 4) - 8) * xq[j + kQK4_0 / 2];
-        }
-        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
-      }
-      a.y[t * a.ldy + r] = sum;
-    }
-  }
-}
-
-// Q5_0: Q4_0's nibbles with a fifth bit from qh (bit j for element j), offset 16.
-void TileQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  const int64_t nb = a.cols / kQK5_0;
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* blk = a.w + r * a.w_row_bytes;
-      float sum = 0.0f;
-      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ5_0)) {
-        uint32_t qh;
-        std::memcpy(&qh, blk + 2, sizeof qh);
-        const uint8_t* qs = blk + 6;
-        const int8_t* xq = x.qs + b * kQK5_0;
-        int32_t isum = 0;
-        for (int j = 0; j < kQK5_0 / 2; ++j) {
+        for (int j = 0; j < 16; ++j) {
           const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
           const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-          isum += (lo - 16) * xq[j] + (hi - 16) * xq[j + kQK5_0 / 2];
+          isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
         }
-        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
+        float v = HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
+        if constexpr (kMin) v += HalfToFloatRef(LoadU16(blk + 2)) * x.ds[b];
+        sum += v;
       }
       a.y[t * a.ldy + r] = sum;
     }
   }
 }
-
-// Q5_1: Q5_0's five bits (qh at byte 4, nibbles at 8: after d and m), no offset; the block's
-// min m_w applies to the sum of its x, which ds holds: d_w * d_x * sum q x  +  m_w * ds.
-void TileQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  const int64_t nb = a.cols / kQK5_1;
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8Row x = ViewQ8(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* blk = a.w + r * a.w_row_bytes;
-      float sum = 0.0f;
-      for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ5_1)) {
-        uint32_t qh;
-        std::memcpy(&qh, blk + 4, sizeof qh);
-        const uint8_t* qs = blk + 8;
-        const int8_t* xq = x.qs + b * kQK5_1;
-        int32_t isum = 0;
-        for (int j = 0; j < kQK5_1 / 2; ++j) {
-          const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
-          const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-          isum += lo * xq[j] + hi * xq[j + kQK5_1 / 2];
-        }
-        sum += HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum) +
-               HalfToFloatRef(LoadU16(blk + 2)) * x.ds[b];
-      }
-      a.y[t * a.ldy + r] = sum;
-    }
-  }
-}
+constexpr TileFn TileQ4_0 = TileNibbles<BlockQ4_0, 2, -1, 8, false>;
+constexpr TileFn TileQ5_0 = TileNibbles<BlockQ5_0, 6, 2, 16, false>;
+constexpr TileFn TileQ5_1 = TileNibbles<BlockQ5_1, 8, 4, 0, true>;
 
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
 // reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
@@ -195,15 +155,19 @@ void ScaleMinK4(int s, const uint8_t* q, int* scale, int* min) {
   }
 }
 
-// value = d * sc[s] * nibble - dmin * m[s]; so per super-block
-//   dot = dx * (d * sum_s sc[s] * sum_i nib_i q_i  -  dmin * sum_s m[s] * sum_i q_i).
-float DotQ4_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+// value = d * sc[s] * q - dmin * m[s] (Q4_K: q the nibble; Q5_K: with bit 4 from qh, bit 2c of
+// qh[l] for chunk c's first 32 elements and 2c + 1 for the next 32); so per super-block
+//   dot = dx * (d * sum_s sc[s] * sum_i q_i x_i  -  dmin * sum_s m[s] * sum_i x_i).
+template <bool kQ5>
+float DotKQuant4Ref(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
   float sum = 0.0f;
-  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ4_K)) {
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(Block)) {
     const float d = HalfToFloatRef(LoadU16(blk));
     const float dmin = HalfToFloatRef(LoadU16(blk + 2));
     const uint8_t* scales = blk + 4;
-    const uint8_t* qs = blk + 4 + kKScaleBytes;
+    const uint8_t* qh = blk + 4 + kKScaleBytes;  // Q5_K only
+    const uint8_t* qs = qh + (kQ5 ? kQK_K / 8 : 0);
     const int8_t* xq = x.qs + b * kQK_K;
     const int16_t* bs = x.bsums + b * (kQK_K / 16);
     int32_t sumi = 0, summ = 0;
@@ -213,38 +177,11 @@ float DotQ4_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
       ScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
       int32_t lo = 0, hi = 0;
       for (int l = 0; l < 32; ++l) {
-        lo += (qs[32 * chunk + l] & 0x0F) * xq[64 * chunk + l];
-        hi += (qs[32 * chunk + l] >> 4) * xq[64 * chunk + 32 + l];
-      }
-      sumi += sc0 * lo + sc1 * hi;
-      summ += m0 * (bs[4 * chunk] + bs[4 * chunk + 1]) + m1 * (bs[4 * chunk + 2] + bs[4 * chunk + 3]);
-    }
-    sum += x.d[b] * (d * static_cast<float>(sumi) - dmin * static_cast<float>(summ));
-  }
-  return sum;
-}
-
-// Q5_K: DotQ4_KRef with bit 4 of each q from qh (chunk c: bit 2c for its first 32 elements,
-// 2c + 1 for the next 32); the same integers sumi and summ, the same float steps.
-float DotQ5_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
-  float sum = 0.0f;
-  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ5_K)) {
-    const float d = HalfToFloatRef(LoadU16(blk));
-    const float dmin = HalfToFloatRef(LoadU16(blk + 2));
-    const uint8_t* scales = blk + 4;
-    const uint8_t* qh = blk + 4 + kKScaleBytes;
-    const uint8_t* qs = qh + kQK_K / 8;
-    const int8_t* xq = x.qs + b * kQK_K;
-    const int16_t* bs = x.bsums + b * (kQK_K / 16);
-    int32_t sumi = 0, summ = 0;
-    for (int chunk = 0; chunk < 4; ++chunk) {
-      int sc0, m0, sc1, m1;
-      ScaleMinK4(2 * chunk, scales, &sc0, &m0);
-      ScaleMinK4(2 * chunk + 1, scales, &sc1, &m1);
-      int32_t lo = 0, hi = 0;
-      for (int l = 0; l < 32; ++l) {
-        const int q0 = (qs[32 * chunk + l] & 0x0F) | (qh[l] >> (2 * chunk) & 1) << 4;
-        const int q1 = (qs[32 * chunk + l] >> 4) | (qh[l] >> (2 * chunk + 1) & 1) << 4;
+        int q0 = qs[32 * chunk + l] & 0x0F, q1 = qs[32 * chunk + l] >> 4;
+        if constexpr (kQ5) {
+          q0 |= (qh[l] >> (2 * chunk) & 1) << 4;
+          q1 |= (qh[l] >> (2 * chunk + 1) & 1) << 4;
+        }
         lo += q0 * xq[64 * chunk + l];
         hi += q1 * xq[64 * chunk + 32 + l];
       }
@@ -287,23 +224,17 @@ float DotQ6_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
-void TileQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+template <bool kQ5>
+void TileKQuant4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
     for (int64_t r = r0; r < r1; ++r) {
-      a.y[t * a.ldy + r] = DotQ4_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+      a.y[t * a.ldy + r] = DotKQuant4Ref<kQ5>(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
     }
   }
 }
-
-void TileQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      a.y[t * a.ldy + r] = DotQ5_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
-    }
-  }
-}
+constexpr TileFn TileQ4_K = TileKQuant4<false>;
+constexpr TileFn TileQ5_K = TileKQuant4<true>;
 
 void TileQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
