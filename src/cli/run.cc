@@ -344,7 +344,7 @@ int RunBench(const BenchFlags& flags) {
   std::printf("|---|---|---|---|---|---|---|\n");
   const std::string name = fmt::format("{} {}L {}d", engine::ArchitectureName(config.architecture),
                                        config.n_layer, config.n_embd);
-  const std::string type(engine::TypeName(config.weight_type));
+  const std::string type = engine::WeightTypeLabel(config);
   const std::string params = fmt::format("{:.1f} M", static_cast<double>(config.n_params) / 1e6);
   const std::string at_depth = flags.depth > 0 ? fmt::format(" @ d{}", flags.depth) : "";
   // Bytes a decoding step reads with its token around position p: the weights, and with -d the

@@ -340,6 +340,10 @@ void RepackForKernels(ModelState* state) {
 
 // ---- Model
 
+std::string WeightTypeLabel(const ModelConfig& config) {
+  return config.file_type.empty() ? std::string(TypeName(config.weight_type)) : config.file_type;
+}
+
 Model::Model(std::unique_ptr<internal::ModelState> state) : state_(std::move(state)) {}
 Model::~Model() = default;
 

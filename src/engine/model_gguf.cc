@@ -2,6 +2,10 @@
 // from "tokenizer.ggml.*", tensors used in place from the mapping.
 #include <fmt/format.h>
 
+#include <string>
+#include <string_view>
+#include <utility>
+
 #include "engine/arch/arch.h"
 #include "engine/model_loader.h"
 
@@ -44,6 +48,25 @@ Result<int64_t> GetInt(const GgufFile& f, const std::string& key, int64_t fallba
   return static_cast<int64_t>(v);
 }
 
+// GGUF general.file_type (llama.cpp's numbering of its quantisation mixes) by name; "" when
+// absent, not an integer or not known. Display only: a file is read by its tensors' own types.
+std::string FileTypeName(const GgufFile& f) {
+  static constexpr std::pair<int, std::string_view> kNames[] = {
+      {0, "F32"},     {1, "F16"},      {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
+      {8, "Q5_0"},    {9, "Q5_1"},     {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
+      {13, "Q3_K_L"}, {14, "Q4_K_S"},  {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+      {18, "Q6_K"},   {19, "IQ2_XXS"}, {20, "IQ2_XS"}, {21, "Q2_K_S"}, {22, "IQ3_XS"},
+      {23, "IQ3_XXS"}, {24, "IQ1_S"},  {25, "IQ4_NL"}, {26, "IQ3_S"},  {27, "IQ3_M"},
+      {28, "IQ2_S"},  {29, "IQ2_M"},   {30, "IQ4_XS"}, {31, "IQ1_M"},  {32, "BF16"}};
+  if (!f.HasKey("general.file_type")) return "";
+  const Result<uint64_t> v = f.GetU64("general.file_type");
+  if (!v) return "";
+  for (const auto& [id, name] : kNames) {
+    if (static_cast<uint64_t>(id) == *v) return std::string(name);
+  }
+  return "";
+}
+
 Result<float> GetFloat(const GgufFile& f, const std::string& key, float fallback) {
   if (!f.HasKey(key)) return fallback;
   return f.GetF32(key);
@@ -67,6 +90,7 @@ Result<std::unique_ptr<ModelState>> LoadGguf(const std::string& path,
   }
   ModelConfig& c = state->config;
   c.architecture = *arch;
+  c.file_type = FileTypeName(f);
   const std::string p = std::string(arch_name) + ".";
   YZ_ASSIGN_OR_RETURN(c.n_embd, GetInt(f, p + "embedding_length", -1));
   YZ_ASSIGN_OR_RETURN(c.n_layer, GetInt(f, p + "block_count", -1));

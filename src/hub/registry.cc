@@ -79,7 +79,7 @@ Status Describe(const std::string& path, ModelInfo* m) {
   m->kind = "chat";
   m->architecture = std::string(engine::ArchitectureName(c.architecture));
   m->n_params = c.n_params;
-  m->weight_type = std::string(engine::TypeName(c.weight_type));
+  m->weight_type = engine::WeightTypeLabel(c);
   m->context_tokens = c.n_ctx_train;
   m->has_chat_template = !(*loaded)->chat_template().empty();
   return OkStatus();

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "yunzhi/engine/gguf.h"
+#include "yunzhi/engine/quantize.h"
 #include "yunzhi/engine/safetensors.h"
 
 #include "model_writer.h"
@@ -147,6 +148,26 @@ std::vector<int32_t> Tokens(int n, int salt) {
   std::vector<int32_t> out;
   for (int i = 0; i < n; ++i) out.push_back((i * 37 + salt * 101 + 5) % 300);
   return out;
+}
+
+TEST(ModelLoad, NamesTheWeightsByTheFilesTypeWhenItSaysOne) {
+  // The model writer's file says nothing: the label is the type of most weight bytes. The same
+  // model through `yunzhi quantize --type q4_k_m` says 15, Q4_K_M -- although its 64-column rows
+  // are not whole super-blocks and so are Q5_0, the name users know the file by.
+  TempDir dir;
+  Result<std::shared_ptr<const Model>> plain =
+      WriteAndLoadTiny(dir, Architecture::kLlama, TensorType::kF16);
+  ASSERT_TRUE(plain) << plain.error().ToString();
+  EXPECT_EQ((*plain)->config().file_type, "");
+  EXPECT_EQ(WeightTypeLabel((*plain)->config()), "F16");
+  QuantizeOptions options;
+  options.target = QuantizeTarget::kQ4_K_M;
+  ASSERT_TRUE(QuantizeModel(dir / "m.gguf", dir / "q.gguf", options));
+  Result<std::shared_ptr<const Model>> q = Model::Load(dir / "q.gguf");
+  ASSERT_TRUE(q) << q.error().ToString();
+  EXPECT_EQ((*q)->config().weight_type, TensorType::kQ5_0);
+  EXPECT_EQ((*q)->config().file_type, "Q4_K_M");
+  EXPECT_EQ(WeightTypeLabel((*q)->config()), "Q4_K_M");
 }
 
 double MaxRelDiff(std::span<const float> a, std::span<const float> b) {

@@ -89,11 +89,18 @@ struct ModelConfig {
   // Sliding-window attention (Mistral v0.1): a position attends to itself and the
   // sliding_window - 1 positions before it. 0 = to every earlier position.
   int64_t sliding_window = 0;
-  // The type of most weight bytes (e.g. Q4_K for a Q4_K_M file).
+  // The type of most weight bytes (e.g. Q4_K for a Llama Q4_K_M file, Q5_0 for Qwen2.5-0.5B's).
   TensorType weight_type = TensorType::kF32;
+  // The file's own name for its mix of types (GGUF general.file_type, e.g. "Q4_K_M"), as users
+  // know the file; "" when the file does not say (or says a number this build does not know).
+  std::string file_type;
   int64_t n_params = 0;      // elements of all weights
   int64_t weight_bytes = 0;  // bytes of all weights as stored
 };
+
+// How to name a model's weights to a user: its file type (Q4_K_M) if known, else the type of
+// most of its weight bytes.
+std::string WeightTypeLabel(const ModelConfig& config);
 
 struct ModelLoadOptions {
   // Ask the kernel to read the weights in now (madvise WILLNEED) rather than on first touch.
