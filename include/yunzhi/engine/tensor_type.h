@@ -4,8 +4,8 @@
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
 // computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K
-// and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml, so
-// files written by other tools load here and files written here load there — and scalar
+// and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml,
+// so files written by other tools load here and files written here load there — and scalar
 // reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
 //
 // Conventions:
@@ -217,8 +217,8 @@ float Bf16ToFloat(uint16_t bits);
 // holds RowSizeBytes(type, n) bytes (any alignment); `dst` holds n floats.
 void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
 
-// Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K and Q6_K a
-// small search for the sub-block scales that minimise the squared error). F16/BF16 round to
+// Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K, Q5_K and Q6_K
+// a small search for the sub-block scales that minimise the squared error). F16/BF16 round to
 // nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
 // Non-finite inputs give unspecified (but memory-safe) quantised values.
 void Quantize(TensorType type, const float* src, void* dst, int64_t n);

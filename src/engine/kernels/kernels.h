@@ -10,9 +10,9 @@
 // blocks). Activations are float32, token-major: X[t * cols + c]. Outputs: Y[t * rows + r].
 //
 // Quantised weights are multiplied the way GGUF engines do: the activations are quantised on the
-// fly to the weight type's partner format (Q8_0 blocks for Q8_0, Q4_0 and Q5_0 weights, Q8_K
-// blocks for Q4_K and Q6_K, F16/BF16 rows stay float) and the dot products run on integers; the whole
-// matrix is never dequantised.
+// fly to the weight type's partner format (Q8_0 blocks for Q8_0, Q4_0, Q5_0 and Q5_1 weights,
+// Q8_K blocks for Q4_K, Q5_K and Q6_K, F16/BF16 rows stay float) and the dot products run on
+// integers; the whole matrix is never dequantised.
 //
 // Kernels return void: shapes are validated once where the model is built (YZ_DCHECK here).
 // Thread safety: the functions are pure; MatMul splits its work over the pool's threads.
@@ -69,25 +69,25 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 
 // How a weight matrix's bytes are laid out.
 //  - kRows: as in the file (GGUF/safetensors), row after row.
-//  - kPanels (Q8_0, Q4_0, Q5_0, Q4_K and Q6_K only): the same blocks regrouped by PackPanels so
-//    that 16 rows' blocks of the same columns sit together (layout in kernels_internal.h). The same
-//    bytes as kRows plus the padding of a last group of fewer than 16 rows (PanelBytes). On a CPU
-//    with AVX-512 the kernels multiply panels directly, for any token count, with no per-call
-//    repacking: a token's outputs are the same bits whatever other tokens share the call (one
-//    decoding sequence alone or eight in a batch) and whatever the thread count.
+//  - kPanels (the quantised types: Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the same blocks
+//    regrouped by PackPanels so that 16 rows' blocks of the same columns sit together (layout in
+//    kernels_internal.h). The same bytes as kRows plus the padding of a last group of fewer than
+//    16 rows (PanelBytes). On a CPU with AVX-512 the kernels multiply panels directly, for any
+//    token count, with no per-call repacking: a token's outputs are the same bits whatever other
+//    tokens share the call (one decoding sequence alone or eight in a batch) and whatever the
+//    thread count.
 enum class WeightLayout { kRows, kPanels };
 
-// Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (F32, F16, BF16, Q8_0, Q4_0, Q5_0,
-// Q4_K, Q6_K). Precondition: cols is a multiple of the type's block size. `pool` may be null (one
+// Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (any type IsSupported names).
+// Precondition: cols is a multiple of the type's block size. `pool` may be null (one
 // thread). n_tokens == 1 is the decoding GEMV path; larger n_tokens is the prompt GEMM path.
 void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, int64_t cols,
             const float* x, int64_t n_tokens, float* y, WeightLayout layout = WeightLayout::kRows);
 
-// Whether matrices of `type` are better multiplied as panels with the active ISA (Q8_0, Q4_0,
-// Q5_0, Q4_K, Q6_K on AVX-512). Other ISAs can still multiply panels, through the scalar reference
-// (slow).
+// Whether matrices of `type` are better multiplied as panels with the active ISA (the quantised
+// types on AVX-512). Other ISAs can still multiply panels, through the scalar reference (slow).
 bool PanelsPreferred(TensorType type);
-// Bytes of the panel layout of a rows x cols matrix of `type` (one of those five).
+// Bytes of the panel layout of a rows x cols matrix of `type` (a quantised type).
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols);
 // Repacks rows [r0, r1) of the row-layout matrix `w` (rows x cols) into the panel buffer `panels`
 // (PanelBytes, 64-byte aligned). r0 is a multiple of 16 and r1 one too or r1 == rows; the padding

@@ -274,7 +274,8 @@ void Avx512GemmF16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_
 void Avx512GemmBf16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Q4_K and Q6_K against kQ8K activations, 16-row panels packed per call the same way.
+// Q4_K and Q6_K against kQ8K activations, 16-row panels packed per call the same way (Q5_K's
+// rows on AVX-512 run the AVX2 kernel: it is always repacked there).
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
