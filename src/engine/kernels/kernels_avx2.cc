@@ -339,26 +339,10 @@ struct Q8_0K {
   }
 };
 
-// Nibbles are q + 8 in [0, 15]: dot = d_w * (d_x * sum nib x  -  8 * d_x * sum x).
-// Q4_0, Q5_0 and Q5_1 (the 4-bit nibbles, Q5's fifth bits from qh OR'd in as 16): per block,
-// the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 * 127), scaled by d_w * d_x,
-// and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or -16 times d_w * ds), Q5_1's
-// min (m_w * ds).
-struct Nibbles4_0 {
-  using Block = BlockQ4_0;
-  static constexpr int kQs = 2, kQh = -1, kMin = -1;  // byte offsets in the block (-1: none)
-  static constexpr float kOffset = 8.0f;
-};
-struct Nibbles5_0 {
-  using Block = BlockQ5_0;
-  static constexpr int kQs = 6, kQh = 2, kMin = -1;
-  static constexpr float kOffset = 16.0f;
-};
-struct Nibbles5_1 {
-  using Block = BlockQ5_1;
-  static constexpr int kQs = 8, kQh = 4, kMin = 2;
-  static constexpr float kOffset = 0.0f;
-};
+// Q4_0, Q5_0 and Q5_1 (NibblesQ4_0 etc., kernels_internal.h; Q5's fifth bits from qh OR'd in
+// as 16): per block, the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 * 127),
+// scaled by d_w * d_x, and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or -16
+// times d_w * ds), Q5_1's min (m_w * ds).
 
 // The 32 fifth bits to 32 bytes, byte k = 0x10 if bit k of qh is set: qh broadcast to every
 // dword, byte k takes source byte k / 8 (VPSHUFB works per 128-bit lane, and the broadcast puts
@@ -432,11 +416,11 @@ struct NibblesMicro {
   };
 };
 template <int NR, int NT>
-using Q4_0K = NibblesMicro<Nibbles4_0>::K<NR, NT>;
+using Q4_0K = NibblesMicro<NibblesQ4_0>::K<NR, NT>;
 template <int NR, int NT>
-using Q5_0K = NibblesMicro<Nibbles5_0>::K<NR, NT>;
+using Q5_0K = NibblesMicro<NibblesQ5_0>::K<NR, NT>;
 template <int NR, int NT>
-using Q5_1K = NibblesMicro<Nibbles5_1>::K<NR, NT>;
+using Q5_1K = NibblesMicro<NibblesQ5_1>::K<NR, NT>;
 
 // ---- K-quants x kQ8K (scales applied in integers per super-block; see kernels_avx512.cc).
 

@@ -84,6 +84,27 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
           reinterpret_cast<const int16_t*>(d + cols / kActQ8KBlock)};
 }
 
+// --- the 32-element nibble blocks against kQ8 ---------------------------------------------------
+//
+// Where a Q4_0, Q5_0 or Q5_1 block keeps its parts (byte offsets; -1: none) and how its values
+// q (the nibble, plus 16 from qh's bit for Q5) read: (q - kOffset) * d, or Q5_1's q * d + m.
+struct NibblesQ4_0 {
+  using Block = BlockQ4_0;
+  static constexpr int kQs = offsetof(Block, qs), kQh = -1, kMin = -1;
+  static constexpr float kOffset = 8.0f;
+};
+struct NibblesQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kQs = offsetof(Block, qs), kQh = offsetof(Block, qh), kMin = -1;
+  static constexpr float kOffset = 16.0f;
+};
+struct NibblesQ5_1 {
+  using Block = BlockQ5_1;
+  static constexpr int kQs = offsetof(Block, qs), kQh = offsetof(Block, qh);
+  static constexpr int kMin = offsetof(Block, m);
+  static constexpr float kOffset = 0.0f;
+};
+
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by; the last seven are Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K

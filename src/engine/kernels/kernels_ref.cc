@@ -94,10 +94,10 @@ void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-// Q4_0, Q5_0, Q5_1: a block's 32 values q (Q5: with the fifth bit from qh, bit j for element
-// j), then value = (q - kOffset) * d, or Q5_1's q * d + m (whose min applies to the sum of the
-// block's x, which ds holds: d_w * d_x * sum q x + m_w * ds).
-template <class Block, int kQs, int kQh, int kOffset, bool kMin>
+// Q4_0, Q5_0, Q5_1 (F: NibblesQ4_0 etc.): a block's 32 values q (Q5: with the fifth bit from
+// qh, bit j for element j), then value = (q - kOffset) * d, or Q5_1's q * d + m (whose min
+// applies to the sum of the block's x, which ds holds: d_w * d_x * sum q x + m_w * ds).
+template <class F>
 void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t nb = a.cols / 32;
   for (int64_t t = t0; t < t1; ++t) {
@@ -105,10 +105,11 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* blk = a.w + r * a.w_row_bytes;
       float sum = 0.0f;
-      for (int64_t b = 0; b < nb; ++b, blk += sizeof(Block)) {
+      for (int64_t b = 0; b < nb; ++b, blk += sizeof(typename F::Block)) {
         uint32_t qh = 0;
-        if constexpr (kQh >= 0) std::memcpy(&qh, blk + kQh, sizeof qh);
-        const uint8_t* qs = blk + kQs;
+        if constexpr (F::kQh >= 0) std::memcpy(&qh, blk + F::kQh, sizeof qh);
+        const uint8_t* qs = blk + F::kQs;
+        constexpr int kOffset = static_cast<int>(F::kOffset);
         const int8_t* xq = x.qs + b * 32;
         int32_t isum = 0;
         for (int j = 0; j < 16; ++j) {
@@ -117,16 +118,16 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
           isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
         }
         float v = HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
-        if constexpr (kMin) v += HalfToFloatRef(LoadU16(blk + 2)) * x.ds[b];
+        if constexpr (F::kMin >= 0) v += HalfToFloatRef(LoadU16(blk + F::kMin)) * x.ds[b];
         sum += v;
       }
       a.y[t * a.ldy + r] = sum;
     }
   }
 }
-constexpr TileFn TileQ4_0 = TileNibbles<BlockQ4_0, 2, -1, 8, false>;
-constexpr TileFn TileQ5_0 = TileNibbles<BlockQ5_0, 6, 2, 16, false>;
-constexpr TileFn TileQ5_1 = TileNibbles<BlockQ5_1, 8, 4, 0, true>;
+constexpr TileFn TileQ4_0 = TileNibbles<NibblesQ4_0>;
+constexpr TileFn TileQ5_0 = TileNibbles<NibblesQ5_0>;
+constexpr TileFn TileQ5_1 = TileNibbles<NibblesQ5_1>;
 
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
 // reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
