@@ -16,6 +16,7 @@ static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes");
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block must be 18 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
 static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
@@ -43,7 +44,7 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kIQ2_XS, "IQ2_XS", 256, 74, false},
     TypeTraits{TensorType::kIQ3_XXS, "IQ3_XXS", 256, 98, false},
     TypeTraits{TensorType::kIQ1_S, "IQ1_S", 256, 50, false},
-    TypeTraits{TensorType::kIQ4_NL, "IQ4_NL", 32, 18, false},
+    TypeTraits{TensorType::kIQ4_NL, "IQ4_NL", 32, 18, true},
     TypeTraits{TensorType::kIQ3_S, "IQ3_S", 256, 110, false},
     TypeTraits{TensorType::kIQ2_S, "IQ2_S", 256, 82, false},
     TypeTraits{TensorType::kIQ4_XS, "IQ4_XS", 256, 136, false},
@@ -75,7 +76,7 @@ constexpr auto kIndexById = [] {
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
                                         TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                        TensorType::kQ6_K};
+                                        TensorType::kQ6_K, TensorType::kIQ4_NL};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -241,6 +242,85 @@ void QuantizeQ5_1(const float* src, uint8_t* dst, int64_t n) {
     std::array<int, kQK5_1> q;
     for (int j = 0; j < kQK5_1; ++j) q[j] = std::clamp(RoundToInt((src[j] - m) * id), 0, 31);
     PackFiveBits(q.data(), dst + 4, dst + 8);
+  }
+}
+
+// ---- IQ4_NL: 32 indices into kIq4nlValues, nibbles in Q4_0's order.
+
+constexpr size_t kIQ4_NLBytes = sizeof(BlockIQ4_NL);
+
+void DequantizeIQ4_NL(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_NL; ++b, src += kIQ4_NLBytes, dst += kQK4_NL) {
+    const float d = HalfToFloat(LoadU16(src));
+    const uint8_t* qs = src + offsetof(BlockIQ4_NL, qs);
+    for (int j = 0; j < kQK4_NL / 2; ++j) {
+      dst[j] = d * static_cast<float>(kIq4nlValues[qs[j] & 0x0F]);
+      dst[j + kQK4_NL / 2] = d * static_cast<float>(kIq4nlValues[qs[j] >> 4]);
+    }
+  }
+}
+
+// The index of the table value nearest to v (v in units of the scale; ties to the lower value):
+// a binary search of the sorted table. NaN gives 15.
+int NearestIq4nl(float v) {
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (v < static_cast<float>(kIq4nlValues[mid])) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  return v - static_cast<float>(kIq4nlValues[lo]) <= static_cast<float>(kIq4nlValues[hi]) - v ? lo
+                                                                                              : hi;
+}
+
+// Fits x ~= d * kIq4nlValues[q_i] for n values: scales that put the value of largest magnitude at
+// or near either end of the table (-127 or 113; the grid is not symmetric, so either may fit a
+// block better), each refitted by least squares for the indices it gives; returns the d of least
+// squared error (0 for an all-zero block). The caller rounds d (fp16, or a 6-bit multiple) and
+// picks the indices again for the d it stores.
+float FitIq4nl(const float* x, int n) {
+  const float max = LargestMagnitude(x, n);
+  if (max == 0.0f) return 0.0f;
+  double sum_xx = 0;
+  for (int i = 0; i < n; ++i) sum_xx += static_cast<double>(x[i]) * x[i];
+  float best_d = max / static_cast<float>(kIq4nlValues[0]);
+  double best_err = INFINITY;
+  for (const int8_t end : {kIq4nlValues[0], kIq4nlValues[15]}) {
+    for (int step = -6; step <= 6; ++step) {
+      const float id = static_cast<float>(end) * (1.0f + 0.02f * static_cast<float>(step)) / max;
+      double sum_qx = 0, sum_qq = 0;
+      for (int i = 0; i < n; ++i) {
+        const double q = kIq4nlValues[static_cast<size_t>(NearestIq4nl(x[i] * id))];
+        sum_qx += q * x[i];
+        sum_qq += q * q;
+      }
+      // Least squares: d = sum(q x) / sum(q q), leaving sum(x x) - sum(q x)^2 / sum(q q).
+      const double err = sum_xx - sum_qx * sum_qx / sum_qq;
+      if (err < best_err) {
+        best_err = err;
+        best_d = static_cast<float>(sum_qx / sum_qq);
+      }
+    }
+  }
+  return best_d;
+}
+
+// Packs the indices of n = 32 values x / d (element j's low nibble, j + 16's high) into qs[16].
+void PackIq4nl(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>(NearestIq4nl(x[j] * id) | NearestIq4nl(x[j + 16] * id) << 4);
+  }
+}
+
+void QuantizeIQ4_NL(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_NL; ++b, src += kQK4_NL, dst += kIQ4_NLBytes) {
+    const uint16_t d_bits = FloatToHalf(FitIq4nl(src, kQK4_NL));
+    StoreU16(dst, d_bits);
+    PackIq4nl(src, HalfToFloat(d_bits), dst + offsetof(BlockIQ4_NL, qs));
   }
 }
 
@@ -705,6 +785,9 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ6_K:
       DequantizeQ6_K(in, dst, n);
       return;
+    case TensorType::kIQ4_NL:
+      DequantizeIQ4_NL(in, dst, n);
+      return;
     default:
       YZ_CHECK(false && "unreachable: unsupported type");
   }
@@ -743,6 +826,9 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ6_K:
       QuantizeQ6_K(src, out, n);
+      return;
+    case TensorType::kIQ4_NL:
+      QuantizeIQ4_NL(src, out, n);
       return;
     default:
       YZ_CHECK(false && "unreachable: unsupported type");

@@ -7,10 +7,12 @@
 //   x.q4_0      Q4_0  likewise
 //   x.q5_0      Q5_0  likewise
 //   x.q5_1      Q5_1  likewise
+//   x.iq4_nl    IQ4_NL likewise
 //   x.q8_0.deq  F32   our Dequantize() of x.q8_0 (the script must decode to exactly these)
 //   x.q4_0.deq  F32   likewise
 //   x.q5_0.deq  F32   likewise
 //   x.q5_1.deq  F32   likewise
+//   x.iq4_nl.deq F32  likewise
 //   x.f16       F16   x rounded by FloatToHalf (the script compares with numpy's float16)
 //   x.bf16      BF16  x rounded by FloatToBf16
 //   y           F32   values for the super-block types: a different magnitude and offset per
@@ -83,7 +85,8 @@ int main(int argc, char** argv) {
   };
   add("x", TensorType::kF32, encode(TensorType::kF32, x), kCols);
   for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1}) {
+       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+        TensorType::kIQ4_NL}) {
     add_quantized("x", t, x, kCols);
   }
   add("x.f16", TensorType::kF16, encode(TensorType::kF16, x), kCols);

@@ -728,7 +728,8 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   EXPECT_THAT(model.error().message, HasSubstr("model.layers.1.self_attn.o_proj.weight"));
   EXPECT_THAT(model.error().message, HasSubstr("I16"));
 
-  // GGUF: a Q4_0 tensor relabelled IQ4_NL (same block size and bytes, a type we cannot run).
+  // GGUF: a Q4_0 tensor relabelled MXFP4 (blocks of 32 too, a byte smaller, so the tensor stays
+  // inside the file; a type we cannot run).
   const std::string path = dir / "m.gguf";
   ASSERT_TRUE(
       tools::WriteModel(TinySpec(Architecture::kLlama, TensorType::kQ4_0), {.gguf_path = path}));
@@ -745,7 +746,7 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   uint32_t type = 0;
   std::memcpy(&type, bytes.data() + type_at, 4);
   ASSERT_EQ(type, static_cast<uint32_t>(TensorType::kQ4_0));
-  type = static_cast<uint32_t>(TensorType::kIQ4_NL);
+  type = static_cast<uint32_t>(TensorType::kMXFP4);
   f.seekp(static_cast<std::streamoff>(type_at));
   f.write(reinterpret_cast<const char*>(&type), 4);
   f.close();
@@ -753,7 +754,7 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   ASSERT_FALSE(model);
   EXPECT_EQ(model.error().code, Code::kUnimplemented);
   EXPECT_THAT(model.error().message, HasSubstr(name));
-  EXPECT_THAT(model.error().message, HasSubstr("IQ4_NL"));
+  EXPECT_THAT(model.error().message, HasSubstr("MXFP4"));
   EXPECT_THAT(model.error().message, HasSubstr(path));
 }
 

@@ -21,6 +21,9 @@ Decoded here (ggml type id in brackets):
             nibble of qs[32c + l] with bit 2c of qh[l] as its bit 4, element 64c + 32 + l
             (sub-block 2c + 1) the high nibble with bit 2c + 1 of qh[l]. value = d * sc[s] * q -
             dmin * m[s], q in [0, 31] (computed in float32 in that order: (d * sc) * q - dmin * m).
+  IQ4_NL [20]: 18-byte blocks of 32 elements = fp16 d, then qs (16 bytes of 4-bit indices into
+            the fixed table of 16 values below): element j < 16 is the low nibble of qs[j],
+            element j + 16 the high nibble. value = d * table[index] (float32).
 Tensors of other types are left to the caller (the writer's dequantised reference file).
 
 GGUF layout (v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count,
@@ -36,7 +39,10 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_1, Q5_K = 6, 7, 13
+Q5_0, Q5_1, Q5_K, IQ4_NL = 6, 7, 13, 20
+# The values of IQ4_NL's (and IQ4_XS's) 4-bit indices, from ggml's format description.
+IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                        dtype=np.float32)
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -152,7 +158,17 @@ def dequantize_q5_k(raw, n):
     return (scale * q.astype(np.float32) - offset).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k}
+def dequantize_iq4_nl(raw, n):
+    """The first n elements (a multiple of 32) of IQ4_NL data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 32 * 18).reshape(-1, 18)
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)      # [n_blocks, 1]
+    qs = blocks[:, 2:18]                                          # [n_blocks, 16]
+    index = np.concatenate([qs & 0x0F, qs >> 4], axis=1)          # elements 0..15, 16..31
+    return (d * IQ4NL_VALUES[index]).reshape(-1)
+
+
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k,
+               IQ4_NL: dequantize_iq4_nl}
 
 
 def _hf_name(gguf_name):

@@ -339,10 +339,12 @@ struct Q8_0K {
   }
 };
 
-// Q4_0, Q5_0 and Q5_1 (NibblesQ4_0 etc., kernels_internal.h; Q5's fifth bits from qh OR'd in
-// as 16): per block, the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 * 127),
-// scaled by d_w * d_x, and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or -16
-// times d_w * ds), Q5_1's min (m_w * ds).
+// Q4_0, Q5_0, Q5_1 and IQ4_NL (NibblesQ4_0 etc., kernels_internal.h; Q5's fifth bits from qh
+// OR'd in as 16): per block, the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 *
+// 127), scaled by d_w * d_x, and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or
+// -16 times d_w * ds), Q5_1's min (m_w * ds). IQ4_NL's nibbles become their signed table values
+// with one VPSHUFB (the 16 values fit one 128-bit lane) and meet x as Q8_0's signed weights do,
+// |w| x sign(x, w) (|w| <= 127: pair sums within 2 * 127 * 127); no correction.
 
 // The 32 fifth bits to 32 bytes, byte k = 0x10 if bit k of qh is set: qh broadcast to every
 // dword, byte k takes source byte k / 8 (VPSHUFB works per 128-bit lane, and the broadcast puts
@@ -376,8 +378,10 @@ struct NibblesMicro {
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
       const __m128i mask = _mm_set1_epi8(0x0F);
+      const __m256i table = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())));
       for (int64_t b = 0; b < nb; ++b) {
-        __m256i wv[NR];
+        __m256i wv[NR], wabs[NR];  // wabs: IQ4_NL's |w| (wv then holds the signed values)
         float dw[NR], cw[NR];  // d_w, and the weight of ds in the correction
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) {
@@ -387,6 +391,10 @@ struct NibblesMicro {
           wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
                                    _mm_and_si128(q, mask));
           if constexpr (F::kQh >= 0) wv[i] = _mm256_or_si256(wv[i], FifthBits(p + F::kQh));
+          if constexpr (F::kTable) {
+            wv[i] = _mm256_shuffle_epi8(table, wv[i]);
+            wabs[i] = _mm256_abs_epi8(wv[i]);
+          }
           dw[i] = HalfBitsToFloat(p);
           cw[i] = F::kMin >= 0 ? HalfBitsToFloat(p + F::kMin) : dw[i];
         }
@@ -394,14 +402,17 @@ struct NibblesMicro {
         for (int j = 0; j < NT; ++j) {
           const __m256i xv =
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
-          const float dx = x[j].d[b], ds = x[j].ds[b];
+          const float dx = x[j].d[b];
+          [[maybe_unused]] const float ds = x[j].ds[b];
 #pragma GCC unroll 8
           for (int i = 0; i < NR; ++i) {
-            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
-                                        _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+            const __m256i dot = F::kTable ? DotU8S8(wabs[i], _mm256_sign_epi8(xv, wv[i]))
+                                          : DotU8S8(wv[i], xv);
+            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[i] * dx),
+                                        acc[i][j]);
             // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
             // and others did not, so a token's bits depended on its tile's shape.
-            corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
+            if constexpr (!F::kTable) corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
           }
         }
       }
@@ -409,7 +420,8 @@ struct NibblesMicro {
       constexpr float kCorr = F::kMin >= 0 ? 1.0f : -F::kOffset;
       for (int j = 0; j < NT; ++j) {
         for (int i = 0; i < NR; ++i) {
-          a.y[(t + j) * a.ldy + r + i] = std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
+          a.y[(t + j) * a.ldy + r + i] = F::kTable ? Hsum(acc[i][j])
+                                                   : std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
         }
       }
     }
@@ -421,6 +433,8 @@ template <int NR, int NT>
 using Q5_0K = NibblesMicro<NibblesQ5_0>::K<NR, NT>;
 template <int NR, int NT>
 using Q5_1K = NibblesMicro<NibblesQ5_1>::K<NR, NT>;
+template <int NR, int NT>
+using IQ4_NLK = NibblesMicro<NibblesIQ4_NL>::K<NR, NT>;
 
 // ---- K-quants x kQ8K (scales applied in integers per super-block; see kernels_avx512.cc).
 
@@ -860,6 +874,7 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ5_K)] = Tile<Q5_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kIQ4_NL)] = Tile<IQ4_NLK, 4, 2, 4>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};

@@ -94,9 +94,10 @@ void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-// Q4_0, Q5_0, Q5_1 (F: NibblesQ4_0 etc.): a block's 32 values q (Q5: with the fifth bit from
-// qh, bit j for element j), then value = (q - kOffset) * d, or Q5_1's q * d + m (whose min
-// applies to the sum of the block's x, which ds holds: d_w * d_x * sum q x + m_w * ds).
+// Q4_0, Q5_0, Q5_1, IQ4_NL (F: NibblesQ4_0 etc.): a block's 32 values q (Q5: with the fifth bit
+// from qh, bit j for element j), then value = (q - kOffset) * d, IQ4_NL's kIq4nlValues[q] * d, or
+// Q5_1's q * d + m (whose min applies to the sum of the block's x, which ds holds: d_w * d_x *
+// sum q x + m_w * ds).
 template <class F>
 void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t nb = a.cols / 32;
@@ -115,7 +116,12 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
         for (int j = 0; j < 16; ++j) {
           const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
           const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-          isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
+          if constexpr (F::kTable) {
+            isum += kIq4nlValues[static_cast<size_t>(lo)] * xq[j] +
+                    kIq4nlValues[static_cast<size_t>(hi)] * xq[j + 16];
+          } else {
+            isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
+          }
         }
         float v = HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
         if constexpr (F::kMin >= 0) v += HalfToFloatRef(LoadU16(blk + F::kMin)) * x.ds[b];
@@ -128,6 +134,7 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
 constexpr TileFn TileQ4_0 = TileNibbles<NibblesQ4_0>;
 constexpr TileFn TileQ5_0 = TileNibbles<NibblesQ5_0>;
 constexpr TileFn TileQ5_1 = TileNibbles<NibblesQ5_1>;
+constexpr TileFn TileIQ4_NL = TileNibbles<NibblesIQ4_NL>;
 
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
 // reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
@@ -432,6 +439,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
     t.tile[static_cast<int>(WKind::kQ5_K)] = TileQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
+    t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileIQ4_NL;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
