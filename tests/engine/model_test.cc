@@ -894,6 +894,32 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
   ASSERT_EQ(q5_k_logits.size(), 5u * 300u);
   EXPECT_TRUE(std::all_of(q5_k_logits.begin(), q5_k_logits.end(),
                           [](float x) { return std::isfinite(x); }));
+
+  // IQ4_XS from --type, same shape: rows of 896 fall back to IQ4_NL (as in llama.cpp's IQ4_XS
+  // files), down's rows of 512 are IQ4_XS; loads and runs.
+  const std::string iq4_xs = std::string(YUNZHI_MAKE_MODEL) +
+                             " --arch qwen2 --type iq4_xs --n-vocab 300 --n-embd 896 --n-ff 512"
+                             " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
+                             (dir / "iq4_xs.gguf");
+  ASSERT_EQ(std::system(iq4_xs.c_str()), 0) << iq4_xs;
+  {
+    auto gguf = GgufFile::Open(dir / "iq4_xs.gguf");
+    ASSERT_TRUE(gguf) << gguf.error().ToString();
+    for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+                             "blk.0.ffn_down.weight"}) {
+      SCOPED_TRACE(name);
+      const GgufTensorInfo* t = gguf->FindTensor(name);
+      ASSERT_NE(t, nullptr);
+      EXPECT_EQ(TypeName(t->type),
+                std::string_view(name) == "blk.0.ffn_down.weight" ? "IQ4_XS" : "IQ4_NL");
+    }
+  }
+  auto iq4_xs_model = Model::Load(dir / "iq4_xs.gguf");
+  ASSERT_TRUE(iq4_xs_model) << iq4_xs_model.error().ToString();
+  const std::vector<float> iq4_xs_logits = RunAlone(*iq4_xs_model, {Tokens(5, 1)});
+  ASSERT_EQ(iq4_xs_logits.size(), 5u * 300u);
+  EXPECT_TRUE(std::all_of(iq4_xs_logits.begin(), iq4_xs_logits.end(),
+                          [](float x) { return std::isfinite(x); }));
 }
 
 TEST(ModelLoad, GgufAndHfFilesOfOneModelGiveTheSameLogits) {

@@ -4,9 +4,10 @@
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
 // computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K and IQ4_NL. For those, this header also gives the block layouts — bit-compatible with
-// GGUF/ggml, so files written by other tools load here and files written here load there — and
-// scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
+// Q6_K, IQ4_NL and IQ4_XS. For those, this header also gives the block layouts — bit-compatible
+// with GGUF/ggml, so files written by other tools load here and files written here load there —
+// and scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested
+// against.
 //
 // Conventions:
 //  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
@@ -93,11 +94,11 @@ std::string_view TypeName(TensorType type);
 Result<TensorType> ParseTensorType(std::string_view name);
 
 // Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K, IQ4_NL).
+// Q6_K, IQ4_NL, IQ4_XS).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL": the supported types, for
-// error messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS": the supported
+// types, for error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -173,6 +174,19 @@ struct BlockIQ4_NL {
   uint8_t qs[kQK4_NL / 2];  // indices into kIq4nlValues
 };
 
+// IQ4_XS: 136 bytes for 256 elements, as 8 sub-blocks of 32 with IQ4_NL's table and a 6-bit
+// scale ls[s] each: value = d * (ls[s] - 32) * kIq4nlValues[index], with
+//   ls[s] = (scales_l[s / 2] >> 4 * (s % 2) & 15) | (scales_h >> 2 * s & 3) << 4
+// (the low 4 bits two to a byte, low nibble first; the top 2 bits two to a bit pair of scales_h,
+// a little-endian 16-bit word). Sub-block s's indices are qs[16s .. 16s + 15] in IQ4_NL's order:
+// element 32s + j (j < 16) in the low nibble of qs[16s + j], element 32s + 16 + j in its high one.
+struct BlockIQ4_XS {
+  uint16_t d;                    // fp16 super-block scale
+  uint16_t scales_h;             // top 2 bits of the 8 sub-block scales
+  uint8_t scales_l[kQK_K / 64];  // low 4 bits of the 8 sub-block scales
+  uint8_t qs[kQK_K / 2];         // indices into kIq4nlValues
+};
+
 // Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale
 // sc[s] and 6-bit min m[s]: value = d * sc[s] * nibble - dmin * m[s].
 //  - `scales` packs the 8 scales and 8 mins in 12 bytes: for s < 4, sc[s] = scales[s] & 63 and
@@ -233,9 +247,9 @@ float Bf16ToFloat(uint16_t bits);
 void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
 
 // Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K, Q5_K and Q6_K
-// a small search for the sub-block scales that minimise the squared error; for IQ4_NL the nearest
-// table value, under a block scale searched the same way). F16/BF16 round to nearest even. Same
-// preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
+// a small search for the sub-block scales that minimise the squared error; for IQ4_NL and IQ4_XS
+// the nearest table value, under (sub-)block scales searched the same way). F16/BF16 round to
+// nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
 // Non-finite inputs give unspecified (but memory-safe) quantised values.
 void Quantize(TensorType type, const float* src, void* dst, int64_t n);
 

@@ -26,7 +26,8 @@ namespace yunzhi::engine::kernels::internal {
 //                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
 //                         raw five bits) and
 //                         remove the offset afterwards in float.
-// kQ8K (partner of Q4_K, Q5_K and Q6_K), super-blocks of 256 (our own design, not a file format):
+// kQ8K (partner of Q4_K, Q5_K, Q6_K and IQ4_XS), super-blocks of 256 (our own design, not a file
+// format):
 //   int8  qs[cols]
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
@@ -131,6 +132,7 @@ enum class WKind {
   kQ5_K,
   kQ6_K,
   kIQ4_NL,
+  kIQ4_XS,
   kQ8_0P,
   kQ4_0P,
   kQ5_0P,
