@@ -86,9 +86,8 @@ int main(int argc, char** argv) {
     add(name, t, std::move(q), n_cols);
   };
   add("x", TensorType::kF32, encode(TensorType::kF32, x), kCols);
-  for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-        TensorType::kIQ4_NL}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+                       TensorType::kIQ4_NL}) {
     add_quantized("x", t, x, kCols);
   }
   add("x.f16", TensorType::kF16, encode(TensorType::kF16, x), kCols);

@@ -297,9 +297,9 @@ TEST_P(ModelReference, LogitsMatchTorchForEveryWeightTypeAndFormat) {
   std::string token_list;
   for (size_t i = 0; i < tokens.size(); ++i)
     token_list += fmt::format("{}{}", i ? "," : "", tokens[i]);
-  const TensorType types[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                              TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                              TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+  const TensorType types[] = {TensorType::kF32,  TensorType::kF16,    TensorType::kBF16,
+                              TensorType::kQ8_0, TensorType::kQ4_0,   TensorType::kQ5_0,
+                              TensorType::kQ5_1, TensorType::kQ4_K,   TensorType::kQ5_K,
                               TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
   for (TensorType type : types) {
     ModelSpec spec = variant.spec;

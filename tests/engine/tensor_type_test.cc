@@ -58,10 +58,10 @@ TEST(TensorType, RetiredAndUnknownIdsAreNotRecognised) {
 TEST(TensorType, ExactlyTheTwelveComputableTypesAreSupported) {
   EXPECT_EQ(SupportedTypeNames(),
             "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
-  for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
-                       TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K,
-                       TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
-                       TensorType::kIQ4_XS}) {
+  for (TensorType t :
+       {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0,
+        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+        TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
     EXPECT_TRUE(IsSupported(t)) << TypeName(t);
   }
   for (TensorType t : {TensorType::kQ4_1, TensorType::kQ2_K, TensorType::kQ3_K,
@@ -328,7 +328,7 @@ TEST(GoldenBlock, Q5_1FifthBitsOfBothHalvesAndTheMin) {
 // IQ4_NL's 16 values by the format description (ggml's kvalues_iq4nl), typed in here, not read
 // from the header: index 0 is the most negative, and the grid is not symmetric.
 constexpr int kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                            1,    13,   25,   38,  53,  69,  89,  113};
+                            1,    13,   25,  38,  53,  69,  89,  113};
 
 TEST(GoldenBlock, Iq4nlTableIsTheFormatsTable) {
   for (int i = 0; i < 16; ++i) EXPECT_EQ(kIq4nlValues[static_cast<size_t>(i)], kIq4nl[i]) << i;
@@ -377,7 +377,7 @@ TEST(GoldenBlock, IQ4_XSSixBitScalesAndSubBlockOrder) {
   }
   PutU16(b, 2, scales_h);
   EXPECT_EQ(scales_h, 0b1000'1101'0110'1100);  // top bits 0, 3, 2, 1, 1, 3, 0, 2 from bit 0
-  EXPECT_EQ(b[4], 0xF0);  // ls[0] = 0 low nibble, ls[1] = 63 high nibble
+  EXPECT_EQ(b[4], 0xF0);                       // ls[0] = 0 low nibble, ls[1] = 63 high nibble
   for (int s = 0; s < 8; ++s) {
     for (int j = 0; j < 16; ++j) {
       b[8 + 16 * s + j] = static_cast<uint8_t>(((j + s) & 15) | ((15 - j + 3 * s) & 15) << 4);
@@ -727,8 +727,8 @@ TEST(QuantRoundTrip, OutlierInABlockIsRepresentedClosely) {
   std::vector<float> x = Gaussian(256, 9, 0.01f);
   x[77] = 4.0f;
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
-                       TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
+                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+                       TensorType::kIQ4_XS}) {
     const std::vector<float> y = RoundTrip(t, x);
     EXPECT_NEAR(y[77], 4.0f, 0.1f) << TypeName(t);
   }
@@ -907,8 +907,8 @@ TEST(QuantRoundTrip, NonFiniteInputIsMemorySafe) {
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[100] = std::numeric_limits<float>::infinity();
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
-                       TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
+                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+                       TensorType::kIQ4_XS}) {
     (void)RoundTrip(t, x);  // must not crash or trip the sanitizers
   }
 }

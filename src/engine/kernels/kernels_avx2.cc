@@ -406,10 +406,10 @@ struct NibblesMicro {
           [[maybe_unused]] const float ds = x[j].ds[b];
 #pragma GCC unroll 8
           for (int i = 0; i < NR; ++i) {
-            const __m256i dot = F::kTable ? DotU8S8(wabs[i], _mm256_sign_epi8(xv, wv[i]))
-                                          : DotU8S8(wv[i], xv);
-            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[i] * dx),
-                                        acc[i][j]);
+            const __m256i dot =
+                F::kTable ? DotU8S8(wabs[i], _mm256_sign_epi8(xv, wv[i])) : DotU8S8(wv[i], xv);
+            acc[i][j] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[i] * dx), acc[i][j]);
             // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
             // and others did not, so a token's bits depended on its tile's shape.
             if constexpr (!F::kTable) corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
@@ -420,8 +420,8 @@ struct NibblesMicro {
       constexpr float kCorr = F::kMin >= 0 ? 1.0f : -F::kOffset;
       for (int j = 0; j < NT; ++j) {
         for (int i = 0; i < NR; ++i) {
-          a.y[(t + j) * a.ldy + r + i] = F::kTable ? Hsum(acc[i][j])
-                                                   : std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
+          a.y[(t + j) * a.ldy + r + i] =
+              F::kTable ? Hsum(acc[i][j]) : std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
         }
       }
     }
@@ -703,8 +703,8 @@ struct IQ4_XSK {
           const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(
               w[i] + b * sizeof(BlockIQ4_XS) + offsetof(BlockIQ4_XS, qs) + 16 * s));
           wv[i] = _mm256_shuffle_epi8(
-              table, _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
-                                      _mm_and_si128(q, mask)));
+              table,
+              _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask)));
           wabs[i] = _mm256_abs_epi8(wv[i]);
           sc[i] = _mm256_set1_epi16(ls[i][s]);
         }
@@ -724,8 +724,8 @@ struct IQ4_XSK {
         const float dx = x[j].d[b];
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx),
-                                      acc[i][j]);
+          acc[i][j] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx), acc[i][j]);
         }
       }
     }
