@@ -16,6 +16,8 @@ static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes");
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block must be 18 bytes");
+static_assert(sizeof(BlockIQ4_XS) == 136, "IQ4_XS block must be 136 bytes");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
 static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
@@ -43,10 +45,10 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kIQ2_XS, "IQ2_XS", 256, 74, false},
     TypeTraits{TensorType::kIQ3_XXS, "IQ3_XXS", 256, 98, false},
     TypeTraits{TensorType::kIQ1_S, "IQ1_S", 256, 50, false},
-    TypeTraits{TensorType::kIQ4_NL, "IQ4_NL", 32, 18, false},
+    TypeTraits{TensorType::kIQ4_NL, "IQ4_NL", 32, 18, true},
     TypeTraits{TensorType::kIQ3_S, "IQ3_S", 256, 110, false},
     TypeTraits{TensorType::kIQ2_S, "IQ2_S", 256, 82, false},
-    TypeTraits{TensorType::kIQ4_XS, "IQ4_XS", 256, 136, false},
+    TypeTraits{TensorType::kIQ4_XS, "IQ4_XS", 256, 136, true},
     TypeTraits{TensorType::kI8, "I8", 1, 1, false},
     TypeTraits{TensorType::kI16, "I16", 1, 2, false},
     TypeTraits{TensorType::kI32, "I32", 1, 4, false},
@@ -75,7 +77,8 @@ constexpr auto kIndexById = [] {
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
                                         TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                        TensorType::kQ6_K};
+                                        TensorType::kQ6_K, TensorType::kIQ4_NL,
+                                        TensorType::kIQ4_XS};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -241,6 +244,172 @@ void QuantizeQ5_1(const float* src, uint8_t* dst, int64_t n) {
     std::array<int, kQK5_1> q;
     for (int j = 0; j < kQK5_1; ++j) q[j] = std::clamp(RoundToInt((src[j] - m) * id), 0, 31);
     PackFiveBits(q.data(), dst + 4, dst + 8);
+  }
+}
+
+// ---- IQ4_NL: 32 indices into kIq4nlValues, nibbles in Q4_0's order.
+
+constexpr size_t kIQ4_NLBytes = sizeof(BlockIQ4_NL);
+
+void DequantizeIQ4_NL(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_NL; ++b, src += kIQ4_NLBytes, dst += kQK4_NL) {
+    const float d = HalfToFloat(LoadU16(src));
+    const uint8_t* qs = src + offsetof(BlockIQ4_NL, qs);
+    for (int j = 0; j < kQK4_NL / 2; ++j) {
+      dst[j] = d * static_cast<float>(kIq4nlValues[qs[j] & 0x0F]);
+      dst[j + kQK4_NL / 2] = d * static_cast<float>(kIq4nlValues[qs[j] >> 4]);
+    }
+  }
+}
+
+// The midpoints between neighbouring table values (exact in float: halves of integers).
+constexpr auto kIq4nlMidpoints = [] {
+  std::array<float, 15> mid{};
+  for (size_t k = 0; k < mid.size(); ++k) {
+    mid[k] = 0.5f * static_cast<float>(kIq4nlValues[k] + kIq4nlValues[k + 1]);
+  }
+  return mid;
+}();
+
+// The index of the table value nearest to v (v in units of the scale; ties to the lower value):
+// the number of midpoints below v, counted without branches (a binary search mispredicted on
+// every other step and made the quantiser three times slower). NaN gives 0.
+int NearestIq4nl(float v) {
+  int index = 0;
+  for (const float mid : kIq4nlMidpoints) index += v > mid ? 1 : 0;
+  return index;
+}
+
+// Fits x ~= d * kIq4nlValues[q_i] for n values: scales that put the value of largest magnitude at
+// or near either end of the table (-127 or 113; the grid is not symmetric, so either may fit a
+// block better), each refitted by least squares for the indices it gives; returns the d of least
+// squared error (0 for an all-zero block). The caller rounds d (fp16, or a 6-bit multiple) and
+// picks the indices again for the d it stores.
+float FitIq4nl(const float* x, int n) {
+  YZ_DCHECK(n <= kQK4_NL);
+  const float max = LargestMagnitude(x, n);
+  if (max == 0.0f) return 0.0f;
+  double sum_xx = 0;
+  for (int i = 0; i < n; ++i) sum_xx += static_cast<double>(x[i]) * x[i];
+  float best_d = max / static_cast<float>(kIq4nlValues[0]);
+  double best_err = INFINITY;
+  for (const int8_t end : {kIq4nlValues[0], kIq4nlValues[15]}) {
+    for (int step = -6; step <= 6; ++step) {
+      const float id = static_cast<float>(end) * (1.0f + 0.02f * static_cast<float>(step)) / max;
+      // The indices first, in a loop of its own that the compiler can vectorise.
+      std::array<int, kQK4_NL> index{};
+      for (int i = 0; i < n; ++i) index[static_cast<size_t>(i)] = NearestIq4nl(x[i] * id);
+      double sum_qx = 0, sum_qq = 0;
+      for (int i = 0; i < n; ++i) {
+        const double q = kIq4nlValues[static_cast<size_t>(index[static_cast<size_t>(i)])];
+        sum_qx += q * x[i];
+        sum_qq += q * q;
+      }
+      // Least squares: d = sum(q x) / sum(q q), leaving sum(x x) - sum(q x)^2 / sum(q q).
+      const double err = sum_xx - sum_qx * sum_qx / sum_qq;
+      if (err < best_err) {
+        best_err = err;
+        best_d = static_cast<float>(sum_qx / sum_qq);
+      }
+    }
+  }
+  return best_d;
+}
+
+// Packs the indices of n = 32 values x / d (element j's low nibble, j + 16's high) into qs[16].
+void PackIq4nl(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>(NearestIq4nl(x[j] * id) | NearestIq4nl(x[j + 16] * id) << 4);
+  }
+}
+
+void QuantizeIQ4_NL(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_NL; ++b, src += kQK4_NL, dst += kIQ4_NLBytes) {
+    const uint16_t d_bits = FloatToHalf(FitIq4nl(src, kQK4_NL));
+    StoreU16(dst, d_bits);
+    PackIq4nl(src, HalfToFloat(d_bits), dst + offsetof(BlockIQ4_NL, qs));
+  }
+}
+
+// ---- IQ4_XS: IQ4_NL's indices per sub-block of 32, 6-bit sub-block scales (ls - 32) * d.
+
+constexpr size_t kIQ4_XSBytes = sizeof(BlockIQ4_XS);
+constexpr int kIQ4_XSSub = 32;  // elements per sub-block
+
+// Sub-block s's 6-bit scale ls (0..63; the value's multiplier is ls - 32).
+int Iq4xsScale(const uint8_t* block, int s) {
+  const uint16_t scales_h = LoadU16(block + offsetof(BlockIQ4_XS, scales_h));
+  const uint8_t* scales_l = block + offsetof(BlockIQ4_XS, scales_l);
+  return (scales_l[s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
+}
+
+void DequantizeIQ4_XS(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kIQ4_XSBytes) {
+    const float d = HalfToFloat(LoadU16(src));
+    const uint8_t* qs = src + offsetof(BlockIQ4_XS, qs);
+    for (int s = 0; s < kQK_K / kIQ4_XSSub; ++s, qs += 16, dst += kIQ4_XSSub) {
+      const float dl = d * static_cast<float>(Iq4xsScale(src, s) - 32);
+      for (int j = 0; j < 16; ++j) {
+        dst[j] = dl * static_cast<float>(kIq4nlValues[qs[j] & 0x0F]);
+        dst[j + 16] = dl * static_cast<float>(kIq4nlValues[qs[j] >> 4]);
+      }
+    }
+  }
+}
+
+// Squared error of n = 32 values x against scale dl and their nearest table values.
+float Iq4nlError(const float* x, float dl) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  float err = 0.0f;
+  for (int i = 0; i < 32; ++i) {
+    const int q = kIq4nlValues[static_cast<size_t>(NearestIq4nl(x[i] * id))];
+    const float e = dl * static_cast<float>(q) - x[i];
+    err += e * e;
+  }
+  return err;
+}
+
+void QuantizeIQ4_XS(const float* src, uint8_t* dst, int64_t n) {
+  constexpr int kSubs = kQK_K / kIQ4_XSSub;
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kIQ4_XSBytes) {
+    // Each sub-block's own best scale (as IQ4_NL's), then the super-block's d: the sub-block
+    // scale of largest magnitude maps to -32, the end of [-32, 31] with the larger reach, and
+    // every sub-block takes the 6-bit multiple of d nearest its own, or a neighbour of it where
+    // that fits its values better (the search's scale was refitted for unrounded indices).
+    std::array<float, kSubs> sub_d{};
+    float max_d = 0.0f;
+    for (int s = 0; s < kSubs; ++s) {
+      sub_d[s] = FitIq4nl(src + s * kIQ4_XSSub, kIQ4_XSSub);
+      if (std::fabs(sub_d[s]) > std::fabs(max_d)) max_d = sub_d[s];
+    }
+    const uint16_t d_bits = FloatToHalf(max_d / -32.0f);
+    const float d = HalfToFloat(d_bits);
+    uint16_t scales_h = 0;
+    uint8_t* scales_l = dst + offsetof(BlockIQ4_XS, scales_l);
+    uint8_t* qs = dst + offsetof(BlockIQ4_XS, qs);
+    std::memset(scales_l, 0, kQK_K / 64);
+    for (int s = 0; s < kSubs; ++s) {
+      const float* x = src + s * kIQ4_XSSub;
+      int best = 0;
+      if (d != 0.0f) {
+        const int nearest = std::clamp(RoundToInt(sub_d[s] / d), -32, 31);
+        float best_err = INFINITY;
+        for (int l = std::max(nearest - 1, -32); l <= std::min(nearest + 1, 31); ++l) {
+          const float err = Iq4nlError(x, d * static_cast<float>(l));
+          if (err < best_err) {
+            best_err = err;
+            best = l;
+          }
+        }
+      }
+      const int ls = best + 32;
+      scales_l[s / 2] |= static_cast<uint8_t>((ls & 15) << (4 * (s % 2)));
+      scales_h |= static_cast<uint16_t>((ls >> 4) << (2 * s));
+      PackIq4nl(x, d * static_cast<float>(best), qs + 16 * s);
+    }
+    StoreU16(dst, d_bits);
+    StoreU16(dst + offsetof(BlockIQ4_XS, scales_h), scales_h);
   }
 }
 
@@ -705,6 +874,12 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ6_K:
       DequantizeQ6_K(in, dst, n);
       return;
+    case TensorType::kIQ4_NL:
+      DequantizeIQ4_NL(in, dst, n);
+      return;
+    case TensorType::kIQ4_XS:
+      DequantizeIQ4_XS(in, dst, n);
+      return;
     default:
       YZ_CHECK(false && "unreachable: unsupported type");
   }
@@ -743,6 +918,12 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ6_K:
       QuantizeQ6_K(src, out, n);
+      return;
+    case TensorType::kIQ4_NL:
+      QuantizeIQ4_NL(src, out, n);
+      return;
+    case TensorType::kIQ4_XS:
+      QuantizeIQ4_XS(src, out, n);
       return;
     default:
       YZ_CHECK(false && "unreachable: unsupported type");

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_1/Q5_K block layouts.
+"""Independent cross-check of our GGUF writer and its Q8_0 ... IQ4_XS block layouts.
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
 Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0,
-Q5_1 and Q5_K blocks with numpy, following the GGUF specification (ggml's block_q8_0, block_q4_0,
-block_q5_0, block_q5_1, block_q5_K):
+Q5_1, Q5_K, IQ4_NL and IQ4_XS blocks with numpy, following the GGUF specification (ggml's
+block_q8_0, block_q4_0, block_q5_0, block_q5_1, block_q5_K, block_iq4_nl, block_iq4_xs):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
@@ -19,6 +19,13 @@ block_q5_0, block_q5_1, block_q5_K):
         32 bytes qh, 128 bytes qs; element 64c + l (c = 0..3, l = 0..31, sub-block 2c) is the
         low nibble of qs[32c + l] with bit 2c of qh[l] as bit 4, element 64c + 32 + l (sub-block
         2c + 1) the high nibble with bit 2c + 1; value = d * scale * q - dmin * min.
+  IQ4_NL: 18-byte blocks = fp16 d, then 16 bytes of 4-bit indices in Q4_0's order (low nibbles
+        elements 0..15, high nibbles 16..31); value = d * IQ4NL[index], IQ4NL the format's fixed
+        table of 16 values from -127 to 113.
+  IQ4_XS: 136-byte super-blocks of 256 = fp16 d, u16 scales_h, 4 bytes scales_l, 128 bytes qs;
+        sub-block s = 0..7 (elements 32s..32s+31) has the 6-bit scale ls = (scales_l[s // 2] >>
+        4 (s % 2)) & 15 | ((scales_h >> 2s) & 3) << 4 and reads qs[16s..16s+15] as one IQ4_NL
+        block's indices; value = d * (ls - 32) * IQ4NL[index].
 Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
 the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
 BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
@@ -38,7 +45,10 @@ except ImportError:
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
-        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 30: ("BF16", 1, 2)}
+        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 20: ("IQ4_NL", 32, 18),
+        23: ("IQ4_XS", 256, 136), 30: ("BF16", 1, 2)}
+IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                 dtype=np.float32)
 
 
 class Reader:
@@ -165,6 +175,29 @@ def decode_q5_k(raw):
     return values.reshape(-1)
 
 
+def decode_iq4_nl(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)   # [n_blocks, 1]
+    qs = blocks[:, 2:]
+    index = np.concatenate([qs & 0x0F, qs >> 4], axis=1)            # elements 0..15, then 16..31
+    return (d * IQ4NL[index]).reshape(-1)
+
+
+def decode_iq4_xs(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 136)
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)   # [n_blocks, 1]
+    scales_h = blocks[:, 2:4].copy().view("<u2").astype(np.int32)
+    values = np.empty((len(blocks), 256), dtype=np.float32)
+    for s in range(8):
+        ls = (blocks[:, 4 + s // 2].astype(np.int32) >> (4 * (s % 2))) & 15
+        ls = ls | ((scales_h[:, 0] >> (2 * s)) & 3) << 4
+        dl = d[:, 0] * (ls - 32).astype(np.float32)
+        qs = blocks[:, 8 + 16 * s:24 + 16 * s]
+        values[:, 32 * s:32 * s + 16] = dl[:, None] * IQ4NL[qs & 0x0F]
+        values[:, 32 * s + 16:32 * s + 32] = dl[:, None] * IQ4NL[qs >> 4]
+    return values.reshape(-1)
+
+
 def check_decode(name, tensors, decode):
     """Our Dequantize() output for `name` must equal the numpy decode bit for bit."""
     ours = f32(tensors[name + ".deq"][2])
@@ -231,6 +264,20 @@ def main():
         assert err <= r / 31 * 1.01 + 1e-7, ("y.q5_k", b, err, r)
         print(f"y.q5_k super-block {b // 256}: max |err| {err:.4g} = range/{r / err:.0f}")
     print(f"y.q5_k: {theirs.size} values decoded independently, identical")
+    # IQ4_XS, on y. Stated bound, per super-block: |err| <= 0.15 amax (IQ4_NL's per sub-block,
+    # whose own amax is at most the super-block's, plus the 6-bit scale's rounding, at most half a
+    # step of the largest sub-block scale / 32, times 127: amax / 64 more; tensor_type_test
+    # measures <= 0.131).
+    dims, ttype, _ = tensors["y.iq4_xs"]
+    assert dims == [256, 4] and ttype == "IQ4_XS", (dims, ttype)
+    theirs = check_decode("y.iq4_xs", tensors, decode_iq4_xs)
+    for b in range(0, y.size, 256):
+        amax = np.abs(y[b:b + 256]).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= 0.15 * amax, ("y.iq4_xs", b, err, amax)
+        print(f"y.iq4_xs super-block {b // 256}: max |err| {err:.4g} = amax * {err / amax:.3f}")
+    assert np.all(theirs[3 * 256 + 6 * 32:3 * 256 + 7 * 32] == 0), "zero sub-block"
+    print(f"y.iq4_xs: {theirs.size} values decoded independently, identical")
 
     f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
     assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"
@@ -250,6 +297,20 @@ def main():
         err = np.abs(theirs[b:b + 32] - block).max()
         assert err <= (r / 62 + amax / 1024) * 1.01, ("x.q5_1", b, err, r)
     print(f"x.q5_1: {theirs.size} values decoded independently, identical; "
+          f"max |err| {np.abs(theirs - x).max():.4g}")
+
+    # IQ4_NL, on x. Stated bound, per block of 32: |err| <= 0.15 amax (half the widest gap of the
+    # table, 23 of its 127, or the clamp at 113 of values opposite an extreme at -127, at a scale
+    # the quantiser's search may move by a few percent; tensor_type_test measures <= 0.126).
+    dims, ttype, _ = tensors["x.iq4_nl"]
+    assert dims == [64, 4] and ttype == "IQ4_NL", (dims, ttype)
+    theirs = check_decode("x.iq4_nl", tensors, decode_iq4_nl)
+    for b in range(0, x.size, 32):
+        block = x[b:b + 32]
+        amax = np.abs(block).max()
+        err = np.abs(theirs[b:b + 32] - block).max()
+        assert err <= 0.15 * amax, ("x.iq4_nl", b, err, amax)
+    print(f"x.iq4_nl: {theirs.size} values decoded independently, identical; "
           f"max |err| {np.abs(theirs - x).max():.4g}")
 
     print("F16/BF16: identical to numpy rounding; metadata OK")

@@ -7,16 +7,20 @@
 //   x.q4_0      Q4_0  likewise
 //   x.q5_0      Q5_0  likewise
 //   x.q5_1      Q5_1  likewise
+//   x.iq4_nl    IQ4_NL likewise
 //   x.q8_0.deq  F32   our Dequantize() of x.q8_0 (the script must decode to exactly these)
 //   x.q4_0.deq  F32   likewise
 //   x.q5_0.deq  F32   likewise
 //   x.q5_1.deq  F32   likewise
+//   x.iq4_nl.deq F32  likewise
 //   x.f16       F16   x rounded by FloatToHalf (the script compares with numpy's float16)
 //   x.bf16      BF16  x rounded by FloatToBf16
 //   y           F32   values for the super-block types: a different magnitude and offset per
 //                     32-element sub-block, so the packed 6-bit scales and mins span their range
 //   y.q5_k      Q5_K  y quantised by our reference quantiser
 //   y.q5_k.deq  F32   our Dequantize() of y.q5_k
+//   y.iq4_xs    IQ4_XS y quantised by our reference quantiser
+//   y.iq4_xs.deq F32  our Dequantize() of y.iq4_xs
 // Metadata: general.architecture = "crosscheck" (string), test.u32 = 123456 (uint32),
 // test.f32 = 0.25 (float32), test.strings = ["a", "héllo", ""] (array of string),
 // test.bool = true (bool), general.alignment = 64 (uint32, written by the writer).
@@ -82,8 +86,8 @@ int main(int argc, char** argv) {
     add(name, t, std::move(q), n_cols);
   };
   add("x", TensorType::kF32, encode(TensorType::kF32, x), kCols);
-  for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+                       TensorType::kIQ4_NL}) {
     add_quantized("x", t, x, kCols);
   }
   add("x.f16", TensorType::kF16, encode(TensorType::kF16, x), kCols);
@@ -106,6 +110,7 @@ int main(int argc, char** argv) {
   }
   add("y", TensorType::kF32, encode(TensorType::kF32, y), kSuperCols);
   add_quantized("y", TensorType::kQ5_K, y, kSuperCols);
+  add_quantized("y", TensorType::kIQ4_XS, y, kSuperCols);
   auto s = w.WriteFile(argv[1]);
   if (!s) {
     std::fprintf(stderr, "%s\n", s.error().ToString().c_str());

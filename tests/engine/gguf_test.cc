@@ -394,7 +394,8 @@ TEST(GgufRoundTrip, EveryTensorType) {
   const std::vector<TensorType> types = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                          TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
                                          TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                         TensorType::kQ6_K};
+                                         TensorType::kQ6_K, TensorType::kIQ4_NL,
+                                         TensorType::kIQ4_XS};
   const int64_t cols = 512, rows = 3;
   const std::vector<float> x = Ramp(cols * rows);
   std::vector<std::vector<uint8_t>> encoded;
@@ -440,7 +441,7 @@ TEST(GgufRoundTrip, EveryTensorType) {
   EXPECT_EQ(q4_view.error().code, Code::kUnimplemented);
   EXPECT_EQ(q4_view.error().message,
             "tensor blk.0.attn_q.weight has type Q4_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
   EXPECT_EQ(r->GetTensor("vec")->n_dims, 1);
   EXPECT_EQ(r->GetTensor("four")->ne, (std::array<int64_t, 4>{2, 3, 4, 5}));
   EXPECT_EQ(r->GetTensor("four")->RowMajorShape(), (std::vector<int64_t>{5, 4, 3, 2}));

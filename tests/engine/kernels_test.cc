@@ -72,7 +72,7 @@ std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_
   std::vector<float> out(static_cast<size_t>(cols));
   block_step->assign(static_cast<size_t>(cols), 0.0f);
   if (wtype == TensorType::kQ8_0 || wtype == TensorType::kQ4_0 || wtype == TensorType::kQ5_0 ||
-      wtype == TensorType::kQ5_1) {
+      wtype == TensorType::kQ5_1 || wtype == TensorType::kIQ4_NL) {
     std::vector<uint8_t> buf(static_cast<size_t>(
         internal::ActStrideBytes(internal::ActFormat::kQ8, cols)));
     internal::QuantizeActQ8Ref(x, cols, buf.data());
@@ -82,7 +82,7 @@ std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_
       (*block_step)[i] = row.d[i / 32];
     }
   } else if (wtype == TensorType::kQ4_K || wtype == TensorType::kQ5_K ||
-             wtype == TensorType::kQ6_K) {
+             wtype == TensorType::kQ6_K || wtype == TensorType::kIQ4_XS) {
     std::vector<uint8_t> buf(static_cast<size_t>(
         internal::ActStrideBytes(internal::ActFormat::kQ8K, cols)));
     internal::QuantizeActQ8KRef(x, cols, buf.data());
@@ -185,7 +185,7 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
 constexpr TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                     TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
                                     TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                    TensorType::kQ6_K};
+                                    TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
   ComputePool pool(2);
@@ -231,7 +231,8 @@ TEST_F(KernelsTest, MatMulPromptTilesCoverPanelChunkAndTileEdges) {
   ComputePool pool(2);
   uint32_t seed = 500;
   for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
-                          TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1}) {
+                          TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+                          TensorType::kIQ4_NL}) {
     const bool quantised = Traits(type).block_size == 32;
     const std::vector<int64_t> cols_list = quantised ? std::vector<int64_t>{32 * 17, 32 * 33}
                                                      : std::vector<int64_t>{129, 300, 513};
@@ -260,7 +261,8 @@ TEST_F(KernelsTest, KQuantPromptTilesCoverPanelChunkAndTileEdges) {
   // just past those sizes, one thread and two, and the extreme magnitudes.
   ComputePool pool(2);
   uint32_t seed = 700;
-  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+  for (TensorType type :
+       {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int64_t cols : {int64_t{256}, int64_t{256 * 3}}) {
       for (int64_t rows : {int64_t{16}, int64_t{33}, int64_t{70}}) {
         for (int64_t n_tokens : {int64_t{9}, int64_t{14}, int64_t{38}}) {
@@ -320,7 +322,8 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    for (TensorType type :
+         {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
@@ -452,8 +455,9 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
   const int64_t cols = 512;
   const TensorType types[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kF16,
                               TensorType::kQ4_K, TensorType::kQ6_K, TensorType::kQ4_0,
-                              TensorType::kQ5_0, TensorType::kQ5_K, TensorType::kQ5_1};
-  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21, 27};
+                              TensorType::kQ5_0, TensorType::kQ5_K, TensorType::kQ5_1,
+                              TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21, 27, 19, 23};
   std::vector<std::vector<uint8_t>> weights;
   for (size_t k = 0; k < std::size(types); ++k) {
     const std::vector<float> wf = RandomFloats(rng, rows[k] * cols, 1.0f);
@@ -511,6 +515,8 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ4_K, WeightLayout::kRows},
                         {TensorType::kQ5_K, WeightLayout::kRows},
                         {TensorType::kQ6_K, WeightLayout::kRows},
+                        {TensorType::kIQ4_NL, WeightLayout::kRows},
+                        {TensorType::kIQ4_XS, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
                         {TensorType::kQ4_0, WeightLayout::kPanels},
                         {TensorType::kQ5_0, WeightLayout::kPanels},
@@ -567,7 +573,9 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ5_1, WeightLayout::kPanels, 2560},
                         {TensorType::kQ4_K, WeightLayout::kRows, 2560},
                         {TensorType::kQ5_K, WeightLayout::kRows, 1536},
-                        {TensorType::kQ6_K, WeightLayout::kRows, 1280}};
+                        {TensorType::kQ6_K, WeightLayout::kRows, 1280},
+                        {TensorType::kIQ4_NL, WeightLayout::kRows, 224},
+                        {TensorType::kIQ4_XS, WeightLayout::kRows, 1536}};
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
@@ -950,9 +958,9 @@ TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
 
 TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
   // Rows of 4 KiB and more take the one-row-at-a-time decoding kernels (Q8_0/Q4_0: 4-block
-  // groups, a partial last group here; Q5_0 and Q5_1 just past 4 KiB, an odd block count; float
-  // types: any length, vector tails; K-quants, Q5_K just past 4 KiB and with an odd super-block
-  // count).
+  // groups, a partial last group here; Q5_0, Q5_1 and IQ4_NL just past 4 KiB, an odd block
+  // count; float types: any length, vector tails; K-quants, Q5_K and IQ4_XS just past 4 KiB and
+  // with an odd super-block count).
   ComputePool pool(2);
   uint32_t seed = 500;
   const std::pair<TensorType, int64_t> cases[] = {
@@ -960,7 +968,8 @@ TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
       {TensorType::kF16, 2100},  {TensorType::kBF16, 2052}, {TensorType::kF32, 1030},
       {TensorType::kQ4_K, 7424}, {TensorType::kQ6_K, 5120}, {TensorType::kQ5_0, 5984},
       {TensorType::kQ5_0, 7328}, {TensorType::kQ5_K, 6144}, {TensorType::kQ5_K, 7424},
-      {TensorType::kQ5_1, 5472}, {TensorType::kQ5_1, 7328}};
+      {TensorType::kQ5_1, 5472}, {TensorType::kQ5_1, 7328}, {TensorType::kIQ4_NL, 7328},
+      {TensorType::kIQ4_NL, 9184}, {TensorType::kIQ4_XS, 7936}, {TensorType::kIQ4_XS, 8448}};
   for (const auto& [type, cols] : cases) {
     for (int64_t rows : {int64_t{1}, int64_t{37}}) {
       for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {

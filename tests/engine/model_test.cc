@@ -728,7 +728,8 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   EXPECT_THAT(model.error().message, HasSubstr("model.layers.1.self_attn.o_proj.weight"));
   EXPECT_THAT(model.error().message, HasSubstr("I16"));
 
-  // GGUF: a Q4_0 tensor relabelled IQ4_NL (same block size and bytes, a type we cannot run).
+  // GGUF: a Q4_0 tensor relabelled MXFP4 (blocks of 32 too, a byte smaller, so the tensor stays
+  // inside the file; a type we cannot run).
   const std::string path = dir / "m.gguf";
   ASSERT_TRUE(
       tools::WriteModel(TinySpec(Architecture::kLlama, TensorType::kQ4_0), {.gguf_path = path}));
@@ -745,7 +746,7 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   uint32_t type = 0;
   std::memcpy(&type, bytes.data() + type_at, 4);
   ASSERT_EQ(type, static_cast<uint32_t>(TensorType::kQ4_0));
-  type = static_cast<uint32_t>(TensorType::kIQ4_NL);
+  type = static_cast<uint32_t>(TensorType::kMXFP4);
   f.seekp(static_cast<std::streamoff>(type_at));
   f.write(reinterpret_cast<const char*>(&type), 4);
   f.close();
@@ -753,7 +754,7 @@ TEST(ModelLoadErrors, UnsupportedWeightTypeIsNamed) {
   ASSERT_FALSE(model);
   EXPECT_EQ(model.error().code, Code::kUnimplemented);
   EXPECT_THAT(model.error().message, HasSubstr(name));
-  EXPECT_THAT(model.error().message, HasSubstr("IQ4_NL"));
+  EXPECT_THAT(model.error().message, HasSubstr("MXFP4"));
   EXPECT_THAT(model.error().message, HasSubstr(path));
 }
 
@@ -892,6 +893,32 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
   const std::vector<float> q5_k_logits = RunAlone(*q5_k_model, {Tokens(5, 1)});
   ASSERT_EQ(q5_k_logits.size(), 5u * 300u);
   EXPECT_TRUE(std::all_of(q5_k_logits.begin(), q5_k_logits.end(),
+                          [](float x) { return std::isfinite(x); }));
+
+  // IQ4_XS from --type, same shape: rows of 896 fall back to IQ4_NL (as in llama.cpp's IQ4_XS
+  // files), down's rows of 512 are IQ4_XS; loads and runs.
+  const std::string iq4_xs = std::string(YUNZHI_MAKE_MODEL) +
+                             " --arch qwen2 --type iq4_xs --n-vocab 300 --n-embd 896 --n-ff 512"
+                             " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
+                             (dir / "iq4_xs.gguf");
+  ASSERT_EQ(std::system(iq4_xs.c_str()), 0) << iq4_xs;
+  {
+    auto gguf = GgufFile::Open(dir / "iq4_xs.gguf");
+    ASSERT_TRUE(gguf) << gguf.error().ToString();
+    for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+                             "blk.0.ffn_down.weight"}) {
+      SCOPED_TRACE(name);
+      const GgufTensorInfo* t = gguf->FindTensor(name);
+      ASSERT_NE(t, nullptr);
+      EXPECT_EQ(TypeName(t->type),
+                std::string_view(name) == "blk.0.ffn_down.weight" ? "IQ4_XS" : "IQ4_NL");
+    }
+  }
+  auto iq4_xs_model = Model::Load(dir / "iq4_xs.gguf");
+  ASSERT_TRUE(iq4_xs_model) << iq4_xs_model.error().ToString();
+  const std::vector<float> iq4_xs_logits = RunAlone(*iq4_xs_model, {Tokens(5, 1)});
+  ASSERT_EQ(iq4_xs_logits.size(), 5u * 300u);
+  EXPECT_TRUE(std::all_of(iq4_xs_logits.begin(), iq4_xs_logits.end(),
                           [](float x) { return std::isfinite(x); }));
 }
 

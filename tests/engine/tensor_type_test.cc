@@ -55,11 +55,13 @@ TEST(TensorType, RetiredAndUnknownIdsAreNotRecognised) {
   }
 }
 
-TEST(TensorType, ExactlyTheTenComputableTypesAreSupported) {
-  EXPECT_EQ(SupportedTypeNames(), "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K");
-  for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
-                       TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K,
-                       TensorType::kQ5_K, TensorType::kQ6_K}) {
+TEST(TensorType, ExactlyTheTwelveComputableTypesAreSupported) {
+  EXPECT_EQ(SupportedTypeNames(),
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
+  for (TensorType t :
+       {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0,
+        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
+        TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
     EXPECT_TRUE(IsSupported(t)) << TypeName(t);
   }
   for (TensorType t : {TensorType::kQ4_1, TensorType::kQ2_K, TensorType::kQ3_K,
@@ -73,6 +75,8 @@ TEST(TensorType, ParsesNamesCaseInsensitively) {
   EXPECT_EQ(ParseTensorType("Q4_K").value(), TensorType::kQ4_K);
   EXPECT_EQ(ParseTensorType("q5_k").value(), TensorType::kQ5_K);
   EXPECT_EQ(ParseTensorType("q5_1").value(), TensorType::kQ5_1);
+  EXPECT_EQ(ParseTensorType("iq4_nl").value(), TensorType::kIQ4_NL);
+  EXPECT_EQ(ParseTensorType("IQ4_xs").value(), TensorType::kIQ4_XS);
   EXPECT_EQ(ParseTensorType("bf16").value(), TensorType::kBF16);
   EXPECT_EQ(ParseTensorType("iq2_xxs").value(), TensorType::kIQ2_XXS);
   auto bad = ParseTensorType("q4");
@@ -89,7 +93,7 @@ TEST(TensorType, UnsupportedTypeErrorNamesTensorTypeAndAlternatives) {
   EXPECT_EQ(s.error().code, Code::kUnimplemented);
   EXPECT_EQ(s.error().message,
             "tensor blk.0.attn_q.weight has type Q4_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
   EXPECT_TRUE(CheckSupported(TensorType::kQ6_K, "x"));
 }
 
@@ -104,6 +108,11 @@ TEST(TensorType, RowSizes) {
   EXPECT_EQ(RowSizeBytes(TensorType::kQ5_K, 4096), 16 * 176);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ6_K, 256), 210);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ5_1, 64), 48);
+  EXPECT_EQ(RowSizeBytes(TensorType::kIQ4_NL, 896), 28 * 18);
+  EXPECT_TRUE(IsValidRowLength(TensorType::kIQ4_NL, 896));
+  EXPECT_FALSE(IsValidRowLength(TensorType::kIQ4_NL, 48));
+  EXPECT_EQ(RowSizeBytes(TensorType::kIQ4_XS, 4864), 19 * 136);
+  EXPECT_FALSE(IsValidRowLength(TensorType::kIQ4_XS, 896));
   EXPECT_TRUE(IsValidRowLength(TensorType::kQ4_K, 0));
   EXPECT_FALSE(IsValidRowLength(TensorType::kQ4_K, 128));
   EXPECT_TRUE(IsValidRowLength(TensorType::kQ5_K, 1536));
@@ -316,6 +325,85 @@ TEST(GoldenBlock, Q5_1FifthBitsOfBothHalvesAndTheMin) {
   EXPECT_EQ(y[31], 4.75f);
 }
 
+// IQ4_NL's 16 values by the format description (ggml's kvalues_iq4nl), typed in here, not read
+// from the header: index 0 is the most negative, and the grid is not symmetric.
+constexpr int kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                            1,    13,   25,  38,  53,  69,  89,  113};
+
+TEST(GoldenBlock, Iq4nlTableIsTheFormatsTable) {
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(kIq4nlValues[static_cast<size_t>(i)], kIq4nl[i]) << i;
+}
+
+// IQ4_NL: d = 0.5 (0x3800) | 16 bytes, byte j = index j (low nibble, element j) and index 15 - j
+// (high nibble, element j + 16): every index once in each half. The largest magnitude is -63.5
+// (index 0, the table's -127 end) and the values are exactly d times table values, so the
+// quantiser must reproduce these bytes (QuantiserProducesTheSameBytesAsTheHandBuiltLayout).
+std::vector<uint8_t> GoldenIQ4_NLBlock() {
+  std::vector<uint8_t> b(18);
+  PutU16(b, 0, 0x3800);
+  for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  return b;
+}
+
+TEST(GoldenBlock, IQ4_NLLowNibblesAreTheFirstHalfThroughTheTable) {
+  const std::vector<float> y = Decode(TensorType::kIQ4_NL, GoldenIQ4_NLBlock(), 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], 0.5f * static_cast<float>(kIq4nl[j])) << j;
+    EXPECT_EQ(y[j + 16], 0.5f * static_cast<float>(kIq4nl[15 - j])) << j;
+  }
+  // Spelled out: element 0 index 0 (-127), element 8 index 8 (1), element 15 index 15 (113),
+  // element 16 index 15, element 31 index 0, element 24 index 7 (-10).
+  EXPECT_EQ(y[0], -63.5f);
+  EXPECT_EQ(y[8], 0.5f);
+  EXPECT_EQ(y[15], 56.5f);
+  EXPECT_EQ(y[16], 56.5f);
+  EXPECT_EQ(y[24], -5.0f);
+  EXPECT_EQ(y[31], -63.5f);
+}
+
+// IQ4_XS: d (fp16) | scales_h (u16) | scales_l[4] | qs[128]. Sub-block s (elements 32s..32s+31)
+// has the 6-bit scale ls[s], its low 4 bits in scales_l[s / 2] (even s the low nibble) and its top
+// 2 bits at bits 2s, 2s + 1 of scales_h; value = d * (ls - 32) * table[index], the indices of
+// sub-block s in qs[16s .. 16s + 15] as one IQ4_NL block's. The scales below take every pair of
+// top bits and both nibble positions; 32 makes a zero sub-block, 0 the -32 end.
+TEST(GoldenBlock, IQ4_XSSixBitScalesAndSubBlockOrder) {
+  const int ls[8] = {0, 63, 32, 31, 17, 48, 5, 44};
+  std::vector<uint8_t> b(136, 0);
+  PutU16(b, 0, 0x3400);  // d = 0.25
+  uint16_t scales_h = 0;
+  for (int s = 0; s < 8; ++s) {
+    b[4 + s / 2] = static_cast<uint8_t>(b[4 + s / 2] | (ls[s] & 15) << (4 * (s % 2)));
+    scales_h = static_cast<uint16_t>(scales_h | (ls[s] >> 4) << (2 * s));
+  }
+  PutU16(b, 2, scales_h);
+  EXPECT_EQ(scales_h, 0b1000'1101'0110'1100);  // top bits 0, 3, 2, 1, 1, 3, 0, 2 from bit 0
+  EXPECT_EQ(b[4], 0xF0);                       // ls[0] = 0 low nibble, ls[1] = 63 high nibble
+  for (int s = 0; s < 8; ++s) {
+    for (int j = 0; j < 16; ++j) {
+      b[8 + 16 * s + j] = static_cast<uint8_t>(((j + s) & 15) | ((15 - j + 3 * s) & 15) << 4);
+    }
+  }
+  const std::vector<float> y = Decode(TensorType::kIQ4_XS, b, 256);
+  for (int s = 0; s < 8; ++s) {
+    const float dl = 0.25f * static_cast<float>(ls[s] - 32);
+    for (int j = 0; j < 16; ++j) {
+      EXPECT_EQ(y[32 * s + j], dl * static_cast<float>(kIq4nl[(j + s) & 15])) << s << " " << j;
+      EXPECT_EQ(y[32 * s + 16 + j], dl * static_cast<float>(kIq4nl[(15 - j + 3 * s) & 15]))
+          << s << " " << j;
+    }
+  }
+  // Spelled out: element 0 (ls 0: -8 * index 0, -127) = 1016; element 16 (index 15, 113) = -904;
+  // element 32 (ls 63: 7.75 * index 1, -104) = -806; sub-block 2 (ls 32) all zero; element 96
+  // (ls 31: -0.25 * index 3, -65) = 16.25; element 255 (ls 44: 3 * index (15 - 15 + 21) & 15 = 5,
+  // -35) = -105.
+  EXPECT_EQ(y[0], 1016.0f);
+  EXPECT_EQ(y[16], -904.0f);
+  EXPECT_EQ(y[32], -806.0f);
+  for (int i = 64; i < 96; ++i) EXPECT_EQ(y[i], 0.0f) << i;
+  EXPECT_EQ(y[96], 16.25f);
+  EXPECT_EQ(y[255], -105.0f);
+}
+
 // Q4_K's and Q5_K's 12 bytes of 6-bit scales and mins, packed by the spec.
 void PutKScales(const int* sc, const int* mn, uint8_t* s) {
   // Sub-blocks 0-3: scale in the low 6 bits of byte j, min in the low 6 bits of byte j + 4.
@@ -466,6 +554,12 @@ TEST(GoldenBlock, QuantiserProducesTheSameBytesAsTheHandBuiltLayout) {
   std::vector<uint8_t> b51(24, 0xEE);
   Quantize(TensorType::kQ5_1, x.data(), b51.data(), 32);
   EXPECT_EQ(b51, golden_q5_1);
+  // IQ4_NL: the golden block's values (d times every table value).
+  const std::vector<uint8_t> golden_iq4_nl = GoldenIQ4_NLBlock();
+  Dequantize(TensorType::kIQ4_NL, golden_iq4_nl.data(), x.data(), 32);
+  std::vector<uint8_t> bnl(18, 0xEE);
+  Quantize(TensorType::kIQ4_NL, x.data(), bnl.data(), 32);
+  EXPECT_EQ(bnl, golden_iq4_nl);
 }
 
 // ---- quantise -> dequantise error bounds
@@ -520,6 +614,13 @@ double MaxBlockRelativeError(const std::vector<float>& x, const std::vector<floa
 //  Q5_1: |err| <= d / 2 with d = (max - min) / 31 <= 2 amax / 31: max |err| / amax <= 1/31 * 1.01
 //        (measured over seeds 1-6: 0.03215-0.03223); RMS error <= 0.039 sigma (measured
 //        0.0374-0.0381, about d / sqrt(12); Q5_0 there: 0.0422-0.0430).
+//  IQ4_NL: RMS error <= 0.080 sigma (measured over seeds 1-6: 0.0726-0.0737; Q4_0 there
+//        0.0850-0.0864); max |err| per block of 32 <= 0.15 * amax (measured 0.119-0.126: half
+//        the widest gap, 23 table units, or the clamp at 113 of values opposite an extreme at
+//        -127, at a scale the search may move by a few percent).
+//  IQ4_XS: RMS error <= 0.080 sigma (measured over seeds 1-6: 0.0734-0.0744; the 6-bit
+//        sub-block scales cost little next to IQ4_NL's fp16 ones); max |err| per super-block <=
+//        0.15 * amax (measured 0.112-0.131).
 //  Q4_K: RMS error <= 0.075 sigma; max |err| per block <= 0.25 * amax.
 //  Q5_K: RMS error <= 0.038 sigma; max |err| per block <= 0.125 * amax (measured over seeds 1-6:
 //        RMS 0.0355-0.0359, max per block 0.052-0.060; Q4_K there: 0.0707-0.0716, 0.097-0.122).
@@ -557,6 +658,14 @@ TEST(QuantRoundTrip, ErrorBoundsPerType) {
     EXPECT_LE(MaxBlockRelativeError(x, y, 32), 1.01 / 31);
     EXPECT_LE(Rms(x, y), 0.039);
 
+    y = RoundTrip(TensorType::kIQ4_NL, x);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 32), 0.15);
+    EXPECT_LE(Rms(x, y), 0.080);
+
+    y = RoundTrip(TensorType::kIQ4_XS, x);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.15);
+    EXPECT_LE(Rms(x, y), 0.080);
+
     y = RoundTrip(TensorType::kQ4_K, x);
     EXPECT_LE(Rms(x, y), 0.075);
     EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.25);
@@ -578,6 +687,8 @@ TEST(QuantRoundTrip, ScaleInvariantBoundsHoldForSmallAndLargeMagnitudes) {
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_0, x)), 0.095 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_0, x)), 0.048 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_1, x)), 0.039 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kIQ4_NL, x)), 0.080 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kIQ4_XS, x)), 0.080 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.075 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_K, x)), 0.038 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.020 * sigma);
@@ -588,7 +699,7 @@ TEST(QuantRoundTrip, ZerosStayExactlyZero) {
   const std::vector<float> x(512, 0.0f);
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kF16,
-                       TensorType::kBF16}) {
+                       TensorType::kBF16, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
     const std::vector<float> y = RoundTrip(t, x);
     for (float v : y) ASSERT_EQ(v, 0.0f) << TypeName(t);
   }
@@ -616,16 +727,17 @@ TEST(QuantRoundTrip, OutlierInABlockIsRepresentedClosely) {
   std::vector<float> x = Gaussian(256, 9, 0.01f);
   x[77] = 4.0f;
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+                       TensorType::kIQ4_XS}) {
     const std::vector<float> y = RoundTrip(t, x);
     EXPECT_NEAR(y[77], 4.0f, 0.1f) << TypeName(t);
   }
 }
 
-TEST(QuantRoundTrip, RequantisingDequantisedQ8_0Q4_0Q5_0AndQ5_1IsStable) {
+TEST(QuantRoundTrip, RequantisingDequantisedQ8_0Q4_0Q5_0Q5_1AndIQ4_NLIsStable) {
   const std::vector<float> x = Gaussian(1024, 21);
-  for (TensorType t :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1}) {
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+                       TensorType::kIQ4_NL}) {
     std::vector<uint8_t> a(static_cast<size_t>(RowSizeBytes(t, 1024)));
     std::vector<uint8_t> b(a.size());
     std::vector<float> y(1024);
@@ -703,12 +815,100 @@ TEST(QuantRoundTrip, Q5_1UsesEachBlocksOwnRange) {
   EXPECT_LE(Rms(one_sided, RoundTrip(TensorType::kQ5_1, one_sided)), 0.0095);
 }
 
+// IQ4_NL: every element's index is the table value nearest to x / d for the d stored (a linear
+// scan of the table here), and the scale search pays: over many blocks the squared error is well
+// below that of the plain scale, the largest magnitude at -127 (measured: 0.0737 against 0.0804
+// RMS, 8% less; the bound asks for 5%).
+TEST(QuantRoundTrip, IQ4_NLPicksNearestTableValuesAndBeatsThePlainScale) {
+  constexpr int64_t kN = 32 * 512;
+  const std::vector<float> x = Gaussian(kN, 51);
+  std::vector<uint8_t> q(static_cast<size_t>(RowSizeBytes(TensorType::kIQ4_NL, kN)));
+  Quantize(TensorType::kIQ4_NL, x.data(), q.data(), kN);
+  std::vector<float> y(x.size());
+  Dequantize(TensorType::kIQ4_NL, q.data(), y.data(), kN);
+  auto nearest = [](float v) {
+    int best = 0;
+    for (int i = 1; i < 16; ++i) {
+      if (std::fabs(v - static_cast<float>(kIq4nl[i])) <
+          std::fabs(v - static_cast<float>(kIq4nl[best]))) {
+        best = i;
+      }
+    }
+    return best;
+  };
+  double err = 0, plain_err = 0;
+  for (int64_t b = 0; b < kN / 32; ++b) {
+    const uint8_t* blk = q.data() + 18 * b;
+    const float d = HalfToFloat(static_cast<uint16_t>(blk[0] | blk[1] << 8));
+    ASSERT_NE(d, 0.0f);
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j) {
+      const float v = x[32 * b + j];
+      const int index = j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4;
+      // Exactly halfway between two values either is nearest.
+      const float want = static_cast<float>(kIq4nl[nearest(v / d)]);
+      ASSERT_EQ(std::fabs(v / d - static_cast<float>(kIq4nl[index])), std::fabs(v / d - want))
+          << "block " << b << " element " << j;
+      err += (y[32 * b + j] - v) * static_cast<double>(y[32 * b + j] - v);
+      if (std::fabs(v) > amax) {
+        amax = std::fabs(v);
+        max = v;
+      }
+    }
+    const float plain_d = HalfToFloat(FloatToHalf(max / -127.0f));
+    for (int j = 0; j < 32; ++j) {
+      const float v = x[32 * b + j];
+      const float e = plain_d * static_cast<float>(kIq4nl[nearest(v / plain_d)]) - v;
+      plain_err += static_cast<double>(e) * e;
+    }
+  }
+  EXPECT_LE(std::sqrt(err / kN), 0.95 * std::sqrt(plain_err / kN))
+      << "search " << std::sqrt(err / kN) << ", plain " << std::sqrt(plain_err / kN);
+}
+
+// IQ4_XS: in every sub-block each index is the table value nearest to x / dl for the sub-block
+// scale dl = d * (ls - 32) stored, and a sub-block of zeros among large ones decodes to zeros.
+TEST(QuantRoundTrip, IQ4_XSPicksNearestTableValuesForEachStoredSubBlockScale) {
+  constexpr int64_t kN = 256 * 64;
+  std::vector<float> x = Gaussian(kN, 52);
+  for (int64_t i = 0; i < kN; ++i) x[i] *= 0.1f + static_cast<float>(i / 32 % 8);  // scales 1:80
+  std::fill(x.begin() + 256 * 5 + 64, x.begin() + 256 * 5 + 96, 0.0f);
+  std::vector<uint8_t> q(static_cast<size_t>(RowSizeBytes(TensorType::kIQ4_XS, kN)));
+  Quantize(TensorType::kIQ4_XS, x.data(), q.data(), kN);
+  std::vector<float> y(x.size());
+  Dequantize(TensorType::kIQ4_XS, q.data(), y.data(), kN);
+  for (int64_t b = 0; b < kN / 256; ++b) {
+    const uint8_t* blk = q.data() + 136 * b;
+    const float d = HalfToFloat(static_cast<uint16_t>(blk[0] | blk[1] << 8));
+    const int scales_h = blk[2] | blk[3] << 8;
+    for (int s = 0; s < 8; ++s) {
+      const int ls = (blk[4 + s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
+      const float dl = d * static_cast<float>(ls - 32);
+      for (int j = 0; j < 32; ++j) {
+        const float v = x[256 * b + 32 * s + j];
+        const uint8_t byte = blk[8 + 16 * s + j % 16];
+        const int index = j < 16 ? byte & 15 : byte >> 4;
+        if (dl == 0.0f) {
+          ASSERT_EQ(y[256 * b + 32 * s + j], 0.0f);
+          continue;
+        }
+        float best = INFINITY;
+        for (int t : kIq4nl) best = std::min(best, std::fabs(v / dl - static_cast<float>(t)));
+        ASSERT_EQ(std::fabs(v / dl - static_cast<float>(kIq4nl[index])), best)
+            << "block " << b << " sub-block " << s << " element " << j;
+      }
+    }
+  }
+  for (int64_t i = 256 * 5 + 64; i < 256 * 5 + 96; ++i) EXPECT_EQ(y[i], 0.0f) << i;
+}
+
 TEST(QuantRoundTrip, NonFiniteInputIsMemorySafe) {
   std::vector<float> x = Gaussian(256, 3);
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[100] = std::numeric_limits<float>::infinity();
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+                       TensorType::kIQ4_XS}) {
     (void)RoundTrip(t, x);  // must not crash or trip the sanitizers
   }
 }

@@ -21,6 +21,16 @@ Decoded here (ggml type id in brackets):
             nibble of qs[32c + l] with bit 2c of qh[l] as its bit 4, element 64c + 32 + l
             (sub-block 2c + 1) the high nibble with bit 2c + 1 of qh[l]. value = d * sc[s] * q -
             dmin * m[s], q in [0, 31] (computed in float32 in that order: (d * sc) * q - dmin * m).
+  IQ4_NL [20]: 18-byte blocks of 32 elements = fp16 d, then qs (16 bytes of 4-bit indices into
+            the fixed table of 16 values below): element j < 16 is the low nibble of qs[j],
+            element j + 16 the high nibble. value = d * table[index] (float32).
+  IQ4_XS [23]: 136-byte super-blocks of 256 elements = fp16 d, scales_h (a little-endian uint16),
+            scales_l (4 bytes), qs (128 bytes). Eight sub-blocks of 32, s = 0..7, with the 6-bit
+            scale ls[s]: its low 4 bits are the low (even s) or high (odd s) nibble of
+            scales_l[s // 2], its top 2 bits bits 2s and 2s + 1 of scales_h. Sub-block s uses
+            qs[16s .. 16s + 15] as one IQ4_NL block does (element 32s + j the low nibble of
+            qs[16s + j], element 32s + 16 + j the high one). value = (d * (ls[s] - 32)) *
+            table[index] (float32, in that order).
 Tensors of other types are left to the caller (the writer's dequantised reference file).
 
 GGUF layout (v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count,
@@ -36,7 +46,10 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_1, Q5_K = 6, 7, 13
+Q5_0, Q5_1, Q5_K, IQ4_NL, IQ4_XS = 6, 7, 13, 20, 23
+# The values of IQ4_NL's (and IQ4_XS's) 4-bit indices, from ggml's format description.
+IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                        dtype=np.float32)
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -152,7 +165,31 @@ def dequantize_q5_k(raw, n):
     return (scale * q.astype(np.float32) - offset).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k}
+def dequantize_iq4_nl(raw, n):
+    """The first n elements (a multiple of 32) of IQ4_NL data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 32 * 18).reshape(-1, 18)
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)      # [n_blocks, 1]
+    qs = blocks[:, 2:18]                                          # [n_blocks, 16]
+    index = np.concatenate([qs & 0x0F, qs >> 4], axis=1)          # elements 0..15, 16..31
+    return (d * IQ4NL_VALUES[index]).reshape(-1)
+
+
+def dequantize_iq4_xs(raw, n):
+    """The first n elements (a multiple of 256) of IQ4_XS data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 136).reshape(-1, 136)
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)      # [n_blocks, 1]
+    scales_h = blocks[:, 2:4].copy().view("<u2").astype(np.int64)  # [n_blocks, 1]
+    scales_l = blocks[:, 4:8].astype(np.int64)                     # [n_blocks, 4]
+    s = np.arange(8)
+    ls = (scales_l[:, s // 2] >> (4 * (s % 2))) & 15 | ((scales_h >> (2 * s)) & 3) << 4
+    dl = d * (ls - 32).astype(np.float32)                          # [n_blocks, 8]
+    qs = blocks[:, 8:136].reshape(-1, 8, 16)                       # [n_blocks, s, 16]
+    index = np.concatenate([qs & 0x0F, qs >> 4], axis=2)           # [n_blocks, s, 32]
+    return (dl[:, :, None] * IQ4NL_VALUES[index]).reshape(-1)
+
+
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k,
+               IQ4_NL: dequantize_iq4_nl, IQ4_XS: dequantize_iq4_xs}
 
 
 def _hf_name(gguf_name):

@@ -3,10 +3,11 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K
-// and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml,
-// so files written by other tools load here and files written here load there — and scalar
-// reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
+// Q6_K, IQ4_NL and IQ4_XS. For those, this header also gives the block layouts — bit-compatible
+// with GGUF/ggml, so files written by other tools load here and files written here load there —
+// and scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested
+// against.
 //
 // Conventions:
 //  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
@@ -93,11 +94,11 @@ std::string_view TypeName(TensorType type);
 Result<TensorType> ParseTensorType(std::string_view name);
 
 // Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K).
+// Q6_K, IQ4_NL, IQ4_XS).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K": the supported types, for error
-// messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS": the supported
+// types, for error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -121,6 +122,7 @@ inline constexpr int64_t kQK8_0 = 32;    // elements per Q8_0 block
 inline constexpr int64_t kQK4_0 = 32;    // elements per Q4_0 block
 inline constexpr int64_t kQK5_0 = 32;    // elements per Q5_0 block
 inline constexpr int64_t kQK5_1 = 32;    // elements per Q5_1 block
+inline constexpr int64_t kQK4_NL = 32;   // elements per IQ4_NL block
 inline constexpr int64_t kQK_K = 256;    // elements per K-quant super-block
 inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales/mins of a Q4_K block
 
@@ -156,6 +158,33 @@ struct BlockQ5_1 {
   uint16_t m;              // fp16 min (the value of q = 0)
   uint8_t qh[4];           // fifth bits
   uint8_t qs[kQK5_1 / 2];  // low four bits
+};
+
+// The 16 values a 4-bit index of IQ4_NL (and IQ4_XS) stands for, in units of the block scale:
+// a fixed non-linear grid, denser near zero, from -127 (index 0) to 113 (index 15).
+inline constexpr std::array<int8_t, 16> kIq4nlValues = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                        1,    13,   25,  38,  53,  69,  89,  113};
+
+// IQ4_NL: 18 bytes for 32 elements, Q4_0's nibble order with a table instead of the offset: byte
+// j of `qs` holds element j's index in its low nibble and element j + 16's in its high nibble;
+// value = d * kIq4nlValues[index]. llama.cpp writes it where the rows of a Q2_K/Q3_K/IQ4_XS file
+// are not whole 256-element super-blocks.
+struct BlockIQ4_NL {
+  uint16_t d;               // fp16 scale
+  uint8_t qs[kQK4_NL / 2];  // indices into kIq4nlValues
+};
+
+// IQ4_XS: 136 bytes for 256 elements, as 8 sub-blocks of 32 with IQ4_NL's table and a 6-bit
+// scale ls[s] each: value = d * (ls[s] - 32) * kIq4nlValues[index], with
+//   ls[s] = (scales_l[s / 2] >> 4 * (s % 2) & 15) | (scales_h >> 2 * s & 3) << 4
+// (the low 4 bits two to a byte, low nibble first; the top 2 bits two to a bit pair of scales_h,
+// a little-endian 16-bit word). Sub-block s's indices are qs[16s .. 16s + 15] in IQ4_NL's order:
+// element 32s + j (j < 16) in the low nibble of qs[16s + j], element 32s + 16 + j in its high one.
+struct BlockIQ4_XS {
+  uint16_t d;                    // fp16 super-block scale
+  uint16_t scales_h;             // top 2 bits of the 8 sub-block scales
+  uint8_t scales_l[kQK_K / 64];  // low 4 bits of the 8 sub-block scales
+  uint8_t qs[kQK_K / 2];         // indices into kIq4nlValues
 };
 
 // Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale
@@ -218,7 +247,8 @@ float Bf16ToFloat(uint16_t bits);
 void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
 
 // Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K, Q5_K and Q6_K
-// a small search for the sub-block scales that minimise the squared error). F16/BF16 round to
+// a small search for the sub-block scales that minimise the squared error; for IQ4_NL and IQ4_XS
+// the nearest table value, under (sub-)block scales searched the same way). F16/BF16 round to
 // nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
 // Non-finite inputs give unspecified (but memory-safe) quantised values.
 void Quantize(TensorType type, const float* src, void* dst, int64_t n);

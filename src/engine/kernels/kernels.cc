@@ -104,6 +104,8 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     case TensorType::kQ4_K: return {WKind::kQ4_K, ActFormat::kQ8K};
     case TensorType::kQ5_K: return {WKind::kQ5_K, ActFormat::kQ8K};
     case TensorType::kQ6_K: return {WKind::kQ6_K, ActFormat::kQ8K};
+    case TensorType::kIQ4_NL: return {WKind::kIQ4_NL, ActFormat::kQ8};
+    case TensorType::kIQ4_XS: return {WKind::kIQ4_XS, ActFormat::kQ8K};
     default: break;
   }
   YZ_CHECK(false && "MatMul: unsupported weight type");

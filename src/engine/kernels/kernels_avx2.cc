@@ -339,10 +339,12 @@ struct Q8_0K {
   }
 };
 
-// Q4_0, Q5_0 and Q5_1 (NibblesQ4_0 etc., kernels_internal.h; Q5's fifth bits from qh OR'd in
-// as 16): per block, the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 * 127),
-// scaled by d_w * d_x, and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or -16
-// times d_w * ds), Q5_1's min (m_w * ds).
+// Q4_0, Q5_0, Q5_1 and IQ4_NL (NibblesQ4_0 etc., kernels_internal.h; Q5's fifth bits from qh
+// OR'd in as 16): per block, the u8 x s8 integer dot (pair sums of VPMADDUBSW within 2 * 31 *
+// 127), scaled by d_w * d_x, and a per-block correction summed apart: Q4_0/Q5_0's offset (-8 or
+// -16 times d_w * ds), Q5_1's min (m_w * ds). IQ4_NL's nibbles become their signed table values
+// with one VPSHUFB (the 16 values fit one 128-bit lane) and meet x as Q8_0's signed weights do,
+// |w| x sign(x, w) (|w| <= 127: pair sums within 2 * 127 * 127); no correction.
 
 // The 32 fifth bits to 32 bytes, byte k = 0x10 if bit k of qh is set: qh broadcast to every
 // dword, byte k takes source byte k / 8 (VPSHUFB works per 128-bit lane, and the broadcast puts
@@ -376,8 +378,10 @@ struct NibblesMicro {
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
       const __m128i mask = _mm_set1_epi8(0x0F);
+      const __m256i table = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())));
       for (int64_t b = 0; b < nb; ++b) {
-        __m256i wv[NR];
+        __m256i wv[NR], wabs[NR];  // wabs: IQ4_NL's |w| (wv then holds the signed values)
         float dw[NR], cw[NR];  // d_w, and the weight of ds in the correction
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i) {
@@ -387,6 +391,10 @@ struct NibblesMicro {
           wv[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
                                    _mm_and_si128(q, mask));
           if constexpr (F::kQh >= 0) wv[i] = _mm256_or_si256(wv[i], FifthBits(p + F::kQh));
+          if constexpr (F::kTable) {
+            wv[i] = _mm256_shuffle_epi8(table, wv[i]);
+            wabs[i] = _mm256_abs_epi8(wv[i]);
+          }
           dw[i] = HalfBitsToFloat(p);
           cw[i] = F::kMin >= 0 ? HalfBitsToFloat(p + F::kMin) : dw[i];
         }
@@ -394,14 +402,17 @@ struct NibblesMicro {
         for (int j = 0; j < NT; ++j) {
           const __m256i xv =
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + 32 * b));
-          const float dx = x[j].d[b], ds = x[j].ds[b];
+          const float dx = x[j].d[b];
+          [[maybe_unused]] const float ds = x[j].ds[b];
 #pragma GCC unroll 8
           for (int i = 0; i < NR; ++i) {
-            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(wv[i], xv)),
-                                        _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+            const __m256i dot =
+                F::kTable ? DotU8S8(wabs[i], _mm256_sign_epi8(xv, wv[i])) : DotU8S8(wv[i], xv);
+            acc[i][j] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[i] * dx), acc[i][j]);
             // Fused explicitly: left to -ffp-contract, some NR x NT instantiations fused this
             // and others did not, so a token's bits depended on its tile's shape.
-            corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
+            if constexpr (!F::kTable) corr[i][j] = std::fma(cw[i], ds, corr[i][j]);
           }
         }
       }
@@ -409,7 +420,8 @@ struct NibblesMicro {
       constexpr float kCorr = F::kMin >= 0 ? 1.0f : -F::kOffset;
       for (int j = 0; j < NT; ++j) {
         for (int i = 0; i < NR; ++i) {
-          a.y[(t + j) * a.ldy + r + i] = std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
+          a.y[(t + j) * a.ldy + r + i] =
+              F::kTable ? Hsum(acc[i][j]) : std::fma(kCorr, corr[i][j], Hsum(acc[i][j]));
         }
       }
     }
@@ -421,6 +433,8 @@ template <int NR, int NT>
 using Q5_0K = NibblesMicro<NibblesQ5_0>::K<NR, NT>;
 template <int NR, int NT>
 using Q5_1K = NibblesMicro<NibblesQ5_1>::K<NR, NT>;
+template <int NR, int NT>
+using IQ4_NLK = NibblesMicro<NibblesIQ4_NL>::K<NR, NT>;
 
 // ---- K-quants x kQ8K (scales applied in integers per super-block; see kernels_avx512.cc).
 
@@ -632,6 +646,91 @@ struct Q6_KK {
     for (int j = 0; j < NT; ++j)
       for (int i = 0; i < NR; ++i)
         a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]) - corr_acc[i][j];
+  }
+};
+
+// IQ4_XS x kQ8K: per sub-block of 32, IQ4_NL's signed table values by one VPSHUFB and the |w| x
+// sign(x, w) product (pair sums within 2 * 127 * 127), its pair sums weighted by the sub-block's
+// ls - 32 in the VPMADDWD (so the scales cost nothing), summed in integers over the super-block:
+// each int32 lane at most 8 * 2 * 32258 * 32 < 2^24, so its conversion to float is exact; then one
+// float step per super-block, d_w * d_x.
+template <int NR, int NT>
+struct IQ4_XSK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    __m256 acc[NR][NT];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m256i table = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())));
+    for (int64_t b = 0; b < nb; ++b) {
+      float d[NR];
+      int16_t ls[NR][8];  // ls - 32 of each sub-block
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockIQ4_XS);
+        if (NT <= 2) {
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
+        }
+        d[i] = HalfBitsToFloat(p);
+        uint16_t scales_h;
+        uint32_t scales_l;
+        std::memcpy(&scales_h, p + offsetof(BlockIQ4_XS, scales_h), 2);
+        std::memcpy(&scales_l, p + offsetof(BlockIQ4_XS, scales_l), 4);
+        for (int s = 0; s < 8; ++s) {
+          ls[i][s] = static_cast<int16_t>(
+              ((scales_l >> (4 * s) & 15) | (scales_h >> (2 * s) & 3) << 4) - 32);
+        }
+      }
+      __m256i isum[NR][NT];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+      for (int s = 0; s < 8; ++s) {
+        __m256i wv[NR], wabs[NR], sc[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+              w[i] + b * sizeof(BlockIQ4_XS) + offsetof(BlockIQ4_XS, qs) + 16 * s));
+          wv[i] = _mm256_shuffle_epi8(
+              table,
+              _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask)));
+          wabs[i] = _mm256_abs_epi8(wv[i]);
+          sc[i] = _mm256_set1_epi16(ls[i][s]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + b * kQK_K + 32 * s));
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m256i pairs = _mm256_maddubs_epi16(wabs[i], _mm256_sign_epi8(xv, wv[i]));
+            isum[i][j] = _mm256_add_epi32(isum[i][j], _mm256_madd_epi16(pairs, sc[i]));
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const float dx = x[j].d[b];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d[i] * dx), acc[i][j]);
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]);
   }
 };
 
@@ -860,6 +959,8 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = Tile<Q4_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ5_K)] = Tile<Q5_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kIQ4_NL)] = Tile<IQ4_NLK, 4, 2, 4>;
+    t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 2, 2>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};

@@ -19,14 +19,15 @@ namespace yunzhi::engine::kernels::internal {
 
 // --- quantised activation rows -----------------------------------------------------------------
 //
-// kQ8 (partner of Q8_0, Q4_0, Q5_0 and Q5_1 weights), blocks of 32:
+// kQ8 (partner of Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL weights), blocks of 32:
 //   int8  qs[cols]        q = round(x * 127 / amax(block)), |q| <= 127
 //   float d[cols / 32]    amax / 127 (x ~= d * q)
 //   float ds[cols / 32]   d * sum(q of the block): lets kernels run unsigned x signed integer
 //                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
 //                         raw five bits) and
 //                         remove the offset afterwards in float.
-// kQ8K (partner of Q4_K, Q5_K and Q6_K), super-blocks of 256 (our own design, not a file format):
+// kQ8K (partner of Q4_K, Q5_K, Q6_K and IQ4_XS), super-blocks of 256 (our own design, not a file
+// format):
 //   int8  qs[cols]
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
@@ -86,29 +87,39 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
 
 // --- the 32-element nibble blocks against kQ8 ---------------------------------------------------
 //
-// Where a Q4_0, Q5_0 or Q5_1 block keeps its parts (byte offsets; -1: none) and how its values
-// q (the nibble, plus 16 from qh's bit for Q5) read: (q - kOffset) * d, or Q5_1's q * d + m.
+// Where a Q4_0, Q5_0, Q5_1 or IQ4_NL block keeps its parts (byte offsets; -1: none) and how its
+// values q (the nibble, plus 16 from qh's bit for Q5) read: (q - kOffset) * d, Q5_1's q * d + m,
+// or with kTable IQ4_NL's kIq4nlValues[q] * d (signed: no offset to remove afterwards).
 struct NibblesQ4_0 {
   using Block = BlockQ4_0;
   static constexpr int kQs = offsetof(Block, qs), kQh = -1, kMin = -1;
   static constexpr float kOffset = 8.0f;
+  static constexpr bool kTable = false;
 };
 struct NibblesQ5_0 {
   using Block = BlockQ5_0;
   static constexpr int kQs = offsetof(Block, qs), kQh = offsetof(Block, qh), kMin = -1;
   static constexpr float kOffset = 16.0f;
+  static constexpr bool kTable = false;
 };
 struct NibblesQ5_1 {
   using Block = BlockQ5_1;
   static constexpr int kQs = offsetof(Block, qs), kQh = offsetof(Block, qh);
   static constexpr int kMin = offsetof(Block, m);
   static constexpr float kOffset = 0.0f;
+  static constexpr bool kTable = false;
+};
+struct NibblesIQ4_NL {
+  using Block = BlockIQ4_NL;
+  static constexpr int kQs = offsetof(Block, qs), kQh = -1, kMin = -1;
+  static constexpr float kOffset = 0.0f;
+  static constexpr bool kTable = true;
 };
 
 // --- tiles -------------------------------------------------------------------------------------
 
-// Weight kinds the tile table is indexed by; the last seven are Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K
-// in the panel layout.
+// Weight kinds the tile table is indexed by: the row layout of every supported type, then (kQ8_0P
+// to kQ6_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K in the panel layout.
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -120,6 +131,8 @@ enum class WKind {
   kQ4_K,
   kQ5_K,
   kQ6_K,
+  kIQ4_NL,
+  kIQ4_XS,
   kQ8_0P,
   kQ4_0P,
   kQ5_0P,

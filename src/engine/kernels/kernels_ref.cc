@@ -94,9 +94,10 @@ void TileQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
   }
 }
 
-// Q4_0, Q5_0, Q5_1 (F: NibblesQ4_0 etc.): a block's 32 values q (Q5: with the fifth bit from
-// qh, bit j for element j), then value = (q - kOffset) * d, or Q5_1's q * d + m (whose min
-// applies to the sum of the block's x, which ds holds: d_w * d_x * sum q x + m_w * ds).
+// Q4_0, Q5_0, Q5_1, IQ4_NL (F: NibblesQ4_0 etc.): a block's 32 values q (Q5: with the fifth bit
+// from qh, bit j for element j), then value = (q - kOffset) * d, IQ4_NL's kIq4nlValues[q] * d, or
+// Q5_1's q * d + m (whose min applies to the sum of the block's x, which ds holds: d_w * d_x *
+// sum q x + m_w * ds).
 template <class F>
 void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t nb = a.cols / 32;
@@ -115,7 +116,12 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
         for (int j = 0; j < 16; ++j) {
           const int lo = (qs[j] & 0x0F) | static_cast<int>((qh >> j) & 1) << 4;
           const int hi = (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
-          isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
+          if constexpr (F::kTable) {
+            isum += kIq4nlValues[static_cast<size_t>(lo)] * xq[j] +
+                    kIq4nlValues[static_cast<size_t>(hi)] * xq[j + 16];
+          } else {
+            isum += (lo - kOffset) * xq[j] + (hi - kOffset) * xq[j + 16];
+          }
         }
         float v = HalfToFloatRef(LoadU16(blk)) * x.d[b] * static_cast<float>(isum);
         if constexpr (F::kMin >= 0) v += HalfToFloatRef(LoadU16(blk + F::kMin)) * x.ds[b];
@@ -128,6 +134,7 @@ void TileNibbles(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t 
 constexpr TileFn TileQ4_0 = TileNibbles<NibblesQ4_0>;
 constexpr TileFn TileQ5_0 = TileNibbles<NibblesQ5_0>;
 constexpr TileFn TileQ5_1 = TileNibbles<NibblesQ5_1>;
+constexpr TileFn TileIQ4_NL = TileNibbles<NibblesIQ4_NL>;
 
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
 // reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
@@ -143,7 +150,7 @@ void TilePanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
   }
 }
 
-// ---- K-quants x kQ8K activations.
+// ---- K-quants and IQ4_XS x kQ8K activations.
 
 // Sub-block s's 6-bit scale and min (layout in tensor_type.h).
 void ScaleMinK4(int s, const uint8_t* q, int* scale, int* min) {
@@ -225,6 +232,31 @@ float DotQ6_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
+// value = d * (ls[s] - 32) * kIq4nlValues[q] (layout in tensor_type.h): per super-block
+//   dot = dx * d * sum_s (ls[s] - 32) * sum_i kIq4nlValues[q_i] x_i.
+float DotIQ4_XSRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockIQ4_XS)) {
+    const float d = HalfToFloatRef(LoadU16(blk));
+    const uint16_t scales_h = LoadU16(blk + offsetof(BlockIQ4_XS, scales_h));
+    const uint8_t* scales_l = blk + offsetof(BlockIQ4_XS, scales_l);
+    const uint8_t* qs = blk + offsetof(BlockIQ4_XS, qs);
+    const int8_t* xq = x.qs + b * kQK_K;
+    int32_t sumi = 0;
+    for (int s = 0; s < 8; ++s) {
+      const int ls = (scales_l[s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
+      int32_t dot = 0;
+      for (int j = 0; j < 16; ++j) {
+        dot += kIq4nlValues[qs[16 * s + j] & 0x0F] * xq[32 * s + j] +
+               kIq4nlValues[qs[16 * s + j] >> 4] * xq[32 * s + 16 + j];
+      }
+      sumi += (ls - 32) * dot;
+    }
+    sum += d * x.d[b] * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
 template <bool kQ5>
 void TileKQuant4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
@@ -242,6 +274,15 @@ void TileQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
     const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
     for (int64_t r = r0; r < r1; ++r) {
       a.y[t * a.ldy + r] = DotQ6_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+
+void TileIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = DotIQ4_XSRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
     }
   }
 }
@@ -432,6 +473,8 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
     t.tile[static_cast<int>(WKind::kQ5_K)] = TileQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
+    t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileIQ4_NL;
+    t.tile[static_cast<int>(WKind::kIQ4_XS)] = TileIQ4_XS;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
