@@ -21,6 +21,14 @@ Decoded here (ggml type id in brackets):
             nibble of qs[32c + l] with bit 2c of qh[l] as its bit 4, element 64c + 32 + l
             (sub-block 2c + 1) the high nibble with bit 2c + 1 of qh[l]. value = d * sc[s] * q -
             dmin * m[s], q in [0, 31] (computed in float32 in that order: (d * sc) * q - dmin * m).
+  Q3_K [11]: 110-byte super-blocks of 256 elements = hmask (32 bytes of high bits), qs (64
+            bytes of 2-bit fields), scales (12 bytes), fp16 d. Element e = 128n + 32j + l (n = 0..1,
+            j = 0..3, l = 0..31) belongs to sub-block s = e // 16; its two low bits are bits 2j,
+            2j + 1 of qs[32n + l] and its high bit h is bit 4n + j of hmask[l]; q = low - 4 where
+            h is clear, else low (q in [-4, 3]). Sub-block s has a 6-bit field f: its low 4 bits
+            are the low nibble of scales[s] for s < 8, the high nibble of scales[s - 8] for
+            s >= 8; its high 2 bits are bits 2 (s // 4), 2 (s // 4) + 1 of scales[8 + s % 4].
+            value = d * (f - 32) * q (computed in float32 in that order: (d * sc) * q).
 Tensors of other types are left to the caller (the writer's dequantised reference file).
 
 GGUF layout (v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count,
@@ -36,7 +44,7 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_1, Q5_K = 6, 7, 13
+Q5_0, Q5_1, Q3_K, Q5_K = 6, 7, 11, 13
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -152,7 +160,34 @@ def dequantize_q5_k(raw, n):
     return (scale * q.astype(np.float32) - offset).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k}
+def _two_bit_fields(qs):
+    """[n_blocks, 64] qs bytes -> [n_blocks, 256] int64, element 128n + 32j + l = bits 2j of
+    qs[32n + l]."""
+    q = qs.astype(np.int64).reshape(-1, 2, 1, 32)                   # [n_blocks, n, 1, l]
+    j = np.arange(4)[None, None, :, None]
+    return ((q >> (2 * j)) & 3).reshape(-1, 256)                   # [n_blocks, n, j, l]
+
+
+def dequantize_q3_k(raw, n):
+    """The first n elements (a multiple of 256) of Q3_K data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 110).reshape(-1, 110)
+    hmask = blocks[:, 0:32].astype(np.int64)[:, None, :]           # [n_blocks, 1, l]
+    low = _two_bit_fields(blocks[:, 32:96])
+    k = np.arange(8)[None, :, None]                                 # k = 4n + j
+    high = ((hmask >> k) & 1).reshape(-1, 256)                      # element 32k + l
+    q = low - 4 * (1 - high)
+    p = blocks[:, 96:108].astype(np.int64)
+    s = np.arange(16)
+    low4 = np.where(s < 8, p[:, s % 8] & 0x0F, p[:, s % 8] >> 4)
+    high2 = (p[:, 8 + s % 4] >> (2 * (s // 4))) & 3
+    sc = (low4 | high2 << 4) - 32                                   # [n_blocks, 16]
+    d = blocks[:, 108:110].copy().view("<f2").astype(np.float32)   # [n_blocks, 1]
+    scale = np.repeat(d * sc.astype(np.float32), 16, axis=1)        # [n_blocks, 256]
+    return (scale * q.astype(np.float32)).reshape(-1)
+
+
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q3_K: dequantize_q3_k,
+               Q5_K: dequantize_q5_k}
 
 
 def _hf_name(gguf_name):

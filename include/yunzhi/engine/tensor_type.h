@@ -3,8 +3,8 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K
-// and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml,
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K,
+// Q4_K, Q5_K and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml,
 // so files written by other tools load here and files written here load there — and scalar
 // reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
 //
@@ -92,12 +92,12 @@ std::string_view TypeName(TensorType type);
 // Errors: kInvalidArgument naming the input and listing the names this build supports.
 Result<TensorType> ParseTensorType(std::string_view name);
 
-// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K).
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K,
+// Q5_K, Q6_K).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K": the supported types, for error
-// messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K": the supported types, for
+// error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -122,7 +122,7 @@ inline constexpr int64_t kQK4_0 = 32;    // elements per Q4_0 block
 inline constexpr int64_t kQK5_0 = 32;    // elements per Q5_0 block
 inline constexpr int64_t kQK5_1 = 32;    // elements per Q5_1 block
 inline constexpr int64_t kQK_K = 256;    // elements per K-quant super-block
-inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales/mins of a Q4_K block
+inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales (and mins) of Q3_K/Q4_K/Q5_K
 
 // Q8_0: 34 bytes for 32 elements. value[i] = d * qs[i].
 struct BlockQ8_0 {
@@ -156,6 +156,21 @@ struct BlockQ5_1 {
   uint16_t m;              // fp16 min (the value of q = 0)
   uint8_t qh[4];           // fifth bits
   uint8_t qs[kQK5_1 / 2];  // low four bits
+};
+
+// Q3_K: 110 bytes for 256 elements, as 16 sub-blocks of 16 elements with signed 6-bit scales:
+// value = d * sc[s] * q, q in [-4, 3]. Element e = 128n + 32j + l (n = 0..1, j = 0..3,
+// l = 0..31) is in sub-block s = e / 16 = 8n + 2j + l / 16; its low two bits are
+// (qs[32n + l] >> 2j) & 3 and its high bit h is bit 4n + j of hmask[l]; q = low - (h ? 0 : 4).
+// `scales` packs the 16 scales (sc[s] + 32, 0..63) in 12 bytes: the low four bits of sub-block
+// s < 8 are the low nibble of scales[s], those of s >= 8 the high nibble of scales[s - 8]; the
+// high two bits of s are bits 2 (s / 4) .. 2 (s / 4) + 1 of scales[8 + s % 4]. Q3_K_M files
+// (llama.cpp file type 12) are mostly Q3_K.
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];      // high bits
+  uint8_t qs[kQK_K / 4];         // low two bits
+  uint8_t scales[kKScaleBytes];  // packed 6-bit scales
+  uint16_t d;                    // fp16 super-block scale
 };
 
 // Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale
@@ -217,8 +232,8 @@ float Bf16ToFloat(uint16_t bits);
 // holds RowSizeBytes(type, n) bytes (any alignment); `dst` holds n floats.
 void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
 
-// Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K, Q5_K and Q6_K
-// a small search for the sub-block scales that minimise the squared error). F16/BF16 round to
+// Converts `n` floats to `type` (the reference quantiser: round to nearest; for the K-quants a
+// small search for the sub-block scales that minimise the squared error). F16/BF16 round to
 // nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
 // Non-finite inputs give unspecified (but memory-safe) quantised values.
 void Quantize(TensorType type, const float* src, void* dst, int64_t n);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -225,6 +226,48 @@ float DotQ6_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
+// Q3_K: value = d * sc[s] * q, q in [-4, 3], sub-blocks of 16 (layout in tensor_type.h); the
+// signed values directly, with no use of the activation sums (the AVX2 kernel uses them, so the
+// two compute the same integers two ways). Per super-block the exact integer
+//   sumi = sum_s sc[s] * sum_{i in s} q_i x_i,
+// then one float step, fused explicitly so that a kernel built with FMA gives the same bits:
+//   sum = fma(d * dx, sumi, sum).
+float DotQ3_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ3_K)) {
+    const uint8_t* hmask = blk + offsetof(BlockQ3_K, hmask);
+    const uint8_t* qs = blk + offsetof(BlockQ3_K, qs);
+    const uint8_t* scales = blk + offsetof(BlockQ3_K, scales);
+    const float d = HalfToFloatRef(LoadU16(blk + offsetof(BlockQ3_K, d)));
+    const int8_t* xq = x.qs + b * kQK_K;
+    int32_t sumi = 0;
+    for (int s = 0; s < 16; ++s) {
+      const int low4 = s < 8 ? scales[s] & 0x0F : scales[s - 8] >> 4;
+      const int high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+      const int sc = (low4 | high2 << 4) - 32;
+      int32_t dot = 0;
+      for (int e = 16 * s; e < 16 * s + 16; ++e) {
+        const int n = e / 128, j = e % 128 / 32, l = e % 32;
+        const int q2 = (qs[32 * n + l] >> (2 * j)) & 3;
+        const int h = (hmask[l] >> (4 * n + j)) & 1;
+        dot += (q2 - (h != 0 ? 0 : 4)) * xq[e];
+      }
+      sumi += sc * dot;
+    }
+    sum = std::fma(d * x.d[b], static_cast<float>(sumi), sum);
+  }
+  return sum;
+}
+
+void TileQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = DotQ3_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+
 template <bool kQ5>
 void TileKQuant4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
@@ -432,6 +475,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = TileQ4_K;
     t.tile[static_cast<int>(WKind::kQ5_K)] = TileQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = TileQ3_K;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
