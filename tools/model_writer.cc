@@ -425,8 +425,11 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
     if (!engine::IsValidRowLength(type, row_len)) {
       // Real K-quant files fall back to another type where a row does not fit the super-block
       // (llama.cpp's quantiser, as `yunzhi quantize`): Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0.
-      // Q3_K goes to Q4_0 here; llama.cpp writes IQ4_NL there, which this build does not run.
-      if (s.weight_type == TensorType::kQ3_K) type = TensorType::kQ4_0;
+      // Q2_K and Q3_K go to Q4_0 here; llama.cpp writes IQ4_NL there, which this build does not
+      // run.
+      if (s.weight_type == TensorType::kQ2_K || s.weight_type == TensorType::kQ3_K) {
+        type = TensorType::kQ4_0;
+      }
       if (s.weight_type == TensorType::kQ4_K) type = TensorType::kQ5_0;
       if (s.weight_type == TensorType::kQ5_K) type = TensorType::kQ5_1;
       if (s.weight_type == TensorType::kQ6_K) type = TensorType::kQ8_0;

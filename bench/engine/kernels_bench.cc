@@ -140,10 +140,11 @@ constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
                                  {"1536x1536", 1536, 1536}};
 constexpr int64_t kPromptTokens = 512;
 
-// Q3_K has no AVX-512 kernel: its "avx512" entries run the AVX2 one, as a model would there.
-constexpr TensorType kTypes[] = {TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0,
-                                 TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ3_K,
-                                 TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+// Q2_K and Q3_K have no AVX-512 kernels: their "avx512" entries run the AVX2 ones, as a model
+// would there.
+constexpr TensorType kTypes[] = {
+    TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+    TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
 
 void BM_Gemv(benchmark::State& state, TensorType type, Isa isa, Shape shape, WeightLayout layout) {
   SetActiveIsa(isa);

@@ -16,6 +16,8 @@ static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes");
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block must be 84 bytes");
+static_assert(offsetof(BlockQ2_K, dmin) == 82, "Q2_K dmin must be last");
 static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block must be 110 bytes");
 static_assert(offsetof(BlockQ3_K, d) == 108, "Q3_K d must be last");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
@@ -35,7 +37,7 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, true},
     TypeTraits{TensorType::kQ8_0, "Q8_0", 32, 34, true},
     TypeTraits{TensorType::kQ8_1, "Q8_1", 32, 36, false},
-    TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, false},
+    TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, true},
     TypeTraits{TensorType::kQ3_K, "Q3_K", 256, 110, true},
     TypeTraits{TensorType::kQ4_K, "Q4_K", 256, 144, true},
     TypeTraits{TensorType::kQ5_K, "Q5_K", 256, 176, true},
@@ -74,10 +76,10 @@ constexpr auto kIndexById = [] {
 }();
 
 // The supported types in the order users think of them (not id order).
-constexpr std::array kSupportedOrder = {
-    TensorType::kF32,  TensorType::kF16,  TensorType::kBF16, TensorType::kQ8_0,
-    TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ3_K,
-    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
+                                        TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
+                                        TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
+                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -654,6 +656,77 @@ void QuantizeQ3_K(const float* src, uint8_t* dst, int64_t n) {
   }
 }
 
+// ---- Q2_K: 16 sub-blocks of 16, value = d * sc[s] * q - dmin * m[s], q in [0, 3] (layout in
+// tensor_type.h).
+
+constexpr size_t kQ2_KBytes = sizeof(BlockQ2_K);
+
+void DequantizeQ2_K(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ2_KBytes, dst += kQK_K) {
+    const uint8_t* scales = src + offsetof(BlockQ2_K, scales);
+    const uint8_t* qs = src + offsetof(BlockQ2_K, qs);
+    const float d = HalfToFloat(LoadU16(src + offsetof(BlockQ2_K, d)));
+    const float dmin = HalfToFloat(LoadU16(src + offsetof(BlockQ2_K, dmin)));
+    for (int e = 0; e < kQK_K; ++e) {
+      const int s = e / kKSub16;
+      const float sd = d * static_cast<float>(scales[s] & 0x0F);
+      const float sm = dmin * static_cast<float>(scales[s] >> 4);
+      dst[e] = sd * static_cast<float>(Unpack2Bits(qs, e)) - sm;
+    }
+  }
+}
+
+void QuantizeQ2_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ2_KBytes) {
+    // Each sub-block's own scale and min (Q4_K's fit, with 3 steps), then both as 4-bit
+    // multiples of d and dmin (the largest of each maps to 15).
+    std::array<float, 16> scales{}, mins{};
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int s = 0; s < 16; ++s) {
+      FitScaleMin(src + s * kKSub16, kKSub16, 3, &scales[s], &mins[s]);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    const uint16_t d_bits = FloatToHalf(max_scale / 15.0f);
+    const uint16_t dmin_bits = FloatToHalf(max_min / 15.0f);
+    const float d = HalfToFloat(d_bits);
+    const float dmin = HalfToFloat(dmin_bits);
+    uint8_t* out_scales = dst + offsetof(BlockQ2_K, scales);
+    std::array<int, kQK_K> q{};
+    for (int s = 0; s < 16; ++s) {
+      // Refinement: the rounded 4-bit scale and min and their neighbours (9 pairs), each with
+      // the values requantised against them as they will be decoded; the smallest squared error
+      // wins.
+      const float* x = src + s * kKSub16;
+      const int ls0 = d > 0 ? std::clamp(RoundToInt(scales[s] / d), 0, 15) : 0;
+      const int lm0 = dmin > 0 ? std::clamp(RoundToInt(mins[s] / dmin), 0, 15) : 0;
+      float best_err = INFINITY;
+      out_scales[s] = 0;
+      for (int ls = std::max(ls0 - 1, 0); ls <= std::min(ls0 + 1, 15); ++ls) {
+        for (int lm = std::max(lm0 - 1, 0); lm <= std::min(lm0 + 1, 15); ++lm) {
+          const float sd = d * static_cast<float>(ls);
+          const float sm = dmin * static_cast<float>(lm);
+          std::array<int, kKSub16> qs{};
+          float err = 0.0f;
+          for (int i = 0; i < kKSub16; ++i) {
+            qs[i] = sd > 0 ? std::clamp(RoundToInt((x[i] + sm) / sd), 0, 3) : 0;
+            const float diff = sd * static_cast<float>(qs[i]) - sm - x[i];
+            err += diff * diff;
+          }
+          if (err < best_err) {
+            best_err = err;
+            out_scales[s] = static_cast<uint8_t>(ls | lm << 4);
+            std::copy(qs.begin(), qs.end(), q.begin() + s * kKSub16);
+          }
+        }
+      }
+    }
+    Pack2Bits(q.data(), dst + offsetof(BlockQ2_K, qs));
+    StoreU16(dst + offsetof(BlockQ2_K, d), d_bits);
+    StoreU16(dst + offsetof(BlockQ2_K, dmin), dmin_bits);
+  }
+}
+
 }  // namespace
 
 // ---- traits and names
@@ -798,6 +871,9 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ5_1:
       DequantizeQ5_1(in, dst, n);
       return;
+    case TensorType::kQ2_K:
+      DequantizeQ2_K(in, dst, n);
+      return;
     case TensorType::kQ3_K:
       DequantizeQ3_K(in, dst, n);
       return;
@@ -839,6 +915,9 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ5_1:
       QuantizeQ5_1(src, out, n);
+      return;
+    case TensorType::kQ2_K:
+      QuantizeQ2_K(src, out, n);
       return;
     case TensorType::kQ3_K:
       QuantizeQ3_K(src, out, n);

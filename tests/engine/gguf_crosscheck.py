@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_1/Q3_K/Q5_K block layouts.
+"""Independent cross-check of our GGUF writer and Q8_0/Q4_0/Q5_0/Q5_1/Q2_K/Q3_K/Q5_K layouts.
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
 Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0,
-Q5_1, Q3_K and Q5_K blocks with numpy, following the GGUF specification (ggml's block_q8_0,
-block_q4_0, block_q5_0, block_q5_1, block_q3_K, block_q5_K):
+Q5_1, Q2_K, Q3_K and Q5_K blocks with numpy, following the GGUF specification (ggml's
+block_q8_0, block_q4_0, block_q5_0, block_q5_1, block_q2_K, block_q3_K, block_q5_K):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
@@ -25,6 +25,9 @@ block_q4_0, block_q5_0, block_q5_1, block_q3_K, block_q5_K):
         sub-block s = element // 16 has the 6-bit field (s < 8: sc[s] & 15, else sc[s - 8] >> 4)
         | ((sc[8 + s % 4] >> 2 (s // 4)) & 3) << 4, its scale that field - 32;
         value = d * scale * q.
+  Q2_K: 84-byte super-blocks of 256 = 16 bytes sc, 64 bytes qs, fp16 d, fp16 dmin; element
+        128n + 32j + l has q = (qs[32n + l] >> 2j) & 3; sub-block s = element // 16 has the scale
+        sc[s] & 15 and the min sc[s] >> 4; value = d * scale * q - dmin * min.
 Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
 the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
 BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
@@ -44,8 +47,8 @@ except ImportError:
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
-        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 11: ("Q3_K", 256, 110), 13: ("Q5_K", 256, 176),
-        30: ("BF16", 1, 2)}
+        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
+        13: ("Q5_K", 256, 176), 30: ("BF16", 1, 2)}
 
 
 class Reader:
@@ -193,6 +196,23 @@ def decode_q3_k(raw):
     return (np.repeat(sub_d, 16, axis=1) * q.astype(np.float32)).reshape(-1)
 
 
+def decode_q2_k(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 84)
+    sc = blocks[:, 0:16].astype(np.int32)
+    qs = blocks[:, 16:80].astype(np.int32)
+    d = blocks[:, 80:82].copy().view(np.float16).astype(np.float32)    # [n_blocks, 1]
+    dmin = blocks[:, 82:84].copy().view(np.float16).astype(np.float32)
+    q = np.empty((len(blocks), 256), dtype=np.int32)
+    for n in range(2):
+        for j in range(4):
+            e = 128 * n + 32 * j
+            q[:, e:e + 32] = (qs[:, 32 * n:32 * n + 32] >> (2 * j)) & 3
+    sub_d = d * (sc & 15).astype(np.float32)                            # [n_blocks, 16]
+    sub_m = dmin * (sc >> 4).astype(np.float32)
+    values = np.repeat(sub_d, 16, axis=1) * q.astype(np.float32) - np.repeat(sub_m, 16, axis=1)
+    return values.reshape(-1)
+
+
 def check_decode(name, tensors, decode):
     """Our Dequantize() output for `name` must equal the numpy decode bit for bit."""
     ours = f32(tensors[name + ".deq"][2])
@@ -272,6 +292,18 @@ def main():
         assert err <= 0.3 * amax, ("y.q3_k", b, err, amax)
         print(f"y.q3_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
     print(f"y.q3_k: {theirs.size} values decoded independently, identical")
+
+    # Q2_K, on y. Stated bound, per super-block: |err| <= 0.55 amax (4 levels per sub-block of
+    # 16 with the scale and min in 4 bits; the bound of the C++ round-trip test).
+    dims, ttype, _ = tensors["y.q2_k"]
+    assert dims == [256, 4] and ttype == "Q2_K", (dims, ttype)
+    theirs = check_decode("y.q2_k", tensors, decode_q2_k)
+    for b in range(0, y.size, 256):
+        amax = np.abs(y[b:b + 256]).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= 0.55 * amax, ("y.q2_k", b, err, amax)
+        print(f"y.q2_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
+    print(f"y.q2_k: {theirs.size} values decoded independently, identical")
 
     f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
     assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"

@@ -21,6 +21,11 @@ Decoded here (ggml type id in brackets):
             nibble of qs[32c + l] with bit 2c of qh[l] as its bit 4, element 64c + 32 + l
             (sub-block 2c + 1) the high nibble with bit 2c + 1 of qh[l]. value = d * sc[s] * q -
             dmin * m[s], q in [0, 31] (computed in float32 in that order: (d * sc) * q - dmin * m).
+  Q2_K [10]: 84-byte super-blocks of 256 elements = scales (16 bytes), qs (64 bytes of 2-bit
+            fields), fp16 d, fp16 dmin. Element e = 128n + 32j + l has q = bits 2j, 2j + 1 of
+            qs[32n + l] (q in [0, 3]) and belongs to sub-block s = e // 16, whose scale is the low
+            nibble of scales[s] and whose min is its high nibble. value = d * sc * q - dmin * m
+            (computed in float32 in that order: (d * sc) * q - (dmin * m)).
   Q3_K [11]: 110-byte super-blocks of 256 elements = hmask (32 bytes of high bits), qs (64
             bytes of 2-bit fields), scales (12 bytes), fp16 d. Element e = 128n + 32j + l (n = 0..1,
             j = 0..3, l = 0..31) belongs to sub-block s = e // 16; its two low bits are bits 2j,
@@ -44,7 +49,7 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_1, Q3_K, Q5_K = 6, 7, 11, 13
+Q5_0, Q5_1, Q2_K, Q3_K, Q5_K = 6, 7, 10, 11, 13
 
 # GGUF tensor names of the decoder families -> Hugging Face names (matrices only: the only
 # tensors stored in block types).
@@ -168,6 +173,18 @@ def _two_bit_fields(qs):
     return ((q >> (2 * j)) & 3).reshape(-1, 256)                   # [n_blocks, n, j, l]
 
 
+def dequantize_q2_k(raw, n):
+    """The first n elements (a multiple of 256) of Q2_K data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 84).reshape(-1, 84)
+    scales = blocks[:, 0:16].astype(np.int64)
+    q = _two_bit_fields(blocks[:, 16:80])
+    d = blocks[:, 80:82].copy().view("<f2").astype(np.float32)     # [n_blocks, 1]
+    dmin = blocks[:, 82:84].copy().view("<f2").astype(np.float32)  # [n_blocks, 1]
+    scale = np.repeat(d * (scales & 0x0F).astype(np.float32), 16, axis=1)
+    offset = np.repeat(dmin * (scales >> 4).astype(np.float32), 16, axis=1)
+    return (scale * q.astype(np.float32) - offset).reshape(-1)
+
+
 def dequantize_q3_k(raw, n):
     """The first n elements (a multiple of 256) of Q3_K data, as float32."""
     blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 110).reshape(-1, 110)
@@ -186,8 +203,8 @@ def dequantize_q3_k(raw, n):
     return (scale * q.astype(np.float32)).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q3_K: dequantize_q3_k,
-               Q5_K: dequantize_q5_k}
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q2_K: dequantize_q2_k,
+               Q3_K: dequantize_q3_k, Q5_K: dequantize_q5_k}
 
 
 def _hf_name(gguf_name):

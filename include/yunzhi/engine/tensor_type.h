@@ -3,10 +3,11 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K,
-// Q4_K, Q5_K and Q6_K. For those, this header also gives the block layouts — bit-compatible with GGUF/ggml,
-// so files written by other tools load here and files written here load there — and scalar
-// reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested against.
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K,
+// Q3_K, Q4_K, Q5_K and Q6_K. For those, this header also gives the block layouts —
+// bit-compatible with GGUF/ggml, so files written by other tools load here and files written here
+// load there — and scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels
+// are tested against.
 //
 // Conventions:
 //  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
@@ -92,12 +93,12 @@ std::string_view TypeName(TensorType type);
 // Errors: kInvalidArgument naming the input and listing the names this build supports.
 Result<TensorType> ParseTensorType(std::string_view name);
 
-// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K,
-// Q5_K, Q6_K).
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K": the supported types, for
-// error messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K": the supported types,
+// for error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -156,6 +157,18 @@ struct BlockQ5_1 {
   uint16_t m;              // fp16 min (the value of q = 0)
   uint8_t qh[4];           // fifth bits
   uint8_t qs[kQK5_1 / 2];  // low four bits
+};
+
+// Q2_K: 84 bytes for 256 elements, as 16 sub-blocks of 16 elements, each with a 4-bit scale and
+// a 4-bit min: value = d * sc[s] * q - dmin * m[s], q in [0, 3], sc[s] = scales[s] & 15 and
+// m[s] = scales[s] >> 4. Element e = 128n + 32j + l (n = 0..1, j = 0..3, l = 0..31) is in
+// sub-block s = e / 16 and q = (qs[32n + l] >> 2j) & 3 (Q3_K's low two bits). Q2_K files
+// (llama.cpp file type 10) are mostly Q2_K, with Q3_K/Q4_K/Q6_K for some matrices.
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];  // 4-bit scales (low nibbles) and mins (high nibbles)
+  uint8_t qs[kQK_K / 4];       // 2-bit values
+  uint16_t d;                  // fp16 super-block scale for the scales
+  uint16_t dmin;               // fp16 super-block scale for the mins
 };
 
 // Q3_K: 110 bytes for 256 elements, as 16 sub-blocks of 16 elements with signed 6-bit scales:

@@ -11,7 +11,7 @@
 //
 // Quantised weights are multiplied the way GGUF engines do: the activations are quantised on the
 // fly to the weight type's partner format (Q8_0 blocks for Q8_0, Q4_0, Q5_0 and Q5_1 weights,
-// Q8_K blocks for Q3_K, Q4_K, Q5_K and Q6_K, F16/BF16 rows stay float) and the dot products run on
+// Q8_K blocks for the K-quants Q2_K to Q6_K, F16/BF16 rows stay float) and the dot products run on
 // integers; the whole matrix is never dequantised.
 //
 // Kernels return void: shapes are validated once where the model is built (YZ_DCHECK here).

@@ -26,8 +26,8 @@ namespace yunzhi::engine::kernels::internal {
 //                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
 //                         raw five bits) and
 //                         remove the offset afterwards in float.
-// kQ8K (partner of Q3_K, Q4_K, Q5_K and Q6_K), super-blocks of 256 (our own design, not a file
-// format):
+// kQ8K (partner of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K), super-blocks of 256 (our own design, not a
+// file format):
 //   int8  qs[cols]
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
@@ -110,7 +110,8 @@ struct NibblesQ5_1 {
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by; the last seven are Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K
-// in the panel layout (Q3_K has none: its rows stay in the file's layout on every ISA).
+// in the panel layout (Q2_K and Q3_K have none: their rows stay in the file's layout on every
+// ISA).
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -122,6 +123,7 @@ enum class WKind {
   kQ4_K,
   kQ5_K,
   kQ6_K,
+  kQ2_K,
   kQ3_K,
   kQ8_0P,
   kQ4_0P,
