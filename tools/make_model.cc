@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
   app.add_option("--preset", preset, "tiny | qwen2.5-0.5b | llama3.2-1b | stories260k");
   app.add_option("--arch", arch, "llama | mistral | qwen2 | qwen3 | bert (default: the preset's)");
   app.add_option("--type", type,
-                 "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q5_1 | q4_k | q5_k | q6_k | iq4_nl | "
-                 "iq4_xs");
+                 "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q5_1 | q2_k | q3_k | q4_k | q5_k | q6_k | "
+                 "iq4_nl | iq4_xs");
   app.add_option("--rope-scaling", rope_scaling, "none | linear | llama3");
   app.add_option("--rope-factor", rope_factor);
   app.add_option("--rope-theta", rope_theta);

@@ -424,8 +424,11 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
     TensorType type = t.matrix ? s.weight_type : TensorType::kF32;
     if (!engine::IsValidRowLength(type, row_len)) {
       // Real K-quant files fall back to another type where a row does not fit the super-block
-      // (llama.cpp's quantiser, as `yunzhi quantize`): Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0;
-      // IQ4_XS files likewise hold IQ4_NL there.
+      // (llama.cpp's quantiser, as `yunzhi quantize`): Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0,
+      // Q2_K, Q3_K and IQ4_XS to IQ4_NL.
+      if (s.weight_type == TensorType::kQ2_K || s.weight_type == TensorType::kQ3_K) {
+        type = TensorType::kIQ4_NL;
+      }
       if (s.weight_type == TensorType::kQ4_K) type = TensorType::kQ5_0;
       if (s.weight_type == TensorType::kQ5_K) type = TensorType::kQ5_1;
       if (s.weight_type == TensorType::kQ6_K) type = TensorType::kQ8_0;

@@ -18,6 +18,10 @@ static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes");
 static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes");
 static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block must be 18 bytes");
 static_assert(sizeof(BlockIQ4_XS) == 136, "IQ4_XS block must be 136 bytes");
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block must be 84 bytes");
+static_assert(offsetof(BlockQ2_K, dmin) == 82, "Q2_K dmin must be last");
+static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block must be 110 bytes");
+static_assert(offsetof(BlockQ3_K, d) == 108, "Q3_K d must be last");
 static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes");
 static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
@@ -35,8 +39,8 @@ constexpr std::array kTraits = {
     TypeTraits{TensorType::kQ5_1, "Q5_1", 32, 24, true},
     TypeTraits{TensorType::kQ8_0, "Q8_0", 32, 34, true},
     TypeTraits{TensorType::kQ8_1, "Q8_1", 32, 36, false},
-    TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, false},
-    TypeTraits{TensorType::kQ3_K, "Q3_K", 256, 110, false},
+    TypeTraits{TensorType::kQ2_K, "Q2_K", 256, 84, true},
+    TypeTraits{TensorType::kQ3_K, "Q3_K", 256, 110, true},
     TypeTraits{TensorType::kQ4_K, "Q4_K", 256, 144, true},
     TypeTraits{TensorType::kQ5_K, "Q5_K", 256, 176, true},
     TypeTraits{TensorType::kQ6_K, "Q6_K", 256, 210, true},
@@ -76,9 +80,9 @@ constexpr auto kIndexById = [] {
 // The supported types in the order users think of them (not id order).
 constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                         TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                        TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                        TensorType::kQ6_K, TensorType::kIQ4_NL,
-                                        TensorType::kIQ4_XS};
+                                        TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
+                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+                                        TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -657,32 +661,28 @@ void DequantizeQ6_K(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 
-// Fits x ~= scale * q with q in [-32, 31]: tries inverse scales around the one that maps the
-// value of largest magnitude to -32 and refits the scale by least squares. Returns the scale.
-float FitScaleSymmetric6(const float* x) {
-  float amax = 0.0f, max = 0.0f;
-  for (int i = 0; i < kQ6_KSub; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  }
-  if (amax == 0.0f) return 0.0f;
+// Fits x ~= scale * q with q in [-nmax, nmax - 1] (n <= 16 values): tries inverse scales around
+// the one that maps the value of largest magnitude to -nmax and refits the scale by least squares.
+// Returns the scale (negative where the largest magnitude is positive).
+float FitScaleSymmetric(const float* x, int n, int nmax) {
+  const float max = LargestMagnitude(x, n);
+  if (max == 0.0f) return 0.0f;
+  const auto fmax = static_cast<float>(nmax);
   float best_err = INFINITY;
-  float best_scale = max / -32.0f;
+  float best_scale = max / -fmax;
   for (int step = -9; step <= 9; ++step) {
-    const float iscale = -(32.0f + 0.1f * static_cast<float>(step)) / max;
+    const float iscale = -(fmax + 0.1f * static_cast<float>(step)) / max;
     double sum_qq = 0, sum_qx = 0;
-    std::array<int, kQ6_KSub> q{};
-    for (int i = 0; i < kQ6_KSub; ++i) {
-      q[i] = std::clamp(RoundToInt(iscale * x[i]), -32, 31);
+    std::array<int, 16> q{};
+    for (int i = 0; i < n; ++i) {
+      q[i] = std::clamp(RoundToInt(iscale * x[i]), -nmax, nmax - 1);
       sum_qq += static_cast<double>(q[i]) * q[i];
       sum_qx += q[i] * static_cast<double>(x[i]);
     }
     if (sum_qq <= 0) continue;
     const auto scale = static_cast<float>(sum_qx / sum_qq);
     float err = 0.0f;
-    for (int i = 0; i < kQ6_KSub; ++i) {
+    for (int i = 0; i < n; ++i) {
       const float diff = scale * static_cast<float>(q[i]) - x[i];
       err += diff * diff;
     }
@@ -699,7 +699,7 @@ void QuantizeQ6_K(const float* src, uint8_t* dst, int64_t n) {
     std::array<float, kQK_K / kQ6_KSub> scales{};
     float max_abs_scale = 0.0f;
     for (int s = 0; s < kQK_K / kQ6_KSub; ++s) {
-      scales[s] = FitScaleSymmetric6(src + s * kQ6_KSub);
+      scales[s] = FitScaleSymmetric(src + s * kQ6_KSub, kQ6_KSub, 32);
       max_abs_scale = std::max(max_abs_scale, std::fabs(scales[s]));
     }
     const uint16_t d_bits = FloatToHalf(max_abs_scale / 127.0f);
@@ -718,6 +718,181 @@ void QuantizeQ6_K(const float* src, uint8_t* dst, int64_t n) {
     }
     PackQ6_K(q.data(), dst, dst + kQK_K / 2);
     StoreU16(dst + kQK_K / 2 + kQK_K / 4 + kQK_K / 16, d_bits);
+  }
+}
+
+// ---- Q3_K: 16 sub-blocks of 16, value = d * sc[s] * q, q in [-4, 3] (layout in tensor_type.h).
+
+constexpr size_t kQ3_KBytes = sizeof(BlockQ3_K);
+constexpr int kKSub16 = 16;  // elements per sub-block of Q2_K and Q3_K
+
+// Sub-block s's 6-bit scale field (0..63) from the 12 packed bytes.
+int UnpackScaleQ3_K(int s, const uint8_t* scales) {
+  const int low = s < 8 ? scales[s] & 0x0F : scales[s - 8] >> 4;
+  const int high = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+  return low | high << 4;
+}
+
+void PackScalesQ3_K(const int* fields, uint8_t* scales) {
+  std::memset(scales, 0, kKScaleBytes);
+  for (int s = 0; s < 16; ++s) {
+    const int f = fields[s];
+    scales[s % 8] |= static_cast<uint8_t>((f & 0x0F) << (s < 8 ? 0 : 4));
+    scales[8 + s % 4] |= static_cast<uint8_t>((f >> 4) << (2 * (s / 4)));
+  }
+}
+
+// The 2-bit fields of elements 128n + 32j + l: bits 2j of qs[32n + l] (Q2_K and Q3_K alike).
+int Unpack2Bits(const uint8_t* qs, int e) {
+  const int n = e / 128, j = e % 128 / 32, l = e % 32;
+  return (qs[32 * n + l] >> (2 * j)) & 3;
+}
+
+void Pack2Bits(const int* q2, uint8_t* qs) {
+  std::memset(qs, 0, kQK_K / 4);
+  for (int e = 0; e < kQK_K; ++e) {
+    const int n = e / 128, j = e % 128 / 32, l = e % 32;
+    qs[32 * n + l] |= static_cast<uint8_t>((q2[e] & 3) << (2 * j));
+  }
+}
+
+void DequantizeQ3_K(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ3_KBytes, dst += kQK_K) {
+    const uint8_t* hmask = src + offsetof(BlockQ3_K, hmask);
+    const uint8_t* qs = src + offsetof(BlockQ3_K, qs);
+    const uint8_t* scales = src + offsetof(BlockQ3_K, scales);
+    const float d = HalfToFloat(LoadU16(src + offsetof(BlockQ3_K, d)));
+    for (int e = 0; e < kQK_K; ++e) {
+      const int h = (hmask[e % 32] >> (e / 32)) & 1;  // bit 4n + j = e / 32
+      const int q = Unpack2Bits(qs, e) - (h != 0 ? 0 : 4);
+      const int sc = UnpackScaleQ3_K(e / kKSub16, scales) - 32;
+      dst[e] = d * static_cast<float>(sc) * static_cast<float>(q);
+    }
+  }
+}
+
+// Squared error of x ~= sd * q over one sub-block, q = round(x / sd) clamped to [lo, hi]; the q
+// are written to `q`.
+float RequantiseSubBlock(const float* x, float sd, int lo, int hi, int* q) {
+  float err = 0.0f;
+  for (int i = 0; i < kKSub16; ++i) {
+    q[i] = sd != 0.0f ? std::clamp(RoundToInt(x[i] / sd), lo, hi) : 0;
+    const float diff = sd * static_cast<float>(q[i]) - x[i];
+    err += diff * diff;
+  }
+  return err;
+}
+
+void QuantizeQ3_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ3_KBytes) {
+    // Each sub-block's own scale (negative where its largest magnitude is positive, so that
+    // value reaches -4, the end of [-4, 3] with the larger reach), then the scales as signed
+    // 6-bit multiples of d: the scale of largest magnitude maps to -32, the other sign clamps at
+    // 31 as Q4_0's quants do.
+    std::array<float, 16> scales{};
+    for (int s = 0; s < 16; ++s) scales[s] = FitScaleSymmetric(src + s * kKSub16, kKSub16, 4);
+    const uint16_t d_bits = FloatToHalf(LargestMagnitude(scales.data(), 16) / -32.0f);
+    const float d = HalfToFloat(d_bits);
+    std::array<int, 16> fields{};
+    std::array<int, kQK_K> q{};
+    for (int s = 0; s < 16; ++s) {
+      // Refinement: the rounded 6-bit scale and its two neighbours, each with the quants
+      // requantised against it as it will be decoded; the smallest squared error wins.
+      const int ls0 = d != 0.0f ? std::clamp(RoundToInt(scales[s] / d), -32, 31) : 0;
+      float best_err = INFINITY;
+      for (int ls = std::max(ls0 - 1, -32); ls <= std::min(ls0 + 1, 31); ++ls) {
+        std::array<int, kKSub16> qs{};
+        const float err =
+            RequantiseSubBlock(src + s * kKSub16, d * static_cast<float>(ls), -4, 3, qs.data());
+        if (err < best_err) {
+          best_err = err;
+          fields[s] = ls + 32;
+          std::copy(qs.begin(), qs.end(), q.begin() + s * kKSub16);
+        }
+      }
+    }
+    std::array<int, kQK_K> low{};
+    uint8_t* hmask = dst + offsetof(BlockQ3_K, hmask);
+    std::memset(hmask, 0, kQK_K / 8);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int u = q[e] + 4;  // 0..7: the high bit set for q >= 0
+      low[e] = u & 3;
+      hmask[e % 32] |= static_cast<uint8_t>((u >> 2) << (e / 32));
+    }
+    Pack2Bits(low.data(), dst + offsetof(BlockQ3_K, qs));
+    PackScalesQ3_K(fields.data(), dst + offsetof(BlockQ3_K, scales));
+    StoreU16(dst + offsetof(BlockQ3_K, d), d_bits);
+  }
+}
+
+// ---- Q2_K: 16 sub-blocks of 16, value = d * sc[s] * q - dmin * m[s], q in [0, 3] (layout in
+// tensor_type.h).
+
+constexpr size_t kQ2_KBytes = sizeof(BlockQ2_K);
+
+void DequantizeQ2_K(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ2_KBytes, dst += kQK_K) {
+    const uint8_t* scales = src + offsetof(BlockQ2_K, scales);
+    const uint8_t* qs = src + offsetof(BlockQ2_K, qs);
+    const float d = HalfToFloat(LoadU16(src + offsetof(BlockQ2_K, d)));
+    const float dmin = HalfToFloat(LoadU16(src + offsetof(BlockQ2_K, dmin)));
+    for (int e = 0; e < kQK_K; ++e) {
+      const int s = e / kKSub16;
+      const float sd = d * static_cast<float>(scales[s] & 0x0F);
+      const float sm = dmin * static_cast<float>(scales[s] >> 4);
+      dst[e] = sd * static_cast<float>(Unpack2Bits(qs, e)) - sm;
+    }
+  }
+}
+
+void QuantizeQ2_K(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, src += kQK_K, dst += kQ2_KBytes) {
+    // Each sub-block's own scale and min (Q4_K's fit, with 3 steps), then both as 4-bit
+    // multiples of d and dmin (the largest of each maps to 15).
+    std::array<float, 16> scales{}, mins{};
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int s = 0; s < 16; ++s) {
+      FitScaleMin(src + s * kKSub16, kKSub16, 3, &scales[s], &mins[s]);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    const uint16_t d_bits = FloatToHalf(max_scale / 15.0f);
+    const uint16_t dmin_bits = FloatToHalf(max_min / 15.0f);
+    const float d = HalfToFloat(d_bits);
+    const float dmin = HalfToFloat(dmin_bits);
+    uint8_t* out_scales = dst + offsetof(BlockQ2_K, scales);
+    std::array<int, kQK_K> q{};
+    for (int s = 0; s < 16; ++s) {
+      // Refinement: the rounded 4-bit scale and min and their neighbours (9 pairs), each with
+      // the values requantised against them as they will be decoded; the smallest squared error
+      // wins.
+      const float* x = src + s * kKSub16;
+      const int ls0 = d > 0 ? std::clamp(RoundToInt(scales[s] / d), 0, 15) : 0;
+      const int lm0 = dmin > 0 ? std::clamp(RoundToInt(mins[s] / dmin), 0, 15) : 0;
+      float best_err = INFINITY;
+      out_scales[s] = 0;
+      for (int ls = std::max(ls0 - 1, 0); ls <= std::min(ls0 + 1, 15); ++ls) {
+        for (int lm = std::max(lm0 - 1, 0); lm <= std::min(lm0 + 1, 15); ++lm) {
+          const float sd = d * static_cast<float>(ls);
+          const float sm = dmin * static_cast<float>(lm);
+          std::array<int, kKSub16> qs{};
+          float err = 0.0f;
+          for (int i = 0; i < kKSub16; ++i) {
+            qs[i] = sd > 0 ? std::clamp(RoundToInt((x[i] + sm) / sd), 0, 3) : 0;
+            const float diff = sd * static_cast<float>(qs[i]) - sm - x[i];
+            err += diff * diff;
+          }
+          if (err < best_err) {
+            best_err = err;
+            out_scales[s] = static_cast<uint8_t>(ls | lm << 4);
+            std::copy(qs.begin(), qs.end(), q.begin() + s * kKSub16);
+          }
+        }
+      }
+    }
+    Pack2Bits(q.data(), dst + offsetof(BlockQ2_K, qs));
+    StoreU16(dst + offsetof(BlockQ2_K, d), d_bits);
+    StoreU16(dst + offsetof(BlockQ2_K, dmin), dmin_bits);
   }
 }
 
@@ -865,6 +1040,12 @@ void Dequantize(TensorType type, const void* src, float* dst, int64_t n) {
     case TensorType::kQ5_1:
       DequantizeQ5_1(in, dst, n);
       return;
+    case TensorType::kQ2_K:
+      DequantizeQ2_K(in, dst, n);
+      return;
+    case TensorType::kQ3_K:
+      DequantizeQ3_K(in, dst, n);
+      return;
     case TensorType::kQ4_K:
       DequantizeQ4_K(in, dst, n);
       return;
@@ -909,6 +1090,12 @@ void Quantize(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::kQ5_1:
       QuantizeQ5_1(src, out, n);
+      return;
+    case TensorType::kQ2_K:
+      QuantizeQ2_K(src, out, n);
+      return;
+    case TensorType::kQ3_K:
+      QuantizeQ3_K(src, out, n);
       return;
     case TensorType::kQ4_K:
       QuantizeQ4_K(src, out, n);

@@ -3,8 +3,9 @@
 
 Runs gguf_crosscheck_writer (argv[1]) to write a file, then parses the GGUF container with
 Python's struct module (no code shared with the C++ reader) and decodes the Q8_0, Q4_0, Q5_0,
-Q5_1, Q5_K, IQ4_NL and IQ4_XS blocks with numpy, following the GGUF specification (ggml's
-block_q8_0, block_q4_0, block_q5_0, block_q5_1, block_q5_K, block_iq4_nl, block_iq4_xs):
+Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS blocks with numpy, following the GGUF specification
+(ggml's block_q8_0, block_q4_0, block_q5_0, block_q5_1, block_q2_K, block_q3_K, block_q5_K,
+block_iq4_nl, block_iq4_xs):
   Q8_0: 34-byte blocks = fp16 d, then 32 int8 q;         value = d * q
   Q4_0: 18-byte blocks = fp16 d, then 16 bytes of nibbles; value = (nibble - 8) * d,
         low nibbles are elements 0..15, high nibbles elements 16..31.
@@ -26,6 +27,15 @@ block_q8_0, block_q4_0, block_q5_0, block_q5_1, block_q5_K, block_iq4_nl, block_
         sub-block s = 0..7 (elements 32s..32s+31) has the 6-bit scale ls = (scales_l[s // 2] >>
         4 (s % 2)) & 15 | ((scales_h >> 2s) & 3) << 4 and reads qs[16s..16s+15] as one IQ4_NL
         block's indices; value = d * (ls - 32) * IQ4NL[index].
+  Q3_K: 110-byte super-blocks of 256 = 32 bytes hmask, 64 bytes qs, 12 bytes sc, fp16 d; element
+        128n + 32j + l (n = 0..1, j = 0..3, l = 0..31) has the 2-bit field (qs[32n + l] >> 2j) & 3
+        and the high bit (hmask[l] >> (4n + j)) & 1, q = field - 4 where the high bit is clear;
+        sub-block s = element // 16 has the 6-bit field (s < 8: sc[s] & 15, else sc[s - 8] >> 4)
+        | ((sc[8 + s % 4] >> 2 (s // 4)) & 3) << 4, its scale that field - 32;
+        value = d * scale * q.
+  Q2_K: 84-byte super-blocks of 256 = 16 bytes sc, 64 bytes qs, fp16 d, fp16 dmin; element
+        128n + 32j + l has q = (qs[32n + l] >> 2j) & 3; sub-block s = element // 16 has the scale
+        sc[s] & 15 and the min sc[s] >> 4; value = d * scale * q - dmin * min.
 Checks: the numpy decode equals our Dequantize() output bit for bit; the decoded values are within
 the stated error bounds of the originals; F16 equals numpy's float16 rounding of the originals;
 BF16 equals round-to-nearest-even truncation; metadata reads back with the right types and values.
@@ -45,8 +55,9 @@ except ImportError:
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 6: ("Q5_0", 32, 22),
-        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 13: ("Q5_K", 256, 176), 20: ("IQ4_NL", 32, 18),
-        23: ("IQ4_XS", 256, 136), 30: ("BF16", 1, 2)}
+        7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
+        13: ("Q5_K", 256, 176), 20: ("IQ4_NL", 32, 18), 23: ("IQ4_XS", 256, 136),
+        30: ("BF16", 1, 2)}
 IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                  dtype=np.float32)
 
@@ -198,6 +209,44 @@ def decode_iq4_xs(raw):
     return values.reshape(-1)
 
 
+def decode_q3_k(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 110)
+    hmask = blocks[:, 0:32].astype(np.int32)
+    qs = blocks[:, 32:96].astype(np.int32)
+    sc = blocks[:, 96:108].astype(np.int32)
+    d = blocks[:, 108:110].copy().view(np.float16).astype(np.float32)  # [n_blocks, 1]
+    q = np.empty((len(blocks), 256), dtype=np.int32)
+    for n in range(2):
+        for j in range(4):
+            e = 128 * n + 32 * j
+            field = (qs[:, 32 * n:32 * n + 32] >> (2 * j)) & 3
+            high = (hmask >> (4 * n + j)) & 1
+            q[:, e:e + 32] = np.where(high == 1, field, field - 4)
+    scale = np.empty((len(blocks), 16), dtype=np.int32)
+    for s in range(16):
+        low = sc[:, s] & 15 if s < 8 else sc[:, s - 8] >> 4
+        scale[:, s] = (low | ((sc[:, 8 + s % 4] >> (2 * (s // 4))) & 3) << 4) - 32
+    sub_d = d * scale.astype(np.float32)                                # [n_blocks, 16]
+    return (np.repeat(sub_d, 16, axis=1) * q.astype(np.float32)).reshape(-1)
+
+
+def decode_q2_k(raw):
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 84)
+    sc = blocks[:, 0:16].astype(np.int32)
+    qs = blocks[:, 16:80].astype(np.int32)
+    d = blocks[:, 80:82].copy().view(np.float16).astype(np.float32)    # [n_blocks, 1]
+    dmin = blocks[:, 82:84].copy().view(np.float16).astype(np.float32)
+    q = np.empty((len(blocks), 256), dtype=np.int32)
+    for n in range(2):
+        for j in range(4):
+            e = 128 * n + 32 * j
+            q[:, e:e + 32] = (qs[:, 32 * n:32 * n + 32] >> (2 * j)) & 3
+    sub_d = d * (sc & 15).astype(np.float32)                            # [n_blocks, 16]
+    sub_m = dmin * (sc >> 4).astype(np.float32)
+    values = np.repeat(sub_d, 16, axis=1) * q.astype(np.float32) - np.repeat(sub_m, 16, axis=1)
+    return values.reshape(-1)
+
+
 def check_decode(name, tensors, decode):
     """Our Dequantize() output for `name` must equal the numpy decode bit for bit."""
     ours = f32(tensors[name + ".deq"][2])
@@ -278,6 +327,31 @@ def main():
         print(f"y.iq4_xs super-block {b // 256}: max |err| {err:.4g} = amax * {err / amax:.3f}")
     assert np.all(theirs[3 * 256 + 6 * 32:3 * 256 + 7 * 32] == 0), "zero sub-block"
     print(f"y.iq4_xs: {theirs.size} values decoded independently, identical")
+
+    # Q3_K, on y. Stated bound, per super-block: |err| <= 0.3 amax (a sub-block's values of the
+    # sign opposite its extreme clamp at 3 steps of about amax / 4; the bound of the C++
+    # round-trip test).
+    dims, ttype, _ = tensors["y.q3_k"]
+    assert dims == [256, 4] and ttype == "Q3_K", (dims, ttype)
+    theirs = check_decode("y.q3_k", tensors, decode_q3_k)
+    for b in range(0, y.size, 256):
+        amax = np.abs(y[b:b + 256]).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= 0.3 * amax, ("y.q3_k", b, err, amax)
+        print(f"y.q3_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
+    print(f"y.q3_k: {theirs.size} values decoded independently, identical")
+
+    # Q2_K, on y. Stated bound, per super-block: |err| <= 0.55 amax (4 levels per sub-block of
+    # 16 with the scale and min in 4 bits; the bound of the C++ round-trip test).
+    dims, ttype, _ = tensors["y.q2_k"]
+    assert dims == [256, 4] and ttype == "Q2_K", (dims, ttype)
+    theirs = check_decode("y.q2_k", tensors, decode_q2_k)
+    for b in range(0, y.size, 256):
+        amax = np.abs(y[b:b + 256]).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= 0.55 * amax, ("y.q2_k", b, err, amax)
+        print(f"y.q2_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
+    print(f"y.q2_k: {theirs.size} values decoded independently, identical")
 
     f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
     assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"

@@ -19,8 +19,12 @@
 //                     32-element sub-block, so the packed 6-bit scales and mins span their range
 //   y.q5_k      Q5_K  y quantised by our reference quantiser
 //   y.q5_k.deq  F32   our Dequantize() of y.q5_k
-//   y.iq4_xs    IQ4_XS y quantised by our reference quantiser
-//   y.iq4_xs.deq F32  our Dequantize() of y.iq4_xs
+//   y.q3_k      Q3_K  likewise
+//   y.q3_k.deq  F32   likewise
+//   y.q2_k      Q2_K  likewise
+//   y.q2_k.deq  F32   likewise
+//   y.iq4_xs    IQ4_XS likewise
+//   y.iq4_xs.deq F32  likewise
 // Metadata: general.architecture = "crosscheck" (string), test.u32 = 123456 (uint32),
 // test.f32 = 0.25 (float32), test.strings = ["a", "héllo", ""] (array of string),
 // test.bool = true (bool), general.alignment = 64 (uint32, written by the writer).
@@ -110,6 +114,8 @@ int main(int argc, char** argv) {
   }
   add("y", TensorType::kF32, encode(TensorType::kF32, y), kSuperCols);
   add_quantized("y", TensorType::kQ5_K, y, kSuperCols);
+  add_quantized("y", TensorType::kQ3_K, y, kSuperCols);
+  add_quantized("y", TensorType::kQ2_K, y, kSuperCols);
   add_quantized("y", TensorType::kIQ4_XS, y, kSuperCols);
   auto s = w.WriteFile(argv[1]);
   if (!s) {

@@ -441,7 +441,7 @@ TEST(GgufRoundTrip, EveryTensorType) {
   EXPECT_EQ(q4_view.error().code, Code::kUnimplemented);
   EXPECT_EQ(q4_view.error().message,
             "tensor blk.0.attn_q.weight has type Q4_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
   EXPECT_EQ(r->GetTensor("vec")->n_dims, 1);
   EXPECT_EQ(r->GetTensor("four")->ne, (std::array<int64_t, 4>{2, 3, 4, 5}));
   EXPECT_EQ(r->GetTensor("four")->RowMajorShape(), (std::vector<int64_t>{5, 4, 3, 2}));

@@ -81,8 +81,7 @@ std::vector<float> QuantisedActivations(TensorType wtype, const float* x, int64_
       out[i] = row.d[i / 32] * row.qs[i];
       (*block_step)[i] = row.d[i / 32];
     }
-  } else if (wtype == TensorType::kQ4_K || wtype == TensorType::kQ5_K ||
-             wtype == TensorType::kQ6_K || wtype == TensorType::kIQ4_XS) {
+  } else if (Traits(wtype).block_size == 256) {  // the K-quants
     std::vector<uint8_t> buf(static_cast<size_t>(
         internal::ActStrideBytes(internal::ActFormat::kQ8K, cols)));
     internal::QuantizeActQ8KRef(x, cols, buf.data());
@@ -184,8 +183,9 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
 
 constexpr TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                     TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                    TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                                    TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+                                    TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
+                                    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+                                    TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 TEST_F(KernelsTest, MatMulMatchesFloat64OnRandomShapesForEveryIsa) {
   ComputePool pool(2);
@@ -261,8 +261,8 @@ TEST_F(KernelsTest, KQuantPromptTilesCoverPanelChunkAndTileEdges) {
   // just past those sizes, one thread and two, and the extreme magnitudes.
   ComputePool pool(2);
   uint32_t seed = 700;
-  for (TensorType type :
-       {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
+  for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K,
+                          TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int64_t cols : {int64_t{256}, int64_t{256 * 3}}) {
       for (int64_t rows : {int64_t{16}, int64_t{33}, int64_t{70}}) {
         for (int64_t n_tokens : {int64_t{9}, int64_t{14}, int64_t{38}}) {
@@ -277,6 +277,58 @@ TEST_F(KernelsTest, KQuantPromptTilesCoverPanelChunkAndTileEdges) {
     CheckMatMul({type, 20, 512, 17, 500.0f, 1e4f}, ++seed, nullptr);
     CheckMatMul({type, 20, 512, 17, 1e-6f, 1.0f}, ++seed, nullptr);
     CheckMatMul({type, 20, 256, 17, 1.0f, 1e-33f}, ++seed, nullptr);
+  }
+}
+
+TEST_F(KernelsTest, Q2_KAndQ3_KKernelsGiveTheScalarReferencesBitsForEveryShape) {
+  // The Q2_K and Q3_K kernels compute the reference's exact integers per super-block (the AVX2
+  // kernel for Q3_K by another route: unsigned values and the activation sums) and its float
+  // steps (fused explicitly), so every ISA must give the scalar reference's bits: decoding (short
+  // rows in groups of rows, long rows one at a time) and prompt tiles, every row and token
+  // remainder.
+  ComputePool pool(2);
+  std::mt19937 rng(91);
+  for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K}) {
+    // Rows of 4 KiB and more from 12544 columns (Q2_K) or 9728 (Q3_K): decoded one at a time.
+    for (int64_t cols : {int64_t{256}, int64_t{768}, int64_t{12544}}) {
+      for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{37}}) {
+        for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{33}}) {
+          SCOPED_TRACE(
+              fmt::format("{} cols {} rows {} tokens {}", TypeName(type), cols, rows, n_tokens));
+          const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+          const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
+          const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
+          SetActiveIsa(Isa::kScalar);
+          std::vector<float> want(static_cast<size_t>(rows * n_tokens), -1.0f);
+          MatMul(nullptr, type, w.data(), rows, cols, x.data(), n_tokens, want.data());
+          for (Isa isa : AvailableIsas()) {
+            SetActiveIsa(isa);
+            for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+              std::vector<float> got(want.size(), -2.0f);
+              MatMul(p, type, w.data(), rows, cols, x.data(), n_tokens, got.data());
+              ASSERT_EQ(want, got) << IsaName(isa);
+            }
+          }
+          // The AVX2 table's tile called directly too, whatever the active ISA.
+          if (DetectIsa() >= Isa::kAvx2) {
+            const internal::WKind kind =
+                type == TensorType::kQ2_K ? internal::WKind::kQ2_K : internal::WKind::kQ3_K;
+            const internal::TileFn tile = internal::Avx2Kernels().tile[static_cast<int>(kind)];
+            ASSERT_NE(tile, nullptr);
+            const int64_t stride = internal::ActStrideBytes(internal::ActFormat::kQ8K, cols);
+            std::vector<uint8_t, PanelAllocator> xa(static_cast<size_t>(stride * n_tokens));
+            for (int64_t t = 0; t < n_tokens; ++t) {
+              internal::QuantizeActQ8KRef(x.data() + t * cols, cols, xa.data() + t * stride);
+            }
+            std::vector<float> got(want.size(), -3.0f);
+            const internal::TileArgs args{
+                w.data(), RowSizeBytes(type, cols), cols, xa.data(), stride, got.data(), rows};
+            tile(args, 0, rows, 0, n_tokens);
+            ASSERT_EQ(want, got) << "avx2 tile";
+          }
+        }
+      }
+    }
   }
 }
 
@@ -322,8 +374,8 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type :
-         {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
+    for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K,
+                            TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
@@ -456,8 +508,10 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
   const TensorType types[] = {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kF16,
                               TensorType::kQ4_K, TensorType::kQ6_K, TensorType::kQ4_0,
                               TensorType::kQ5_0, TensorType::kQ5_K, TensorType::kQ5_1,
-                              TensorType::kIQ4_NL, TensorType::kIQ4_XS};
-  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21, 27, 19, 23};
+                              TensorType::kQ3_K, TensorType::kQ2_K, TensorType::kIQ4_NL,
+                              TensorType::kIQ4_XS};
+  const int64_t rows[] = {130, 5, 64, 17, 33, 1, 40, 21, 27, 19, 23, 29, 13};
+  static_assert(std::size(rows) == std::size(types));
   std::vector<std::vector<uint8_t>> weights;
   for (size_t k = 0; k < std::size(types); ++k) {
     const std::vector<float> wf = RandomFloats(rng, rows[k] * cols, 1.0f);
@@ -517,6 +571,8 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ6_K, WeightLayout::kRows},
                         {TensorType::kIQ4_NL, WeightLayout::kRows},
                         {TensorType::kIQ4_XS, WeightLayout::kRows},
+                        {TensorType::kQ3_K, WeightLayout::kRows},
+                        {TensorType::kQ2_K, WeightLayout::kRows},
                         {TensorType::kQ8_0, WeightLayout::kPanels},
                         {TensorType::kQ4_0, WeightLayout::kPanels},
                         {TensorType::kQ5_0, WeightLayout::kPanels},
@@ -575,7 +631,9 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ5_K, WeightLayout::kRows, 1536},
                         {TensorType::kQ6_K, WeightLayout::kRows, 1280},
                         {TensorType::kIQ4_NL, WeightLayout::kRows, 224},
-                        {TensorType::kIQ4_XS, WeightLayout::kRows, 1536}};
+                        {TensorType::kIQ4_XS, WeightLayout::kRows, 1536},
+                        {TensorType::kQ3_K, WeightLayout::kRows, 1792},
+                        {TensorType::kQ2_K, WeightLayout::kRows, 2304}};
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
@@ -959,17 +1017,19 @@ TEST(ComputePoolTest, ShutsDownCleanlyWhetherIdleOrJustUsed) {
 TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
   // Rows of 4 KiB and more take the one-row-at-a-time decoding kernels (Q8_0/Q4_0: 4-block
   // groups, a partial last group here; Q5_0, Q5_1 and IQ4_NL just past 4 KiB, an odd block
-  // count; float types: any length, vector tails; K-quants, Q5_K and IQ4_XS just past 4 KiB and
-  // with an odd super-block count).
+  // count; float types: any length, vector tails; K-quants, Q5_K, Q3_K, Q2_K and IQ4_XS just past
+  // 4 KiB and with an odd super-block count).
   ComputePool pool(2);
   uint32_t seed = 500;
   const std::pair<TensorType, int64_t> cases[] = {
-      {TensorType::kQ4_0, 7328}, {TensorType::kQ4_0, 7296}, {TensorType::kQ8_0, 4128},
-      {TensorType::kF16, 2100},  {TensorType::kBF16, 2052}, {TensorType::kF32, 1030},
-      {TensorType::kQ4_K, 7424}, {TensorType::kQ6_K, 5120}, {TensorType::kQ5_0, 5984},
-      {TensorType::kQ5_0, 7328}, {TensorType::kQ5_K, 6144}, {TensorType::kQ5_K, 7424},
-      {TensorType::kQ5_1, 5472}, {TensorType::kQ5_1, 7328}, {TensorType::kIQ4_NL, 7328},
-      {TensorType::kIQ4_NL, 9184}, {TensorType::kIQ4_XS, 7936}, {TensorType::kIQ4_XS, 8448}};
+      {TensorType::kQ4_0, 7328},   {TensorType::kQ4_0, 7296},  {TensorType::kQ8_0, 4128},
+      {TensorType::kF16, 2100},    {TensorType::kBF16, 2052},  {TensorType::kF32, 1030},
+      {TensorType::kQ4_K, 7424},   {TensorType::kQ6_K, 5120},  {TensorType::kQ5_0, 5984},
+      {TensorType::kQ5_0, 7328},   {TensorType::kQ5_K, 6144},  {TensorType::kQ5_K, 7424},
+      {TensorType::kQ5_1, 5472},   {TensorType::kQ5_1, 7328},  {TensorType::kQ3_K, 9728},
+      {TensorType::kQ3_K, 10496},  {TensorType::kQ2_K, 12544}, {TensorType::kQ2_K, 13056},
+      {TensorType::kIQ4_NL, 7328}, {TensorType::kIQ4_NL, 9184}, {TensorType::kIQ4_XS, 7936},
+      {TensorType::kIQ4_XS, 8448}};
   for (const auto& [type, cols] : cases) {
     for (int64_t rows : {int64_t{1}, int64_t{37}}) {
       for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {

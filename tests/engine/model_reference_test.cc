@@ -5,9 +5,9 @@
 // The reference runs in float64 on the DEQUANTISED weights (the writer saves them), so the
 // quantisation error of the weights does not count; what remains is the engine's arithmetic:
 // float32 accumulation, and for quantised weights the on-the-fly quantisation of activations
-// (Q8_0 blocks for Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL, Q8_K for Q4_K/Q5_K/Q6_K/IQ4_XS), which is why those
-// types get a looser bound. For Q5_0, Q5_1, Q5_K, IQ4_NL and IQ4_XS the reference also reads the
-// GGUF file itself and dequantises those blocks with its own decoder
+// (Q8_0 blocks for Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL, Q8_K for the K-quants and IQ4_XS), which is why
+// those types get a looser bound. For Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS the
+// reference also reads the GGUF file itself and dequantises those blocks with its own decoder
 // (tests/reference/gguf_weights.py), which must agree bit for bit with the writer's dequantised
 // weights, so the block layout is checked independently of the engine.
 //
@@ -18,11 +18,11 @@
 //   F32, F16, BF16 weights     3e-5 / 3e-6    (measured <= 3e-6 / 3e-7: activations stay float)
 //   F32 weights, F16 KV cache  5e-3 / 5e-4    (measured <= 2.2e-3 / 2.1e-4)
 //   Q8_0, Q4_0, Q5_0, Q5_1,    1.2e-1 / 1.5e-2 (measured <= 8.8e-2 / 9e-3, Q5_K <= 6.8e-2 /
-//   Q4_K, Q5_K, Q6_K, IQ4_NL,  8.7e-3, Q5_1 <= 6.1e-2 / 6.7e-3, IQ4_NL <= 5.8e-2 / 6.7e-3,
-//   IQ4_XS                     IQ4_XS <= 8.4e-2 / 8.9e-3: the activations are quantised
-//                              to 8 bits per matmul, and the error compounds over the layers
-//                              and through sharp attention; a wrong block layout or scale gives
-//                              errors of order 1)
+//   Q2_K, Q3_K, Q4_K, Q5_K,    8.7e-3, Q5_1 <= 6.1e-2 / 6.7e-3, Q3_K <= 6.6e-2 / 8.4e-3, Q2_K
+//   Q6_K, IQ4_NL, IQ4_XS       <= 7.1e-2 / 8.5e-3, IQ4_NL <= 5.8e-2 / 6.7e-3, IQ4_XS <= 8.4e-2 /
+//                              8.9e-3: the activations are quantised to 8 bits per matmul, and
+//                              the error compounds over the layers and through sharp attention;
+//                              a wrong block layout or scale gives errors of order 1)
 //
 // The positions compared are all 200 of a prompt fed as two chunks (150 + 40 tokens, all logits;
 // the first runs as passes of 128 and 22) followed by 10 single-token decode steps, so prompt
@@ -66,6 +66,8 @@ Tolerance ToleranceFor(TensorType type, KvCacheType kv) {
     case TensorType::kQ4_0:
     case TensorType::kQ5_0:
     case TensorType::kQ5_1:
+    case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
     case TensorType::kQ4_K:
     case TensorType::kQ5_K:
     case TensorType::kQ6_K:
@@ -299,8 +301,9 @@ TEST_P(ModelReference, LogitsMatchTorchForEveryWeightTypeAndFormat) {
     token_list += fmt::format("{}{}", i ? "," : "", tokens[i]);
   const TensorType types[] = {TensorType::kF32,  TensorType::kF16,    TensorType::kBF16,
                               TensorType::kQ8_0, TensorType::kQ4_0,   TensorType::kQ5_0,
-                              TensorType::kQ5_1, TensorType::kQ4_K,   TensorType::kQ5_K,
-                              TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+                              TensorType::kQ5_1, TensorType::kQ2_K,   TensorType::kQ3_K,
+                              TensorType::kQ4_K, TensorType::kQ5_K,   TensorType::kQ6_K,
+                              TensorType::kIQ4_NL, TensorType::kIQ4_XS};
   for (TensorType type : types) {
     ModelSpec spec = variant.spec;
     spec.weight_type = type;
@@ -313,9 +316,10 @@ TEST_P(ModelReference, LogitsMatchTorchForEveryWeightTypeAndFormat) {
     if (float_type) targets.hf_dir = stem + ".hf";
     auto st = tools::WriteModel(spec, targets);
     ASSERT_TRUE(st) << st.error().ToString();
-    // Q5_0, Q5_1, Q5_K, IQ4_NL, IQ4_XS: the reference decodes the GGUF's blocks itself (see the
-    // top of this file).
+    // Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS: the reference decodes the GGUF's blocks
+    // itself (see the top of this file).
     const bool decode_gguf = type == TensorType::kQ5_0 || type == TensorType::kQ5_1 ||
+                             type == TensorType::kQ2_K || type == TensorType::kQ3_K ||
                              type == TensorType::kQ5_K || type == TensorType::kIQ4_NL ||
                              type == TensorType::kIQ4_XS;
     const std::string gguf_key =

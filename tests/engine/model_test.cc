@@ -347,17 +347,20 @@ TEST_P(ModelBatching, OneTokenStepsGiveTheSameBitsWhateverTheThreadCount) {
 }
 
 // The same with the other activation formats of down's input: Q4_0 (panels, groups of 128) and
-// Q4_K/Q5_K (blocks of 256, so 4 gate/up pairs of 256 rows); and Q5_0/Q5_1 in the shape of
+// Q2_K to Q5_K (blocks of 256, so 4 gate/up pairs of 256 rows); and Q5_0/Q5_1 in the shape of
 // Qwen2.5-0.5B's rows (896 columns: 3.5 super-blocks, the reason llama.cpp's Q4_K_M files hold
-// Q5_0 and its Q5_K_M files Q5_1), alone and Q5_1 as the fallback of a Q5_K model (Q5_K only in
-// down, whose rows are n_ff long).
-TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0Q5_0Q5_1Q4_KAndQ5_K) {
-  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                          TensorType::kQ4_K, TensorType::kQ5_K}) {
+// Q5_0 and its Q5_K_M files Q5_1), alone and as the fallback of a Q5_K model (Q5_K only in
+// down, whose rows are n_ff long), and a Q2_K or Q3_K model's (the writer's IQ4_NL beside a K-quant
+// down).
+TEST(ModelRunner, OneTokenStepsGiveTheSameBitsWhateverTheThreadCountQ4_0Q5_0Q5_1AndKQuants) {
+  for (TensorType type :
+       {TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
+        TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K}) {
     ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 4, 2, 256, 1024, {1, 2, 3}},
                                          type);
   }
-  for (TensorType type : {TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ5_K}) {
+  for (TensorType type : {TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ5_K,
+                          TensorType::kQ3_K, TensorType::kQ2_K}) {
     ExpectSameBitsWhateverTheThreadCount({Architecture::kQwen2, 14, 2, 896, 1024, {1, 2, 3}},
                                          type);
   }

@@ -55,17 +55,18 @@ TEST(TensorType, RetiredAndUnknownIdsAreNotRecognised) {
   }
 }
 
-TEST(TensorType, ExactlyTheTwelveComputableTypesAreSupported) {
+TEST(TensorType, ExactlyTheFourteenComputableTypesAreSupported) {
   EXPECT_EQ(SupportedTypeNames(),
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
   for (TensorType t :
        {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0,
-        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-        TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
+        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
+        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+        TensorType::kIQ4_XS}) {
     EXPECT_TRUE(IsSupported(t)) << TypeName(t);
   }
-  for (TensorType t : {TensorType::kQ4_1, TensorType::kQ2_K, TensorType::kQ3_K,
-                       TensorType::kIQ2_XXS, TensorType::kI32, TensorType::kF64}) {
+  for (TensorType t : {TensorType::kQ4_1, TensorType::kQ8_K, TensorType::kIQ2_XXS,
+                       TensorType::kIQ3_S, TensorType::kI32, TensorType::kF64}) {
     EXPECT_FALSE(IsSupported(t)) << TypeName(t);
   }
 }
@@ -77,6 +78,8 @@ TEST(TensorType, ParsesNamesCaseInsensitively) {
   EXPECT_EQ(ParseTensorType("q5_1").value(), TensorType::kQ5_1);
   EXPECT_EQ(ParseTensorType("iq4_nl").value(), TensorType::kIQ4_NL);
   EXPECT_EQ(ParseTensorType("IQ4_xs").value(), TensorType::kIQ4_XS);
+  EXPECT_EQ(ParseTensorType("q3_k").value(), TensorType::kQ3_K);
+  EXPECT_EQ(ParseTensorType("Q2_k").value(), TensorType::kQ2_K);
   EXPECT_EQ(ParseTensorType("bf16").value(), TensorType::kBF16);
   EXPECT_EQ(ParseTensorType("iq2_xxs").value(), TensorType::kIQ2_XXS);
   auto bad = ParseTensorType("q4");
@@ -93,7 +96,7 @@ TEST(TensorType, UnsupportedTypeErrorNamesTensorTypeAndAlternatives) {
   EXPECT_EQ(s.error().code, Code::kUnimplemented);
   EXPECT_EQ(s.error().message,
             "tensor blk.0.attn_q.weight has type Q4_1, which this build cannot run (supported: "
-            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
+            "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
   EXPECT_TRUE(CheckSupported(TensorType::kQ6_K, "x"));
 }
 
@@ -107,6 +110,10 @@ TEST(TensorType, RowSizes) {
   EXPECT_EQ(RowSizeBytes(TensorType::kQ4_K, 4096), 16 * 144);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ5_K, 4096), 16 * 176);
   EXPECT_EQ(RowSizeBytes(TensorType::kQ6_K, 256), 210);
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ3_K, 4096), 16 * 110);
+  EXPECT_FALSE(IsValidRowLength(TensorType::kQ3_K, 896));
+  EXPECT_EQ(RowSizeBytes(TensorType::kQ2_K, 4096), 16 * 84);
+  EXPECT_FALSE(IsValidRowLength(TensorType::kQ2_K, 1280 + 128));
   EXPECT_EQ(RowSizeBytes(TensorType::kQ5_1, 64), 48);
   EXPECT_EQ(RowSizeBytes(TensorType::kIQ4_NL, 896), 28 * 18);
   EXPECT_TRUE(IsValidRowLength(TensorType::kIQ4_NL, 896));
@@ -521,6 +528,90 @@ TEST(GoldenBlock, Q6_KBitPlanesAndScaleOrder) {
   }
 }
 
+// Q3_K: hmask[32] | qs[64] | 12 scale bytes | d (fp16). Element e = 128n + 32j + l (sub-block
+// e / 16) has q = its two bits (qs[32n + l] >> 2j) & 3, minus 4 where bit 4n + j of hmask[l] is
+// clear; the 6-bit scale field f of sub-block s (the scale is f - 32) has its low four bits in
+// the low nibble of byte s (s < 8) or the high nibble of byte s - 8, its high two bits in byte
+// 8 + s % 4 at bits 2 (s / 4). Distinct q patterns and fields whose high bits take all four
+// values, encoded here from that description.
+TEST(GoldenBlock, Q3_KHighBitsTwoBitFieldsAndSignedScales) {
+  int q[256];
+  for (int e = 0; e < 256; ++e) q[e] = (e * 5 + e / 16 * 3 + 1) % 8 - 4;
+  int field[16];
+  for (int s = 0; s < 16; ++s) field[s] = (s * 23 + 7) % 64;
+  std::vector<uint8_t> b(110, 0);
+  uint8_t* hmask = b.data();
+  uint8_t* qs = b.data() + 32;
+  uint8_t* sc = b.data() + 96;
+  for (int n = 0; n < 2; ++n) {
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 32; ++l) {
+        const int e = 128 * n + 32 * j + l;
+        const int bits = q[e] + 4;  // 0..7
+        qs[32 * n + l] |= static_cast<uint8_t>((bits & 3) << (2 * j));
+        hmask[l] |= static_cast<uint8_t>((bits >> 2) << (4 * n + j));
+      }
+    }
+  }
+  for (int s = 0; s < 16; ++s) {
+    if (s < 8) {
+      sc[s] |= static_cast<uint8_t>(field[s] & 15);
+    } else {
+      sc[s - 8] |= static_cast<uint8_t>((field[s] & 15) << 4);
+    }
+    sc[8 + s % 4] |= static_cast<uint8_t>((field[s] >> 4) << (2 * (s / 4)));
+  }
+  PutU16(b, 108, 0x3400);  // d = 0.25
+  const std::vector<float> y = Decode(TensorType::kQ3_K, b, 256);
+  for (int e = 0; e < 256; ++e) {
+    EXPECT_EQ(y[e], 0.25f * static_cast<float>(field[e / 16] - 32) * static_cast<float>(q[e])) << e;
+  }
+  // Spelled out. Fields: 7, 30, 53, 12, 35, 58, 17, 40, 63, 22, 45, 4, 27, 50, 9, 32 (scales
+  // -25, -2, 21, -20, 3, 26, -15, 8, 31, -10, 13, -28, -5, 18, -23, 0).
+  EXPECT_EQ(y[0], 18.75f);    // q = 1 - 4 = -3 (two bits 1, high bit clear), scale -25
+  EXPECT_EQ(y[17], 1.5f);     // q = 89 % 8 - 4 = -3, sub-block 1: scale -2
+  EXPECT_EQ(y[130], -7.75f);  // q = 675 % 8 - 4 = -1, sub-block 8: scale 31 (field 63)
+  EXPECT_EQ(y[255], 0.0f);    // sub-block 15: scale 0 (field 32)
+}
+
+// Q2_K: 16 scale bytes | qs[64] | d (fp16) | dmin (fp16). Sub-block s (elements 16s..16s+15)
+// has the scale scales[s] & 15 and the min scales[s] >> 4; element e = 128n + 32j + l has
+// q = (qs[32n + l] >> 2j) & 3 (as Q3_K's two low bits). Distinct q patterns, scales and mins
+// (every 4-bit value of each), encoded here from that description.
+TEST(GoldenBlock, Q2_KTwoBitFieldsScalesAndMins) {
+  int q[256];
+  for (int e = 0; e < 256; ++e) q[e] = (e * 3 + e / 32) % 4;
+  int sc[16], mn[16];
+  for (int s = 0; s < 16; ++s) {
+    sc[s] = (s * 7 + 3) % 16;
+    mn[s] = (s * 5 + 11) % 16;
+  }
+  std::vector<uint8_t> b(84, 0);
+  for (int s = 0; s < 16; ++s) b[s] = static_cast<uint8_t>(sc[s] | mn[s] << 4);
+  uint8_t* qs = b.data() + 16;
+  for (int n = 0; n < 2; ++n) {
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 32; ++l) {
+        qs[32 * n + l] |= static_cast<uint8_t>(q[128 * n + 32 * j + l] << (2 * j));
+      }
+    }
+  }
+  PutU16(b, 80, 0x3800);  // d = 0.5
+  PutU16(b, 82, 0x3400);  // dmin = 0.25
+  const std::vector<float> y = Decode(TensorType::kQ2_K, b, 256);
+  for (int e = 0; e < 256; ++e) {
+    EXPECT_EQ(y[e], 0.5f * static_cast<float>(sc[e / 16]) * static_cast<float>(q[e]) -
+                        0.25f * static_cast<float>(mn[e / 16]))
+        << e;
+  }
+  // Spelled out. Sub-block 0: scale 3, min 11; sub-block 5: scale 6, min 4; sub-block 15:
+  // scale 12, min 6.
+  EXPECT_EQ(y[0], -2.75f);  // q = 0: -0.25 * 11
+  EXPECT_EQ(y[1], 1.75f);   // q = 3: 0.5 * 3 * 3 - 2.75
+  EXPECT_EQ(y[90], -1.0f);  // q = (270 + 2) % 4 = 0: -0.25 * 4
+  EXPECT_EQ(y[250], 4.5f);  // q = (750 + 7) % 4 = 1: 0.5 * 12 - 0.25 * 6
+}
+
 TEST(GoldenBlock, F16AndBf16AreLittleEndianBitPatterns) {
   std::vector<uint8_t> h = {0x00, 0x3C, 0x00, 0xC0};  // 1.0, -2.0
   EXPECT_EQ(Decode(TensorType::kF16, h, 2), (std::vector<float>{1.0f, -2.0f}));
@@ -625,6 +716,12 @@ double MaxBlockRelativeError(const std::vector<float>& x, const std::vector<floa
 //  Q5_K: RMS error <= 0.038 sigma; max |err| per block <= 0.125 * amax (measured over seeds 1-6:
 //        RMS 0.0355-0.0359, max per block 0.052-0.060; Q4_K there: 0.0707-0.0716, 0.097-0.122).
 //  Q6_K: RMS error <= 0.020 sigma; max |err| per block <= 0.05 * amax.
+//  Q3_K: RMS error <= 0.15 sigma; max |err| per super-block <= 0.3 * amax (values of the sign
+//        opposite a sub-block's extreme clamp at 3 steps of amax / 4; measured over seeds 1-3:
+//        RMS 0.1431-0.1442, max per super-block 0.211-0.248).
+//  Q2_K: RMS error <= 0.28 sigma; max |err| per super-block <= 0.55 * amax (4 levels per
+//        sub-block of 16, scale and min in 4 bits; measured over seeds 1-3: RMS 0.2633-0.2646,
+//        max per super-block 0.433-0.471).
 TEST(QuantRoundTrip, ErrorBoundsPerType) {
   constexpr int64_t kN = 65536;
   for (uint32_t seed : {1u, 2u, 3u}) {
@@ -677,6 +774,14 @@ TEST(QuantRoundTrip, ErrorBoundsPerType) {
     y = RoundTrip(TensorType::kQ6_K, x);
     EXPECT_LE(Rms(x, y), 0.020);
     EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.05);
+
+    y = RoundTrip(TensorType::kQ3_K, x);
+    EXPECT_LE(Rms(x, y), 0.15);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.3);
+
+    y = RoundTrip(TensorType::kQ2_K, x);
+    EXPECT_LE(Rms(x, y), 0.28);
+    EXPECT_LE(MaxBlockRelativeError(x, y, 256), 0.55);
   }
 }
 
@@ -692,14 +797,17 @@ TEST(QuantRoundTrip, ScaleInvariantBoundsHoldForSmallAndLargeMagnitudes) {
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.075 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_K, x)), 0.038 * sigma);
     EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.020 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ3_K, x)), 0.15 * sigma);
+    EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ2_K, x)), 0.28 * sigma);
   }
 }
 
 TEST(QuantRoundTrip, ZerosStayExactlyZero) {
   const std::vector<float> x(512, 0.0f);
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kF16,
-                       TensorType::kBF16, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
+                       TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                       TensorType::kQ6_K, TensorType::kF16, TensorType::kBF16, TensorType::kIQ4_NL,
+                       TensorType::kIQ4_XS}) {
     const std::vector<float> y = RoundTrip(t, x);
     for (float v : y) ASSERT_EQ(v, 0.0f) << TypeName(t);
   }
@@ -709,7 +817,8 @@ TEST(QuantRoundTrip, KQuantsHandleOffsetAndOneSidedData) {
   // Q4_K decodes value = d*sc*q - dmin*m with m >= 0, so a sub-block's range always reaches
   // down to min(0, its minimum): all-negative data [-6, -5] is represented on its own range
   // (step ~1/15), all-positive data [5, 6] only on [0, 6] (step ~6/15, RMS ~0.115). Q5_K the
-  // same with 31 steps (measured: 0.0092 and 0.051).
+  // same with 31 steps (measured: 0.0092 and 0.051), Q2_K with 3 steps per 16 elements
+  // (measured: 0.082 and 0.329).
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> dist(5.0f, 6.0f);
   std::vector<float> x(1024);
@@ -717,7 +826,9 @@ TEST(QuantRoundTrip, KQuantsHandleOffsetAndOneSidedData) {
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.04);
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_K, x)), 0.02);
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.1);
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ2_K, x)), 0.1);
   for (float& v : x) v = -v;
+  EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ2_K, x)), 0.36);
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ4_K, x)), 0.13);
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ5_K, x)), 0.065);
   EXPECT_LE(Rms(x, RoundTrip(TensorType::kQ6_K, x)), 0.1);
@@ -727,8 +838,8 @@ TEST(QuantRoundTrip, OutlierInABlockIsRepresentedClosely) {
   std::vector<float> x = Gaussian(256, 9, 0.01f);
   x[77] = 4.0f;
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
-                       TensorType::kIQ4_XS}) {
+                       TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                       TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
     const std::vector<float> y = RoundTrip(t, x);
     EXPECT_NEAR(y[77], 4.0f, 0.1f) << TypeName(t);
   }
@@ -907,8 +1018,8 @@ TEST(QuantRoundTrip, NonFiniteInputIsMemorySafe) {
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[100] = std::numeric_limits<float>::infinity();
   for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
-                       TensorType::kIQ4_XS}) {
+                       TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                       TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS}) {
     (void)RoundTrip(t, x);  // must not crash or trip the sanitizers
   }
 }

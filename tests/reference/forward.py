@@ -11,10 +11,10 @@ config.json text in the safetensors metadata key "config". For each case the log
 position ([len(tokens), vocab_size], float32, row-major, little-endian) are written to "out".
 
 A case may also name the GGUF file the engine loads ("gguf": "model.gguf"). Its weights in the
-block types gguf_weights.py decodes (Q5_0, Q5_1, Q5_K, IQ4_NL, IQ4_XS) are then read from that
-file and dequantised here, independently of the engine, and must equal the reference file's
-values bit for bit (else the case fails, naming the tensor); a "gguf" with no such tensor is an
-error too.
+block types gguf_weights.py decodes (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS) are then read
+from that file and dequantised here, independently of the engine, and must equal the reference
+file's values bit for bit (else the case fails, naming the tensor); a "gguf" with no such tensor is
+an error too.
 
 Several cases run in one invocation because importing torch takes seconds. Any failure (no
 torch, a bad file, an unsupported config) exits non-zero: the calling test must fail, not skip.

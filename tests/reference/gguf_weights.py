@@ -31,6 +31,19 @@ Decoded here (ggml type id in brackets):
             qs[16s .. 16s + 15] as one IQ4_NL block does (element 32s + j the low nibble of
             qs[16s + j], element 32s + 16 + j the high one). value = (d * (ls[s] - 32)) *
             table[index] (float32, in that order).
+  Q2_K [10]: 84-byte super-blocks of 256 elements = scales (16 bytes), qs (64 bytes of 2-bit
+            fields), fp16 d, fp16 dmin. Element e = 128n + 32j + l has q = bits 2j, 2j + 1 of
+            qs[32n + l] (q in [0, 3]) and belongs to sub-block s = e // 16, whose scale is the low
+            nibble of scales[s] and whose min is its high nibble. value = d * sc * q - dmin * m
+            (computed in float32 in that order: (d * sc) * q - (dmin * m)).
+  Q3_K [11]: 110-byte super-blocks of 256 elements = hmask (32 bytes of high bits), qs (64
+            bytes of 2-bit fields), scales (12 bytes), fp16 d. Element e = 128n + 32j + l (n = 0..1,
+            j = 0..3, l = 0..31) belongs to sub-block s = e // 16; its two low bits are bits 2j,
+            2j + 1 of qs[32n + l] and its high bit h is bit 4n + j of hmask[l]; q = low - 4 where
+            h is clear, else low (q in [-4, 3]). Sub-block s has a 6-bit field f: its low 4 bits
+            are the low nibble of scales[s] for s < 8, the high nibble of scales[s - 8] for
+            s >= 8; its high 2 bits are bits 2 (s // 4), 2 (s // 4) + 1 of scales[8 + s % 4].
+            value = d * (f - 32) * q (computed in float32 in that order: (d * sc) * q).
 Tensors of other types are left to the caller (the writer's dequantised reference file).
 
 GGUF layout (v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count,
@@ -46,7 +59,7 @@ import torch
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-Q5_0, Q5_1, Q5_K, IQ4_NL, IQ4_XS = 6, 7, 13, 20, 23
+Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS = 6, 7, 10, 11, 13, 20, 23
 # The values of IQ4_NL's (and IQ4_XS's) 4-bit indices, from ggml's format description.
 IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                         dtype=np.float32)
@@ -188,8 +201,47 @@ def dequantize_iq4_xs(raw, n):
     return (dl[:, :, None] * IQ4NL_VALUES[index]).reshape(-1)
 
 
-_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q5_K: dequantize_q5_k,
-               IQ4_NL: dequantize_iq4_nl, IQ4_XS: dequantize_iq4_xs}
+def _two_bit_fields(qs):
+    """[n_blocks, 64] qs bytes -> [n_blocks, 256] int64, element 128n + 32j + l = bits 2j of
+    qs[32n + l]."""
+    q = qs.astype(np.int64).reshape(-1, 2, 1, 32)                   # [n_blocks, n, 1, l]
+    j = np.arange(4)[None, None, :, None]
+    return ((q >> (2 * j)) & 3).reshape(-1, 256)                   # [n_blocks, n, j, l]
+
+
+def dequantize_q2_k(raw, n):
+    """The first n elements (a multiple of 256) of Q2_K data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 84).reshape(-1, 84)
+    scales = blocks[:, 0:16].astype(np.int64)
+    q = _two_bit_fields(blocks[:, 16:80])
+    d = blocks[:, 80:82].copy().view("<f2").astype(np.float32)     # [n_blocks, 1]
+    dmin = blocks[:, 82:84].copy().view("<f2").astype(np.float32)  # [n_blocks, 1]
+    scale = np.repeat(d * (scales & 0x0F).astype(np.float32), 16, axis=1)
+    offset = np.repeat(dmin * (scales >> 4).astype(np.float32), 16, axis=1)
+    return (scale * q.astype(np.float32) - offset).reshape(-1)
+
+
+def dequantize_q3_k(raw, n):
+    """The first n elements (a multiple of 256) of Q3_K data, as float32."""
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n // 256 * 110).reshape(-1, 110)
+    hmask = blocks[:, 0:32].astype(np.int64)[:, None, :]           # [n_blocks, 1, l]
+    low = _two_bit_fields(blocks[:, 32:96])
+    k = np.arange(8)[None, :, None]                                 # k = 4n + j
+    high = ((hmask >> k) & 1).reshape(-1, 256)                      # element 32k + l
+    q = low - 4 * (1 - high)
+    p = blocks[:, 96:108].astype(np.int64)
+    s = np.arange(16)
+    low4 = np.where(s < 8, p[:, s % 8] & 0x0F, p[:, s % 8] >> 4)
+    high2 = (p[:, 8 + s % 4] >> (2 * (s // 4))) & 3
+    sc = (low4 | high2 << 4) - 32                                   # [n_blocks, 16]
+    d = blocks[:, 108:110].copy().view("<f2").astype(np.float32)   # [n_blocks, 1]
+    scale = np.repeat(d * sc.astype(np.float32), 16, axis=1)        # [n_blocks, 256]
+    return (scale * q.astype(np.float32)).reshape(-1)
+
+
+_DEQUANTIZE = {Q5_0: dequantize_q5_0, Q5_1: dequantize_q5_1, Q2_K: dequantize_q2_k,
+               Q3_K: dequantize_q3_k, Q5_K: dequantize_q5_k, IQ4_NL: dequantize_iq4_nl,
+               IQ4_XS: dequantize_iq4_xs}
 
 
 def _hf_name(gguf_name):

@@ -13,8 +13,8 @@
 //   qwen2   Qwen2 / Qwen2.5: biases on Q, K and V
 //   qwen3   Qwen3: RMSNorm on each head of Q and K
 // All with grouped-query attention, SwiGLU feed-forward, RMSNorm, RoPE, and tied or separate
-// output embeddings. Weight types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-// IQ4_NL, IQ4_XS (safetensors: the first three).
+// output embeddings. Weight types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
+// Q5_K, Q6_K, IQ4_NL, IQ4_XS (safetensors: the first three).
 //
 // Running a model is the job of `ModelRunner` (below), which owns the compute threads and a
 // paged `KvCache` (kv_cache.h).

@@ -3,11 +3,11 @@
 // Every type a GGUF file may name is listed here with its GGML type id (the number stored in the
 // file, as in the GGUF specification), its block size in elements and its size in bytes per block,
 // so that the size of any tensor in any file can be computed and checked. Only some types can be
-// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K, IQ4_NL and IQ4_XS. For those, this header also gives the block layouts — bit-compatible
-// with GGUF/ggml, so files written by other tools load here and files written here load there —
-// and scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels are tested
-// against.
+// computed with in this build (`IsSupported`): F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K,
+// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS. For those, this header also gives the block layouts —
+// bit-compatible with GGUF/ggml, so files written by other tools load here and files written here
+// load there — and scalar reference conversions (`Dequantize`, `Quantize`) that optimised kernels
+// are tested against.
 //
 // Conventions:
 //  - All multi-byte values in blocks are little-endian (the build requires a little-endian host).
@@ -93,12 +93,12 @@ std::string_view TypeName(TensorType type);
 // Errors: kInvalidArgument naming the input and listing the names this build supports.
 Result<TensorType> ParseTensorType(std::string_view name);
 
-// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K, IQ4_NL, IQ4_XS).
+// Whether this build can compute with `type` (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
 bool IsSupported(TensorType type);
 
-// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS": the supported
-// types, for error messages.
+// "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS": the
+// supported types, for error messages.
 std::string SupportedTypeNames();
 
 // Ok if `type` is supported; otherwise kUnimplemented with the message
@@ -124,7 +124,7 @@ inline constexpr int64_t kQK5_0 = 32;    // elements per Q5_0 block
 inline constexpr int64_t kQK5_1 = 32;    // elements per Q5_1 block
 inline constexpr int64_t kQK4_NL = 32;   // elements per IQ4_NL block
 inline constexpr int64_t kQK_K = 256;    // elements per K-quant super-block
-inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales/mins of a Q4_K block
+inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales (and mins) of Q3_K/Q4_K/Q5_K
 
 // Q8_0: 34 bytes for 32 elements. value[i] = d * qs[i].
 struct BlockQ8_0 {
@@ -187,6 +187,33 @@ struct BlockIQ4_XS {
   uint8_t qs[kQK_K / 2];         // indices into kIq4nlValues
 };
 
+// Q2_K: 84 bytes for 256 elements, as 16 sub-blocks of 16 elements, each with a 4-bit scale and
+// a 4-bit min: value = d * sc[s] * q - dmin * m[s], q in [0, 3], sc[s] = scales[s] & 15 and
+// m[s] = scales[s] >> 4. Element e = 128n + 32j + l (n = 0..1, j = 0..3, l = 0..31) is in
+// sub-block s = e / 16 and q = (qs[32n + l] >> 2j) & 3 (Q3_K's low two bits). Q2_K files
+// (llama.cpp file type 10) are mostly Q2_K, with Q3_K/Q4_K/Q6_K for some matrices.
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];  // 4-bit scales (low nibbles) and mins (high nibbles)
+  uint8_t qs[kQK_K / 4];       // 2-bit values
+  uint16_t d;                  // fp16 super-block scale for the scales
+  uint16_t dmin;               // fp16 super-block scale for the mins
+};
+
+// Q3_K: 110 bytes for 256 elements, as 16 sub-blocks of 16 elements with signed 6-bit scales:
+// value = d * sc[s] * q, q in [-4, 3]. Element e = 128n + 32j + l (n = 0..1, j = 0..3,
+// l = 0..31) is in sub-block s = e / 16 = 8n + 2j + l / 16; its low two bits are
+// (qs[32n + l] >> 2j) & 3 and its high bit h is bit 4n + j of hmask[l]; q = low - (h ? 0 : 4).
+// `scales` packs the 16 scales (sc[s] + 32, 0..63) in 12 bytes: the low four bits of sub-block
+// s < 8 are the low nibble of scales[s], those of s >= 8 the high nibble of scales[s - 8]; the
+// high two bits of s are bits 2 (s / 4) .. 2 (s / 4) + 1 of scales[8 + s % 4]. Q3_K_M files
+// (llama.cpp file type 12) are mostly Q3_K.
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];      // high bits
+  uint8_t qs[kQK_K / 4];         // low two bits
+  uint8_t scales[kKScaleBytes];  // packed 6-bit scales
+  uint16_t d;                    // fp16 super-block scale
+};
+
 // Q4_K: 144 bytes for 256 elements, as 8 sub-blocks of 32 elements each with its own 6-bit scale
 // sc[s] and 6-bit min m[s]: value = d * sc[s] * nibble - dmin * m[s].
 //  - `scales` packs the 8 scales and 8 mins in 12 bytes: for s < 4, sc[s] = scales[s] & 63 and
@@ -246,8 +273,8 @@ float Bf16ToFloat(uint16_t bits);
 // holds RowSizeBytes(type, n) bytes (any alignment); `dst` holds n floats.
 void Dequantize(TensorType type, const void* src, float* dst, int64_t n);
 
-// Converts `n` floats to `type` (the reference quantiser: round to nearest; for Q4_K, Q5_K and Q6_K
-// a small search for the sub-block scales that minimise the squared error; for IQ4_NL and IQ4_XS
+// Converts `n` floats to `type` (the reference quantiser: round to nearest; for the K-quants a
+// small search for the sub-block scales that minimise the squared error; for IQ4_NL and IQ4_XS
 // the nearest table value, under (sub-)block scales searched the same way). F16/BF16 round to
 // nearest even. Same preconditions as Dequantize; `dst` holds RowSizeBytes(type, n) bytes.
 // Non-finite inputs give unspecified (but memory-safe) quantised values.

@@ -101,6 +101,8 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     case TensorType::kQ4_0: return {WKind::kQ4_0, ActFormat::kQ8};
     case TensorType::kQ5_0: return {WKind::kQ5_0, ActFormat::kQ8};
     case TensorType::kQ5_1: return {WKind::kQ5_1, ActFormat::kQ8};
+    case TensorType::kQ2_K: return {WKind::kQ2_K, ActFormat::kQ8K};
+    case TensorType::kQ3_K: return {WKind::kQ3_K, ActFormat::kQ8K};
     case TensorType::kQ4_K: return {WKind::kQ4_K, ActFormat::kQ8K};
     case TensorType::kQ5_K: return {WKind::kQ5_K, ActFormat::kQ8K};
     case TensorType::kQ6_K: return {WKind::kQ6_K, ActFormat::kQ8K};

@@ -11,8 +11,8 @@
 //
 // Quantised weights are multiplied the way GGUF engines do: the activations are quantised on the
 // fly to the weight type's partner format (Q8_0 blocks for Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL
-// weights, Q8_K blocks for Q4_K, Q5_K, Q6_K and IQ4_XS, F16/BF16 rows stay float) and the dot
-// products run on integers; the whole matrix is never dequantised.
+// weights, Q8_K blocks for the K-quants Q2_K to Q6_K and IQ4_XS, F16/BF16 rows stay float) and the
+// dot products run on integers; the whole matrix is never dequantised.
 //
 // Kernels return void: shapes are validated once where the model is built (YZ_DCHECK here).
 // Thread safety: the functions are pure; MatMul splits its work over the pool's threads.

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -733,6 +734,139 @@ struct IQ4_XSK {
       for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = Hsum(acc[i][j]);
   }
 };
+// ---- Q2_K and Q3_K x kQ8K: sub-blocks of 16 (layouts in tensor_type.h). Eighth k = 4n + j of
+// a super-block (elements 32k..32k+31, sub-blocks 2k and 2k + 1) takes its 2-bit fields from qs
+// bytes 32n..32n+31 shifted by 2j, and Q3_K its high bits from bit k of the 32 hmask bytes. The
+// values are unsigned (Q2_K's q in [0, 3]; Q3_K's u = q + 4 in [0, 7], the high bit as 4), so
+// VPMADDUBSW multiplies them by the activations (pair sums within 2 * 7 * 127) and VPMADDWD by
+// the sub-block scales; what the activation sums carry comes off once per super-block: Q3_K's
+// offset (sumi = sum_s sc[s] * (sum u x - 4 * bsum[s])) and Q2_K's mins (summ = sum_s m[s] *
+// bsum[s]). The integers are exact and the float steps are DotQ2_KRef's and DotQ3_KRef's, so
+// every tile shape gives the scalar reference's bits.
+
+// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block's 12 packed bytes, byte s = sc[s]:
+// the low nibbles of bytes 0-7 and then their high nibbles, each with its two high bits from
+// byte 8 + s % 4, bits 2 (s / 4).
+inline __m128i Q3_KScales(const uint8_t* q) {
+  uint64_t a;
+  uint32_t c;
+  std::memcpy(&a, q, 8);
+  std::memcpy(&c, q + 8, 4);
+  const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
+  const uint64_t high1 =
+      ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u) << 32;
+  const uint64_t lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
+  const uint64_t hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
+  return _mm_sub_epi8(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)),
+                      _mm_set1_epi8(32));
+}
+
+template <bool kQ3>
+struct KQuant16Micro {
+  using Block = std::conditional_t<kQ3, BlockQ3_K, BlockQ2_K>;
+  template <int NR, int NT>
+  struct K {
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / kQK_K;
+      const uint8_t* w[NR];
+      ActQ8KRow x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      float acc[NR][NT] = {};
+      const __m256i three = _mm256_set1_epi8(3);
+      const __m256i four = _mm256_set1_epi8(4);
+      const __m128i nib = _mm_set1_epi8(0x0F);
+      for (int64_t b = 0; b < nb; ++b) {
+        __m128i sc8[NR], m8[NR];  // scales (Q3_K: signed) and Q2_K's mins, byte s = sub-block s
+        float d[NR], dmin[NR];
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + b * sizeof(Block);
+          if (NT <= 2) {
+            Prefetch(p, pf);
+            Prefetch(p + 64, pf);
+          }
+          d[i] = HalfBitsToFloat(p + offsetof(Block, d));
+          if constexpr (kQ3) {
+            sc8[i] = Q3_KScales(p + offsetof(Block, scales));
+          } else {
+            const __m128i v =
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + offsetof(Block, scales)));
+            sc8[i] = _mm_and_si128(v, nib);
+            m8[i] = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+            dmin[i] = HalfBitsToFloat(p + offsetof(BlockQ2_K, dmin));
+          }
+        }
+        __m256i isum[NR][NT];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) isum[i][j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          // Bytes selecting scale 2k for the first 16 elements and 2k + 1 for the next 16.
+          const __m128i sel =
+              _mm_set_epi64x(0x0101010101010101LL * (2 * k + 1), 0x0101010101010101LL * (2 * k));
+          __m256i wv[NR], sv[NR];
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* p = w[i] + b * sizeof(Block);
+            const __m256i qs = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(p + offsetof(Block, qs) + 32 * (k / 4)));
+            wv[i] = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * (k % 4)), three);
+            if constexpr (kQ3) {
+              const __m256i hm = _mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask)));
+              // Bit k of each hmask byte to bit 2: a 16-bit shift by at most 5 right or 2 left
+              // brings bit 2 of each byte from the same byte.
+              const __m256i h =
+                  k >= 2 ? _mm256_srli_epi16(hm, k - 2) : _mm256_slli_epi16(hm, 2 - k);
+              wv[i] = _mm256_or_si256(wv[i], _mm256_and_si256(h, four));
+            }
+            sv[i] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8[i], sel));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            const __m256i xv =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].qs + b * kQK_K + 32 * k));
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; ++i) {
+              isum[i][j] = _mm256_add_epi32(
+                  isum[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xv), sv[i]));
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m256i bs =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+          const float dx = x[j].d[b];
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            if constexpr (kQ3) {
+              const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[i]), bs);
+              const int32_t sumi =
+                  HsumEpi32(_mm256_sub_epi32(isum[i][j], _mm256_slli_epi32(offset, 2)));
+              acc[i][j] = std::fma(d[i] * dx, static_cast<float>(sumi), acc[i][j]);
+            } else {
+              const int32_t sumi = HsumEpi32(isum[i][j]);
+              const int32_t summ = HsumEpi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(m8[i]), bs));
+              const float v =
+                  std::fma(d[i], static_cast<float>(sumi), -(dmin[i] * static_cast<float>(summ)));
+              acc[i][j] = std::fma(dx, v, acc[i][j]);
+            }
+          }
+        }
+      }
+      for (int j = 0; j < NT; ++j)
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = acc[i][j];
+    }
+  };
+};
+template <int NR, int NT>
+using Q2_KK = KQuant16Micro<false>::K<NR, NT>;
+template <int NR, int NT>
+using Q3_KK = KQuant16Micro<true>::K<NR, NT>;
 
 // ---- activation quantisers (bit-identical to the references)
 
@@ -961,6 +1095,8 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = Tile<Q6_KK, 4, 2, 2>;
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = Tile<IQ4_NLK, 4, 2, 4>;
     t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 2, 2>;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 2, 2>;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};

@@ -26,12 +26,13 @@ namespace yunzhi::engine::kernels::internal {
 //                         dot products on offset weights (w + 128, Q4_0's raw nibbles, Q5_0's
 //                         raw five bits) and
 //                         remove the offset afterwards in float.
-// kQ8K (partner of Q4_K, Q5_K, Q6_K and IQ4_XS), super-blocks of 256 (our own design, not a file
-// format):
+// kQ8K (partner of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS), super-blocks of 256 (our own design,
+// not a file format):
 //   int8  qs[cols]
 //   float d[cols / 256]
 //   int16 bsums[cols / 16]  sum of q over each 16 elements (|sum| <= 2032): the K-quant mins
-//                           and Q6_K's -32 offset are applied through these.
+//                           and the offsets of Q6_K (-32) and Q3_K (-4) are applied through
+//                           these.
 // kQ8x4 (partner of Q8_0 and Q4_0 weights in the AVX-512 decoding kernels), the same numbers as
 // kQ8 regrouped for 512-bit vectors, our own layout: groups of 4 blocks (128 elements), 256 bytes
 // per group, the missing blocks of a last partial group all zero:
@@ -119,7 +120,8 @@ struct NibblesIQ4_NL {
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by: the row layout of every supported type, then (kQ8_0P
-// to kQ6_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K in the panel layout.
+// to kQ6_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K in the panel layout (Q2_K, Q3_K, IQ4_NL and
+// IQ4_XS have none: their rows stay in the file's layout on every ISA).
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -131,6 +133,8 @@ enum class WKind {
   kQ4_K,
   kQ5_K,
   kQ6_K,
+  kQ2_K,
+  kQ3_K,
   kIQ4_NL,
   kIQ4_XS,
   kQ8_0P,

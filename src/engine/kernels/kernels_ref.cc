@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -257,6 +258,94 @@ float DotIQ4_XSRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
+// Q3_K: value = d * sc[s] * q, q in [-4, 3], sub-blocks of 16 (layout in tensor_type.h); the
+// signed values directly, with no use of the activation sums (the AVX2 kernel uses them, so the
+// two compute the same integers two ways). Per super-block the exact integer
+//   sumi = sum_s sc[s] * sum_{i in s} q_i x_i,
+// then one float step, fused explicitly so that a kernel built with FMA gives the same bits:
+//   sum = fma(d * dx, sumi, sum).
+float DotQ3_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ3_K)) {
+    const uint8_t* hmask = blk + offsetof(BlockQ3_K, hmask);
+    const uint8_t* qs = blk + offsetof(BlockQ3_K, qs);
+    const uint8_t* scales = blk + offsetof(BlockQ3_K, scales);
+    const float d = HalfToFloatRef(LoadU16(blk + offsetof(BlockQ3_K, d)));
+    const int8_t* xq = x.qs + b * kQK_K;
+    int32_t sumi = 0;
+    // Sub-block s = 8n + 2j + half: elements 128n + 32j + 16 half + i, i = 0..15.
+    for (int n = 0; n < 2; ++n) {
+      for (int j = 0; j < 4; ++j) {
+        for (int half = 0; half < 2; ++half) {
+          const int s = 8 * n + 2 * j + half;
+          const int low4 = s < 8 ? scales[s] & 0x0F : scales[s - 8] >> 4;
+          const int high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+          const int sc = (low4 | high2 << 4) - 32;
+          const int8_t* xs = xq + 16 * s;
+          int32_t dot = 0;
+          for (int i = 0; i < 16; ++i) {
+            const int l = 16 * half + i;
+            const int q2 = (qs[32 * n + l] >> (2 * j)) & 3;
+            const int h = (hmask[l] >> (4 * n + j)) & 1;
+            dot += (q2 - 4 + 4 * h) * xs[i];
+          }
+          sumi += sc * dot;
+        }
+      }
+    }
+    sum = std::fma(d * x.d[b], static_cast<float>(sumi), sum);
+  }
+  return sum;
+}
+
+// Q2_K: value = d * sc[s] * q - dmin * m[s], q in [0, 3], sub-blocks of 16 (layout in
+// tensor_type.h); per super-block the exact integers
+//   sumi = sum_s sc[s] * sum_{i in s} q_i x_i,   summ = sum_s m[s] * sum_{i in s} x_i (bsums),
+// then the float steps, fused explicitly as DotQ3_KRef's:
+//   sum = fma(dx, fma(d, sumi, -(dmin * summ)), sum).
+float DotQ2_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ2_K)) {
+    const uint8_t* scales = blk + offsetof(BlockQ2_K, scales);
+    const uint8_t* qs = blk + offsetof(BlockQ2_K, qs);
+    const float d = HalfToFloatRef(LoadU16(blk + offsetof(BlockQ2_K, d)));
+    const float dmin = HalfToFloatRef(LoadU16(blk + offsetof(BlockQ2_K, dmin)));
+    const int8_t* xq = x.qs + b * kQK_K;
+    const int16_t* bs = x.bsums + b * (kQK_K / 16);
+    int32_t sumi = 0, summ = 0;
+    // Sub-block s = 8n + 2j + half: elements 128n + 32j + 16 half + i, i = 0..15.
+    for (int n = 0; n < 2; ++n) {
+      for (int j = 0; j < 4; ++j) {
+        for (int half = 0; half < 2; ++half) {
+          const int s = 8 * n + 2 * j + half;
+          const int8_t* xs = xq + 16 * s;
+          int32_t dot = 0;
+          for (int i = 0; i < 16; ++i) {
+            dot += ((qs[32 * n + 16 * half + i] >> (2 * j)) & 3) * xs[i];
+          }
+          sumi += (scales[s] & 0x0F) * dot;
+          summ += (scales[s] >> 4) * bs[s];
+        }
+      }
+    }
+    const float v = std::fma(d, static_cast<float>(sumi), -(dmin * static_cast<float>(summ)));
+    sum = std::fma(x.d[b], v, sum);
+  }
+  return sum;
+}
+
+template <float (*kDot)(const uint8_t*, ActQ8KRow, int64_t)>
+void TileKQuant16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      a.y[t * a.ldy + r] = kDot(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
+    }
+  }
+}
+constexpr TileFn TileQ2_K = TileKQuant16<DotQ2_KRef>;
+constexpr TileFn TileQ3_K = TileKQuant16<DotQ3_KRef>;
+
 template <bool kQ5>
 void TileKQuant4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
@@ -475,6 +564,8 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = TileQ6_K;
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileIQ4_NL;
     t.tile[static_cast<int>(WKind::kIQ4_XS)] = TileIQ4_XS;
+    t.tile[static_cast<int>(WKind::kQ2_K)] = TileQ2_K;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = TileQ3_K;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
