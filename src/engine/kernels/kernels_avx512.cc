@@ -269,6 +269,20 @@ struct WeightsQ4_0 {
   }
 };
 
+// IQ4_NL: Q4_0's nibbles as indices into the table; VPSHUFB looks up the table plus 128, so the
+// weights are unsigned (1..241) and the offset 128 comes off as for Q8_0.
+struct WeightsIQ4_NL {
+  static constexpr int64_t kBlockBytes = sizeof(BlockIQ4_NL);
+  static constexpr float kOffset = 128.0f;
+  static __m512i Table() {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data()));
+    return _mm512_broadcast_i32x4(_mm_xor_si128(t, _mm_set1_epi8(static_cast<char>(0x80))));
+  }
+  static __m512i Two(const uint8_t* p) { return _mm512_shuffle_epi8(Table(), WeightsQ4_0::Two(p)); }
+  // The upper half (zero indices) meets zero activations.
+  static __m512i One(const uint8_t* p) { return _mm512_shuffle_epi8(Table(), WeightsQ4_0::One(p)); }
+};
+
 template <class W>
 struct Q8Micro {
   template <int NR, int NT>
@@ -335,6 +349,8 @@ template <int NR, int NT>
 using Q8_0K = Q8Micro<WeightsQ8_0>::K<NR, NT>;
 template <int NR, int NT>
 using Q4_0K = Q8Micro<WeightsQ4_0>::K<NR, NT>;
+template <int NR, int NT>
+using IQ4_NLK = Q8Micro<WeightsIQ4_NL>::K<NR, NT>;
 
 // Decoding Q8_0/Q4_0 weights against kQ8x4 activations, four blocks per step.
 //
@@ -1293,6 +1309,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kBf16)] = GemvOrGemm<TileWith<Bf16K, 8, 2>, Avx512GemmBf16>;
     t.tile[static_cast<int>(WKind::kQ8_0)] = GemvOrGemm<TileWith<Q8_0K, 4, 2>, Avx512GemmQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0)] = GemvOrGemm<TileWith<Q4_0K, 4, 2>, Avx512GemmQ4_0>;
+    t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileWith<IQ4_NLK, 4, 2>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
