@@ -15,6 +15,7 @@
 #include "cli/serve.h"
 #include "cli/usage.h"
 #include "yunzhi/base/version.h"
+#include "yunzhi/engine/quantize.h"
 
 int main(int argc, char** argv) {
   using namespace yunzhi::cli;
@@ -178,7 +179,7 @@ int main(int argc, char** argv) {
   quantize->add_option("in", quantize_flags.in_path, "GGUF file or Hugging Face directory")
       ->required();
   quantize->add_option("out", quantize_flags.out_path, "Output .gguf file")->required();
-  quantize->add_option("--type", quantize_flags.type, "q8_0 | q4_0 | q4_k_m | q5_k_m");
+  quantize->add_option("--type", quantize_flags.type, yunzhi::engine::QuantizeTargetNames());
   quantize->add_flag("-q,--quiet", quantize_flags.quiet, "No per-tensor progress");
   quantize->callback([&] { exit_code = RunQuantize(flags, quantize_flags); });
 

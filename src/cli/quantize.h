@@ -1,4 +1,4 @@
-// `yunzhi quantize IN OUT --type q8_0|q4_0|q4_k_m|q5_k_m`: converts a GGUF file or a Hugging
+// `yunzhi quantize IN OUT --type q4_k_m` (or q8_0, q6_k, ...: QuantizeTargetNames): converts a GGUF file or a Hugging
 // Face model directory into a quantised GGUF file (see yunzhi/engine/quantize.h for the recipe).
 #pragma once
 

@@ -219,6 +219,7 @@ int64_t PermutedSource(int64_t r, int64_t total, int64_t n_heads) {
 struct Plan {
   std::vector<KvEntry> kvs;
   std::vector<SourceTensor> tensors;
+  int64_t n_gqa = 1;  // attention heads per KV head, for the recipe
 };
 
 // Keeps the input open while its tensors are written.
@@ -245,6 +246,13 @@ Result<Plan> PlanFromGguf(const GgufFile& in) {
     t.in_type = info.type;
     t.data = static_cast<const uint8_t*>(info.data);
     plan.tensors.push_back(std::move(t));
+  }
+  // Heads per KV head for the recipe; a file without them (or with per-layer arrays) counts as 1.
+  if (Result<std::string_view> arch = in.GetString("general.architecture")) {
+    const std::string a(*arch);
+    Result<uint32_t> n_head = in.GetU32(a + ".attention.head_count");
+    Result<uint32_t> n_head_kv = in.GetU32(a + ".attention.head_count_kv");
+    if (n_head && n_head_kv && *n_head_kv > 0) plan.n_gqa = *n_head / *n_head_kv;
   }
   return plan;
 }
@@ -554,6 +562,7 @@ Result<Plan> PlanFromHf(const std::string& dir, const SafetensorsModel& st) {
   }
 
   Plan plan;
+  plan.n_gqa = n_head_kv > 0 ? n_head / n_head_kv : 1;
   const json::value* rs = config.if_contains("rope_scaling");
   if (rs != nullptr && rs->is_object()) {
     const json::object& scaling = rs->as_object();
@@ -754,70 +763,106 @@ Status WriteOutput(const Plan& plan, const std::string& out_path, const Quantize
   return OkStatus();
 }
 
+struct TargetInfo {
+  QuantizeTarget target;
+  std::string_view name;
+  uint32_t file_type;  // llama_ftype
+  TensorType bulk;     // the type of every 2-D weight the recipe does not single out
+};
+
+constexpr TargetInfo kTargets[] = {
+    {QuantizeTarget::kQ8_0, "q8_0", 7, TensorType::kQ8_0},
+    {QuantizeTarget::kQ6_K, "q6_k", 18, TensorType::kQ6_K},
+    {QuantizeTarget::kQ5_K_M, "q5_k_m", 17, TensorType::kQ5_K},
+    {QuantizeTarget::kQ4_K_M, "q4_k_m", 15, TensorType::kQ4_K},
+    {QuantizeTarget::kQ4_0, "q4_0", 2, TensorType::kQ4_0},
+    {QuantizeTarget::kIQ4_XS, "iq4_xs", 30, TensorType::kIQ4_XS},
+    {QuantizeTarget::kQ3_K_M, "q3_k_m", 12, TensorType::kQ3_K},
+    {QuantizeTarget::kQ2_K, "q2_k", 10, TensorType::kQ2_K},
+};
+
+const TargetInfo& InfoOf(QuantizeTarget target) {
+  for (const TargetInfo& info : kTargets) {
+    if (info.target == target) return info;
+  }
+  return kTargets[0];  // unreachable: every enumerator is in the table
+}
+
+// The type llama.cpp falls back to when a row is not whole blocks of `type`.
+TensorType FallbackOf(TensorType type) {
+  switch (type) {
+    case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
+    case TensorType::kIQ4_XS:
+      return TensorType::kIQ4_NL;
+    case TensorType::kQ4_K:
+      return TensorType::kQ5_0;
+    case TensorType::kQ5_K:
+      return TensorType::kQ5_1;
+    case TensorType::kQ6_K:
+      return TensorType::kQ8_0;
+    default:
+      return TensorType::kF16;
+  }
+}
+
 }  // namespace
 
 Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower == "q8_0") return QuantizeTarget::kQ8_0;
-  if (lower == "q4_0") return QuantizeTarget::kQ4_0;
-  if (lower == "q4_k_m") return QuantizeTarget::kQ4_K_M;
-  if (lower == "q5_k_m") return QuantizeTarget::kQ5_K_M;
+  for (const TargetInfo& info : kTargets) {
+    if (lower == info.name) return info.target;
+  }
   return InvalidArgumentError(
-      fmt::format("unknown quantisation type '{}' (choose q8_0, q4_0, q4_k_m or q5_k_m)", name),
+      fmt::format("unknown quantisation type '{}' (choose one of {})", name, QuantizeTargetNames()),
       "type");
 }
 
-std::string_view QuantizeTargetName(QuantizeTarget target) {
-  switch (target) {
-    case QuantizeTarget::kQ8_0:
-      return "q8_0";
-    case QuantizeTarget::kQ4_0:
-      return "q4_0";
-    case QuantizeTarget::kQ4_K_M:
-      return "q4_k_m";
-    case QuantizeTarget::kQ5_K_M:
-      return "q5_k_m";
+std::string_view QuantizeTargetName(QuantizeTarget target) { return InfoOf(target).name; }
+
+std::string QuantizeTargetNames() {
+  std::string names;
+  for (const TargetInfo& info : kTargets) {
+    if (!names.empty()) names += ", ";
+    names += info.name;
   }
-  return "?";
+  return names;
 }
 
-uint32_t QuantizeTargetFileType(QuantizeTarget target) {
-  switch (target) {
-    case QuantizeTarget::kQ8_0:
-      return 7;
-    case QuantizeTarget::kQ4_0:
-      return 2;
-    case QuantizeTarget::kQ4_K_M:
-      return 15;
-    case QuantizeTarget::kQ5_K_M:
-      return 17;
-  }
-  return 0;
-}
+uint32_t QuantizeTargetFileType(QuantizeTarget target) { return InfoOf(target).file_type; }
 
 TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_dims,
-                            int64_t row_length, int64_t n_layer, bool has_output) {
+                            int64_t row_length, const RecipeModel& model) {
   if (n_dims < 2 || !EndsWith(name, "weight")) return TensorType::kF32;
-  const bool k_mix = target == QuantizeTarget::kQ4_K_M || target == QuantizeTarget::kQ5_K_M;
-  TensorType type = target == QuantizeTarget::kQ8_0     ? TensorType::kQ8_0
-                    : target == QuantizeTarget::kQ4_0   ? TensorType::kQ4_0
-                    : target == QuantizeTarget::kQ4_K_M ? TensorType::kQ4_K
-                                                        : TensorType::kQ5_K;
-  const bool is_output = name == "output.weight" || (!has_output && name == "token_embd.weight");
+  using T = TensorType;
+  using Q = QuantizeTarget;
+  T type = InfoOf(target).bulk;
+  const int64_t layer = LayerOf(name);
+  const int64_t n_layer = model.n_layer;
+  const bool more_bits = layer >= 0 && UseMoreBits(layer, n_layer);
+  const bool is_output = name == "output.weight" || (!model.has_output && name == "token_embd.weight");
   if (is_output) {
-    if (target != QuantizeTarget::kQ8_0) type = TensorType::kQ6_K;
-  } else if (k_mix && (EndsWith(name, ".attn_v.weight") || EndsWith(name, ".ffn_down.weight"))) {
-    const int64_t layer = LayerOf(name);
-    if (layer >= 0 && UseMoreBits(layer, n_layer)) type = TensorType::kQ6_K;
+    if (target != Q::kQ8_0) type = T::kQ6_K;
+  } else if (EndsWith(name, ".attn_v.weight")) {
+    if ((target == Q::kQ4_K_M || target == Q::kQ5_K_M) && more_bits) type = T::kQ6_K;
+    if (target == Q::kIQ4_XS && model.n_gqa >= 4) type = T::kQ5_K;
+    if (target == Q::kQ3_K_M) type = layer >= 0 && layer < 2 ? T::kQ5_K : T::kQ4_K;
+    if (target == Q::kQ2_K) type = model.n_gqa >= 4 ? T::kQ4_K : T::kQ3_K;
+  } else if (EndsWith(name, ".ffn_down.weight")) {
+    if ((target == Q::kQ4_K_M || target == Q::kQ5_K_M) && more_bits) type = T::kQ6_K;
+    if (target == Q::kIQ4_XS && layer >= 0 && layer < n_layer / 8) type = T::kQ5_K;
+    if (target == Q::kQ3_K_M) type = layer >= 0 && layer < n_layer / 16 ? T::kQ5_K : T::kQ4_K;
+    if (target == Q::kQ2_K) type = T::kQ3_K;
+  } else if (EndsWith(name, ".attn_output.weight")) {
+    if (target == Q::kQ3_K_M) type = T::kQ4_K;
+    if (target == Q::kQ2_K) type = T::kQ3_K;
   }
   if (!IsValidRowLength(type, row_length)) {
     // llama.cpp's fallbacks (llama_tensor_get_type): Qwen2.5-0.5B's 896-column rows are Q5_0
-    // in its Q4_K_M file and Q5_1 in its Q5_K_M one.
-    if (type == TensorType::kQ4_K) type = TensorType::kQ5_0;
-    if (type == TensorType::kQ5_K) type = TensorType::kQ5_1;
-    if (type == TensorType::kQ6_K) type = TensorType::kQ8_0;
-    if (!IsValidRowLength(type, row_length)) type = TensorType::kF16;
+    // in its Q4_K_M file, Q5_1 in its Q5_K_M one and IQ4_NL in its Q3_K_M and Q2_K ones.
+    type = FallbackOf(type);
+    if (!IsValidRowLength(type, row_length)) type = T::kF16;
   }
   return type;
 }
@@ -854,13 +899,20 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
     n_layer = std::max(n_layer, LayerOf(t.name) + 1);
     if (t.name == "output.weight") has_output = true;
   }
+  const RecipeModel model{.n_layer = n_layer, .has_output = has_output, .n_gqa = plan.n_gqa};
   for (SourceTensor& t : plan.tensors) {
     if (t.data != nullptr && !IsSupported(t.in_type)) {
       return UnimplementedError(fmt::format(
           "{}: tensor '{}' has type {}, which this build cannot convert (supported: {})", in_path,
           t.source_name, TypeName(t.in_type), SupportedTypeNames()));
     }
-    t.out_type = QuantizedTypeFor(options.target, t.name, t.n_dims, t.ne[0], n_layer, has_output);
+    t.out_type = QuantizedTypeFor(options.target, t.name, t.n_dims, t.ne[0], model);
+    if (!IsSupported(t.out_type)) {
+      return UnimplementedError(fmt::format("{}: tensor '{}' would be written as {}, which this "
+                                            "build cannot write (supported: {})",
+                                            out_path, t.name, TypeName(t.out_type),
+                                            SupportedTypeNames()));
+    }
   }
   SetEntry(plan.kvs, EncodeU32Entry("general.quantization_version", 2));
   SetEntry(plan.kvs, EncodeU32Entry("general.file_type", QuantizeTargetFileType(options.target)));

@@ -102,6 +102,8 @@ void WriteGguf(const std::string& path, const std::vector<ModelTensor>& tensors)
   w.SetString("general.architecture", "llama");
   w.SetString("general.name", "tiny");
   w.SetU32("llama.block_count", 2);
+  w.SetU32("llama.attention.head_count", 8);
+  w.SetU32("llama.attention.head_count_kv", 2);
   w.SetF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.SetU32("general.file_type", 0);
   std::vector<std::string> tokens = {"<s>", "</s>", "a", "b"};
@@ -130,8 +132,8 @@ double NormalisedRmsError(const std::vector<float>& want, const std::vector<floa
 
 // Tolerances on this data (sum of 4 uniforms: bell-shaped, bounded), as RMS error relative to
 // the RMS of the values. Measured with the reference quantisers: F16 0.0002, Q8_0 0.0051,
-// Q6_K 0.0166, Q5_K 0.0346, Q5_1 0.0365, Q5_0 0.041, Q4_K 0.069, Q4_0 0.082; the bounds leave
-// 1.3x-5x headroom. (The exact check is the bit-identity with Quantize(); these bounds catch a
+// Q6_K 0.0166, Q5_K 0.0346, Q5_1 0.0365, Q5_0 0.041, Q4_K 0.069, IQ4_NL 0.071, IQ4_XS 0.072,
+// Q4_0 0.082, Q3_K 0.139, Q2_K 0.258; the bounds leave 1.15x-5x headroom. (The exact check is the bit-identity with Quantize(); these bounds catch a
 // wrong type or layout on top of it.)
 double Tolerance(TensorType type) {
   switch (type) {
@@ -153,6 +155,13 @@ double Tolerance(TensorType type) {
       return 0.045;
     case TensorType::kQ4_0:
       return 0.11;
+    case TensorType::kIQ4_NL:
+    case TensorType::kIQ4_XS:
+      return 0.09;
+    case TensorType::kQ3_K:
+      return 0.17;
+    case TensorType::kQ2_K:
+      return 0.3;
     default:
       return 0.0;
   }
@@ -187,14 +196,18 @@ void CheckQuantized(const std::string& out_path, const std::vector<ModelTensor>&
   }
 }
 
+// The recipe for SmallModel (2 layers, 8 heads on 2 KV heads, rows of 256 and 96), worked out by
+// hand from llama.cpp's rules.
 std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with_output) {
   using T = TensorType;
+  using Q = QuantizeTarget;
   std::map<std::string, TensorType> m;
-  const T base = target == QuantizeTarget::kQ8_0     ? T::kQ8_0
-                 : target == QuantizeTarget::kQ4_0   ? T::kQ4_0
-                 : target == QuantizeTarget::kQ4_K_M ? T::kQ4_K
-                                                     : T::kQ5_K;
-  const T out_type = target == QuantizeTarget::kQ8_0 ? T::kQ8_0 : T::kQ6_K;
+  const std::map<Q, T> bulk = {{Q::kQ8_0, T::kQ8_0},   {Q::kQ6_K, T::kQ6_K},
+                               {Q::kQ5_K_M, T::kQ5_K}, {Q::kQ4_K_M, T::kQ4_K},
+                               {Q::kQ4_0, T::kQ4_0},   {Q::kIQ4_XS, T::kIQ4_XS},
+                               {Q::kQ3_K_M, T::kQ3_K}, {Q::kQ2_K, T::kQ2_K}};
+  const T base = bulk.at(target);
+  const T out_type = target == Q::kQ8_0 ? T::kQ8_0 : T::kQ6_K;
   m["token_embd.weight"] = with_output ? base : out_type;
   if (with_output) m["output.weight"] = out_type;
   m["output_norm.weight"] = T::kF32;
@@ -204,15 +217,25 @@ std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with
     m[b + "ffn_norm.weight"] = T::kF32;
     m[b + "attn_q.weight"] = base;
     m[b + "attn_k.weight"] = base;
-    m[b + "attn_output.weight"] = base;
     m[b + "ffn_gate.weight"] = base;
     m[b + "ffn_up.weight"] = base;
-    // 2 layers: layer 1 >= 7*2/8 gets more bits; layer 0 does not.
-    const bool k_mix = target == QuantizeTarget::kQ4_K_M || target == QuantizeTarget::kQ5_K_M;
+    // 2 layers: layer 1 >= 7*2/8 gets more bits in q4_k_m/q5_k_m; layer 0 does not.
+    const bool k_mix = target == Q::kQ4_K_M || target == Q::kQ5_K_M;
     const bool more = k_mix && l == 1;
-    m[b + "attn_v.weight"] = more ? T::kQ6_K : base;
-    // Rows of 96: Q4_K falls back to Q5_0, Q5_K to Q5_1 and Q6_K to Q8_0.
+    T v = more ? T::kQ6_K : base;
+    if (target == Q::kIQ4_XS) v = T::kQ5_K;  // n_gqa >= 4
+    if (target == Q::kQ3_K_M) v = T::kQ5_K;  // the first two attn_v
+    if (target == Q::kQ2_K) v = T::kQ4_K;    // n_gqa >= 4
+    m[b + "attn_v.weight"] = v;
+    m[b + "attn_output.weight"] = target == Q::kQ3_K_M ? T::kQ4_K
+                                  : target == Q::kQ2_K ? T::kQ3_K
+                                                       : base;
     T down = more ? T::kQ6_K : base;
+    if (target == Q::kQ3_K_M) down = T::kQ4_K;  // N >= 2/16
+    if (target == Q::kQ2_K) down = T::kQ3_K;
+    // Rows of 96: Q2_K, Q3_K and IQ4_XS fall back to IQ4_NL, Q4_K to Q5_0, Q5_K to Q5_1 and
+    // Q6_K to Q8_0.
+    if (down == T::kQ2_K || down == T::kQ3_K || down == T::kIQ4_XS) down = T::kIQ4_NL;
     if (down == T::kQ4_K) down = T::kQ5_0;
     if (down == T::kQ5_K) down = T::kQ5_1;
     if (down == T::kQ6_K) down = T::kQ8_0;
@@ -274,8 +297,10 @@ TEST_P(QuantizeGguf, WritesTheRecipeTypesExactValuesAndCopiedMetadata) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, QuantizeGguf,
-                         ::testing::Values(QuantizeTarget::kQ8_0, QuantizeTarget::kQ4_0,
-                                           QuantizeTarget::kQ4_K_M, QuantizeTarget::kQ5_K_M),
+                         ::testing::Values(QuantizeTarget::kQ8_0, QuantizeTarget::kQ6_K,
+                                           QuantizeTarget::kQ5_K_M, QuantizeTarget::kQ4_K_M,
+                                           QuantizeTarget::kQ4_0, QuantizeTarget::kIQ4_XS,
+                                           QuantizeTarget::kQ3_K_M, QuantizeTarget::kQ2_K),
                          [](const auto& info) {
                            return std::string(QuantizeTargetName(info.param));
                          });
@@ -318,17 +343,17 @@ TEST(Quantize, RecipeHalfOfAttnVAndFfnDownInQ4KM) {
   for (int l = 0; l < 32; ++l) {
     const TensorType t =
         QuantizedTypeFor(QuantizeTarget::kQ4_K_M, "blk." + std::to_string(l) + ".ffn_down.weight",
-                         2, 4096, 32, true);
+                         2, 4096, {32, true});
     const bool more = l < 4 || l >= 28 || (l - 4) % 3 == 2;
     EXPECT_EQ(t, more ? TensorType::kQ6_K : TensorType::kQ4_K) << l;
     n_more += more;
   }
   EXPECT_EQ(n_more, 16);
-  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, "blk.5.attn_q.weight", 2, 4096, 32, true),
+  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, "blk.5.attn_q.weight", 2, 4096, {32, true}),
             TensorType::kQ4_K);
-  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, "blk.5.attn_q.bias", 1, 4096, 32, true),
+  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, "blk.5.attn_q.bias", 1, 4096, {32, true}),
             TensorType::kF32);
-  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ8_0, "blk.0.attn_q.weight", 2, 40, 1, true),
+  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ8_0, "blk.0.attn_q.weight", 2, 40, {1, true}),
             TensorType::kF16);
 }
 
@@ -337,7 +362,7 @@ TEST(Quantize, RecipeFallsBackAsLlamaCppForRowsOfQwen25_05B) {
   // output. llama.cpp's Q4_K_M file of it holds Q5_0 where Q4_K does not fit, Q8_0 where Q6_K
   // does not, and Q4_K/Q6_K for ffn_down, whose rows are 4864 long.
   auto type_of = [](const std::string& name, int64_t row_length) {
-    return TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, name, 2, row_length, 24, false));
+    return TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_K_M, name, 2, row_length, {24, false}));
   };
   for (const char* name : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"}) {
     SCOPED_TRACE(name);
@@ -351,7 +376,7 @@ TEST(Quantize, RecipeFallsBackAsLlamaCppForRowsOfQwen25_05B) {
   EXPECT_EQ(type_of("token_embd.weight", 896), "Q8_0");  // the tied output: Q6_K -> Q8_0
   // The q4_0 target keeps Q4_0 (no fallback needed); rows that are not whole 32-blocks get F16.
   EXPECT_EQ(
-      TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_0, "blk.5.attn_q.weight", 2, 896, 24, false)),
+      TypeName(QuantizedTypeFor(QuantizeTarget::kQ4_0, "blk.5.attn_q.weight", 2, 896, {24, false})),
       "Q4_0");
   EXPECT_EQ(type_of("blk.5.attn_q.weight", 900), "F16");
 }
@@ -361,7 +386,7 @@ TEST(Quantize, RecipeQ5KMIsQ4KMWithQ5KAndQ5_1) {
   // elsewhere.
   auto type_of = [](QuantizeTarget target, const std::string& name, int64_t row_length,
                     int64_t n_layer, bool has_output) {
-    return TypeName(QuantizedTypeFor(target, name, 2, row_length, n_layer, has_output));
+    return TypeName(QuantizedTypeFor(target, name, 2, row_length, {n_layer, has_output}));
   };
   int n_q6_k = 0;
   for (int l = 0; l < 32; ++l) {
@@ -379,7 +404,7 @@ TEST(Quantize, RecipeQ5KMIsQ4KMWithQ5KAndQ5_1) {
   EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "output.weight", 4096, 32, true), "Q6_K");
   EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "token_embd.weight", 4096, 32, true), "Q5_K");
   EXPECT_EQ(type_of(QuantizeTarget::kQ5_K_M, "token_embd.weight", 4096, 32, false), "Q6_K");
-  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ5_K_M, "blk.5.attn_q.bias", 1, 4096, 32, true),
+  EXPECT_EQ(QuantizedTypeFor(QuantizeTarget::kQ5_K_M, "blk.5.attn_q.bias", 1, 4096, {32, true}),
             TensorType::kF32);
 
   // Qwen2.5-0.5B (24 layers, rows of 896 = 3.5 super-blocks, ffn_down rows of 4864, tied
@@ -398,6 +423,85 @@ TEST(Quantize, RecipeQ5KMIsQ4KMWithQ5KAndQ5_1) {
   EXPECT_EQ(qwen("blk.5.ffn_down.weight", 4864), "Q6_K");
   EXPECT_EQ(qwen("token_embd.weight", 896), "Q8_0");   // the tied output: Q6_K -> Q8_0
   EXPECT_EQ(qwen("blk.5.attn_q.weight", 900), "F16");  // not whole 32-blocks either
+}
+
+TEST(Quantize, RecipeLowBitTargetsAsLlamaCpp) {
+  // The expectations below are llama.cpp's llama_tensor_get_type for these shapes, worked out by
+  // hand from its rules (quantize.h has them as a table).
+  auto type_of = [](QuantizeTarget target, const std::string& name, int64_t row_length,
+                    const RecipeModel& model) {
+    return std::string(TypeName(QuantizedTypeFor(target, name, 2, row_length, model)));
+  };
+  using Q = QuantizeTarget;
+  // Llama-3.2-1B: 16 layers, 32 heads on 8 KV heads (n_gqa 4), rows of 2048 and 8192 (ffn_down),
+  // output tied to the embeddings.
+  const RecipeModel llama1b{.n_layer = 16, .has_output = false, .n_gqa = 4};
+  auto l1 = [&](Q target, const std::string& name) {
+    return type_of(target, name, name.ends_with("ffn_down.weight") ? 8192 : 2048, llama1b);
+  };
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.3.attn_q.weight"), "Q3_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.3.ffn_gate.weight"), "Q3_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.0.attn_v.weight"), "Q5_K");  // the first two attn_v
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.1.attn_v.weight"), "Q5_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.2.attn_v.weight"), "Q4_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.0.ffn_down.weight"), "Q5_K");  // N < 16/16
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.1.ffn_down.weight"), "Q4_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "blk.9.attn_output.weight"), "Q4_K");
+  EXPECT_EQ(l1(Q::kQ3_K_M, "token_embd.weight"), "Q6_K");  // the tied output
+  EXPECT_EQ(l1(Q::kQ2_K, "blk.3.attn_q.weight"), "Q2_K");
+  EXPECT_EQ(l1(Q::kQ2_K, "blk.3.ffn_up.weight"), "Q2_K");
+  EXPECT_EQ(l1(Q::kQ2_K, "blk.3.attn_v.weight"), "Q4_K");  // n_gqa >= 4
+  EXPECT_EQ(l1(Q::kQ2_K, "blk.3.ffn_down.weight"), "Q3_K");
+  EXPECT_EQ(l1(Q::kQ2_K, "blk.3.attn_output.weight"), "Q3_K");
+  EXPECT_EQ(l1(Q::kQ2_K, "token_embd.weight"), "Q6_K");
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.3.attn_q.weight"), "IQ4_XS");
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.3.attn_v.weight"), "Q5_K");     // n_gqa >= 4
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.1.ffn_down.weight"), "Q5_K");   // N < 16/8
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.ffn_down.weight"), "IQ4_XS");
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.attn_output.weight"), "IQ4_XS");
+  for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.7.ffn_down.weight",
+                           "token_embd.weight"}) {
+    EXPECT_EQ(l1(Q::kQ6_K, name), "Q6_K") << name;
+  }
+
+  // A Llama-2-7B shape: 32 layers, no grouped-query attention, a separate output.
+  const RecipeModel llama2{.n_layer = 32, .has_output = true, .n_gqa = 1};
+  EXPECT_EQ(type_of(Q::kQ2_K, "blk.3.attn_v.weight", 4096, llama2), "Q3_K");
+  EXPECT_EQ(type_of(Q::kQ2_K, "token_embd.weight", 4096, llama2), "Q2_K");
+  EXPECT_EQ(type_of(Q::kQ2_K, "output.weight", 4096, llama2), "Q6_K");
+  EXPECT_EQ(type_of(Q::kIQ4_XS, "blk.3.attn_v.weight", 4096, llama2), "IQ4_XS");
+  EXPECT_EQ(type_of(Q::kQ3_K_M, "blk.1.ffn_down.weight", 11008, llama2), "Q5_K");  // N < 32/16
+  EXPECT_EQ(type_of(Q::kQ3_K_M, "blk.2.ffn_down.weight", 11008, llama2), "Q4_K");
+  EXPECT_EQ(type_of(Q::kQ3_K_M, "token_embd.weight", 4096, llama2), "Q3_K");
+
+  // Qwen2.5-0.5B: 24 layers, 14 heads on 2 KV heads (n_gqa 7), rows of 896 (not whole
+  // super-blocks: Q2_K/Q3_K/IQ4_XS fall back to IQ4_NL, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to
+  // Q8_0) and 4864 (ffn_down, 19 super-blocks), tied output.
+  const RecipeModel qwen{.n_layer = 24, .has_output = false, .n_gqa = 7};
+  auto qw = [&](Q target, const std::string& name) {
+    return type_of(target, name, name.ends_with("ffn_down.weight") ? 4864 : 896, qwen);
+  };
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.5.attn_q.weight"), "IQ4_NL");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.5.ffn_up.weight"), "IQ4_NL");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.0.attn_v.weight"), "Q5_1");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.5.attn_v.weight"), "Q5_0");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.5.attn_output.weight"), "Q5_0");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.0.ffn_down.weight"), "Q5_K");  // N < 24/16
+  EXPECT_EQ(qw(Q::kQ3_K_M, "blk.1.ffn_down.weight"), "Q4_K");
+  EXPECT_EQ(qw(Q::kQ3_K_M, "token_embd.weight"), "Q8_0");
+  EXPECT_EQ(qw(Q::kQ2_K, "blk.5.attn_q.weight"), "IQ4_NL");
+  EXPECT_EQ(qw(Q::kQ2_K, "blk.5.attn_v.weight"), "Q5_0");
+  EXPECT_EQ(qw(Q::kQ2_K, "blk.5.attn_output.weight"), "IQ4_NL");
+  EXPECT_EQ(qw(Q::kQ2_K, "blk.5.ffn_down.weight"), "Q3_K");
+  EXPECT_EQ(qw(Q::kIQ4_XS, "blk.5.attn_q.weight"), "IQ4_NL");
+  EXPECT_EQ(qw(Q::kIQ4_XS, "blk.5.attn_v.weight"), "Q5_1");
+  EXPECT_EQ(qw(Q::kIQ4_XS, "blk.2.ffn_down.weight"), "Q5_K");  // N < 24/8
+  EXPECT_EQ(qw(Q::kIQ4_XS, "blk.3.ffn_down.weight"), "IQ4_XS");
+  EXPECT_EQ(qw(Q::kQ6_K, "blk.5.attn_q.weight"), "Q8_0");
+  EXPECT_EQ(qw(Q::kQ6_K, "blk.5.ffn_down.weight"), "Q6_K");
+  // Rows that are not whole 32-blocks either: F16.
+  EXPECT_EQ(type_of(Q::kQ2_K, "blk.5.attn_q.weight", 900, qwen), "F16");
+  EXPECT_EQ(type_of(Q::kIQ4_XS, "blk.5.attn_q.weight", 900, qwen), "F16");
 }
 
 TEST(Quantize, CorruptInputFailsWithoutOutput) {
@@ -465,13 +569,21 @@ TEST(Quantize, ParsesTargets) {
   EXPECT_EQ(*ParseQuantizeTarget("Q4_K_M"), QuantizeTarget::kQ4_K_M);
   EXPECT_EQ(*ParseQuantizeTarget("q8_0"), QuantizeTarget::kQ8_0);
   EXPECT_EQ(*ParseQuantizeTarget("q5_k_m"), QuantizeTarget::kQ5_K_M);
+  EXPECT_EQ(*ParseQuantizeTarget("IQ4_XS"), QuantizeTarget::kIQ4_XS);
   EXPECT_EQ(QuantizeTargetName(QuantizeTarget::kQ5_K_M), "q5_k_m");
-  EXPECT_EQ(QuantizeTargetFileType(QuantizeTarget::kQ5_K_M), 17u);  // LLAMA_FTYPE_MOSTLY_Q5_K_M
-  EXPECT_EQ(QuantizeTargetFileType(QuantizeTarget::kQ4_K_M), 15u);
+  // llama.cpp's llama_ftype numbers (LLAMA_FTYPE_MOSTLY_*), which readers show as the file type.
+  const std::pair<QuantizeTarget, uint32_t> file_types[] = {
+      {QuantizeTarget::kQ8_0, 7},   {QuantizeTarget::kQ6_K, 18},   {QuantizeTarget::kQ5_K_M, 17},
+      {QuantizeTarget::kQ4_K_M, 15}, {QuantizeTarget::kQ4_0, 2},   {QuantizeTarget::kIQ4_XS, 30},
+      {QuantizeTarget::kQ3_K_M, 12}, {QuantizeTarget::kQ2_K, 10}};
+  for (const auto& [target, file_type] : file_types) {
+    EXPECT_EQ(QuantizeTargetFileType(target), file_type) << QuantizeTargetName(target);
+    EXPECT_EQ(*ParseQuantizeTarget(QuantizeTargetName(target)), target);
+  }
   const auto bad = ParseQuantizeTarget("q5_k_s");
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
-  EXPECT_THAT(bad.error().message, ::testing::HasSubstr("q5_k_m"));
+  EXPECT_THAT(bad.error().message, ::testing::HasSubstr("q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k"));
 }
 
 // ---- Hugging Face input

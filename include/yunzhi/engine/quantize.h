@@ -7,29 +7,37 @@
 // the whole model) to a temporary file that is renamed over OUT only when complete: on any error
 // (bad input, disk full, ...) no file is left at OUT and an existing OUT is untouched.
 //
-// Which type each tensor gets (the recipe, after llama.cpp's llama_tensor_get_type):
+// Which type each tensor gets (the recipe, after llama.cpp's llama_tensor_get_type; L is the
+// block count, "more bits" layers are N < L/8, N >= 7L/8 and (N - L/8) % 3 == 2, about half of
+// them, weighted to the first and last ones; n_gqa is head_count / head_count_kv):
 //  - Tensors with fewer than 2 dimensions (norms, biases, rope_freqs) are stored as F32.
-//  - q8_0:   every 2-D weight Q8_0.
-//  - q4_0:   every 2-D weight Q4_0, except output.weight (or token_embd.weight when the output
-//            is tied to it, i.e. there is no output.weight) which gets Q6_K.
-//  - q4_k_m: every 2-D weight Q4_K, except
-//              output.weight (or the tied token_embd.weight)                 -> Q6_K
-//              blk.N.attn_v.weight and blk.N.ffn_down.weight for "more bits"
-//              layers: N < L/8, N >= 7L/8, or (N - L/8) % 3 == 2 (about half
-//              of the layers, weighted to the first and last ones)          -> Q6_K
-//            (llama.cpp also promotes some tensors to Q5_K for MoE and 70B models; this build
-//            has no MoE and no 70B preset, so those rules do not apply.)
-//  - q5_k_m: as q4_k_m with Q5_K in place of Q4_K (the same Q6_K tensors).
-//  - Fallbacks when a row length is not a multiple of the block, as llama.cpp's: Q4_K -> Q5_0,
-//    Q5_K -> Q5_1 and Q6_K -> Q8_0 when it is a multiple of 32 (so most of a Qwen2.5-0.5B
-//    q4_k_m file, with its 896-element rows, is Q5_0, and most of a q5_k_m one Q5_1);
-//    otherwise F16.
+//  - The output (output.weight, or token_embd.weight when the output is tied to it, i.e. there
+//    is no output.weight) gets Q6_K for every target but q8_0 (Q8_0).
+//  - Every other 2-D weight gets the target's type, except:
+//
+//    | target | bulk   | attn_v                         | ffn_down                          | attn_output |
+//    |--------|--------|--------------------------------|-----------------------------------|-------------|
+//    | q8_0   | Q8_0   |                                |                                   |             |
+//    | q6_k   | Q6_K   |                                |                                   |             |
+//    | q5_k_m | Q5_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          |             |
+//    | q4_k_m | Q4_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          |             |
+//    | q4_0   | Q4_0   |                                |                                   |             |
+//    | iq4_xs | IQ4_XS | Q5_K if n_gqa >= 4             | Q5_K for N < L/8                  |             |
+//    | q3_k_m | Q3_K   | Q5_K for N < 2, else Q4_K      | Q5_K for N < L/16, else Q4_K      | Q4_K        |
+//    | q2_k   | Q2_K   | Q4_K if n_gqa >= 4, else Q3_K  | Q3_K                              | Q3_K        |
+//
+//    (llama.cpp also promotes some tensors for MoE, Falcon and 70B models, and for files made
+//    with an importance matrix; this build has none of those, so those rules do not apply.)
+//  - Fallbacks when a row length is not a multiple of the chosen type's block, as llama.cpp's:
+//    Q2_K, Q3_K and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0 when the row is a
+//    multiple of 32 (so most of a Qwen2.5-0.5B q4_k_m file, with its 896-element rows, is Q5_0,
+//    and most of a q3_k_m one IQ4_NL); otherwise F16.
 // The quantisers are the scalar references of tensor_type.h (Quantize), so the output is
 // bit-identical to quantising each row with them.
 //
 // Metadata: a GGUF input's metadata is copied entry by entry in order, except general.alignment
-// (the output uses 32), and general.file_type (7 = MOSTLY_Q8_0, 2 = MOSTLY_Q4_0,
-// 15 = MOSTLY_Q4_K_M, 17 = MOSTLY_Q5_K_M) and general.quantization_version (2) are set. A Hugging
+// (the output uses 32), and general.file_type (llama.cpp's llama_ftype: see
+// QuantizeTargetFileType) and general.quantization_version (2) are set. A Hugging
 // Face input gets the metadata llama.cpp's converter writes: general.*, <arch>.context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count, head_count_kv,
 // layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count, attention.key_length/value_length
@@ -65,13 +73,17 @@
 
 namespace yunzhi::engine {
 
-enum class QuantizeTarget { kQ8_0, kQ4_0, kQ4_K_M, kQ5_K_M };
+// Largest to smallest file.
+enum class QuantizeTarget { kQ8_0, kQ6_K, kQ5_K_M, kQ4_K_M, kQ4_0, kIQ4_XS, kQ3_K_M, kQ2_K };
 
-// "q8_0", "q4_0", "q4_k_m", "q5_k_m" (case-insensitive). Errors: kInvalidArgument listing the
-// choices.
+// "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs", "q3_k_m", "q2_k" (case-insensitive).
+// Errors: kInvalidArgument listing the choices.
 Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name);
 std::string_view QuantizeTargetName(QuantizeTarget target);  // "q8_0", ...
-// The llama_ftype number stored in general.file_type: 7, 2, 15, 17.
+// "q8_0, q6_k, ...": every target, for help texts and messages.
+std::string QuantizeTargetNames();
+// The llama_ftype number stored in general.file_type: q8_0 7, q6_k 18, q5_k_m 17, q4_k_m 15,
+// q4_0 2, iq4_xs 30, q3_k_m 12, q2_k 10.
 uint32_t QuantizeTargetFileType(QuantizeTarget target);
 
 // Reported once before the first tensor (n_done_tensors == 0, tensor_name empty) and after each
@@ -117,10 +129,16 @@ struct QuantizeStats {
 Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::string& out_path,
                                     const QuantizeOptions& options);
 
+// What the recipe needs to know of the model besides a tensor's own name and shape.
+struct RecipeModel {
+  int64_t n_layer = 0;     // block count
+  bool has_output = true;  // whether an output.weight exists (false: tied to token_embd.weight)
+  int64_t n_gqa = 1;       // attention heads per KV head (head_count / head_count_kv)
+};
+
 // The type the recipe above gives a tensor (exposed for tests and `--dry-run` style listings).
-// `n_layer` is the model's block count; `has_output` whether an output.weight exists.
 // `n_dims`/`row_length` describe the tensor (ne[0]).
 TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view gguf_name, int n_dims,
-                            int64_t row_length, int64_t n_layer, bool has_output);
+                            int64_t row_length, const RecipeModel& model);
 
 }  // namespace yunzhi::engine
