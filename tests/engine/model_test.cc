@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -871,58 +872,41 @@ TEST(MakeModelCommand, WritesLoadableGgufAndHfDirectoryFromFlags) {
   ASSERT_EQ(logits.size(), 5u * 300u);
   EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); }));
 
-  // Q5_K from --type, same shape: rows of 896 fall back to Q5_1 (as in llama.cpp's Q5_K_M
-  // files), down's rows of n_ff = 512 are Q5_K; loads and runs.
-  const std::string q5_k = std::string(YUNZHI_MAKE_MODEL) +
-                           " --arch qwen2 --type q5_k --n-vocab 300 --n-embd 896 --n-ff 512"
-                           " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
-                           (dir / "q5_k.gguf");
-  ASSERT_EQ(std::system(q5_k.c_str()), 0) << q5_k;
-  {
-    auto gguf = GgufFile::Open(dir / "q5_k.gguf");
-    ASSERT_TRUE(gguf) << gguf.error().ToString();
-    for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
-                             "blk.0.ffn_down.weight"}) {
-      SCOPED_TRACE(name);
-      const GgufTensorInfo* t = gguf->FindTensor(name);
-      ASSERT_NE(t, nullptr);
-      EXPECT_EQ(TypeName(t->type),
-                std::string_view(name) == "blk.0.ffn_down.weight" ? "Q5_K" : "Q5_1");
+  // The super-block types from --type, same shape: rows of 896 fall back as in llama.cpp's
+  // files (Q5_K_M: Q5_1; IQ4_XS, Q3_K_M, Q2_K: IQ4_NL), down's rows of n_ff = 512 keep the type;
+  // loads and runs.
+  const std::tuple<const char*, std::string_view, std::string_view> super_block_cases[] = {
+      {"q5_k", "Q5_K", "Q5_1"},
+      {"iq4_xs", "IQ4_XS", "IQ4_NL"},
+      {"q3_k", "Q3_K", "IQ4_NL"},
+      {"q2_k", "Q2_K", "IQ4_NL"}};
+  for (const auto& [flag, bulk, fallback] : super_block_cases) {
+    SCOPED_TRACE(flag);
+    const std::string path = dir / (std::string(flag) + ".gguf");
+    const std::string command = std::string(YUNZHI_MAKE_MODEL) + " --arch qwen2 --type " + flag +
+                                " --n-vocab 300 --n-embd 896 --n-ff 512"
+                                " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
+                                path;
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    {
+      auto gguf = GgufFile::Open(path);
+      ASSERT_TRUE(gguf) << gguf.error().ToString();
+      for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+                               "blk.0.ffn_down.weight"}) {
+        SCOPED_TRACE(name);
+        const GgufTensorInfo* t = gguf->FindTensor(name);
+        ASSERT_NE(t, nullptr);
+        EXPECT_EQ(TypeName(t->type),
+                  std::string_view(name) == "blk.0.ffn_down.weight" ? bulk : fallback);
+      }
     }
+    auto loaded = Model::Load(path);
+    ASSERT_TRUE(loaded) << loaded.error().ToString();
+    EXPECT_EQ((*loaded)->config().n_embd, 896);
+    const std::vector<float> out = RunAlone(*loaded, {Tokens(5, 1)});
+    ASSERT_EQ(out.size(), 5u * 300u);
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float x) { return std::isfinite(x); }));
   }
-  auto q5_k_model = Model::Load(dir / "q5_k.gguf");
-  ASSERT_TRUE(q5_k_model) << q5_k_model.error().ToString();
-  EXPECT_EQ((*q5_k_model)->config().n_embd, 896);
-  const std::vector<float> q5_k_logits = RunAlone(*q5_k_model, {Tokens(5, 1)});
-  ASSERT_EQ(q5_k_logits.size(), 5u * 300u);
-  EXPECT_TRUE(std::all_of(q5_k_logits.begin(), q5_k_logits.end(),
-                          [](float x) { return std::isfinite(x); }));
-
-  // IQ4_XS from --type, same shape: rows of 896 fall back to IQ4_NL (as in llama.cpp's IQ4_XS
-  // files), down's rows of 512 are IQ4_XS; loads and runs.
-  const std::string iq4_xs = std::string(YUNZHI_MAKE_MODEL) +
-                             " --arch qwen2 --type iq4_xs --n-vocab 300 --n-embd 896 --n-ff 512"
-                             " --n-head 14 --n-head-kv 2 --n-layer 1 --gguf " +
-                             (dir / "iq4_xs.gguf");
-  ASSERT_EQ(std::system(iq4_xs.c_str()), 0) << iq4_xs;
-  {
-    auto gguf = GgufFile::Open(dir / "iq4_xs.gguf");
-    ASSERT_TRUE(gguf) << gguf.error().ToString();
-    for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
-                             "blk.0.ffn_down.weight"}) {
-      SCOPED_TRACE(name);
-      const GgufTensorInfo* t = gguf->FindTensor(name);
-      ASSERT_NE(t, nullptr);
-      EXPECT_EQ(TypeName(t->type),
-                std::string_view(name) == "blk.0.ffn_down.weight" ? "IQ4_XS" : "IQ4_NL");
-    }
-  }
-  auto iq4_xs_model = Model::Load(dir / "iq4_xs.gguf");
-  ASSERT_TRUE(iq4_xs_model) << iq4_xs_model.error().ToString();
-  const std::vector<float> iq4_xs_logits = RunAlone(*iq4_xs_model, {Tokens(5, 1)});
-  ASSERT_EQ(iq4_xs_logits.size(), 5u * 300u);
-  EXPECT_TRUE(std::all_of(iq4_xs_logits.begin(), iq4_xs_logits.end(),
-                          [](float x) { return std::isfinite(x); }));
 }
 
 TEST(ModelLoad, GgufAndHfFilesOfOneModelGiveTheSameLogits) {
