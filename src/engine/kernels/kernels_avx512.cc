@@ -953,45 +953,41 @@ struct KQuant16Micro {
             dmin[i] = HalfBitsToFloat(p + offsetof(BlockQ2_K, dmin));
           }
         }
-        __m512i qs[NR], hm[NR];
-        for (int i = 0; i < NR; ++i) {
-          const uint8_t* p = w[i] + b * sizeof(Block);
-          qs[i] = _mm512_loadu_si512(p + offsetof(Block, qs));
-          if constexpr (kQ3) {
-            hm[i] = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask))));
-          }
-        }
         __m512i isum[NR][NT];
 #pragma GCC unroll 8
         for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 8
           for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
+        // Tokens' vectors held, rows one at a time: 4 x 4 accumulators fit without spilling.
 #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
           const __m512i idx = LaneQuads(2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k);
-          __m512i wv[NR], sv[NR];
-#pragma GCC unroll 8
-          for (int i = 0; i < NR; ++i) {
-            wv[i] = _mm512_and_si512(_mm512_srli_epi16(qs[i], 2 * k), three);
-            if constexpr (kQ3) {
-              const __m512i bit = _mm512_inserti64x4(
-                  _mm512_set1_epi8(static_cast<char>(1 << k)),
-                  _mm256_set1_epi8(static_cast<char>(1 << (4 + k))), 1);
-              wv[i] = _mm512_mask_add_epi8(wv[i], _mm512_test_epi8_mask(hm[i], bit), wv[i], four);
-            }
-            sv[i] = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16[i]));
-          }
+          __m512i xv[NT];
 #pragma GCC unroll 8
           for (int j = 0; j < NT; ++j) {
             // Elements 32k .. 32k+31 and 128+32k .. 128+32k+31.
             const int8_t* xq = x[j].qs + b * kQK_K + 32 * k;
-            const __m512i xv = _mm512_inserti64x4(
+            xv[j] = _mm512_inserti64x4(
                 _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq))),
                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 128)), 1);
+          }
 #pragma GCC unroll 8
-            for (int i = 0; i < NR; ++i) {
-              isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(wv[i], xv), sv[i]);
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* p = w[i] + b * sizeof(Block);
+            __m512i wv = _mm512_and_si512(
+                _mm512_srli_epi16(_mm512_loadu_si512(p + offsetof(Block, qs)), 2 * k), three);
+            if constexpr (kQ3) {
+              const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask))));
+              const __m512i bit =
+                  _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << k)),
+                                     _mm256_set1_epi8(static_cast<char>(1 << (4 + k))), 1);
+              wv = _mm512_mask_add_epi8(wv, _mm512_test_epi8_mask(hm, bit), wv, four);
+            }
+            const __m512i sv = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16[i]));
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; ++j) {
+              isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(wv, xv[j]), sv);
             }
           }
         }
@@ -1491,8 +1487,8 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileWith<IQ4_NLK, 4, 2>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
-    t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 3>;
-    t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 4, 3>;
+    t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 4, 4>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
