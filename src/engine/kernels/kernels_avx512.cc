@@ -870,6 +870,181 @@ struct Q6_KK {
   }
 };
 
+// ---- Q2_K and Q3_K: sub-blocks of 16, 2-bit fields (Q3_K with a third, high bit).
+//
+// A block's 64 qs bytes hold all 256 elements: field j (bits 2j, 2j + 1) of byte 32n + l is
+// element 128n + 32j + l. One 64-byte load per row and super-block; shifted by 2j and masked it
+// is the 64-element vector of elements 32j .. 32j+31 (bytes 0-31) and 128+32j .. 128+32j+31
+// (bytes 32-63), sub-blocks 2j, 2j+1, 8+2j, 9+2j in its four 16-byte lanes (8 16-bit lanes each
+// after VPMADDUBSW). The activations are regrouped to match -- four 256-bit swaps per token and
+// super-block, shared by the rows -- rather than each row's values. Q3_K's high bit of element
+// 128n + 32j + l is bit 4n + j of hmask[l]: VPTESTMB of the 32 hmask bytes (in both halves)
+// against bit j (low half) / 4 + j (high half) and a masked add of 4 gives u = q + 4, 0..7.
+// Products as the AVX2 kernel: VPMADDUBSW (u8 x s8, pair sums within 2 * 7 * 128) then VPDPWSSD
+// with the sub-block scales; Q3_K's offset (4 * sum_s sc[s] * bsum[s]) and Q2_K's mins
+// (sum_s m[s] * bsum[s]) through the activation sums once per super-block. The integers are
+// exact and the float steps DotQ2_KRef's / DotQ3_KRef's with the rows in lanes, so every ISA and
+// tile shape gives the scalar reference's bits (kernels_test).
+
+// 16-bit lane indices: lanes 0-7 = a, 8-15 = b, 16-23 = c, 24-31 = d.
+inline __m512i LaneQuads(int a, int b, int c, int d) {
+  const __m256i lo = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(a))),
+      _mm_set1_epi16(static_cast<int16_t>(b)), 1);
+  const __m256i hi = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(c))),
+      _mm_set1_epi16(static_cast<int16_t>(d)), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block's 12 packed bytes as 16-bit lanes
+// (byte s = sub-block s before widening): the low nibbles of bytes 0-7 then their high nibbles,
+// each with its two high bits from byte 8 + s % 4, bits 2 (s / 4).
+inline __m256i Q3_KScales16(const uint8_t* q) {
+  uint64_t a;
+  uint32_t c;
+  std::memcpy(&a, q, 8);
+  std::memcpy(&c, q + 8, 4);
+  const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
+  const uint64_t high1 =
+      ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u) << 32;
+  const uint64_t lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
+  const uint64_t hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
+  const __m128i v = _mm_sub_epi8(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)),
+                                 _mm_set1_epi8(32));
+  return _mm256_cvtepi8_epi16(v);
+}
+
+template <bool kQ3>
+struct KQuant16Micro {
+  using Block = std::conditional_t<kQ3, BlockQ3_K, BlockQ2_K>;
+  template <int NR, int NT>
+  struct K {
+    static_assert(NR <= 4, "the epilogue keeps a token's rows in the lanes of one __m128");
+    static void Run(const TileArgs& a, int64_t r, int64_t t) {
+      const int64_t nb = a.cols / kQK_K;
+      const uint8_t* w[NR];
+      ActQ8KRow x[NT];
+      for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+      for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+      const __m512i three = _mm512_set1_epi8(3);
+      const __m512i four = _mm512_set1_epi8(4);
+      __m128 acc[NT];
+      for (int j = 0; j < NT; ++j) acc[j] = _mm_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        __m256i sc16[NR];  // scales (Q3_K: signed), 16-bit lane s = sub-block s
+        __m256i m16[NR];   // Q2_K's mins, likewise
+        float d[NR], dmin[NR];
+        for (int i = 0; i < NR; ++i) {
+          const uint8_t* p = w[i] + b * sizeof(Block);
+          if (NT <= 2) {
+            Prefetch(p, pf);
+            Prefetch(p + 64, pf);
+          }
+          d[i] = HalfBitsToFloat(p + offsetof(Block, d));
+          if constexpr (kQ3) {
+            sc16[i] = Q3_KScales16(p + offsetof(Block, scales));
+          } else {
+            const __m256i v = _mm256_cvtepu8_epi16(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + offsetof(Block, scales))));
+            sc16[i] = _mm256_and_si256(v, _mm256_set1_epi16(0x0F));
+            m16[i] = _mm256_srli_epi16(v, 4);
+            dmin[i] = HalfBitsToFloat(p + offsetof(BlockQ2_K, dmin));
+          }
+        }
+        __m512i isum[NR][NT];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
+        // Tokens' vectors held, rows one at a time: 4 x 4 accumulators fit without spilling.
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          const __m512i idx = LaneQuads(2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k);
+          __m512i xv[NT];
+#pragma GCC unroll 8
+          for (int j = 0; j < NT; ++j) {
+            // Elements 32k .. 32k+31 and 128+32k .. 128+32k+31.
+            const int8_t* xq = x[j].qs + b * kQK_K + 32 * k;
+            xv[j] = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq))),
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 128)), 1);
+          }
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const uint8_t* p = w[i] + b * sizeof(Block);
+            __m512i wv = _mm512_and_si512(
+                _mm512_srli_epi16(_mm512_loadu_si512(p + offsetof(Block, qs)), 2 * k), three);
+            if constexpr (kQ3) {
+              const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask))));
+              const __m512i bit =
+                  _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << k)),
+                                     _mm256_set1_epi8(static_cast<char>(1 << (4 + k))), 1);
+              wv = _mm512_mask_add_epi8(wv, _mm512_test_epi8_mask(hm, bit), wv, four);
+            }
+            const __m512i sv = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16[i]));
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; ++j) {
+              isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(wv, xv[j]), sv);
+            }
+          }
+        }
+        // Per row and token: Q3_K sumi = isum - 4 * sum_s sc[s] * bsum[s], then
+        // acc = fma(d * dx, sumi, acc); Q2_K sumi = isum, summ = sum_s m[s] * bsum[s], then
+        // acc = fma(dx, fma(d, sumi, -(dmin * summ)), acc).
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; ++j) {
+          const __m256i bs =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j].bsums + 16 * b));
+          const float dx = x[j].d[b];
+          if constexpr (NR == 1) {  // long rows, one at a time: lane 0 alone
+            const int32_t isum0 = _mm512_reduce_add_epi32(isum[0][j]);
+            if constexpr (kQ3) {
+              const int32_t offset = HsumEpi32(_mm256_madd_epi16(sc16[0], bs));
+              const auto sumi = static_cast<float>(isum0 - offset * 4);
+              acc[j] = _mm_fmadd_ss(_mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(dx)),
+                                    _mm_set_ss(sumi), acc[j]);
+            } else {
+              const auto summ = static_cast<float>(HsumEpi32(_mm256_madd_epi16(m16[0], bs)));
+              const __m128 v = _mm_fmsub_ss(_mm_set_ss(d[0]), _mm_set_ss(static_cast<float>(isum0)),
+                                            _mm_mul_ss(_mm_set_ss(dmin[0]), _mm_set_ss(summ)));
+              acc[j] = _mm_fmadd_ss(_mm_set_ss(dx), v, acc[j]);
+            }
+          } else {
+            if constexpr (kQ3) {
+              const __m256i sums = SumRows<NR>([&](int i) { return isum[i][j]; },
+                                               [&](int i) { return _mm256_madd_epi16(sc16[i], bs); });
+              const __m128i sumi = _mm_sub_epi32(_mm256_castsi256_si128(sums),
+                                                 _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 2));
+              acc[j] = _mm_fmadd_ps(_mm_mul_ps(FirstLanes(d), _mm_set1_ps(dx)), _mm_cvtepi32_ps(sumi),
+                                    acc[j]);
+            } else {
+              const __m256 sums = _mm256_cvtepi32_ps(
+                  SumRows<NR>([&](int i) { return isum[i][j]; },
+                              [&](int i) { return _mm256_madd_epi16(m16[i], bs); }));
+              const __m128 v =
+                  _mm_fmsub_ps(FirstLanes(d), _mm256_castps256_ps128(sums),
+                               _mm_mul_ps(FirstLanes(dmin), _mm256_extractf128_ps(sums, 1)));
+              acc[j] = _mm_fmadd_ps(_mm_set1_ps(dx), v, acc[j]);
+            }
+          }
+        }
+      }
+      for (int j = 0; j < NT; ++j) {
+        alignas(16) float out[4];
+        _mm_store_ps(out, acc[j]);
+        for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = out[i];
+      }
+    }
+  };
+};
+template <int NR, int NT>
+using Q2_KK = KQuant16Micro<false>::K<NR, NT>;
+template <int NR, int NT>
+using Q3_KK = KQuant16Micro<true>::K<NR, NT>;
+
 // ---- activation quantisers (bit-identical to QuantizeActQ8Ref / QuantizeActQ8KRef: same
 // 127 / amax, same round-to-nearest-even through the default MXCSR mode).
 
@@ -1312,6 +1487,8 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileWith<IQ4_NLK, 4, 2>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
+    t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 4, 4>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
