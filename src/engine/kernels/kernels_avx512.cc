@@ -1412,7 +1412,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileWith<IQ4_NLK, 4, 2>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
-    t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 4, 2>;
+    t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 3, 3>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
