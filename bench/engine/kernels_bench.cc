@@ -140,8 +140,8 @@ constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
                                  {"1536x1536", 1536, 1536}};
 constexpr int64_t kPromptTokens = 512;
 
-// IQ4_XS has no AVX-512 kernel of its own yet: its "avx512" entries run what a model would run
-// there (the AVX2 kernel).
+// Every type has an AVX-512 kernel; Q2_K, Q3_K, IQ4_NL and IQ4_XS in the file's rows (no
+// panels).
 constexpr TensorType kTypes[] = {
     TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0,   TensorType::kQ5_0,
     TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,   TensorType::kQ4_K,

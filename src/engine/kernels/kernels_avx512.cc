@@ -1045,6 +1045,106 @@ using Q2_KK = KQuant16Micro<false>::K<NR, NT>;
 template <int NR, int NT>
 using Q3_KK = KQuant16Micro<true>::K<NR, NT>;
 
+// IQ4_XS x kQ8K (layout in tensor_type.h). Per half super-block (4 sub-blocks, 64 bytes of qs)
+// one 64-byte load: 128-bit lane k holds sub-block k's 16 bytes, its low nibbles elements 0-15 and
+// high nibbles 16-31 of the sub-block. One VPSHUFB each looks up IQ4_NL's table plus 128 (unsigned
+// 1..241, as for IQ4_NL), and the activations are regrouped to match (two shuffles per token, shared
+// by the rows), so two VPDPBUSDs leave each sub-block's sums in the 4 int32 lanes of its own 128-bit
+// lane and one VPMULLD applies the four sub-block scales ls - 32. The offset 128 comes off exactly:
+// the VPDPBUSDs start from -128 times the same lanes' activation sums (per token, shared by the
+// rows). Each int32 lane ends the super-block as sum_h (ls - 32) * sum w x over 8 elements, at most
+// 2 * 32 * 8 * 127 * 127 < 2^24, so its conversion to float is exact; then one float step per
+// super-block, acc += isum * (d_w * d_x), lane by lane: a token gets the same bits in any tile shape.
+template <int NR, int NT>
+struct IQ4_XSK {
+  static void Run(const TileArgs& a, int64_t r, int64_t t) {
+    const int64_t nb = a.cols / kQK_K;
+    const uint8_t* w[NR];
+    ActQ8KRow x[NT];
+    for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
+    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
+    const __m512i table = WeightsIQ4_NL::Table();
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    // Qword s of the scale vector: byte 4 + s / 2 of the block's first 8 bytes shifted by 4 (s % 2)
+    // for the low 4 bits; scales_h (bytes 2-3) shifted by 2s for the top 2 (moved to bits 4-5).
+    const __m512i shift_lo = _mm512_setr_epi64(32, 36, 40, 44, 48, 52, 56, 60);
+    const __m512i shift_hi = _mm512_setr_epi64(12, 14, 16, 18, 20, 22, 24, 26);
+    // Half h's scales: int32 lanes 4k..4k+3 = qword (low dword) 4h + k.
+    const __m512i idx_sc[2] = {
+        _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6),
+        _mm512_setr_epi32(8, 8, 8, 8, 10, 10, 10, 10, 12, 12, 12, 12, 14, 14, 14, 14)};
+    __m512 acc[NR][NT];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m512i ls[NR];  // qword s: ls[s] - 32
+      __m512 dw[NR];
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) {
+        const uint8_t* p = w[i] + b * sizeof(BlockIQ4_XS);
+        if (NT <= 2) {
+          Prefetch(p, pf);
+          Prefetch(p + 64, pf);
+          Prefetch(p + 128, pf);
+        }
+        dw[i] = _mm512_set1_ps(HalfBitsToFloat(p));
+        int64_t head;
+        std::memcpy(&head, p, 8);
+        const __m512i h = _mm512_set1_epi64(head);
+        const __m512i v = _mm512_ternarylogic_epi64(
+            _mm512_srlv_epi64(h, shift_lo), _mm512_srlv_epi64(h, shift_hi), _mm512_set1_epi64(0x0F),
+            0xE4);  // (A & C) | (B & ~C)
+        ls[i] = _mm512_sub_epi64(_mm512_and_si512(v, _mm512_set1_epi64(0x3F)), _mm512_set1_epi64(32));
+      }
+      __m512i isum[NR][NT];
+#pragma GCC unroll 2
+      for (int hf = 0; hf < 2; ++hf) {
+        __m512i lo[NR], hi[NR], sc[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          const __m512i v = _mm512_loadu_si512(w[i] + b * sizeof(BlockIQ4_XS) +
+                                               offsetof(BlockIQ4_XS, qs) + 64 * hf);
+          lo[i] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, nib));
+          hi[i] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+          sc[i] = _mm512_permutexvar_epi32(idx_sc[hf], ls[i]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const int8_t* xq = x[j].qs + b * kQK_K + 128 * hf;
+          const __m512i x0 = _mm512_loadu_si512(xq), x1 = _mm512_loadu_si512(xq + 64);
+          const __m512i xlo = _mm512_shuffle_i64x2(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
+          const __m512i xhi = _mm512_shuffle_i64x2(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
+          const __m512i off = _mm512_sub_epi32(
+              _mm512_setzero_si512(),
+              _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, xlo), k128, xhi));
+#pragma GCC unroll 8
+          for (int i = 0; i < NR; ++i) {
+            const __m512i dot =
+                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[i], xlo), hi[i], xhi);
+            const __m512i s = _mm512_mullo_epi32(dot, sc[i]);
+            isum[i][j] = hf == 0 ? s : _mm512_add_epi32(isum[i][j], s);
+          }
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m512 dx = _mm512_set1_ps(x[j].d[b]);
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; ++i) {
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_mul_ps(dw[i], dx),
+                                      acc[i][j]);
+        }
+      }
+    }
+    for (int j = 0; j < NT; ++j)
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+  }
+};
+
 // ---- activation quantisers (bit-identical to QuantizeActQ8Ref / QuantizeActQ8KRef: same
 // 127 / amax, same round-to-nearest-even through the default MXCSR mode).
 
@@ -1489,6 +1589,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
     t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 4, 4>;
+    t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 3, 3>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
