@@ -847,7 +847,7 @@ struct KQuant16Micro {
               const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[i]), bs);
               const int32_t sumi =
                   HsumEpi32(_mm256_sub_epi32(isum[i][j], _mm256_slli_epi32(offset, 2)));
-              acc[i][j] = std::fma(d[i] * dx, static_cast<float>(sumi), acc[i][j]);
+              acc[i][j] = std::fma(dx, d[i] * static_cast<float>(sumi), acc[i][j]);
             } else {
               const int32_t sumi = HsumEpi32(isum[i][j]);
               const int32_t summ = HsumEpi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(m8[i]), bs));

@@ -992,7 +992,8 @@ struct KQuant16Micro {
           }
         }
         // Per row and token: Q3_K sumi = isum - 4 * sum_s sc[s] * bsum[s], then
-        // acc = fma(d * dx, sumi, acc); Q2_K sumi = isum, summ = sum_s m[s] * bsum[s], then
+        // acc = fma(dx, d * sumi, acc) (Q6_K's float step: prompts run Q6_K's panels);
+        // Q2_K sumi = isum, summ = sum_s m[s] * bsum[s], then
         // acc = fma(dx, fma(d, sumi, -(dmin * summ)), acc).
 #pragma GCC unroll 2
         for (int j = 0; j < NT; ++j) {
@@ -1004,8 +1005,8 @@ struct KQuant16Micro {
             if constexpr (kQ3) {
               const int32_t offset = HsumEpi32(_mm256_madd_epi16(sc16[0], bs));
               const auto sumi = static_cast<float>(isum0 - offset * 4);
-              acc[j] = _mm_fmadd_ss(_mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(dx)),
-                                    _mm_set_ss(sumi), acc[j]);
+              acc[j] = _mm_fmadd_ss(_mm_set_ss(dx), _mm_mul_ss(_mm_set_ss(d[0]), _mm_set_ss(sumi)),
+                                    acc[j]);
             } else {
               const auto summ = static_cast<float>(HsumEpi32(_mm256_madd_epi16(m16[0], bs)));
               const __m128 v = _mm_fmsub_ss(_mm_set_ss(d[0]), _mm_set_ss(static_cast<float>(isum0)),
@@ -1018,7 +1019,7 @@ struct KQuant16Micro {
                                                [&](int i) { return _mm256_madd_epi16(sc16[i], bs); });
               const __m128i sumi = _mm_sub_epi32(_mm256_castsi256_si128(sums),
                                                  _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 2));
-              acc[j] = _mm_fmadd_ps(_mm_mul_ps(FirstLanes(d), _mm_set1_ps(dx)), _mm_cvtepi32_ps(sumi),
+              acc[j] = _mm_fmadd_ps(_mm_set1_ps(dx), _mm_mul_ps(FirstLanes(d), _mm_cvtepi32_ps(sumi)),
                                     acc[j]);
             } else {
               const __m256 sums = _mm256_cvtepi32_ps(
@@ -1588,7 +1589,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
-    t.tile[static_cast<int>(WKind::kQ3_K)] = Tile<Q3_KK, 4, 4, 4>;
+    t.tile[static_cast<int>(WKind::kQ3_K)] = DotOrGemm<Tile<Q3_KK, 4, 4, 4>, Avx512GemmQ3_K>;
     t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 3, 3>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;

@@ -741,6 +741,42 @@ constexpr int64_t kQ6PairOffset = kQ6ScaleOffset + 16 * 64;
 constexpr int64_t kQ6DOffset = kQ6PairOffset + 8 * 64;
 constexpr int64_t kQ6PanelBlockBytes = kQ6DOffset + 64;  // 5696 per super-block and group
 
+// The values of 16 rows (q[row][column], one super-block) into the panel: vector 8c + k holds
+// columns 32c + 4k'.., lane i = row i (the transposition of PackQ8Group's Q8_0 branch).
+inline void StoreQ6PanelValues(const uint8_t (&q)[16][kQK_K], uint8_t* o) {
+  for (int c = 0; c < 8; ++c) {  // 32 columns: vectors 8c..8c+7
+    __m512i v[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      v[k] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(q[k] + 32 * c))),
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k + 8] + 32 * c)), 1);
+    }
+    SwapStage<0>(v);
+    SwapStage<1>(v);
+    SwapStage<2>(v);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(o + 64 * (8 * c + k), v[k]);
+  }
+}
+
+// The 16 sub-block scales (sc[g], lane i = row i), their pairs, and d, the fp16 that ends each
+// row's block (Q6_K and Q3_K both end with it), into the panel.
+template <int64_t kSourceBlockBytes>
+void StoreQ6PanelScalesAndD(const __m512i (&sc)[16], const uint8_t* blk, __mmask16 present,
+                            __m512i offsets, uint8_t* o) {
+  for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, sc[g]);
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int p = 0; p < 8; ++p) {
+    _mm512_store_si512(o + kQ6PairOffset + 64 * p,
+                       _mm512_or_si512(_mm512_and_si512(sc[2 * p], low16),
+                                       _mm512_slli_epi32(sc[2 * p + 1], 16)));
+  }
+  const __m512i dw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets,
+                                                 blk + kSourceBlockBytes - 4, 1);
+  _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
+}
+
 // Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), super-blocks [b0, b0 + nbk).
 void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
                    int64_t nbk, uint8_t* out) {
@@ -784,22 +820,8 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
         store(3, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(3)));
       }
     }
-    for (int c = 0; c < 8; ++c) {  // 32 columns: vectors 8c..8c+7
-      __m512i v[8];
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) {
-        v[k] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(
-                _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k] + 32 * c))),
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k + 8] + 32 * c)), 1);
-      }
-      SwapStage<0>(v);
-      SwapStage<1>(v);
-      SwapStage<2>(v);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(o + 64 * (8 * c + k), v[k]);
-    }
-    // The 16 int8 scales as four dwords per row; d from the dword ending at the block's end.
+    StoreQ6PanelValues(q, o);
+    // The 16 int8 scales as four dwords per row.
     const __m512i zero = _mm512_setzero_si512();
     __m512i sc[16];
     for (int k = 0; k < 4; ++k) {
@@ -809,17 +831,58 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
         sc[4 * k + g] = _mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * g), 24);
       }
     }
-    for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, sc[g]);
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
-    for (int p = 0; p < 8; ++p) {
-      _mm512_store_si512(o + kQ6PairOffset + 64 * p,
-                         _mm512_or_si512(_mm512_and_si512(sc[2 * p], low16),
-                                         _mm512_slli_epi32(sc[2 * p + 1], 16)));
+    StoreQ6PanelScalesAndD<sizeof(BlockQ6_K)>(sc, blk, present, offsets, o);
+  }
+}
+
+// Q3_K (value = d * sc[s] * q3, q3 in [-4, 3], 16 sub-blocks of 16) in Q6_K's panel: q = q3 + 32
+// (28..35) and the signed scales as Q6_K's, so Q6KMicro's exact total sum_s sc[s] * sum q3 x and
+// float step (v = d * total, acc += dx * v) are DotQ3_KRef's.
+void PackQ3_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                   int64_t nbk, uint8_t* out) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  const __m256i low2 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(0x01);
+  const __m256i base = _mm256_set1_epi8(28);
+  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
+  alignas(64) int32_t sc32[16][16];  // [sub-block][row]
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ3_K));
+    uint8_t* o = out + b * kQ6PanelBlockBytes;
+    for (int i = 0; i < 16; ++i) {
+      if (i >= n_rows) {
+        std::memset(q[i], 0, sizeof(q[i]));
+        for (int g = 0; g < 16; ++g) sc32[g][i] = 0;
+        continue;
+      }
+      const uint8_t* p = blk + i * w_row_bytes;
+      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
+      // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l], high bit 4n + j of hmask[l].
+      const __m256i hm =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask)));
+      for (int n = 0; n < 2; ++n) {
+        const __m256i qs = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, qs) + 32 * n));
+        for (int j = 0; j < 4; ++j) {
+          const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2);
+          const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 128 * n + 32 * j),
+                             _mm256_add_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(h, 2)), base));
+        }
+      }
+      const uint8_t* packed = p + offsetof(BlockQ3_K, scales);
+      for (int g = 0; g < 16; ++g) {
+        const int low4 = g < 8 ? packed[g] & 0x0F : packed[g - 8] >> 4;
+        const int high2 = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
+        sc32[g][i] = (low4 | high2 << 4) - 32;
+      }
     }
-    const __m512i dw = _mm512_mask_i32gather_epi32(
-        zero, present, offsets, blk + static_cast<int64_t>(sizeof(BlockQ6_K)) - 4, 1);
-    _mm512_store_ps(o + kQ6DOffset,
-                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
+    StoreQ6PanelValues(q, o);
+    __m512i sc[16];
+    for (int g = 0; g < 16; ++g) sc[g] = _mm512_load_si512(sc32[g]);
+    StoreQ6PanelScalesAndD<sizeof(BlockQ3_K)>(sc, blk, present, offsets, o);
   }
 }
 
@@ -1516,6 +1579,9 @@ void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmK<PackQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmK<PackQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal

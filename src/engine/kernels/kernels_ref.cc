@@ -262,8 +262,9 @@ float DotIQ4_XSRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
 // signed values directly, with no use of the activation sums (the AVX2 kernel uses them, so the
 // two compute the same integers two ways). Per super-block the exact integer
 //   sumi = sum_s sc[s] * sum_{i in s} q_i x_i,
-// then one float step, fused explicitly so that a kernel built with FMA gives the same bits:
-//   sum = fma(d * dx, sumi, sum).
+// then one float step, Q6_K's (the AVX-512 prompt path runs Q6_K's panels), fused explicitly so
+// that a kernel built with FMA gives the same bits:
+//   sum = fma(dx, d * sumi, sum).
 float DotQ3_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   float sum = 0.0f;
   for (int64_t b = 0; b < nb; ++b, blk += sizeof(BlockQ3_K)) {
@@ -293,7 +294,7 @@ float DotQ3_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
         }
       }
     }
-    sum = std::fma(d * x.d[b], static_cast<float>(sumi), sum);
+    sum = std::fma(x.d[b], d * static_cast<float>(sumi), sum);
   }
   return sum;
 }
