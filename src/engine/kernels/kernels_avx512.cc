@@ -1053,11 +1053,13 @@ using Q3_KK = KQuant16Micro<true>::K<NR, NT>;
 // by the rows), so two VPDPBUSDs leave each sub-block's sums in the 4 int32 lanes of its own 128-bit
 // lane and one VPMULLD applies the four sub-block scales ls - 32. The offset 128 comes off exactly:
 // the VPDPBUSDs start from -128 times the same lanes' activation sums (per token, shared by the
-// rows). Each int32 lane ends the super-block as sum_h (ls - 32) * sum w x over 8 elements, at most
-// 2 * 32 * 8 * 127 * 127 < 2^24, so its conversion to float is exact; then one float step per
-// super-block, acc += isum * (d_w * d_x), lane by lane: a token gets the same bits in any tile shape.
+// rows). The lanes add up to the super-block's exact integer total = sum_s (ls - 32) * sum w x, and
+// the float steps are those of the prompt path's panels (GemmIQ4_XS, kernels_avx512_gemm.cc):
+// v = d_w * total, acc += d_x * v, a token's rows in the lanes of one __m128 -- so a token gets the
+// same bits decoded alone or in any batch.
 template <int NR, int NT>
 struct IQ4_XSK {
+  static_assert(NR <= 4, "the epilogue keeps a token's rows in the lanes of one __m128");
   static void Run(const TileArgs& a, int64_t r, int64_t t) {
     const int64_t nb = a.cols / kQK_K;
     const uint8_t* w[NR];
@@ -1076,14 +1078,11 @@ struct IQ4_XSK {
     const __m512i idx_sc[2] = {
         _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6),
         _mm512_setr_epi32(8, 8, 8, 8, 10, 10, 10, 10, 12, 12, 12, 12, 14, 14, 14, 14)};
-    __m512 acc[NR][NT];
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
+    __m128 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m512i ls[NR];  // qword s: ls[s] - 32
-      __m512 dw[NR];
+      float dw[NR];
 #pragma GCC unroll 8
       for (int i = 0; i < NR; ++i) {
         const uint8_t* p = w[i] + b * sizeof(BlockIQ4_XS);
@@ -1092,7 +1091,7 @@ struct IQ4_XSK {
           Prefetch(p + 64, pf);
           Prefetch(p + 128, pf);
         }
-        dw[i] = _mm512_set1_ps(HalfBitsToFloat(p));
+        dw[i] = HalfBitsToFloat(p);
         int64_t head;
         std::memcpy(&head, p, 8);
         const __m512i h = _mm512_set1_epi64(head);
@@ -1133,16 +1132,24 @@ struct IQ4_XSK {
       }
 #pragma GCC unroll 8
       for (int j = 0; j < NT; ++j) {
-        const __m512 dx = _mm512_set1_ps(x[j].d[b]);
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; ++i) {
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_mul_ps(dw[i], dx),
-                                      acc[i][j]);
+        if constexpr (NR == 1) {  // long rows, one at a time: lane 0 alone
+          const auto total = static_cast<float>(_mm512_reduce_add_epi32(isum[0][j]));
+          acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]), _mm_mul_ss(_mm_set_ss(dw[0]), _mm_set_ss(total)),
+                                acc[j]);
+        } else {
+          const __m256i sums = SumRows<NR>([&](int i) { return isum[i][j]; },
+                                           [&](int) { return _mm256_setzero_si256(); });
+          const __m128 v =
+              _mm_mul_ps(FirstLanes(dw), _mm_cvtepi32_ps(_mm256_castsi256_si128(sums)));
+          acc[j] = _mm_fmadd_ps(_mm_set1_ps(x[j].d[b]), v, acc[j]);
         }
       }
     }
-    for (int j = 0; j < NT; ++j)
-      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+    for (int j = 0; j < NT; ++j) {
+      alignas(16) float out[4];
+      _mm_store_ps(out, acc[j]);
+      for (int i = 0; i < NR; ++i) a.y[(t + j) * a.ldy + r + i] = out[i];
+    }
   }
 };
 
@@ -1590,7 +1597,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
     t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
     t.tile[static_cast<int>(WKind::kQ3_K)] = DotOrGemm<Tile<Q3_KK, 4, 4, 4>, Avx512GemmQ3_K>;
-    t.tile[static_cast<int>(WKind::kIQ4_XS)] = Tile<IQ4_XSK, 4, 3, 3>;
+    t.tile[static_cast<int>(WKind::kIQ4_XS)] = DotOrGemm<Tile<IQ4_XSK, 4, 3, 3>, Avx512GemmIQ4_XS>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;

@@ -835,6 +835,87 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
   }
 }
 
+// ---- IQ4_XS weights x kQ8K activations
+//
+// Q4_K's panel shape: per super-block and group of 16 rows, the values u = table[index] + 128
+// (unsigned 1..241) in column order (vector 8s + k: columns 32s + 4k..4k+3 of sub-block s, lane
+// i = row i), the 8 scales ls[s] - 32 as int32 lanes, the pairs (ls[s] - 32, ls[s] - 32) as int16
+// words for the offset, and d. With value = d * (ls[s] - 32) * table[index], a row's super-block
+// adds dx * (d * total), total = sum_s sc[s] * sum u x - 128 * sum_s sc[s] * (bsum[2s] +
+// bsum[2s + 1]), an exact integer -- the one the decoding kernel (IQ4_XSK, kernels_avx512.cc)
+// sums, with the same float steps.
+constexpr int64_t kIQ4XSScaleOffset = 64 * 64;
+constexpr int64_t kIQ4XSPairOffset = kIQ4XSScaleOffset + 8 * 64;
+constexpr int64_t kIQ4XSDOffset = kIQ4XSPairOffset + 8 * 64;
+constexpr int64_t kIQ4XSPanelBlockBytes = kIQ4XSDOffset + 64;  // 5184 per super-block and group
+
+void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                     int64_t nbk, uint8_t* out) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  const __m256i table = _mm256_broadcastsi128_si256(
+      _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
+                    _mm_set1_epi8(static_cast<char>(0x80))));
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
+  alignas(64) int32_t sc32[8][16];   // [sub-block][row]
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockIQ4_XS));
+    uint8_t* o = out + b * kIQ4XSPanelBlockBytes;
+    for (int i = 0; i < 16; ++i) {
+      if (i >= n_rows) {
+        std::memset(q[i], 0, sizeof(q[i]));
+        for (int s = 0; s < 8; ++s) sc32[s][i] = 0;
+        continue;
+      }
+      const uint8_t* p = blk + i * w_row_bytes;
+      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
+      for (int s = 0; s < 8; ++s) {  // elements 32s + j (low nibbles) and 32s + 16 + j (high)
+        const __m128i v = _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(p + offsetof(BlockIQ4_XS, qs) + 16 * s));
+        const __m256i idx =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 32 * s),
+                           _mm256_shuffle_epi8(table, idx));
+      }
+      uint16_t scales_h;
+      std::memcpy(&scales_h, p + offsetof(BlockIQ4_XS, scales_h), 2);
+      const uint8_t* scales_l = p + offsetof(BlockIQ4_XS, scales_l);
+      for (int s = 0; s < 8; ++s) {
+        const int ls = (scales_l[s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
+        sc32[s][i] = ls - 32;
+      }
+    }
+    StoreQ6PanelValues(q, o);
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int s = 0; s < 8; ++s) {
+      const __m512i sc = _mm512_load_si512(sc32[s]);
+      _mm512_store_si512(o + kIQ4XSScaleOffset + 64 * s, sc);
+      _mm512_store_si512(o + kIQ4XSPairOffset + 64 * s,
+                         _mm512_or_si512(_mm512_and_si512(sc, low16), _mm512_slli_epi32(sc, 16)));
+    }
+    // d: the fp16 at each row's block start (the low half of its first dword).
+    const __m512i dw =
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets, blk, 1);
+    _mm512_store_ps(o + kIQ4XSDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw)));
+  }
+}
+
+struct IQ4XSPanel {
+  static constexpr int kSubBlocks = 8, kSlices = 8;
+  static constexpr int64_t kBlockBytes = kIQ4XSPanelBlockBytes;
+  static constexpr int64_t kScaleOffset = kIQ4XSScaleOffset, kPairOffset = kIQ4XSPairOffset;
+  static constexpr int64_t kDOffset = kIQ4XSDOffset;
+  static __m512 Finish(const uint8_t* d, __m512i sumi, __m512i corr) {
+    const __m512i total = _mm512_sub_epi32(sumi, _mm512_slli_epi32(corr, 7));
+    return _mm512_mul_ps(_mm512_load_ps(d), _mm512_cvtepi32_ps(total));
+  }
+};
+template <int NR, int NT>
+using IQ4XSMicro = KMicro<IQ4XSPanel>::Fn<NR, NT>;
+
 // Q3_K (value = d * sc[s] * q3, q3 in [-4, 3], 16 sub-blocks of 16) in Q6_K's panel: q = q3 + 32
 // (28..35) and the signed scales as Q6_K's, so Q6KMicro's exact total sum_s sc[s] * sum q3 x and
 // float step (v = d * total, acc += dx * v) are DotQ3_KRef's.
@@ -1582,6 +1663,9 @@ void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmK<PackQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512GemmIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmK<PackIQ4_XSGroup, IQ4XSMicro, kIQ4XSPanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal

@@ -318,6 +318,8 @@ void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Q3_K through Q6_K's panels (values q3 + 32, the same exact integers and float steps).
 void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+// IQ4_XS through panels of Q4_K's shape (values table + 128, the offset through the bsums).
+void Avx512GemmIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
 // size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K against
 // kQ8K.
