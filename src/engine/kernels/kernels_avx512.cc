@@ -1595,7 +1595,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kIQ4_NL)] = TileWith<IQ4_NLK, 4, 2>;
     t.tile[static_cast<int>(WKind::kQ4_K)] = DotOrGemm<Tile<Q4_KK, 4, 3, 3>, Avx512GemmQ4_K>;
     t.tile[static_cast<int>(WKind::kQ6_K)] = DotOrGemm<Tile<Q6_KK, 4, 3, 3>, Avx512GemmQ6_K>;
-    t.tile[static_cast<int>(WKind::kQ2_K)] = Tile<Q2_KK, 4, 4, 4>;
+    t.tile[static_cast<int>(WKind::kQ2_K)] = DotOrGemm<Tile<Q2_KK, 4, 4, 4>, Avx512GemmQ2_K>;
     t.tile[static_cast<int>(WKind::kQ3_K)] = DotOrGemm<Tile<Q3_KK, 4, 4, 4>, Avx512GemmQ3_K>;
     t.tile[static_cast<int>(WKind::kIQ4_XS)] = DotOrGemm<Tile<IQ4_XSK, 4, 3, 3>, Avx512GemmIQ4_XS>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;

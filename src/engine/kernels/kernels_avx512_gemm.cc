@@ -835,6 +835,84 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
   }
 }
 
+// ---- Q2_K weights x kQ8K activations
+//
+// Q6_K's panel shape with mins: per super-block and group of 16 rows, the 2-bit values q (0..3)
+// in column order, the 16 scales sc[s] (4 bits) as int32 lanes, the pairs (m[2p], m[2p + 1]) as
+// int16 words against the bsums' pairs, d and dmin. A row's super-block adds dx * fma(d, sumi,
+// -(dmin * summ)) with sumi = sum_s sc[s] * sum q x and summ = sum_s m[s] * bsum[s], exact
+// integers: DotQ2_KRef's steps, and the decoding kernel's (KQuant16Micro, kernels_avx512.cc).
+constexpr int64_t kQ2ScaleOffset = 64 * 64;
+constexpr int64_t kQ2PairOffset = kQ2ScaleOffset + 16 * 64;
+constexpr int64_t kQ2DOffset = kQ2PairOffset + 8 * 64;
+constexpr int64_t kQ2PanelBlockBytes = kQ2DOffset + 2 * 64;  // 5760 per super-block and group
+
+void PackQ2_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                   int64_t nbk, uint8_t* out) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
+  alignas(64) int32_t sc32[16][16];  // [sub-block][row]
+  alignas(64) int32_t m32[16][16];
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ2_K));
+    uint8_t* o = out + b * kQ2PanelBlockBytes;
+    for (int i = 0; i < 16; ++i) {
+      if (i >= n_rows) {
+        std::memset(q[i], 0, sizeof(q[i]));
+        for (int g = 0; g < 16; ++g) sc32[g][i] = m32[g][i] = 0;
+        continue;
+      }
+      const uint8_t* p = blk + i * w_row_bytes;
+      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
+      // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l].
+      for (int n = 0; n < 2; ++n) {
+        const __m256i qs = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(p + offsetof(BlockQ2_K, qs) + 32 * n));
+        for (int j = 0; j < 4; ++j) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 128 * n + 32 * j),
+                             _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2));
+        }
+      }
+      for (int g = 0; g < 16; ++g) {
+        sc32[g][i] = p[offsetof(BlockQ2_K, scales) + g] & 0x0F;
+        m32[g][i] = p[offsetof(BlockQ2_K, scales) + g] >> 4;
+      }
+    }
+    StoreQ6PanelValues(q, o);
+    for (int g = 0; g < 16; ++g) {
+      _mm512_store_si512(o + kQ2ScaleOffset + 64 * g, _mm512_load_si512(sc32[g]));
+    }
+    for (int p = 0; p < 8; ++p) {
+      _mm512_store_si512(o + kQ2PairOffset + 64 * p,
+                         _mm512_or_si512(_mm512_load_si512(m32[2 * p]),
+                                         _mm512_slli_epi32(_mm512_load_si512(m32[2 * p + 1]), 16)));
+    }
+    // d | dmin << 16: the dword at offset 80 of each row's block.
+    const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets,
+                                                   blk + offsetof(BlockQ2_K, d), 1);
+    _mm512_store_ps(o + kQ2DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+    _mm512_store_ps(o + kQ2DOffset + 64,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+  }
+}
+
+struct Q2KPanel {
+  static constexpr int kSubBlocks = 16, kSlices = 4;
+  static constexpr int64_t kBlockBytes = kQ2PanelBlockBytes;
+  static constexpr int64_t kScaleOffset = kQ2ScaleOffset, kPairOffset = kQ2PairOffset;
+  static constexpr int64_t kDOffset = kQ2DOffset;
+  static __m512 Finish(const uint8_t* d, __m512i sumi, __m512i summ) {
+    return _mm512_fmsub_ps(_mm512_load_ps(d), _mm512_cvtepi32_ps(sumi),
+                           _mm512_mul_ps(_mm512_load_ps(d + 64), _mm512_cvtepi32_ps(summ)));
+  }
+};
+template <int NR, int NT>
+using Q2KMicro = KMicro<Q2KPanel>::Fn<NR, NT>;
+
 // ---- IQ4_XS weights x kQ8K activations
 //
 // Q4_K's panel shape: per super-block and group of 16 rows, the values u = table[index] + 128
@@ -1660,6 +1738,9 @@ void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmK<PackQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512GemmQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmK<PackQ2_KGroup, Q2KMicro, kQ2PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmK<PackQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);

@@ -316,6 +316,8 @@ void Avx512GemmQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 // rows on AVX-512 run the AVX2 kernel: it is always repacked there).
 void Avx512GemmQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512GemmQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+// Q2_K through panels of Q6_K's shape with mins.
+void Avx512GemmQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Q3_K through Q6_K's panels (values q3 + 32, the same exact integers and float steps).
 void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // IQ4_XS through panels of Q4_K's shape (values table + 128, the offset through the bsums).
