@@ -835,6 +835,37 @@ void PackQ6_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
   }
 }
 
+// The per-call packing of the row-layout types whose values go to the panel one byte per column
+// (Q2_K, Q3_K, IQ4_XS): for each super-block, row(p, q, i) decodes row i's block at p into q (256
+// values in column order) and keeps its scales for the group; a missing row is zeros; then the
+// values are transposed into the panel (StoreQ6PanelValues) and tail(blk, present, offsets, o)
+// writes the group's scales and d from what row() kept and the blocks' own bytes.
+template <int64_t kSourceBlockBytes, int64_t kPanelBlockBytes, class Row, class Tail>
+void PackByteValueGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
+                        int64_t nbk, uint8_t* out, const Row& row, const Tail& tail) {
+  const __mmask16 present = RowMask(n_rows);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
+  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = w + (b0 + b) * kSourceBlockBytes;
+    uint8_t* o = out + b * kPanelBlockBytes;
+    for (int i = 0; i < 16; ++i) {
+      if (i >= n_rows) {
+        std::memset(q[i], 0, sizeof(q[i]));
+        row(nullptr, q[i], i);
+        continue;
+      }
+      const uint8_t* p = blk + i * w_row_bytes;
+      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
+      row(p, q[i], i);
+    }
+    StoreQ6PanelValues(q, o);
+    tail(blk, present, offsets, o);
+  }
+}
+
 // ---- Q2_K weights x kQ8K activations
 //
 // Q6_K's panel shape with mins: per super-block and group of 16 rows, the 2-bit values q (0..3)
@@ -849,40 +880,29 @@ constexpr int64_t kQ2PanelBlockBytes = kQ2DOffset + 2 * 64;  // 5760 per super-b
 
 void PackQ2_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
                    int64_t nbk, uint8_t* out) {
-  const __mmask16 present = RowMask(n_rows);
-  const __m512i offsets =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
   const __m256i low2 = _mm256_set1_epi8(0x03);
-  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
   alignas(64) int32_t sc32[16][16];  // [sub-block][row]
   alignas(64) int32_t m32[16][16];
-  for (int64_t b = 0; b < nbk; ++b) {
-    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ2_K));
-    uint8_t* o = out + b * kQ2PanelBlockBytes;
-    for (int i = 0; i < 16; ++i) {
-      if (i >= n_rows) {
-        std::memset(q[i], 0, sizeof(q[i]));
-        for (int g = 0; g < 16; ++g) sc32[g][i] = m32[g][i] = 0;
-        continue;
-      }
-      const uint8_t* p = blk + i * w_row_bytes;
-      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
-      // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l].
-      for (int n = 0; n < 2; ++n) {
-        const __m256i qs = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(p + offsetof(BlockQ2_K, qs) + 32 * n));
-        for (int j = 0; j < 4; ++j) {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 128 * n + 32 * j),
-                             _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2));
-        }
-      }
-      for (int g = 0; g < 16; ++g) {
-        sc32[g][i] = p[offsetof(BlockQ2_K, scales) + g] & 0x0F;
-        m32[g][i] = p[offsetof(BlockQ2_K, scales) + g] >> 4;
+  auto row = [&](const uint8_t* p, uint8_t* q, int i) {
+    if (p == nullptr) {
+      for (int g = 0; g < 16; ++g) sc32[g][i] = m32[g][i] = 0;
+      return;
+    }
+    // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l].
+    for (int n = 0; n < 2; ++n) {
+      const __m256i qs = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(p + offsetof(BlockQ2_K, qs) + 32 * n));
+      for (int j = 0; j < 4; ++j) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * n + 32 * j),
+                           _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2));
       }
     }
-    StoreQ6PanelValues(q, o);
+    for (int g = 0; g < 16; ++g) {
+      sc32[g][i] = p[offsetof(BlockQ2_K, scales) + g] & 0x0F;
+      m32[g][i] = p[offsetof(BlockQ2_K, scales) + g] >> 4;
+    }
+  };
+  auto tail = [&](const uint8_t* blk, __mmask16 present, __m512i offsets, uint8_t* o) {
     for (int g = 0; g < 16; ++g) {
       _mm512_store_si512(o + kQ2ScaleOffset + 64 * g, _mm512_load_si512(sc32[g]));
     }
@@ -897,7 +917,9 @@ void PackQ2_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
     _mm512_store_ps(o + kQ2DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
     _mm512_store_ps(o + kQ2DOffset + 64,
                     _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
-  }
+  };
+  PackByteValueGroup<sizeof(BlockQ2_K), kQ2PanelBlockBytes>(w, w_row_bytes, n_rows, b0, nbk, out,
+                                                            row, tail);
 }
 
 struct Q2KPanel {
@@ -929,44 +951,32 @@ constexpr int64_t kIQ4XSPanelBlockBytes = kIQ4XSDOffset + 64;  // 5184 per super
 
 void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
                      int64_t nbk, uint8_t* out) {
-  const __mmask16 present = RowMask(n_rows);
-  const __m512i offsets =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
   const __m256i table = _mm256_broadcastsi128_si256(
       _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
                     _mm_set1_epi8(static_cast<char>(0x80))));
   const __m128i nib = _mm_set1_epi8(0x0F);
-  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
-  alignas(64) int32_t sc32[8][16];   // [sub-block][row]
-  for (int64_t b = 0; b < nbk; ++b) {
-    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockIQ4_XS));
-    uint8_t* o = out + b * kIQ4XSPanelBlockBytes;
-    for (int i = 0; i < 16; ++i) {
-      if (i >= n_rows) {
-        std::memset(q[i], 0, sizeof(q[i]));
-        for (int s = 0; s < 8; ++s) sc32[s][i] = 0;
-        continue;
-      }
-      const uint8_t* p = blk + i * w_row_bytes;
-      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
-      for (int s = 0; s < 8; ++s) {  // elements 32s + j (low nibbles) and 32s + 16 + j (high)
-        const __m128i v = _mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(p + offsetof(BlockIQ4_XS, qs) + 16 * s));
-        const __m256i idx =
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 32 * s),
-                           _mm256_shuffle_epi8(table, idx));
-      }
-      uint16_t scales_h;
-      std::memcpy(&scales_h, p + offsetof(BlockIQ4_XS, scales_h), 2);
-      const uint8_t* scales_l = p + offsetof(BlockIQ4_XS, scales_l);
-      for (int s = 0; s < 8; ++s) {
-        const int ls = (scales_l[s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
-        sc32[s][i] = ls - 32;
-      }
+  alignas(64) int32_t sc32[8][16];  // [sub-block][row]
+  auto row = [&](const uint8_t* p, uint8_t* q, int i) {
+    if (p == nullptr) {
+      for (int s = 0; s < 8; ++s) sc32[s][i] = 0;
+      return;
     }
-    StoreQ6PanelValues(q, o);
+    for (int s = 0; s < 8; ++s) {  // elements 32s + j (low nibbles) and 32s + 16 + j (high)
+      const __m128i v = _mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(p + offsetof(BlockIQ4_XS, qs) + 16 * s));
+      const __m256i idx =
+          _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 32 * s), _mm256_shuffle_epi8(table, idx));
+    }
+    uint16_t scales_h;
+    std::memcpy(&scales_h, p + offsetof(BlockIQ4_XS, scales_h), 2);
+    const uint8_t* scales_l = p + offsetof(BlockIQ4_XS, scales_l);
+    for (int s = 0; s < 8; ++s) {
+      const int ls = (scales_l[s / 2] >> (4 * (s % 2)) & 15) | (scales_h >> (2 * s) & 3) << 4;
+      sc32[s][i] = ls - 32;
+    }
+  };
+  auto tail = [&](const uint8_t* blk, __mmask16 present, __m512i offsets, uint8_t* o) {
     const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     for (int s = 0; s < 8; ++s) {
       const __m512i sc = _mm512_load_si512(sc32[s]);
@@ -978,7 +988,9 @@ void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int6
     const __m512i dw =
         _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets, blk, 1);
     _mm512_store_ps(o + kIQ4XSDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw)));
-  }
+  };
+  PackByteValueGroup<sizeof(BlockIQ4_XS), kIQ4XSPanelBlockBytes>(w, w_row_bytes, n_rows, b0, nbk,
+                                                                 out, row, tail);
 }
 
 struct IQ4XSPanel {
@@ -999,50 +1011,41 @@ using IQ4XSMicro = KMicro<IQ4XSPanel>::Fn<NR, NT>;
 // float step (v = d * total, acc += dx * v) are DotQ3_KRef's.
 void PackQ3_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
                    int64_t nbk, uint8_t* out) {
-  const __mmask16 present = RowMask(n_rows);
-  const __m512i offsets =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int32_t>(w_row_bytes)));
   const __m256i low2 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(0x01);
   const __m256i base = _mm256_set1_epi8(28);
-  alignas(64) uint8_t q[16][kQK_K];  // each row's values in column order
   alignas(64) int32_t sc32[16][16];  // [sub-block][row]
-  for (int64_t b = 0; b < nbk; ++b) {
-    const uint8_t* blk = w + (b0 + b) * static_cast<int64_t>(sizeof(BlockQ3_K));
-    uint8_t* o = out + b * kQ6PanelBlockBytes;
-    for (int i = 0; i < 16; ++i) {
-      if (i >= n_rows) {
-        std::memset(q[i], 0, sizeof(q[i]));
-        for (int g = 0; g < 16; ++g) sc32[g][i] = 0;
-        continue;
-      }
-      const uint8_t* p = blk + i * w_row_bytes;
-      if ((b & 1) == 0) Prefetch(p + 64, kPackPrefetchBytes);
-      // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l], high bit 4n + j of hmask[l].
-      const __m256i hm =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask)));
-      for (int n = 0; n < 2; ++n) {
-        const __m256i qs = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, qs) + 32 * n));
-        for (int j = 0; j < 4; ++j) {
-          const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2);
-          const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(q[i] + 128 * n + 32 * j),
-                             _mm256_add_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(h, 2)), base));
-        }
-      }
-      const uint8_t* packed = p + offsetof(BlockQ3_K, scales);
-      for (int g = 0; g < 16; ++g) {
-        const int low4 = g < 8 ? packed[g] & 0x0F : packed[g - 8] >> 4;
-        const int high2 = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
-        sc32[g][i] = (low4 | high2 << 4) - 32;
+  auto row = [&](const uint8_t* p, uint8_t* q, int i) {
+    if (p == nullptr) {
+      for (int g = 0; g < 16; ++g) sc32[g][i] = 0;
+      return;
+    }
+    // Element 128n + 32j + l: bits 2j..2j+1 of qs[32n + l], high bit 4n + j of hmask[l].
+    const __m256i hm =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, hmask)));
+    for (int n = 0; n < 2; ++n) {
+      const __m256i qs = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(p + offsetof(BlockQ3_K, qs) + 32 * n));
+      for (int j = 0; j < 4; ++j) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2);
+        const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * n + 32 * j),
+                           _mm256_add_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(h, 2)), base));
       }
     }
-    StoreQ6PanelValues(q, o);
+    const uint8_t* packed = p + offsetof(BlockQ3_K, scales);
+    for (int g = 0; g < 16; ++g) {
+      const int low4 = g < 8 ? packed[g] & 0x0F : packed[g - 8] >> 4;
+      const int high2 = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
+      sc32[g][i] = (low4 | high2 << 4) - 32;
+    }
+  };
+  auto tail = [&](const uint8_t* blk, __mmask16 present, __m512i offsets, uint8_t* o) {
     __m512i sc[16];
     for (int g = 0; g < 16; ++g) sc[g] = _mm512_load_si512(sc32[g]);
     StoreQ6PanelScalesAndD<sizeof(BlockQ3_K)>(sc, blk, present, offsets, o);
-  }
+  };
+  PackByteValueGroup<sizeof(BlockQ3_K), kQ6PanelBlockBytes>(w, w_row_bytes, n_rows, b0, nbk, out,
+                                                            row, tail);
 }
 
 // Q6_K's panel: 16 sub-blocks of 16 columns; the pairs are the scales (sc[2p], sc[2p + 1]) for
