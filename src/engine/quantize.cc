@@ -841,7 +841,8 @@ TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_
   const int64_t layer = LayerOf(name);
   const int64_t n_layer = model.n_layer;
   const bool more_bits = layer >= 0 && UseMoreBits(layer, n_layer);
-  const bool is_output = name == "output.weight" || (!model.has_output && name == "token_embd.weight");
+  const bool is_output =
+      name == "output.weight" || (!model.has_output && name == "token_embd.weight");
   if (is_output) {
     if (target != Q::kQ8_0) type = T::kQ6_K;
   } else if (EndsWith(name, ".attn_v.weight")) {
@@ -908,10 +909,10 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
     }
     t.out_type = QuantizedTypeFor(options.target, t.name, t.n_dims, t.ne[0], model);
     if (!IsSupported(t.out_type)) {
-      return UnimplementedError(fmt::format("{}: tensor '{}' would be written as {}, which this "
-                                            "build cannot write (supported: {})",
-                                            out_path, t.name, TypeName(t.out_type),
-                                            SupportedTypeNames()));
+      return UnimplementedError(
+          fmt::format("{}: tensor '{}' would be written as {}, which this "
+                      "build cannot write (supported: {})",
+                      out_path, t.name, TypeName(t.out_type), SupportedTypeNames()));
     }
   }
   SetEntry(plan.kvs, EncodeU32Entry("general.quantization_version", 2));

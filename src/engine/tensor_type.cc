@@ -78,10 +78,10 @@ constexpr auto kIndexById = [] {
 }();
 
 // The supported types in the order users think of them (not id order).
-constexpr std::array kSupportedOrder = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                        TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                                        TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
-                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+constexpr std::array kSupportedOrder = {TensorType::kF32,    TensorType::kF16,   TensorType::kBF16,
+                                        TensorType::kQ8_0,   TensorType::kQ4_0,  TensorType::kQ5_0,
+                                        TensorType::kQ5_1,   TensorType::kQ2_K,  TensorType::kQ3_K,
+                                        TensorType::kQ4_K,   TensorType::kQ5_K,  TensorType::kQ6_K,
                                         TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }

@@ -133,8 +133,8 @@ double NormalisedRmsError(const std::vector<float>& want, const std::vector<floa
 // Tolerances on this data (sum of 4 uniforms: bell-shaped, bounded), as RMS error relative to
 // the RMS of the values. Measured with the reference quantisers: F16 0.0002, Q8_0 0.0051,
 // Q6_K 0.0166, Q5_K 0.0346, Q5_1 0.0365, Q5_0 0.041, Q4_K 0.069, IQ4_NL 0.071, IQ4_XS 0.072,
-// Q4_0 0.082, Q3_K 0.139, Q2_K 0.258; the bounds leave 1.15x-5x headroom. (The exact check is the bit-identity with Quantize(); these bounds catch a
-// wrong type or layout on top of it.)
+// Q4_0 0.082, Q3_K 0.139, Q2_K 0.258; the bounds leave 1.15x-5x headroom. (The exact check is the
+// bit-identity with Quantize(); these bounds catch a wrong type or layout on top of it.)
 double Tolerance(TensorType type) {
   switch (type) {
     case TensorType::kF32:
@@ -455,8 +455,8 @@ TEST(Quantize, RecipeLowBitTargetsAsLlamaCpp) {
   EXPECT_EQ(l1(Q::kQ2_K, "blk.3.attn_output.weight"), "Q3_K");
   EXPECT_EQ(l1(Q::kQ2_K, "token_embd.weight"), "Q6_K");
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.3.attn_q.weight"), "IQ4_XS");
-  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.3.attn_v.weight"), "Q5_K");     // n_gqa >= 4
-  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.1.ffn_down.weight"), "Q5_K");   // N < 16/8
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.3.attn_v.weight"), "Q5_K");    // n_gqa >= 4
+  EXPECT_EQ(l1(Q::kIQ4_XS, "blk.1.ffn_down.weight"), "Q5_K");  // N < 16/8
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.ffn_down.weight"), "IQ4_XS");
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.attn_output.weight"), "IQ4_XS");
   for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.7.ffn_down.weight",
@@ -573,8 +573,8 @@ TEST(Quantize, ParsesTargets) {
   EXPECT_EQ(QuantizeTargetName(QuantizeTarget::kQ5_K_M), "q5_k_m");
   // llama.cpp's llama_ftype numbers (LLAMA_FTYPE_MOSTLY_*), which readers show as the file type.
   const std::pair<QuantizeTarget, uint32_t> file_types[] = {
-      {QuantizeTarget::kQ8_0, 7},   {QuantizeTarget::kQ6_K, 18},   {QuantizeTarget::kQ5_K_M, 17},
-      {QuantizeTarget::kQ4_K_M, 15}, {QuantizeTarget::kQ4_0, 2},   {QuantizeTarget::kIQ4_XS, 30},
+      {QuantizeTarget::kQ8_0, 7},    {QuantizeTarget::kQ6_K, 18}, {QuantizeTarget::kQ5_K_M, 17},
+      {QuantizeTarget::kQ4_K_M, 15}, {QuantizeTarget::kQ4_0, 2},  {QuantizeTarget::kIQ4_XS, 30},
       {QuantizeTarget::kQ3_K_M, 12}, {QuantizeTarget::kQ2_K, 10}};
   for (const auto& [target, file_type] : file_types) {
     EXPECT_EQ(QuantizeTargetFileType(target), file_type) << QuantizeTargetName(target);
@@ -583,7 +583,8 @@ TEST(Quantize, ParsesTargets) {
   const auto bad = ParseQuantizeTarget("q5_k_s");
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
-  EXPECT_THAT(bad.error().message, ::testing::HasSubstr("q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k"));
+  EXPECT_THAT(bad.error().message,
+              ::testing::HasSubstr("q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k"));
 }
 
 // ---- Hugging Face input

@@ -888,12 +888,12 @@ struct Q6_KK {
 
 // 16-bit lane indices: lanes 0-7 = a, 8-15 = b, 16-23 = c, 24-31 = d.
 inline __m512i LaneQuads(int a, int b, int c, int d) {
-  const __m256i lo = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(a))),
-      _mm_set1_epi16(static_cast<int16_t>(b)), 1);
-  const __m256i hi = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(c))),
-      _mm_set1_epi16(static_cast<int16_t>(d)), 1);
+  const __m256i lo =
+      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(a))),
+                              _mm_set1_epi16(static_cast<int16_t>(b)), 1);
+  const __m256i hi =
+      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(c))),
+                              _mm_set1_epi16(static_cast<int16_t>(d)), 1);
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
@@ -906,8 +906,8 @@ inline __m256i Q3_KScales16(const uint8_t* q) {
   std::memcpy(&a, q, 8);
   std::memcpy(&c, q + 8, 4);
   const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
-  const uint64_t high1 =
-      ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u) << 32;
+  const uint64_t high1 = ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u)
+                                                        << 32;
   const uint64_t lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
   const uint64_t hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
   const __m128i v = _mm_sub_epi8(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)),
@@ -958,7 +958,7 @@ struct KQuant16Micro {
         for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 8
           for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
-        // Tokens' vectors held, rows one at a time: 4 x 4 accumulators fit without spilling.
+            // Tokens' vectors held, rows one at a time: 4 x 4 accumulators fit without spilling.
 #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
           const __m512i idx = LaneQuads(2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k);
@@ -1015,12 +1015,14 @@ struct KQuant16Micro {
             }
           } else {
             if constexpr (kQ3) {
-              const __m256i sums = SumRows<NR>([&](int i) { return isum[i][j]; },
-                                               [&](int i) { return _mm256_madd_epi16(sc16[i], bs); });
-              const __m128i sumi = _mm_sub_epi32(_mm256_castsi256_si128(sums),
-                                                 _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 2));
-              acc[j] = _mm_fmadd_ps(_mm_set1_ps(dx), _mm_mul_ps(FirstLanes(d), _mm_cvtepi32_ps(sumi)),
-                                    acc[j]);
+              const __m256i sums =
+                  SumRows<NR>([&](int i) { return isum[i][j]; },
+                              [&](int i) { return _mm256_madd_epi16(sc16[i], bs); });
+              const __m128i sumi =
+                  _mm_sub_epi32(_mm256_castsi256_si128(sums),
+                                _mm_slli_epi32(_mm256_extracti128_si256(sums, 1), 2));
+              acc[j] = _mm_fmadd_ps(_mm_set1_ps(dx),
+                                    _mm_mul_ps(FirstLanes(d), _mm_cvtepi32_ps(sumi)), acc[j]);
             } else {
               const __m256 sums = _mm256_cvtepi32_ps(
                   SumRows<NR>([&](int i) { return isum[i][j]; },
@@ -1049,14 +1051,14 @@ using Q3_KK = KQuant16Micro<true>::K<NR, NT>;
 // IQ4_XS x kQ8K (layout in tensor_type.h). Per half super-block (4 sub-blocks, 64 bytes of qs)
 // one 64-byte load: 128-bit lane k holds sub-block k's 16 bytes, its low nibbles elements 0-15 and
 // high nibbles 16-31 of the sub-block. One VPSHUFB each looks up IQ4_NL's table plus 128 (unsigned
-// 1..241, as for IQ4_NL), and the activations are regrouped to match (two shuffles per token, shared
-// by the rows), so two VPDPBUSDs leave each sub-block's sums in the 4 int32 lanes of its own 128-bit
-// lane and one VPMULLD applies the four sub-block scales ls - 32. The offset 128 comes off exactly:
-// the VPDPBUSDs start from -128 times the same lanes' activation sums (per token, shared by the
-// rows). The lanes add up to the super-block's exact integer total = sum_s (ls - 32) * sum w x, and
-// the float steps are those of the prompt path's panels (GemmIQ4_XS, kernels_avx512_gemm.cc):
-// v = d_w * total, acc += d_x * v, a token's rows in the lanes of one __m128 -- so a token gets the
-// same bits decoded alone or in any batch.
+// 1..241, as for IQ4_NL), and the activations are regrouped to match (two shuffles per token,
+// shared by the rows), so two VPDPBUSDs leave each sub-block's sums in the 4 int32 lanes of its own
+// 128-bit lane and one VPMULLD applies the four sub-block scales ls - 32. The offset 128 comes off
+// exactly: the VPDPBUSDs start from -128 times the same lanes' activation sums (per token, shared
+// by the rows). The lanes add up to the super-block's exact integer total = sum_s (ls - 32) * sum w
+// x, and the float steps are those of the prompt path's panels (GemmIQ4_XS,
+// kernels_avx512_gemm.cc): v = d_w * total, acc += d_x * v, a token's rows in the lanes of one
+// __m128 -- so a token gets the same bits decoded alone or in any batch.
 template <int NR, int NT>
 struct IQ4_XSK {
   static_assert(NR <= 4, "the epilogue keeps a token's rows in the lanes of one __m128");
@@ -1098,7 +1100,8 @@ struct IQ4_XSK {
         const __m512i v = _mm512_ternarylogic_epi64(
             _mm512_srlv_epi64(h, shift_lo), _mm512_srlv_epi64(h, shift_hi), _mm512_set1_epi64(0x0F),
             0xE4);  // (A & C) | (B & ~C)
-        ls[i] = _mm512_sub_epi64(_mm512_and_si512(v, _mm512_set1_epi64(0x3F)), _mm512_set1_epi64(32));
+        ls[i] =
+            _mm512_sub_epi64(_mm512_and_si512(v, _mm512_set1_epi64(0x3F)), _mm512_set1_epi64(32));
       }
       __m512i isum[NR][NT];
 #pragma GCC unroll 2
@@ -1120,7 +1123,8 @@ struct IQ4_XSK {
           const __m512i xhi = _mm512_shuffle_i64x2(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
           const __m512i off = _mm512_sub_epi32(
               _mm512_setzero_si512(),
-              _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, xlo), k128, xhi));
+              _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, xlo), k128,
+                                  xhi));
 #pragma GCC unroll 8
           for (int i = 0; i < NR; ++i) {
             const __m512i dot =
@@ -1134,8 +1138,8 @@ struct IQ4_XSK {
       for (int j = 0; j < NT; ++j) {
         if constexpr (NR == 1) {  // long rows, one at a time: lane 0 alone
           const auto total = static_cast<float>(_mm512_reduce_add_epi32(isum[0][j]));
-          acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]), _mm_mul_ss(_mm_set_ss(dw[0]), _mm_set_ss(total)),
-                                acc[j]);
+          acc[j] = _mm_fmadd_ss(_mm_set_ss(x[j].d[b]),
+                                _mm_mul_ss(_mm_set_ss(dw[0]), _mm_set_ss(total)), acc[j]);
         } else {
           const __m256i sums = SumRows<NR>([&](int i) { return isum[i][j]; },
                                            [&](int) { return _mm256_setzero_si256(); });

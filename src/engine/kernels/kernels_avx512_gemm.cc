@@ -749,7 +749,8 @@ inline void StoreQ6PanelValues(const uint8_t (&q)[16][kQK_K], uint8_t* o) {
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       v[k] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(q[k] + 32 * c))),
+          _mm512_castsi256_si512(
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k] + 32 * c))),
           _mm256_load_si256(reinterpret_cast<const __m256i*>(q[k + 8] + 32 * c)), 1);
     }
     SwapStage<0>(v);
@@ -768,13 +769,14 @@ void StoreQ6PanelScalesAndD(const __m512i (&sc)[16], const uint8_t* blk, __mmask
   for (int g = 0; g < 16; ++g) _mm512_store_si512(o + kQ6ScaleOffset + 64 * g, sc[g]);
   const __m512i low16 = _mm512_set1_epi32(0xFFFF);
   for (int p = 0; p < 8; ++p) {
-    _mm512_store_si512(o + kQ6PairOffset + 64 * p,
-                       _mm512_or_si512(_mm512_and_si512(sc[2 * p], low16),
-                                       _mm512_slli_epi32(sc[2 * p + 1], 16)));
+    _mm512_store_si512(
+        o + kQ6PairOffset + 64 * p,
+        _mm512_or_si512(_mm512_and_si512(sc[2 * p], low16), _mm512_slli_epi32(sc[2 * p + 1], 16)));
   }
   const __m512i dw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, offsets,
                                                  blk + kSourceBlockBytes - 4, 1);
-  _mm512_store_ps(o + kQ6DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
+  _mm512_store_ps(o + kQ6DOffset,
+                  _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dw, 16))));
 }
 
 // Panel of rows [0, n_rows) at w (n_rows <= 16, missing rows zero), super-blocks [b0, b0 + nbk).
@@ -878,8 +880,8 @@ constexpr int64_t kQ2PairOffset = kQ2ScaleOffset + 16 * 64;
 constexpr int64_t kQ2DOffset = kQ2PairOffset + 8 * 64;
 constexpr int64_t kQ2PanelBlockBytes = kQ2DOffset + 2 * 64;  // 5760 per super-block and group
 
-void PackQ2_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
-                   int64_t nbk, uint8_t* out) {
+void PackQ2_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0, int64_t nbk,
+                   uint8_t* out) {
   const __m256i low2 = _mm256_set1_epi8(0x03);
   alignas(64) int32_t sc32[16][16];  // [sub-block][row]
   alignas(64) int32_t m32[16][16];
@@ -949,8 +951,8 @@ constexpr int64_t kIQ4XSPairOffset = kIQ4XSScaleOffset + 8 * 64;
 constexpr int64_t kIQ4XSDOffset = kIQ4XSPairOffset + 8 * 64;
 constexpr int64_t kIQ4XSPanelBlockBytes = kIQ4XSDOffset + 64;  // 5184 per super-block and group
 
-void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
-                     int64_t nbk, uint8_t* out) {
+void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0, int64_t nbk,
+                     uint8_t* out) {
   const __m256i table = _mm256_broadcastsi128_si256(
       _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
                     _mm_set1_epi8(static_cast<char>(0x80))));
@@ -962,8 +964,8 @@ void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int6
       return;
     }
     for (int s = 0; s < 8; ++s) {  // elements 32s + j (low nibbles) and 32s + 16 + j (high)
-      const __m128i v = _mm_loadu_si128(
-          reinterpret_cast<const __m128i*>(p + offsetof(BlockIQ4_XS, qs) + 16 * s));
+      const __m128i v =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + offsetof(BlockIQ4_XS, qs) + 16 * s));
       const __m256i idx =
           _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
       _mm256_store_si256(reinterpret_cast<__m256i*>(q + 32 * s), _mm256_shuffle_epi8(table, idx));
@@ -1009,8 +1011,8 @@ using IQ4XSMicro = KMicro<IQ4XSPanel>::Fn<NR, NT>;
 // Q3_K (value = d * sc[s] * q3, q3 in [-4, 3], 16 sub-blocks of 16) in Q6_K's panel: q = q3 + 32
 // (28..35) and the signed scales as Q6_K's, so Q6KMicro's exact total sum_s sc[s] * sum q3 x and
 // float step (v = d * total, acc += dx * v) are DotQ3_KRef's.
-void PackQ3_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0,
-                   int64_t nbk, uint8_t* out) {
+void PackQ3_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0, int64_t nbk,
+                   uint8_t* out) {
   const __m256i low2 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(0x01);
   const __m256i base = _mm256_set1_epi8(28);
   alignas(64) int32_t sc32[16][16];  // [sub-block][row]
