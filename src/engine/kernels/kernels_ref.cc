@@ -283,13 +283,17 @@ float DotQ3_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
           const int high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
           const int sc = (low4 | high2 << 4) - 32;
           const int8_t* xs = xq + 16 * s;
-          int32_t dot = 0;
+          // The values first, then the dot: GCC 12 with -march=native (AVX-512) vectorised the
+          // fused loop wrongly (a standalone copy of it gave other sums than at -O2 alone).
+          int8_t q[16];
           for (int i = 0; i < 16; ++i) {
             const int l = 16 * half + i;
             const int q2 = (qs[32 * n + l] >> (2 * j)) & 3;
             const int h = (hmask[l] >> (4 * n + j)) & 1;
-            dot += (q2 - 4 + 4 * h) * xs[i];
+            q[i] = static_cast<int8_t>(q2 - 4 + 4 * h);
           }
+          int32_t dot = 0;
+          for (int i = 0; i < 16; ++i) dot += q[i] * xs[i];
           sumi += sc * dot;
         }
       }
