@@ -149,7 +149,7 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
   const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0 ||
                           c.type == TensorType::kQ5_0 || c.type == TensorType::kQ5_1 ||
                           c.type == TensorType::kQ4_K || c.type == TensorType::kQ5_K ||
-                          c.type == TensorType::kQ6_K;
+                          c.type == TensorType::kQ6_K || c.type == TensorType::kIQ4_NL;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -415,7 +415,7 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
     SetActiveIsa(isa);
     for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
                             TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                            TensorType::kQ6_K}) {
+                            TensorType::kQ6_K, TensorType::kIQ4_NL}) {
       SCOPED_TRACE(std::string(TypeName(type)));
       // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K: an odd last one).
       const bool k_quant =
@@ -577,6 +577,7 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
                         {TensorType::kQ4_0, WeightLayout::kPanels},
                         {TensorType::kQ5_0, WeightLayout::kPanels},
                         {TensorType::kQ5_1, WeightLayout::kPanels},
+                        {TensorType::kIQ4_NL, WeightLayout::kPanels},
                         {TensorType::kQ4_K, WeightLayout::kPanels},
                         {TensorType::kQ5_K, WeightLayout::kPanels},
                         {TensorType::kQ6_K, WeightLayout::kPanels}};
@@ -627,6 +628,7 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ5_0, WeightLayout::kPanels, 2560},
                         {TensorType::kQ5_1, WeightLayout::kRows, 224},
                         {TensorType::kQ5_1, WeightLayout::kPanels, 2560},
+                        {TensorType::kIQ4_NL, WeightLayout::kPanels, 2560},
                         {TensorType::kQ4_K, WeightLayout::kRows, 2560},
                         {TensorType::kQ5_K, WeightLayout::kRows, 1536},
                         {TensorType::kQ6_K, WeightLayout::kRows, 1280},

@@ -85,6 +85,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
     switch (t) {
       case TensorType::kQ8_0: return {WKind::kQ8_0P, ActFormat::kQ8};
       case TensorType::kQ4_0: return {WKind::kQ4_0P, ActFormat::kQ8};
+      case TensorType::kIQ4_NL: return {WKind::kIQ4_NLP, ActFormat::kQ8};
       case TensorType::kQ5_0: return {WKind::kQ5_0P, ActFormat::kQ8};
       case TensorType::kQ5_1: return {WKind::kQ5_1P, ActFormat::kQ8};
       case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};

@@ -1604,6 +1604,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kIQ4_XS)] = DotOrGemm<Tile<IQ4_XSK, 4, 3, 3>, Avx512GemmIQ4_XS>;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = Avx512PanelsQ8_0;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx512PanelsQ4_0;
+    t.tile[static_cast<int>(WKind::kIQ4_NLP)] = Avx512PanelsIQ4_NL;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx512PanelsQ5_0;
     t.tile[static_cast<int>(WKind::kQ5_1P)] = Avx512PanelsQ5_1;
     t.tile[static_cast<int>(WKind::kQ5_KP)] = Avx512PanelsQ5_K;

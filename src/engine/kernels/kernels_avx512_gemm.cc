@@ -1077,26 +1077,40 @@ using Q6KMicro = KMicro<Q6KPanel>::Fn<NR, NT>;
 // whichever path, micro-kernel shape, chunking or thread count computed them.
 
 // kMin: Q5_1's min instead of an offset (blocks of kPayload + a d | m vector, unpaired).
+// kTable: IQ4_NL, Q4_0's panel whose nibbles index the table; VPSHUFB looks up the table plus 128
+// (unsigned 1..241) and the offset 128 comes off as for Q8_0.
 struct PanelsQ8_0 {
   static constexpr int64_t kPayload = 512;
   static constexpr float kOffset = 128.0f;
-  static constexpr bool kMin = false;
+  static constexpr bool kMin = false, kTable = false;
 };
 struct PanelsQ4_0 {
   static constexpr int64_t kPayload = 256;
   static constexpr float kOffset = 8.0f;
-  static constexpr bool kMin = false;
+  static constexpr bool kMin = false, kTable = false;
+};
+struct PanelsIQ4_NL {
+  static constexpr int64_t kPayload = 256;
+  static constexpr float kOffset = 128.0f;
+  static constexpr bool kMin = false, kTable = true;
 };
 struct PanelsQ5_0 {
   static constexpr int64_t kPayload = 320;
   static constexpr float kOffset = 16.0f;
-  static constexpr bool kMin = false;
+  static constexpr bool kMin = false, kTable = false;
 };
 struct PanelsQ5_1 {
   static constexpr int64_t kPayload = 320;
   static constexpr float kOffset = 0.0f;
-  static constexpr bool kMin = true;
+  static constexpr bool kMin = true, kTable = false;
 };
+
+// IQ4_NL's table plus 128 in every 128-bit lane, for VPSHUFB.
+inline __m512i Iq4nlTable128() {
+  return _mm512_broadcast_i32x4(
+      _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
+                    _mm_set1_epi8(static_cast<char>(0x80))));
+}
 
 // Where block b of a group is (kernels_internal.h), and its stream bytes per block.
 template <class W>
@@ -1166,6 +1180,7 @@ struct DirectMicro {
       __m512 acc[NR][NT];
       LoadAcc<NR, NT>(acc, y, a.last_mask, a.accumulate);
       const __m512i nibble = _mm512_set1_epi8(0x0F);
+      [[maybe_unused]] const __m512i table = Iq4nlTable128();
       for (int64_t b = a.b0; b < a.b0 + a.nbk; ++b) {
         const PanelBlock at = BlockAt<W>(a.nb, b);
         const uint8_t* pw = a.groups + at.payload;
@@ -1204,6 +1219,10 @@ struct DirectMicro {
               } else {
                 lo[i] = _mm512_and_si512(v, nibble);
                 hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+                if constexpr (W::kTable) {
+                  lo[i] = _mm512_shuffle_epi8(table, lo[i]);
+                  hi[i] = _mm512_shuffle_epi8(table, hi[i]);
+                }
               }
             }
 #pragma GCC unroll 8
@@ -1271,9 +1290,11 @@ struct DirectMicro {
   };
 };
 
-// Q4_0 panel blocks [b0, b0 + nbk) of one group into QMicro's L1 panel format.
+// Q4_0 (kTable: IQ4_NL) panel blocks [b0, b0 + nbk) of one group into QMicro's L1 panel format.
+template <bool kTable>
 void SplitQ4_0Group(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
+  [[maybe_unused]] const __m512i table = Iq4nlTable128();
   for (int64_t b = 0; b < nbk; ++b) {
     const PanelBlock at = PanelBlockAt(PanelsQ4_0::kPayload, nb, b0 + b);
     const uint8_t* p = group + at.payload;
@@ -1281,8 +1302,14 @@ void SplitQ4_0Group(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
       const __m512i v = _mm512_loadu_si512(p + 64 * k);
-      _mm512_store_si512(o + 64 * k, _mm512_and_si512(v, nibble));
-      _mm512_store_si512(o + 64 * (4 + k), _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+      __m512i lo = _mm512_and_si512(v, nibble);
+      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      if constexpr (kTable) {
+        lo = _mm512_shuffle_epi8(table, lo);
+        hi = _mm512_shuffle_epi8(table, hi);
+      }
+      _mm512_store_si512(o + 64 * k, lo);
+      _mm512_store_si512(o + 64 * (4 + k), hi);
     }
     _mm512_store_ps(
         o + 512,
@@ -1371,13 +1398,14 @@ void GemmPanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t
     for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
       const int64_t nbk = std::min(chunk, nb - b0);
       if (split) {
-        using L1 = std::conditional_t<W::kPayload == 320, PanelQ5_0, PanelQ4_0>;
+        using L1 = std::conditional_t<W::kPayload == 320, PanelQ5_0,
+                                      std::conditional_t<W::kTable, PanelsIQ4_NL, PanelQ4_0>>;
         for (int g = 0; g < nr; ++g) {
           uint8_t* dst = panel + g * panel_group_bytes;
           if constexpr (W::kPayload == 320) {
             SplitQ5_0Group(groups + g * group_bytes, nb, b0, nbk, dst);
           } else {
-            SplitQ4_0Group(groups + g * group_bytes, nb, b0, nbk, dst);
+            SplitQ4_0Group<W::kTable>(groups + g * group_bytes, nb, b0, nbk, dst);
           }
         }
         const QArgs q{panel, panel_group_bytes, a.x,   a.x_stride_bytes, a.cols, b0,
@@ -1706,6 +1734,9 @@ void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanels<PanelsQ4_0>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsIQ4_NL(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanels<PanelsIQ4_NL>(a, r0, r1, t0, t1);
 }
 void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanels<PanelsQ5_0>(a, r0, r1, t0, t1);

@@ -120,8 +120,9 @@ struct NibblesIQ4_NL {
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by: the row layout of every supported type, then (kQ8_0P
-// to kQ6_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K in the panel layout (Q2_K, Q3_K, IQ4_NL and
-// IQ4_XS have none: their rows stay in the file's layout on every ISA).
+// to kIQ4_NLP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL in the panel layout (IQ4_NL's is
+// Q4_0's: the blocks are alike byte for byte). Q2_K, Q3_K and IQ4_XS have none: their rows stay
+// in the file's layout on every ISA.
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -144,6 +145,7 @@ enum class WKind {
   kQ4_KP,
   kQ5_KP,
   kQ6_KP,
+  kIQ4_NLP,
   kCount
 };
 
@@ -327,6 +329,7 @@ void Avx512GemmIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 // kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsIQ4_NL(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);

@@ -573,6 +573,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ3_K)] = TileQ3_K;
     t.tile[static_cast<int>(WKind::kQ8_0P)] = TilePanels<WKind::kQ8_0P, TileQ8_0>;
     t.tile[static_cast<int>(WKind::kQ4_0P)] = TilePanels<WKind::kQ4_0P, TileQ4_0>;
+    t.tile[static_cast<int>(WKind::kIQ4_NLP)] = TilePanels<WKind::kIQ4_NLP, TileIQ4_NL>;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = TilePanels<WKind::kQ5_0P, TileQ5_0>;
     t.tile[static_cast<int>(WKind::kQ5_1P)] = TilePanels<WKind::kQ5_1P, TileQ5_1>;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = TilePanels<WKind::kQ4_KP, TileQ4_K>;

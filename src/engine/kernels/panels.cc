@@ -1,4 +1,4 @@
-// The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K;
+// The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL;
 // kernels_internal.h): packing at load, reading a row back. Portable code: packing runs once per
 // model load, a few bytes of shuffling per weight byte.
 
@@ -38,6 +38,7 @@ WKind PanelKind(TensorType type) {
   switch (type) {
     case TensorType::kQ8_0: return WKind::kQ8_0P;
     case TensorType::kQ4_0: return WKind::kQ4_0P;
+    case TensorType::kIQ4_NL: return WKind::kIQ4_NLP;
     case TensorType::kQ5_0: return WKind::kQ5_0P;
     case TensorType::kQ5_1: return WKind::kQ5_1P;
     case TensorType::kQ4_K: return WKind::kQ4_KP;
@@ -291,7 +292,7 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 bool PanelsPreferred(TensorType type) {
   return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
           type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
-          type == TensorType::kQ6_K) &&
+          type == TensorType::kQ6_K || type == TensorType::kIQ4_NL) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
