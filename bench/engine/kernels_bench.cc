@@ -358,8 +358,8 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
   return BenchThreads() > 1 ? b->UseRealTime() : b;
 }
 
-// Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0/Q5_1 and
-// the K-quants) also as panels on AVX-512 (the layout a model loaded on such a CPU runs:
+// Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0/Q5_1,
+// Q4_K/Q5_K/Q6_K and IQ4_NL) also as panels on AVX-512 (the layout a model loaded on such a CPU runs:
 // WeightLayout::kPanels), named "avx512-panels".
 struct Variant {
   Isa isa;
