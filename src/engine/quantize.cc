@@ -774,10 +774,16 @@ constexpr TargetInfo kTargets[] = {
     {QuantizeTarget::kQ8_0, "q8_0", 7, TensorType::kQ8_0},
     {QuantizeTarget::kQ6_K, "q6_k", 18, TensorType::kQ6_K},
     {QuantizeTarget::kQ5_K_M, "q5_k_m", 17, TensorType::kQ5_K},
+    {QuantizeTarget::kQ5_K_S, "q5_k_s", 16, TensorType::kQ5_K},
+    {QuantizeTarget::kQ5_1, "q5_1", 9, TensorType::kQ5_1},
+    {QuantizeTarget::kQ5_0, "q5_0", 8, TensorType::kQ5_0},
     {QuantizeTarget::kQ4_K_M, "q4_k_m", 15, TensorType::kQ4_K},
+    {QuantizeTarget::kQ4_K_S, "q4_k_s", 14, TensorType::kQ4_K},
     {QuantizeTarget::kQ4_0, "q4_0", 2, TensorType::kQ4_0},
     {QuantizeTarget::kIQ4_XS, "iq4_xs", 30, TensorType::kIQ4_XS},
+    {QuantizeTarget::kQ3_K_L, "q3_k_l", 13, TensorType::kQ3_K},
     {QuantizeTarget::kQ3_K_M, "q3_k_m", 12, TensorType::kQ3_K},
+    {QuantizeTarget::kQ3_K_S, "q3_k_s", 11, TensorType::kQ3_K},
     {QuantizeTarget::kQ2_K, "q2_k", 10, TensorType::kQ2_K},
 };
 
@@ -847,15 +853,21 @@ TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_
     if (target != Q::kQ8_0) type = T::kQ6_K;
   } else if (EndsWith(name, ".attn_v.weight")) {
     if ((target == Q::kQ4_K_M || target == Q::kQ5_K_M) && more_bits) type = T::kQ6_K;
+    if (target == Q::kQ4_K_S && layer >= 0 && layer < 4) type = T::kQ5_K;
     if (target == Q::kIQ4_XS && model.n_gqa >= 4) type = T::kQ5_K;
+    if (target == Q::kQ3_K_L) type = T::kQ5_K;
     if (target == Q::kQ3_K_M) type = layer >= 0 && layer < 2 ? T::kQ5_K : T::kQ4_K;
     if (target == Q::kQ2_K) type = model.n_gqa >= 4 ? T::kQ4_K : T::kQ3_K;
   } else if (EndsWith(name, ".ffn_down.weight")) {
     if ((target == Q::kQ4_K_M || target == Q::kQ5_K_M) && more_bits) type = T::kQ6_K;
-    if (target == Q::kIQ4_XS && layer >= 0 && layer < n_layer / 8) type = T::kQ5_K;
+    if ((target == Q::kIQ4_XS || target == Q::kQ4_K_S) && layer >= 0 && layer < n_layer / 8) {
+      type = T::kQ5_K;
+    }
+    if (target == Q::kQ3_K_L) type = T::kQ5_K;
     if (target == Q::kQ3_K_M) type = layer >= 0 && layer < n_layer / 16 ? T::kQ5_K : T::kQ4_K;
     if (target == Q::kQ2_K) type = T::kQ3_K;
   } else if (EndsWith(name, ".attn_output.weight")) {
+    if (target == Q::kQ3_K_L) type = T::kQ5_K;
     if (target == Q::kQ3_K_M) type = T::kQ4_K;
     if (target == Q::kQ2_K) type = T::kQ3_K;
   }

@@ -202,10 +202,12 @@ std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with
   using T = TensorType;
   using Q = QuantizeTarget;
   std::map<std::string, TensorType> m;
-  const std::map<Q, T> bulk = {{Q::kQ8_0, T::kQ8_0},   {Q::kQ6_K, T::kQ6_K},
-                               {Q::kQ5_K_M, T::kQ5_K}, {Q::kQ4_K_M, T::kQ4_K},
-                               {Q::kQ4_0, T::kQ4_0},   {Q::kIQ4_XS, T::kIQ4_XS},
-                               {Q::kQ3_K_M, T::kQ3_K}, {Q::kQ2_K, T::kQ2_K}};
+  const std::map<Q, T> bulk = {
+      {Q::kQ8_0, T::kQ8_0},     {Q::kQ6_K, T::kQ6_K},   {Q::kQ5_K_M, T::kQ5_K},
+      {Q::kQ5_K_S, T::kQ5_K},   {Q::kQ5_1, T::kQ5_1},   {Q::kQ5_0, T::kQ5_0},
+      {Q::kQ4_K_M, T::kQ4_K},   {Q::kQ4_K_S, T::kQ4_K}, {Q::kQ4_0, T::kQ4_0},
+      {Q::kIQ4_XS, T::kIQ4_XS}, {Q::kQ3_K_L, T::kQ3_K}, {Q::kQ3_K_M, T::kQ3_K},
+      {Q::kQ3_K_S, T::kQ3_K},   {Q::kQ2_K, T::kQ2_K}};
   const T base = bulk.at(target);
   const T out_type = target == Q::kQ8_0 ? T::kQ8_0 : T::kQ6_K;
   m["token_embd.weight"] = with_output ? base : out_type;
@@ -224,13 +226,17 @@ std::map<std::string, TensorType> ExpectedTypes(QuantizeTarget target, bool with
     const bool more = k_mix && l == 1;
     T v = more ? T::kQ6_K : base;
     if (target == Q::kIQ4_XS) v = T::kQ5_K;  // n_gqa >= 4
+    if (target == Q::kQ4_K_S) v = T::kQ5_K;  // the first four attn_v
+    if (target == Q::kQ3_K_L) v = T::kQ5_K;
     if (target == Q::kQ3_K_M) v = T::kQ5_K;  // the first two attn_v
     if (target == Q::kQ2_K) v = T::kQ4_K;    // n_gqa >= 4
     m[b + "attn_v.weight"] = v;
-    m[b + "attn_output.weight"] = target == Q::kQ3_K_M ? T::kQ4_K
-                                  : target == Q::kQ2_K ? T::kQ3_K
-                                                       : base;
+    m[b + "attn_output.weight"] = target == Q::kQ3_K_L   ? T::kQ5_K
+                                  : target == Q::kQ3_K_M ? T::kQ4_K
+                                  : target == Q::kQ2_K   ? T::kQ3_K
+                                                         : base;
     T down = more ? T::kQ6_K : base;
+    if (target == Q::kQ3_K_L) down = T::kQ5_K;
     if (target == Q::kQ3_K_M) down = T::kQ4_K;  // N >= 2/16
     if (target == Q::kQ2_K) down = T::kQ3_K;
     // Rows of 96: Q2_K, Q3_K and IQ4_XS fall back to IQ4_NL, Q4_K to Q5_0, Q5_K to Q5_1 and
@@ -296,14 +302,14 @@ TEST_P(QuantizeGguf, WritesTheRecipeTypesExactValuesAndCopiedMetadata) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, QuantizeGguf,
-                         ::testing::Values(QuantizeTarget::kQ8_0, QuantizeTarget::kQ6_K,
-                                           QuantizeTarget::kQ5_K_M, QuantizeTarget::kQ4_K_M,
-                                           QuantizeTarget::kQ4_0, QuantizeTarget::kIQ4_XS,
-                                           QuantizeTarget::kQ3_K_M, QuantizeTarget::kQ2_K),
-                         [](const auto& info) {
-                           return std::string(QuantizeTargetName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Targets, QuantizeGguf,
+    ::testing::Values(QuantizeTarget::kQ8_0, QuantizeTarget::kQ6_K, QuantizeTarget::kQ5_K_M,
+                      QuantizeTarget::kQ5_K_S, QuantizeTarget::kQ5_1, QuantizeTarget::kQ5_0,
+                      QuantizeTarget::kQ4_K_M, QuantizeTarget::kQ4_K_S, QuantizeTarget::kQ4_0,
+                      QuantizeTarget::kIQ4_XS, QuantizeTarget::kQ3_K_L, QuantizeTarget::kQ3_K_M,
+                      QuantizeTarget::kQ3_K_S, QuantizeTarget::kQ2_K),
+    [](const auto& info) { return std::string(QuantizeTargetName(info.param)); });
 
 TEST(Quantize, OutputDoesNotDependOnTheThreadCount) {
   TempDir dir;
@@ -459,6 +465,22 @@ TEST(Quantize, RecipeLowBitTargetsAsLlamaCpp) {
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.1.ffn_down.weight"), "Q5_K");  // N < 16/8
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.ffn_down.weight"), "IQ4_XS");
   EXPECT_EQ(l1(Q::kIQ4_XS, "blk.2.attn_output.weight"), "IQ4_XS");
+  EXPECT_EQ(l1(Q::kQ4_K_S, "blk.3.attn_v.weight"), "Q5_K");  // N < 4
+  EXPECT_EQ(l1(Q::kQ4_K_S, "blk.4.attn_v.weight"), "Q4_K");
+  EXPECT_EQ(l1(Q::kQ4_K_S, "blk.1.ffn_down.weight"), "Q5_K");  // N < 16/8
+  EXPECT_EQ(l1(Q::kQ4_K_S, "blk.2.ffn_down.weight"), "Q4_K");
+  EXPECT_EQ(l1(Q::kQ3_K_L, "blk.9.attn_v.weight"), "Q5_K");
+  EXPECT_EQ(l1(Q::kQ3_K_L, "blk.9.ffn_down.weight"), "Q5_K");
+  EXPECT_EQ(l1(Q::kQ3_K_L, "blk.9.attn_output.weight"), "Q5_K");
+  EXPECT_EQ(l1(Q::kQ3_K_L, "blk.9.ffn_up.weight"), "Q3_K");
+  for (const char* name : {"blk.0.attn_v.weight", "blk.0.ffn_down.weight",
+                           "blk.0.attn_output.weight", "blk.0.attn_q.weight"}) {
+    EXPECT_EQ(l1(Q::kQ3_K_S, name), "Q3_K") << name;
+    EXPECT_EQ(l1(Q::kQ5_K_S, name), "Q5_K") << name;
+    EXPECT_EQ(l1(Q::kQ5_0, name), "Q5_0") << name;
+    EXPECT_EQ(l1(Q::kQ5_1, name), "Q5_1") << name;
+  }
+  EXPECT_EQ(l1(Q::kQ5_0, "token_embd.weight"), "Q6_K");
   for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.7.ffn_down.weight",
                            "token_embd.weight"}) {
     EXPECT_EQ(l1(Q::kQ6_K, name), "Q6_K") << name;
@@ -573,18 +595,21 @@ TEST(Quantize, ParsesTargets) {
   EXPECT_EQ(QuantizeTargetName(QuantizeTarget::kQ5_K_M), "q5_k_m");
   // llama.cpp's llama_ftype numbers (LLAMA_FTYPE_MOSTLY_*), which readers show as the file type.
   const std::pair<QuantizeTarget, uint32_t> file_types[] = {
-      {QuantizeTarget::kQ8_0, 7},    {QuantizeTarget::kQ6_K, 18}, {QuantizeTarget::kQ5_K_M, 17},
-      {QuantizeTarget::kQ4_K_M, 15}, {QuantizeTarget::kQ4_0, 2},  {QuantizeTarget::kIQ4_XS, 30},
-      {QuantizeTarget::kQ3_K_M, 12}, {QuantizeTarget::kQ2_K, 10}};
+      {QuantizeTarget::kQ8_0, 7},    {QuantizeTarget::kQ6_K, 18},   {QuantizeTarget::kQ5_K_M, 17},
+      {QuantizeTarget::kQ5_K_S, 16}, {QuantizeTarget::kQ5_1, 9},    {QuantizeTarget::kQ5_0, 8},
+      {QuantizeTarget::kQ4_K_M, 15}, {QuantizeTarget::kQ4_K_S, 14}, {QuantizeTarget::kQ4_0, 2},
+      {QuantizeTarget::kIQ4_XS, 30}, {QuantizeTarget::kQ3_K_L, 13}, {QuantizeTarget::kQ3_K_M, 12},
+      {QuantizeTarget::kQ3_K_S, 11}, {QuantizeTarget::kQ2_K, 10}};
   for (const auto& [target, file_type] : file_types) {
     EXPECT_EQ(QuantizeTargetFileType(target), file_type) << QuantizeTargetName(target);
     EXPECT_EQ(*ParseQuantizeTarget(QuantizeTargetName(target)), target);
   }
-  const auto bad = ParseQuantizeTarget("q5_k_s");
+  const auto bad = ParseQuantizeTarget("q4_1");
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
   EXPECT_THAT(bad.error().message,
-              ::testing::HasSubstr("q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k"));
+              ::testing::HasSubstr("q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_0, "
+                                   "iq4_xs, q3_k_l, q3_k_m, q3_k_s, q2_k"));
 }
 
 // ---- Hugging Face input

@@ -15,16 +15,24 @@
 //    is no output.weight) gets Q6_K for every target but q8_0 (Q8_0).
 //  - Every other 2-D weight gets the target's type, except:
 //
-//    | target | bulk   | attn_v                         | ffn_down                          | attn_output |
+//    | target | bulk   | attn_v                         | ffn_down                          |
+//    attn_output |
 //    |--------|--------|--------------------------------|-----------------------------------|-------------|
-//    | q8_0   | Q8_0   |                                |                                   |             |
-//    | q6_k   | Q6_K   |                                |                                   |             |
-//    | q5_k_m | Q5_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          |             |
-//    | q4_k_m | Q4_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          |             |
-//    | q4_0   | Q4_0   |                                |                                   |             |
-//    | iq4_xs | IQ4_XS | Q5_K if n_gqa >= 4             | Q5_K for N < L/8                  |             |
-//    | q3_k_m | Q3_K   | Q5_K for N < 2, else Q4_K      | Q5_K for N < L/16, else Q4_K      | Q4_K        |
-//    | q2_k   | Q2_K   | Q4_K if n_gqa >= 4, else Q3_K  | Q3_K                              | Q3_K        |
+//    | q8_0   | Q8_0   |                                |                                   | | |
+//    q6_k   | Q6_K   |                                |                                   | | |
+//    q5_k_m | Q5_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          | | |
+//    q5_k_s | Q5_K   |                                |                                   | | |
+//    q5_1   | Q5_1   |                                |                                   | | |
+//    q5_0   | Q5_0   |                                |                                   | | |
+//    q4_k_m | Q4_K   | Q6_K in more-bits layers       | Q6_K in more-bits layers          | | |
+//    q4_k_s | Q4_K   | Q5_K for N < 4                 | Q5_K for N < L/8                  | | |
+//    q4_0   | Q4_0   |                                |                                   | | |
+//    iq4_xs | IQ4_XS | Q5_K if n_gqa >= 4             | Q5_K for N < L/8                  | | |
+//    q3_k_l | Q3_K   | Q5_K                           | Q5_K                              | Q5_K |
+//    | q3_k_m | Q3_K   | Q5_K for N < 2, else Q4_K      | Q5_K for N < L/16, else Q4_K      | Q4_K
+//    | | q3_k_s | Q3_K   |                                |                                   | |
+//    | q2_k   | Q2_K   | Q4_K if n_gqa >= 4, else Q3_K  | Q3_K                              | Q3_K
+//    |
 //
 //    (llama.cpp also promotes some tensors for MoE, Falcon and 70B models, and for files made
 //    with an importance matrix; this build has none of those, so those rules do not apply.)
@@ -74,16 +82,32 @@
 namespace yunzhi::engine {
 
 // Largest to smallest file.
-enum class QuantizeTarget { kQ8_0, kQ6_K, kQ5_K_M, kQ4_K_M, kQ4_0, kIQ4_XS, kQ3_K_M, kQ2_K };
+enum class QuantizeTarget {
+  kQ8_0,
+  kQ6_K,
+  kQ5_K_M,
+  kQ5_K_S,
+  kQ5_1,
+  kQ5_0,
+  kQ4_K_M,
+  kQ4_K_S,
+  kQ4_0,
+  kIQ4_XS,
+  kQ3_K_L,
+  kQ3_K_M,
+  kQ3_K_S,
+  kQ2_K
+};
 
-// "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs", "q3_k_m", "q2_k" (case-insensitive).
+// "q8_0", "q6_k", "q5_k_m", ..., "q2_k": the enumerators' names in lower case (case-insensitive).
 // Errors: kInvalidArgument listing the choices.
 Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name);
 std::string_view QuantizeTargetName(QuantizeTarget target);  // "q8_0", ...
 // "q8_0, q6_k, ...": every target, for help texts and messages.
 std::string QuantizeTargetNames();
-// The llama_ftype number stored in general.file_type: q8_0 7, q6_k 18, q5_k_m 17, q4_k_m 15,
-// q4_0 2, iq4_xs 30, q3_k_m 12, q2_k 10.
+// The llama_ftype number stored in general.file_type: q8_0 7, q6_k 18, q5_k_m 17, q5_k_s 16,
+// q5_1 9, q5_0 8, q4_k_m 15, q4_k_s 14, q4_0 2, iq4_xs 30, q3_k_l 13, q3_k_m 12, q3_k_s 11,
+// q2_k 10.
 uint32_t QuantizeTargetFileType(QuantizeTarget target);
 
 // Reported once before the first tensor (n_done_tensors == 0, tensor_name empty) and after each
