@@ -744,19 +744,11 @@ struct IQ4_XSK {
 // bsum[s]). The integers are exact and the float steps are DotQ2_KRef's and DotQ3_KRef's, so
 // every tile shape gives the scalar reference's bits.
 
-// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block's 12 packed bytes, byte s = sc[s]:
-// the low nibbles of bytes 0-7 and then their high nibbles, each with its two high bits from
-// byte 8 + s % 4, bits 2 (s / 4).
+// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block (Q3_KScaleFields, kernels_internal.h)
+// as one vector, byte s = sub-block s.
 inline __m128i Q3_KScales(const uint8_t* q) {
-  uint64_t a;
-  uint32_t c;
-  std::memcpy(&a, q, 8);
-  std::memcpy(&c, q + 8, 4);
-  const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
-  const uint64_t high1 =
-      ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u) << 32;
-  const uint64_t lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
-  const uint64_t hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
+  uint64_t lo, hi;
+  Q3_KScaleFields(q, &lo, &hi);
   return _mm_sub_epi8(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)),
                       _mm_set1_epi8(32));
 }

@@ -275,8 +275,8 @@ struct WeightsIQ4_NL {
   static constexpr int64_t kBlockBytes = sizeof(BlockIQ4_NL);
   static constexpr float kOffset = 128.0f;
   static __m512i Table() {
-    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data()));
-    return _mm512_broadcast_i32x4(_mm_xor_si128(t, _mm_set1_epi8(static_cast<char>(0x80))));
+    return _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned.data())));
   }
   static __m512i Two(const uint8_t* p) { return _mm512_shuffle_epi8(Table(), WeightsQ4_0::Two(p)); }
   // The upper half (zero indices) meets zero activations.
@@ -897,19 +897,11 @@ inline __m512i LaneQuads(int a, int b, int c, int d) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block's 12 packed bytes as 16-bit lanes
-// (byte s = sub-block s before widening): the low nibbles of bytes 0-7 then their high nibbles,
-// each with its two high bits from byte 8 + s % 4, bits 2 (s / 4).
+// The 16 signed scales (sc[s] - 32, -32..31) of a Q3_K block (Q3_KScaleFields, kernels_internal.h)
+// as 16-bit lanes, lane s = sub-block s.
 inline __m256i Q3_KScales16(const uint8_t* q) {
-  uint64_t a;
-  uint32_t c;
-  std::memcpy(&a, q, 8);
-  std::memcpy(&c, q + 8, 4);
-  const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
-  const uint64_t high1 = ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u)
-                                                        << 32;
-  const uint64_t lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
-  const uint64_t hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
+  uint64_t lo, hi;
+  Q3_KScaleFields(q, &lo, &hi);
   const __m128i v = _mm_sub_epi8(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)),
                                  _mm_set1_epi8(32));
   return _mm256_cvtepi8_epi16(v);

@@ -954,8 +954,7 @@ constexpr int64_t kIQ4XSPanelBlockBytes = kIQ4XSDOffset + 64;  // 5184 per super
 void PackIQ4_XSGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_t b0, int64_t nbk,
                      uint8_t* out) {
   const __m256i table = _mm256_broadcastsi128_si256(
-      _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
-                    _mm_set1_epi8(static_cast<char>(0x80))));
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned.data())));
   const __m128i nib = _mm_set1_epi8(0x0F);
   alignas(64) int32_t sc32[8][16];  // [sub-block][row]
   auto row = [&](const uint8_t* p, uint8_t* q, int i) {
@@ -1034,12 +1033,11 @@ void PackQ3_KGroup(const uint8_t* w, int64_t w_row_bytes, int64_t n_rows, int64_
                            _mm256_add_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(h, 2)), base));
       }
     }
-    const uint8_t* packed = p + offsetof(BlockQ3_K, scales);
-    for (int g = 0; g < 16; ++g) {
-      const int low4 = g < 8 ? packed[g] & 0x0F : packed[g - 8] >> 4;
-      const int high2 = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
-      sc32[g][i] = (low4 | high2 << 4) - 32;
-    }
+    uint64_t fields[2];
+    Q3_KScaleFields(p + offsetof(BlockQ3_K, scales), &fields[0], &fields[1]);
+    uint8_t bytes[16];
+    std::memcpy(bytes, fields, sizeof bytes);
+    for (int g = 0; g < 16; ++g) sc32[g][i] = bytes[g] - 32;
   };
   auto tail = [&](const uint8_t* blk, __mmask16 present, __m512i offsets, uint8_t* o) {
     __m512i sc[16];
@@ -1108,8 +1106,7 @@ struct PanelsQ5_1 {
 // IQ4_NL's table plus 128 in every 128-bit lane, for VPSHUFB.
 inline __m512i Iq4nlTable128() {
   return _mm512_broadcast_i32x4(
-      _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues.data())),
-                    _mm_set1_epi8(static_cast<char>(0x80))));
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned.data())));
 }
 
 // Where block b of a group is (kernels_internal.h), and its stream bytes per block.

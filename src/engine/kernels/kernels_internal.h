@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/kernels.h"
 
@@ -84,6 +85,31 @@ static inline ActQ8KRow ViewQ8K(const uint8_t* row, int64_t cols) {
   const auto* d = reinterpret_cast<const float*>(row + cols);
   return {reinterpret_cast<const int8_t*>(row), d,
           reinterpret_cast<const int16_t*>(d + cols / kActQ8KBlock)};
+}
+
+// --- IQ4_NL's table and Q3_K's scales, as the SIMD kernels read them ---------------------------
+
+// kIq4nlValues plus 128 (1..241): the unsigned weights VPDPBUSD takes, the offset 128 removed
+// through the activation sums.
+inline constexpr std::array<uint8_t, 16> kIq4nlUnsigned = [] {
+  std::array<uint8_t, 16> t{};
+  for (size_t k = 0; k < t.size(); ++k) t[k] = static_cast<uint8_t>(kIq4nlValues[k] + 128);
+  return t;
+}();
+
+// The 16 six-bit scale fields (sc[s] + 32, 0..63) of a Q3_K block's 12 packed bytes q, byte s of
+// lo | hi << 64 = sub-block s: the low nibbles of bytes 0-7 then their high nibbles, each with its
+// two high bits from byte 8 + s % 4, bits 2 (s / 4) (layout in tensor_type.h).
+static inline void Q3_KScaleFields(const uint8_t* q, uint64_t* lo, uint64_t* hi) {
+  uint64_t a;
+  uint32_t c;
+  std::memcpy(&a, q, 8);
+  std::memcpy(&c, q + 8, 4);
+  const uint64_t high0 = (c & 0x03030303u) | static_cast<uint64_t>((c >> 2) & 0x03030303u) << 32;
+  const uint64_t high1 =
+      ((c >> 4) & 0x03030303u) | static_cast<uint64_t>((c >> 6) & 0x03030303u) << 32;
+  *lo = (a & 0x0F0F0F0F0F0F0F0FULL) | high0 << 4;
+  *hi = ((a >> 4) & 0x0F0F0F0F0F0F0F0FULL) | high1 << 4;
 }
 
 // --- the 32-element nibble blocks against kQ8 ---------------------------------------------------
