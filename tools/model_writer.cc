@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "yunzhi/engine/gguf.h"
+#include "yunzhi/engine/quantize.h"
 #include "yunzhi/engine/safetensors.h"
 
 namespace yunzhi::tools {
@@ -423,16 +424,9 @@ Status WriteModel(const ModelSpec& s, const WriteTargets& targets) {
     const int64_t row_len = t.matrix ? t.cols : t.rows;
     TensorType type = t.matrix ? s.weight_type : TensorType::kF32;
     if (!engine::IsValidRowLength(type, row_len)) {
-      // Real K-quant files fall back to another type where a row does not fit the super-block
-      // (llama.cpp's quantiser, as `yunzhi quantize`): Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0,
-      // Q2_K, Q3_K and IQ4_XS to IQ4_NL.
-      if (s.weight_type == TensorType::kQ2_K || s.weight_type == TensorType::kQ3_K) {
-        type = TensorType::kIQ4_NL;
-      }
-      if (s.weight_type == TensorType::kQ4_K) type = TensorType::kQ5_0;
-      if (s.weight_type == TensorType::kQ5_K) type = TensorType::kQ5_1;
-      if (s.weight_type == TensorType::kQ6_K) type = TensorType::kQ8_0;
-      if (s.weight_type == TensorType::kIQ4_XS) type = TensorType::kIQ4_NL;
+      // Real files fall back to another type where a row does not fit the super-block
+      // (llama.cpp's quantiser, as `yunzhi quantize`).
+      type = engine::RowFallbackType(type);
       if (!engine::IsValidRowLength(type, row_len)) {
         return InvalidArgumentError(fmt::format(
             "tensor {}: row length {} is not a multiple of the {} block size ({})", t.gguf_name,

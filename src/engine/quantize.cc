@@ -794,24 +794,6 @@ const TargetInfo& InfoOf(QuantizeTarget target) {
   return kTargets[0];  // unreachable: every enumerator is in the table
 }
 
-// The type llama.cpp falls back to when a row is not whole blocks of `type`.
-TensorType FallbackOf(TensorType type) {
-  switch (type) {
-    case TensorType::kQ2_K:
-    case TensorType::kQ3_K:
-    case TensorType::kIQ4_XS:
-      return TensorType::kIQ4_NL;
-    case TensorType::kQ4_K:
-      return TensorType::kQ5_0;
-    case TensorType::kQ5_K:
-      return TensorType::kQ5_1;
-    case TensorType::kQ6_K:
-      return TensorType::kQ8_0;
-    default:
-      return TensorType::kF16;
-  }
-}
-
 }  // namespace
 
 Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name) {
@@ -826,6 +808,23 @@ Result<QuantizeTarget> ParseQuantizeTarget(std::string_view name) {
 }
 
 std::string_view QuantizeTargetName(QuantizeTarget target) { return InfoOf(target).name; }
+
+TensorType RowFallbackType(TensorType type) {
+  switch (type) {
+    case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
+    case TensorType::kIQ4_XS:
+      return TensorType::kIQ4_NL;
+    case TensorType::kQ4_K:
+      return TensorType::kQ5_0;
+    case TensorType::kQ5_K:
+      return TensorType::kQ5_1;
+    case TensorType::kQ6_K:
+      return TensorType::kQ8_0;
+    default:
+      return type;
+  }
+}
 
 std::string QuantizeTargetNames() {
   std::string names;
@@ -874,7 +873,7 @@ TensorType QuantizedTypeFor(QuantizeTarget target, std::string_view name, int n_
   if (!IsValidRowLength(type, row_length)) {
     // llama.cpp's fallbacks (llama_tensor_get_type): Qwen2.5-0.5B's 896-column rows are Q5_0
     // in its Q4_K_M file, Q5_1 in its Q5_K_M one and IQ4_NL in its Q3_K_M and Q2_K ones.
-    type = FallbackOf(type);
+    type = RowFallbackType(type);
     if (!IsValidRowLength(type, row_length)) type = T::kF16;
   }
   return type;

@@ -153,6 +153,11 @@ struct QuantizeStats {
 Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::string& out_path,
                                     const QuantizeOptions& options);
 
+// The type llama.cpp's quantiser writes instead of `type` for a row that is not whole blocks of
+// it: Q2_K, Q3_K and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; `type` itself for
+// every other type. (The recipe falls back further, to F16, where that does not fit either.)
+TensorType RowFallbackType(TensorType type);
+
 // What the recipe needs to know of the model besides a tensor's own name and shape.
 struct RecipeModel {
   int64_t n_layer = 0;     // block count
