@@ -247,6 +247,21 @@ def decode_q2_k(raw):
     return values.reshape(-1)
 
 
+def check_super_blocks(name, ttype_want, tensors, decode, y, fraction):
+    """`name` (4 super-blocks of y) decodes as our Dequantize() does, within fraction * amax of y
+    in every super-block; returns the decoded values."""
+    dims, ttype, _ = tensors[name]
+    assert dims == [256, 4] and ttype == ttype_want, (dims, ttype)
+    theirs = check_decode(name, tensors, decode)
+    for b in range(0, y.size, 256):
+        amax = np.abs(y[b:b + 256]).max()
+        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
+        assert err <= fraction * amax, (name, b, err, amax)
+        print(f"{name} super-block {b // 256}: max |err| {err:.4g} = amax * {err / amax:.3f}")
+    print(f"{name}: {theirs.size} values decoded independently, identical")
+    return theirs
+
+
 def check_decode(name, tensors, decode):
     """Our Dequantize() output for `name` must equal the numpy decode bit for bit."""
     ours = f32(tensors[name + ".deq"][2])
@@ -317,41 +332,17 @@ def main():
     # whose own amax is at most the super-block's, plus the 6-bit scale's rounding, at most half a
     # step of the largest sub-block scale / 32, times 127: amax / 64 more; tensor_type_test
     # measures <= 0.131).
-    dims, ttype, _ = tensors["y.iq4_xs"]
-    assert dims == [256, 4] and ttype == "IQ4_XS", (dims, ttype)
-    theirs = check_decode("y.iq4_xs", tensors, decode_iq4_xs)
-    for b in range(0, y.size, 256):
-        amax = np.abs(y[b:b + 256]).max()
-        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
-        assert err <= 0.15 * amax, ("y.iq4_xs", b, err, amax)
-        print(f"y.iq4_xs super-block {b // 256}: max |err| {err:.4g} = amax * {err / amax:.3f}")
+    theirs = check_super_blocks("y.iq4_xs", "IQ4_XS", tensors, decode_iq4_xs, y, 0.15)
     assert np.all(theirs[3 * 256 + 6 * 32:3 * 256 + 7 * 32] == 0), "zero sub-block"
-    print(f"y.iq4_xs: {theirs.size} values decoded independently, identical")
 
     # Q3_K, on y. Stated bound, per super-block: |err| <= 0.3 amax (a sub-block's values of the
     # sign opposite its extreme clamp at 3 steps of about amax / 4; the bound of the C++
     # round-trip test).
-    dims, ttype, _ = tensors["y.q3_k"]
-    assert dims == [256, 4] and ttype == "Q3_K", (dims, ttype)
-    theirs = check_decode("y.q3_k", tensors, decode_q3_k)
-    for b in range(0, y.size, 256):
-        amax = np.abs(y[b:b + 256]).max()
-        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
-        assert err <= 0.3 * amax, ("y.q3_k", b, err, amax)
-        print(f"y.q3_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
-    print(f"y.q3_k: {theirs.size} values decoded independently, identical")
+    check_super_blocks("y.q3_k", "Q3_K", tensors, decode_q3_k, y, 0.3)
 
     # Q2_K, on y. Stated bound, per super-block: |err| <= 0.55 amax (4 levels per sub-block of
     # 16 with the scale and min in 4 bits; the bound of the C++ round-trip test).
-    dims, ttype, _ = tensors["y.q2_k"]
-    assert dims == [256, 4] and ttype == "Q2_K", (dims, ttype)
-    theirs = check_decode("y.q2_k", tensors, decode_q2_k)
-    for b in range(0, y.size, 256):
-        amax = np.abs(y[b:b + 256]).max()
-        err = np.abs(theirs[b:b + 256] - y[b:b + 256]).max()
-        assert err <= 0.55 * amax, ("y.q2_k", b, err, amax)
-        print(f"y.q2_k super-block {b // 256}: max |err| {err:.4g} = amax/{amax / err:.1f}")
-    print(f"y.q2_k: {theirs.size} values decoded independently, identical")
+    check_super_blocks("y.q2_k", "Q2_K", tensors, decode_q2_k, y, 0.55)
 
     f16 = np.frombuffer(tensors["x.f16"][2], dtype=np.float16)
     assert np.array_equal(f16.view(np.uint16), x.astype(np.float16).view(np.uint16)), "F16"
