@@ -339,8 +339,9 @@ float DotQ2_KRef(const uint8_t* blk, ActQ8KRow x, int64_t nb) {
   return sum;
 }
 
+// The super-block types against kQ8K rows: each row's dot product with each token's activations.
 template <float (*kDot)(const uint8_t*, ActQ8KRow, int64_t)>
-void TileKQuant16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+void TileQ8K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
     for (int64_t r = r0; r < r1; ++r) {
@@ -348,38 +349,12 @@ void TileKQuant16(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t
     }
   }
 }
-constexpr TileFn TileQ2_K = TileKQuant16<DotQ2_KRef>;
-constexpr TileFn TileQ3_K = TileKQuant16<DotQ3_KRef>;
-
-template <bool kQ5>
-void TileKQuant4(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      a.y[t * a.ldy + r] = DotKQuant4Ref<kQ5>(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
-    }
-  }
-}
-constexpr TileFn TileQ4_K = TileKQuant4<false>;
-constexpr TileFn TileQ5_K = TileKQuant4<true>;
-
-void TileQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      a.y[t * a.ldy + r] = DotQ6_KRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
-    }
-  }
-}
-
-void TileIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    const ActQ8KRow x = ViewQ8K(a.x + t * a.x_stride_bytes, a.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-      a.y[t * a.ldy + r] = DotIQ4_XSRef(a.w + r * a.w_row_bytes, x, a.cols / kQK_K);
-    }
-  }
-}
+constexpr TileFn TileQ2_K = TileQ8K<DotQ2_KRef>;
+constexpr TileFn TileQ3_K = TileQ8K<DotQ3_KRef>;
+constexpr TileFn TileQ4_K = TileQ8K<DotKQuant4Ref<false>>;
+constexpr TileFn TileQ5_K = TileQ8K<DotKQuant4Ref<true>>;
+constexpr TileFn TileQ6_K = TileQ8K<DotQ6_KRef>;
+constexpr TileFn TileIQ4_XS = TileQ8K<DotIQ4_XSRef>;
 
 // ---- attention helpers
 
