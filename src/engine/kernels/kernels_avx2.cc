@@ -564,7 +564,7 @@ struct Q6_KK {
     const uint8_t* w[NR];
     ActQ8KRow x[NT];
     for (int i = 0; i < NR; ++i) w[i] = a.w + (r + i) * a.w_row_bytes;
-      const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
+    const int64_t pf = PrefetchDistance(a.w_row_bytes, NR);
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride_bytes, a.cols);
     __m256 acc[NR][NT];
     float corr_acc[NR][NT] = {};
