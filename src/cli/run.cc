@@ -384,7 +384,10 @@ int RunBench(const BenchFlags& flags) {
                   size_mib, m / static_cast<double>(n_seq) * weight_bytes / 1e9);
     }
   }
-  std::printf("kernels: %s\n", std::string(kernels::IsaName(kernels::ActiveIsa())).c_str());
+  std::printf("kernels: %s%s\n", std::string(kernels::IsaName(kernels::ActiveIsa())).c_str(),
+              kernels::ActiveIsa() == kernels::Isa::kAvx512 && kernels::Avx512OnHalfWidthUnits()
+                  ? " (256-bit units: 256-bit float decoding)"
+                  : "");
   std::printf("load %.0f ms, peak RSS %.1f MiB, KV cache %.1f MiB\n", loaded->load_ms,
               static_cast<double>(usage.ru_maxrss) / 1024.0,
               static_cast<double>(runner.kv_cache().size_bytes()) / (1 << 20));

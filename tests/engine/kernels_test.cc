@@ -56,7 +56,12 @@ std::vector<uint8_t> QuantizeRows(TensorType type, const std::vector<float>& wf,
 // Restores the detected ISA when a test ends, so a failure cannot leak into the next test.
 class KernelsTest : public ::testing::Test {
  protected:
-  void TearDown() override { SetActiveIsa(DetectIsa()); }
+  void SetUp() override { prefetch_ = DecodeSoftwarePrefetch(); }
+  void TearDown() override {
+    SetActiveIsa(DetectIsa());
+    SetDecodeSoftwarePrefetch(prefetch_);
+  }
+  bool prefetch_ = true;
 };
 
 std::vector<float> RandomFloats(std::mt19937& rng, int64_t n, float scale) {
@@ -1038,6 +1043,49 @@ TEST_F(KernelsTest, DecodingLongRowsMatchFloat64) {
         ++seed;
         CheckMatMul({type, rows, cols, n_tokens, 1.0f, 1.0f}, seed,
                     (seed % 2) != 0 ? &pool : nullptr);
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, DecodingGivesTheSameBitsWithAndWithoutSoftwarePrefetch) {
+  // The decoding kernels prefetch the weight stream or not by CPU (DecodeSoftwarePrefetch): the
+  // suite runs one setting by default, so both run here, every ISA, type and layout, and must
+  // give the same bits (long rows: 4608 columns take the one-row streaming kernels).
+  std::mt19937 rng(34);
+  const int64_t rows = 40;
+  ComputePool pool(2);
+  for (Isa isa : AvailableIsas()) {
+    SCOPED_TRACE(std::string(IsaName(isa)));
+    SetActiveIsa(isa);
+    for (TensorType type : kAllTypes) {
+      SCOPED_TRACE(std::string(TypeName(type)));
+      for (int64_t cols : {int64_t{512}, int64_t{4608}}) {
+        const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
+        const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
+        std::vector<uint8_t, PanelAllocator> panels;
+        const bool has_panels = Traits(type).block_size > 1 && PanelsPreferred(type);
+        if (has_panels) {
+          panels.resize(static_cast<size_t>(PanelBytes(type, rows, cols)));
+          PackPanels(type, w.data(), rows, cols, 0, rows, panels.data());
+        }
+        for (int64_t n_tokens : {int64_t{1}, int64_t{2}}) {
+          const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
+          for (WeightLayout layout : {WeightLayout::kRows, WeightLayout::kPanels}) {
+            if (layout == WeightLayout::kPanels && !has_panels) continue;
+            const void* wp = layout == WeightLayout::kPanels
+                                 ? static_cast<const void*>(panels.data())
+                                 : static_cast<const void*>(w.data());
+            std::vector<float> on(static_cast<size_t>(n_tokens * rows), -1.0f);
+            std::vector<float> off(on.size(), -2.0f);
+            SetDecodeSoftwarePrefetch(true);
+            MatMul(&pool, type, wp, rows, cols, x.data(), n_tokens, on.data(), layout);
+            SetDecodeSoftwarePrefetch(false);
+            MatMul(&pool, type, wp, rows, cols, x.data(), n_tokens, off.data(), layout);
+            ASSERT_EQ(on, off) << cols << " columns, " << n_tokens << " tokens"
+                               << (layout == WeightLayout::kPanels ? ", panels" : ", rows");
+          }
+        }
       }
     }
   }

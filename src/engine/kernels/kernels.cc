@@ -13,6 +13,10 @@
 
 #include <sys/mman.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include "engine/kernels/kernels_internal.h"
 #include "yunzhi/base/status.h"
 
@@ -155,6 +159,43 @@ std::string_view IsaName(Isa isa) {
     case Isa::kAvx512: return "avx512";
   }
   return "?";
+}
+
+namespace {
+// AMD family 19h: Zen 3 and Zen 4 (Zen 5 is 1Ah).
+bool AmdFamily19h() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // AuthenticAMD
+  if (!amd || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const unsigned family = ((eax >> 8) & 0xF) + ((eax >> 20) & 0xFF);
+  return family == 0x19;
+#else
+  return false;
+#endif
+}
+
+std::atomic<bool>& DecodePrefetchSlot() {
+  static std::atomic<bool> slot{[] {
+    const char* env = std::getenv("YUNZHI_DECODE_PREFETCH");
+    if (env != nullptr && (env[0] == '0' || env[0] == '1') && env[1] == '\0') return env[0] == '1';
+    return !AmdFamily19h();
+  }()};
+  return slot;
+}
+}  // namespace
+
+bool Avx512OnHalfWidthUnits() {
+  // Family 19h with AVX-512 is Zen 4 (Zen 3 has none).
+  static const bool half = DetectIsa() == Isa::kAvx512 && AmdFamily19h();
+  return half;
+}
+
+bool DecodeSoftwarePrefetch() { return DecodePrefetchSlot().load(std::memory_order_relaxed); }
+
+void SetDecodeSoftwarePrefetch(bool on) {
+  DecodePrefetchSlot().store(on, std::memory_order_relaxed);
 }
 
 Isa DetectIsa() {

@@ -61,6 +61,16 @@ enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 std::string_view IsaName(Isa isa);
 // The best ISA this CPU supports (and this build compiled).
 Isa DetectIsa();
+// Whether this CPU executes AVX-512 on 256-bit units (AMD family 19h, Zen 4): there the float
+// decoding kernels run in 256-bit form (kernels_avx512.cc says why). False elsewhere.
+bool Avx512OnHalfWidthUnits();
+// Whether the decoding kernels prefetch the weight stream in software (non-temporally, a few KiB
+// ahead). On by default; off on AMD family 19h (Zen 3, Zen 4), where the hardware prefetcher
+// alone streams faster (docs/benchmarks.md, "Zen 4"). The environment variable
+// YUNZHI_DECODE_PREFETCH=0|1 overrides the default, SetDecodeSoftwarePrefetch too (tests,
+// benchmarks). Results are the same bits either way.
+bool DecodeSoftwarePrefetch();
+void SetDecodeSoftwarePrefetch(bool on);
 // The ISA the dispatching functions below use: DetectIsa() unless overridden (tests, benchmarks).
 Isa ActiveIsa();
 void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()

@@ -46,7 +46,9 @@ inline __m256 Zero() { return _mm256_setzero_ps(); }
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kSeqPrefetchBytes = 4096;
 constexpr int64_t kLongRowBytes = 4096;
+// 0 (no prefetch) where the hardware prefetcher streams faster alone (DecodeSoftwarePrefetch).
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  if (!DecodeSoftwarePrefetch()) return 0;
   if (nr == 1) return kSeqPrefetchBytes;
   return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
 }
@@ -55,7 +57,7 @@ inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
 // types are bound by their arithmetic here and did not move (Q4_0 108 / 106 tokens/s, Q8_0 80 /
 // 81, Q4_K 63 / 62); F16 64.4 -> 65.6.
 inline void Prefetch(const uint8_t* p, int64_t distance) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_NTA);
+  if (distance > 0) _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_NTA);
 }
 
 inline float Hsum(__m256 v) {
@@ -198,6 +200,7 @@ void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
     x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
   }
   const int64_t cols = a.cols;
+  const int64_t pf = PrefetchDistance(a.w_row_bytes, 1);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = a.w + r * a.w_row_bytes;
     __m256 acc[NT][4];
@@ -209,7 +212,7 @@ void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
     for (; c + 32 <= cols; c += 32) {
       const uint8_t* p = w + c * L::kBytes;
 #pragma GCC unroll 4
-      for (int o = 0; o < 32 * L::kBytes; o += 64) Prefetch(p + o, kSeqPrefetchBytes);
+      for (int o = 0; o < 32 * L::kBytes; o += 64) Prefetch(p + o, pf);
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
         const __m256 wv = L::Load(p + 8 * u * L::kBytes);

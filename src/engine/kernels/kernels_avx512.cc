@@ -66,7 +66,9 @@ constexpr int64_t kMinShortPrefetchBytes = 4096;
 constexpr int64_t kSeqPrefetchBytes = 4096;
 // Decoding takes rows of at least this many bytes one at a time (TileGemvQ8x4 says why).
 constexpr int64_t kLongRowBytes = 4096;
+// 0 (no prefetch) where the hardware prefetcher streams faster alone (DecodeSoftwarePrefetch).
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
+  if (!DecodeSoftwarePrefetch()) return 0;
   if (nr == 1) return kSeqPrefetchBytes;
   if (row_bytes >= 4096) return kPrefetchBytes;
   const int64_t group = nr * row_bytes;
@@ -77,7 +79,7 @@ inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
 // --bandwidth`, alternated: 88.3-88.4% -> 89.2-90.4% of the bound. (Only decoding prefetches:
 // the micro-kernels issue it for one or two tokens.)
 inline void Prefetch(const uint8_t* p, int64_t distance) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_NTA);
+  if (distance > 0) _mm_prefetch(reinterpret_cast<const char*>(p + distance), _MM_HINT_NTA);
 }
 
 // 16 floats: lanes 0-7 = half(h0), lanes 8-15 = half(h1). The per-block scales of two 32-element
@@ -531,7 +533,7 @@ void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
     x[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride_bytes);
   }
   const int64_t cols = a.cols;
-  const int64_t pf = kSeqPrefetchFloatBytes;
+  const int64_t pf = DecodeSoftwarePrefetch() ? kSeqPrefetchFloatBytes : 0;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = a.w + r * a.w_row_bytes;
     __m512 acc[NT][4];
@@ -544,7 +546,7 @@ void FloatRowsGemv(const TileArgs& a, int64_t r0, int64_t r1, int64_t t) {
       const uint8_t* p = w + c * L::kBytes;
 #pragma GCC unroll 4
       for (int o = 0; o < 64 * L::kBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + o + pf), _MM_HINT_NTA);
+        Prefetch(p + o, pf);
       }
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
@@ -1610,6 +1612,16 @@ const IsaKernels& Avx512Kernels() {
     t.gemv[static_cast<int>(WKind::kF32)] = {TileGemvFloat<LoadF32>, ActFormat::kFloat};
     t.gemv[static_cast<int>(WKind::kF16)] = {TileGemvFloat<LoadF16>, ActFormat::kFloat};
     t.gemv[static_cast<int>(WKind::kBf16)] = {TileGemvFloat<LoadBf16>, ActFormat::kFloat};
+    if (Avx512OnHalfWidthUnits()) {
+      // Zen 4 runs each 512-bit operation as two halves, and its 512-bit fp16 conversion is
+      // slow: this loop streamed F16 weights at half a core's read rate there. The AVX2 loop
+      // (256-bit vectors; other summation order, so other bits than this loop) streams ~1.5x
+      // faster (Qwen2.5-0.5B F16, one thread, both without software prefetch: 15.8-16.5 ->
+      // 23.0-24.3 tokens/s; docs/benchmarks.md, "Zen 4").
+      for (WKind k : {WKind::kF32, WKind::kF16, WKind::kBf16}) {
+        t.gemv[static_cast<int>(k)] = Avx2Kernels().gemv[static_cast<int>(k)];
+      }
+    }
     t.scores = Scores;
     t.weighted_sum = WeightedSum;
     t.half_to_float = HalfToFloatRow;

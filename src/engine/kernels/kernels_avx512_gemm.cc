@@ -1168,6 +1168,7 @@ struct DirectMicro {
   template <int NR, int NT>
   struct K {
     static void Run(const DirectArgs& a, int64_t t) {
+      const bool prefetch = DecodeSoftwarePrefetch();
       ActQ8Row x[NT];
       float* y[NT];
       for (int j = 0; j < NT; ++j) {
@@ -1181,7 +1182,7 @@ struct DirectMicro {
       for (int64_t b = a.b0; b < a.b0 + a.nbk; ++b) {
         const PanelBlock at = BlockAt<W>(a.nb, b);
         const uint8_t* pw = a.groups + at.payload;
-        if constexpr (NR == 1) {
+        if (NR == 1 && prefetch) {
           // Each group is one sequential stream of kStreamBlockBytes<W> bytes per block.
           const uint8_t* ahead = a.groups + b * kStreamBlockBytes<W> + kDecodePrefetchBytes;
 #pragma GCC unroll 4
@@ -1458,6 +1459,7 @@ struct DirectKMicroOf {
     static_assert(NR == 1, "one group, one stream");
     static constexpr int64_t kBlockBytes = kQ5 ? kQ5KPanelBlockBytes : kQ4KPanelBlockBytes;
     static void Run(const DirectKArgs& a, int64_t t) {
+      const bool prefetch = DecodeSoftwarePrefetch();
       ActQ8KRow x[NT];
       for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
       __m512 acc[NT];
@@ -1466,7 +1468,7 @@ struct DirectKMicroOf {
       const __m512i sixteen = _mm512_set1_epi8(16);
       for (int64_t b = 0; b < a.nb; ++b) {
         const uint8_t* blk = a.group + b * kBlockBytes;
-        if constexpr (NT <= 2) {
+        if (NT <= 2 && prefetch) {
           for (int64_t o = 0; o < kBlockBytes; o += 64) {
             _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes),
                          _MM_HINT_NTA);
@@ -1619,6 +1621,7 @@ template <int NR, int NT>
 struct DirectK6Micro {
   static_assert(NR == 1, "one group, one stream");
   static void Run(const DirectKArgs& a, int64_t t) {
+    const bool prefetch = DecodeSoftwarePrefetch();
     ActQ8KRow x[NT];
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
@@ -1626,7 +1629,7 @@ struct DirectK6Micro {
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
-      if constexpr (NT <= 2) {
+      if (NT <= 2 && prefetch) {
         // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
         const uint8_t* ahead = a.group + b * (kQ6KPanelPayload + 32) + kDecodePrefetchBytes;
         for (int64_t o = 0; o < kQ6KPanelPayload + 32; o += 64) {
