@@ -64,11 +64,13 @@ Isa DetectIsa();
 // Whether this CPU executes AVX-512 on 256-bit units (AMD family 19h, Zen 4): there the float
 // decoding kernels run in 256-bit form (kernels_avx512.cc says why). False elsewhere.
 bool Avx512OnHalfWidthUnits();
-// Whether the decoding kernels prefetch the weight stream in software (non-temporally, a few KiB
-// ahead). On by default; off on AMD family 19h (Zen 3, Zen 4), where the hardware prefetcher
-// alone streams faster (docs/benchmarks.md, "Zen 4"). The environment variable
-// YUNZHI_DECODE_PREFETCH=0|1 overrides the default, SetDecodeSoftwarePrefetch too (tests,
-// benchmarks). Results are the same bits either way.
+// Whether the decoding kernels that read their weights as one sequential stream per core (one
+// row at a time, or one panel group) prefetch it in software (non-temporally, a few KiB ahead).
+// On by default; off on AMD family 19h (Zen 3, Zen 4), where the hardware prefetcher streams
+// such a stream faster alone (docs/benchmarks.md, "Zen 4"). Kernels that interleave several
+// rows, and Q6_K panels, prefetch regardless. YUNZHI_DECODE_PREFETCH=0|1 overrides the
+// default, SetDecodeSoftwarePrefetch too (tests, benchmarks). Results are the same bits either
+// way.
 bool DecodeSoftwarePrefetch();
 void SetDecodeSoftwarePrefetch(bool on);
 // The ISA the dispatching functions below use: DetectIsa() unless overridden (tests, benchmarks).

@@ -46,10 +46,10 @@ inline __m256 Zero() { return _mm256_setzero_ps(); }
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kSeqPrefetchBytes = 4096;
 constexpr int64_t kLongRowBytes = 4096;
-// 0 (no prefetch) where the hardware prefetcher streams faster alone (DecodeSoftwarePrefetch).
+// One row at a time is one sequential stream, which some CPUs' hardware prefetcher streams
+// faster alone (DecodeSoftwarePrefetch); interleaved rows always prefetch.
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
-  if (!DecodeSoftwarePrefetch()) return 0;
-  if (nr == 1) return kSeqPrefetchBytes;
+  if (nr == 1) return DecodeSoftwarePrefetch() ? kSeqPrefetchBytes : 0;
   return row_bytes < 4096 ? nr * row_bytes : kPrefetchBytes;
 }
 // Non-temporal, as on AVX-512 (kernels_avx512.cc says why). `yunzhi bench --isa avx2 -t 2 -p 1

@@ -66,10 +66,10 @@ constexpr int64_t kMinShortPrefetchBytes = 4096;
 constexpr int64_t kSeqPrefetchBytes = 4096;
 // Decoding takes rows of at least this many bytes one at a time (TileGemvQ8x4 says why).
 constexpr int64_t kLongRowBytes = 4096;
-// 0 (no prefetch) where the hardware prefetcher streams faster alone (DecodeSoftwarePrefetch).
+// One row at a time is one sequential stream, which some CPUs' hardware prefetcher streams
+// faster alone (DecodeSoftwarePrefetch); interleaved rows always prefetch.
 inline int64_t PrefetchDistance(int64_t row_bytes, int nr) {
-  if (!DecodeSoftwarePrefetch()) return 0;
-  if (nr == 1) return kSeqPrefetchBytes;
+  if (nr == 1) return DecodeSoftwarePrefetch() ? kSeqPrefetchBytes : 0;
   if (row_bytes >= 4096) return kPrefetchBytes;
   const int64_t group = nr * row_bytes;
   return std::max<int64_t>(1, (kMinShortPrefetchBytes + group - 1) / group) * group;
