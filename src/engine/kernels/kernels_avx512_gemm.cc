@@ -3,9 +3,9 @@
 //  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
 //    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
 //  - row-layout Q4_K/Q6_K, tiles of more than 8 tokens: the same per call (GemmK);
-//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K (WeightLayout::kPanels, repacked once at load), every
-//    token count: the same micro-kernel arithmetic straight from the stored panels (GemmPanels,
-//    GemmPanelsK, at the end).
+//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K/Q3_K (WeightLayout::kPanels, repacked once at
+//    load), every token count: the same micro-kernel arithmetic straight from the stored panels
+//    (GemmPanels, GemmPanelsK, at the end).
 // Scalar references: kernels_ref.cc.
 //
 // The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
@@ -1698,6 +1698,151 @@ void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
   }
 }
 
+// ---- Q3_K weights in the panel layout (kQ3_KP, packed once at load; kernels_internal.h)
+//
+// Payload vectors 0-7 hold hmask, 8-23 qs, 24-26 the packed scales, lane i = row i. Element
+// 128n + 32j + 4kk + e (kk < 8, e < 4) of each row is bits 2j..2j+1 of byte e of qs vector
+// 8n + kk plus 4 times bit 4n + j of byte e of hmask vector kk: u = q3 + 4 (0..7), so vector kk
+// serves sub-block 8n + 2j + kk / 4. DirectK3Micro sums u x per sub-block (VPDPBUSD, 16 rows per
+// vector; |sum| <= 16 * 7 * 127 fits 16 bits), pairs the sums of sub-blocks 2p, 2p + 1 into int16
+// words against the scale pairs (VPDPWSSD), and takes the offset 4 off through the activation
+// sums: total = sum_s sc[s] (sum u x - 4 bsum[s]) = sum_s sc[s] sum q3 x, the exact integer of
+// DotQ3_KRef, the row kernel and Q6KMicro on q3 + 32 (the per-call path), with their float steps
+// (v = d * total, acc = fma(dx, v, acc)). Longer inputs split chunks into Q6KMicro's L1 panel.
+
+// The values u (0..7) of elements 128n + 32j + 4kk .. + 3 of 16 rows (j < 4, kk < 8).
+inline __m512i Q3Values(const uint8_t* payload, int n, int j, int kk) {
+  const __m512i qs = _mm512_loadu_si512(payload + 64 * (8 + 8 * n + kk));
+  const __m512i hm = _mm512_loadu_si512(payload + 64 * kk);
+  const __m512i low2 =
+      _mm512_and_si512(j == 0 ? qs : _mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3));
+  const __mmask64 high =
+      _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * n + j))));
+  return _mm512_mask_add_epi8(low2, high, low2, _mm512_set1_epi8(4));
+}
+
+// The 8 vectors of scale pairs (sc[2p], sc[2p + 1]) as int16 words, sc = field - 32, from the
+// payload's 3 scale vectors a0, a1 (bytes 0-7) and c (bytes 8-11), Q3_KScaleFields with rows in
+// lanes: fields 4q .. 4q + 3 are bytes 0-3 of f[q], their low nibble from a0 or a1 (q even: low
+// nibbles, odd: high), their two high bits bits 2q, 2q + 1 of c moved to bits 4-5.
+inline void Q3ScalePairs(const uint8_t* payload, __m512i (&pair)[8]) {
+  const __m512i a0 = _mm512_loadu_si512(payload + 64 * 24);
+  const __m512i a1 = _mm512_loadu_si512(payload + 64 * 25);
+  // Bit 5 of each field flipped (c's bits 1, 3, 5, 7): the field read as a 6-bit two's
+  // complement is then field - 32.
+  const __m512i c = _mm512_xor_si512(_mm512_loadu_si512(payload + 64 * 26),
+                                     _mm512_set1_epi8(static_cast<char>(0xAA)));
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  auto select = [&](__m512i low, __m512i high) {  // bits 0-3 of low, 4-7 of high
+    return _mm512_ternarylogic_epi32(nibble, low, high, 0xCA);
+  };
+  const __m512i f[4] = {select(a0, _mm512_slli_epi32(c, 4)), select(a1, _mm512_slli_epi32(c, 2)),
+                        select(_mm512_srli_epi32(a0, 4), c),
+                        select(_mm512_srli_epi32(a1, 4), _mm512_srli_epi32(c, 2))};
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int q = 0; q < 4; ++q) {
+    const __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 10), 10);  // words 4q, 4q + 2
+    const __m512i odd = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 2), 10);    // 4q + 1, 4q + 3
+    pair[2 * q] = _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
+    pair[2 * q + 1] = _mm512_or_si512(_mm512_srli_epi32(even, 16), _mm512_andnot_si512(low16, odd));
+  }
+}
+
+template <int NR, int NT>
+struct DirectK3Micro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, a.nb, b);
+      const uint8_t* p = a.group + at.payload;
+      if constexpr (NT <= 2) {
+        // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
+        const uint8_t* ahead = a.group + b * (kQ3KPanelPayload + 32) + kDecodePrefetchBytes;
+        for (int64_t o = 0; o < kQ3KPanelPayload + 32; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
+        }
+      }
+      __m512i pair[8];
+      Q3ScalePairs(p, pair);
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+      for (int n = 0; n < 2; ++n) {
+#pragma GCC unroll 4
+        for (int f = 0; f < 4; ++f) {  // field f: sub-blocks 8n + 2f (kk < 4) and 8n + 2f + 1
+          __m512i dot[2][NT];
+          for (int j = 0; j < NT; ++j) dot[0][j] = dot[1][j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int kk = 0; kk < 8; ++kk) {
+            const __m512i u = Q3Values(p, n, f, kk);
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
+              dot[kk / 4][j] = _mm512_dpbusd_epi32(dot[kk / 4][j], u, Broadcast4(xq));
+            }
+          }
+          for (int j = 0; j < NT; ++j) {
+            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[0][j], low16),
+                                                  _mm512_slli_epi32(dot[1][j], 16));
+            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, pair[4 * n + f]);
+          }
+        }
+      }
+      const __m512 d = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) {
+          corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+        }
+        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 2));
+        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) (of nb) of one panel group into Q6KMicro's L1 panel format (values
+// q3 + 32 = u + 28, as PackQ3_KGroup writes them).
+void SplitQ3_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i offset = _mm512_set1_epi8(28);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, nb, b0 + b);
+    const uint8_t* p = group + at.payload;
+    uint8_t* o = out + b * kQ6PanelBlockBytes;
+    for (int n = 0; n < 2; ++n) {
+      for (int f = 0; f < 4; ++f) {
+#pragma GCC unroll 8
+        for (int kk = 0; kk < 8; ++kk) {  // columns 128n + 32f + 4kk ..
+          _mm512_store_si512(o + 64 * (32 * n + 8 * f + kk),
+                             _mm512_add_epi8(Q3Values(p, n, f, kk), offset));
+        }
+      }
+    }
+    __m512i pair[8];
+    Q3ScalePairs(p, pair);
+    for (int q = 0; q < 8; ++q) {
+      _mm512_store_si512(o + kQ6PairOffset + 64 * q, pair[q]);
+      _mm512_store_si512(o + kQ6ScaleOffset + 64 * (2 * q),
+                         _mm512_srai_epi32(_mm512_slli_epi32(pair[q], 16), 16));
+      _mm512_store_si512(o + kQ6ScaleOffset + 64 * (2 * q + 1), _mm512_srai_epi32(pair[q], 16));
+    }
+    _mm512_store_ps(
+        o + kQ6DOffset,
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + at.scales))));
+  }
+}
+
 // The K-quant panel products: up to kKStreamMaxTokens tokens Direct on the groups in place, more
 // through Split's L1 panels and Micro.
 using SplitKFn = void (*)(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out);
@@ -1749,6 +1894,9 @@ void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectK6Micro, SplitQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectK3Micro, SplitQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
