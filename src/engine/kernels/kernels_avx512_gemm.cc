@@ -1703,29 +1703,34 @@ void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
 // Payload vectors 0-7 hold hmask, 8-23 qs, 24-26 the packed scales, lane i = row i. Element
 // 128n + 32j + 4kk + e (kk < 8, e < 4) of each row is bits 2j..2j+1 of byte e of qs vector
 // 8n + kk plus 4 times bit 4n + j of byte e of hmask vector kk: u = q3 + 4 (0..7), so vector kk
-// serves sub-block 8n + 2j + kk / 4. DirectK3Micro sums u x per sub-block (VPDPBUSD, 16 rows per
-// vector; |sum| <= 16 * 7 * 127 fits 16 bits), pairs the sums of sub-blocks 2p, 2p + 1 into int16
-// words against the scale pairs (VPDPWSSD), and takes the offset 4 off through the activation
-// sums: total = sum_s sc[s] (sum u x - 4 bsum[s]) = sum_s sc[s] sum q3 x, the exact integer of
-// DotQ3_KRef, the row kernel and Q6KMicro on q3 + 32 (the per-call path), with their float steps
-// (v = d * total, acc = fma(dx, v, acc)). Longer inputs split chunks into Q6KMicro's L1 panel.
+// serves sub-block 8n + 2j + kk / 4. DirectK3Micro loads each qs and hmask vector once (the four
+// j of a vector in turn: in DRAM-bound decoding this beat loading them per j by 15-40%), sums
+// u x per sub-block (VPDPBUSD, 16 rows per vector; |sum| <= 16 * 7 * 127 fits 16 bits), pairs the
+// sums of sub-blocks s, s + 2 into int16 words against the scale words of the same pairs
+// (VPDPWSSD), and takes the offset 4 off through the activation sums: total = sum_s sc[s] (sum u x
+// - 4 bsum[s]) = sum_s sc[s] sum q3 x, the exact integer of DotQ3_KRef, the row kernel and Q6KMicro
+// on q3 + 32 (the per-call path), with their float steps (v = d * total, acc = fma(dx, v, acc)).
+// Longer inputs split chunks into Q6KMicro's L1 panel.
 
-// The values u (0..7) of elements 128n + 32j + 4kk .. + 3 of 16 rows (j < 4, kk < 8).
-inline __m512i Q3Values(const uint8_t* payload, int n, int j, int kk) {
-  const __m512i qs = _mm512_loadu_si512(payload + 64 * (8 + 8 * n + kk));
-  const __m512i hm = _mm512_loadu_si512(payload + 64 * kk);
+// The values u (0..7) of elements 128n + 32j + 4kk .. + 3 of 16 rows (j < 4) from qs vector
+// 8n + kk and hmask vector kk (kk < 8).
+inline __m512i Q3Values(__m512i qs, __m512i hm, int n, int j) {
   const __m512i low2 =
       _mm512_and_si512(j == 0 ? qs : _mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3));
   const __mmask64 high =
       _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * n + j))));
   return _mm512_mask_add_epi8(low2, high, low2, _mm512_set1_epi8(4));
 }
+inline __m512i Q3Values(const uint8_t* payload, int n, int j, int kk) {
+  return Q3Values(_mm512_loadu_si512(payload + 64 * (8 + 8 * n + kk)),
+                  _mm512_loadu_si512(payload + 64 * kk), n, j);
+}
 
 // The 8 vectors of scale pairs (sc[2p], sc[2p + 1]) as int16 words, sc = field - 32, from the
 // payload's 3 scale vectors a0, a1 (bytes 0-7) and c (bytes 8-11), Q3_KScaleFields with rows in
 // lanes: fields 4q .. 4q + 3 are bytes 0-3 of f[q], their low nibble from a0 or a1 (q even: low
 // nibbles, odd: high), their two high bits bits 2q, 2q + 1 of c moved to bits 4-5.
-inline void Q3ScalePairs(const uint8_t* payload, __m512i (&pair)[8]) {
+inline void Q3ScaleWords(const uint8_t* payload, __m512i (&even)[4], __m512i (&odd)[4]) {
   const __m512i a0 = _mm512_loadu_si512(payload + 64 * 24);
   const __m512i a1 = _mm512_loadu_si512(payload + 64 * 25);
   // Bit 5 of each field flipped (c's bits 1, 3, 5, 7): the field read as a 6-bit two's
@@ -1739,12 +1744,17 @@ inline void Q3ScalePairs(const uint8_t* payload, __m512i (&pair)[8]) {
   const __m512i f[4] = {select(a0, _mm512_slli_epi32(c, 4)), select(a1, _mm512_slli_epi32(c, 2)),
                         select(_mm512_srli_epi32(a0, 4), c),
                         select(_mm512_srli_epi32(a1, 4), _mm512_srli_epi32(c, 2))};
+  for (int q = 0; q < 4; ++q) {
+    even[q] = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 10), 10);  // words 4q, 4q + 2
+    odd[q] = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 2), 10);    // 4q + 1, 4q + 3
+  }
+}
+inline void Q3ScalePairs(const __m512i (&even)[4], const __m512i (&odd)[4], __m512i (&pair)[8]) {
   const __m512i low16 = _mm512_set1_epi32(0xFFFF);
   for (int q = 0; q < 4; ++q) {
-    const __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 10), 10);  // words 4q, 4q + 2
-    const __m512i odd = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 2), 10);    // 4q + 1, 4q + 3
-    pair[2 * q] = _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
-    pair[2 * q + 1] = _mm512_or_si512(_mm512_srli_epi32(even, 16), _mm512_andnot_si512(low16, odd));
+    pair[2 * q] = _mm512_or_si512(_mm512_and_si512(even[q], low16), _mm512_slli_epi32(odd[q], 16));
+    pair[2 * q + 1] =
+        _mm512_or_si512(_mm512_srli_epi32(even[q], 16), _mm512_andnot_si512(low16, odd[q]));
   }
 }
 
@@ -1767,32 +1777,44 @@ struct DirectK3Micro {
           _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
         }
       }
-      __m512i pair[8];
-      Q3ScalePairs(p, pair);
+      __m512i even[4], odd[4];
+      Q3ScaleWords(p, even, odd);
       __m512i sumi[NT];
       for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-      for (int n = 0; n < 2; ++n) {
+#pragma GCC unroll 1
+      for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
+        const int n = nh / 2, half = nh % 2;
+        __m512i dot[4][NT];
+        for (int f = 0; f < 4; ++f)
+          for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int f = 0; f < 4; ++f) {  // field f: sub-blocks 8n + 2f (kk < 4) and 8n + 2f + 1
-          __m512i dot[2][NT];
-          for (int j = 0; j < NT; ++j) dot[0][j] = dot[1][j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-          for (int kk = 0; kk < 8; ++kk) {
-            const __m512i u = Q3Values(p, n, f, kk);
+        for (int k4 = 0; k4 < 4; ++k4) {  // each qs and hmask vector loaded once
+          const int kk = 4 * half + k4;
+          const __m512i qs = _mm512_loadu_si512(p + 64 * (8 + 8 * n + kk));
+          const __m512i hm = _mm512_loadu_si512(p + 64 * kk);
+#pragma GCC unroll 4
+          for (int f = 0; f < 4; ++f) {
+            const __m512i u = Q3Values(qs, hm, n, f);
 #pragma GCC unroll 4
             for (int j = 0; j < NT; ++j) {
               const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
-              dot[kk / 4][j] = _mm512_dpbusd_epi32(dot[kk / 4][j], u, Broadcast4(xq));
+              dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], u, Broadcast4(xq));
             }
           }
-          for (int j = 0; j < NT; ++j) {
-            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[0][j], low16),
-                                                  _mm512_slli_epi32(dot[1][j], 16));
-            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, pair[4 * n + f]);
+        }
+        // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes
+        // half and half + 2 of the scale dwords 2n and 2n + 1.
+        for (int j = 0; j < NT; ++j) {
+          for (int g = 0; g < 2; ++g) {
+            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
+                                                  _mm512_slli_epi32(dot[2 * g + 1][j], 16));
+            const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
+            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
           }
         }
       }
+      __m512i pair[8];
+      Q3ScalePairs(even, odd, pair);
       const __m512 d = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
 #pragma GCC unroll 4
@@ -1829,8 +1851,9 @@ void SplitQ3_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
         }
       }
     }
-    __m512i pair[8];
-    Q3ScalePairs(p, pair);
+    __m512i even[4], odd[4], pair[8];
+    Q3ScaleWords(p, even, odd);
+    Q3ScalePairs(even, odd, pair);
     for (int q = 0; q < 8; ++q) {
       _mm512_store_si512(o + kQ6PairOffset + 64 * q, pair[q]);
       _mm512_store_si512(o + kQ6ScaleOffset + 64 * (2 * q),
