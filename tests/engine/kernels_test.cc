@@ -154,7 +154,8 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
   const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0 ||
                           c.type == TensorType::kQ5_0 || c.type == TensorType::kQ5_1 ||
                           c.type == TensorType::kQ4_K || c.type == TensorType::kQ5_K ||
-                          c.type == TensorType::kQ6_K || c.type == TensorType::kIQ4_NL;
+                          c.type == TensorType::kQ6_K || c.type == TensorType::kIQ4_NL ||
+                          c.type == TensorType::kQ3_K || c.type == TensorType::kQ2_K;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -290,14 +291,19 @@ TEST_F(KernelsTest, Q2_KAndQ3_KKernelsGiveTheScalarReferencesBitsForEveryShape) 
   // kernel for Q3_K by another route: unsigned values and the activation sums) and its float
   // steps (fused explicitly), so every ISA must give the scalar reference's bits: decoding (short
   // rows in groups of rows, long rows one at a time) and prompt tiles, every row and token
-  // remainder.
+  // remainder; both in the panel layout too (decoding and short batches from the panels in
+  // place, longer inputs through the L1 split; an odd super-block count at 768 and 12544 columns).
   ComputePool pool(2);
   std::mt19937 rng(91);
   for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K}) {
+    const bool has_panels = true;
     // Rows of 4 KiB and more from 12544 columns (Q2_K) or 9728 (Q3_K): decoded one at a time.
     for (int64_t cols : {int64_t{256}, int64_t{768}, int64_t{12544}}) {
-      for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{37}}) {
-        for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{33}}) {
+      for (int64_t rows :
+           {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{17}, int64_t{37}}) {
+        for (int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{8},
+                                 int64_t{17}, int64_t{33}, int64_t{130}}) {
+          if (n_tokens == 130 && cols > 768) continue;  // the scalar reference's time
           SCOPED_TRACE(
               fmt::format("{} cols {} rows {} tokens {}", TypeName(type), cols, rows, n_tokens));
           const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
@@ -312,6 +318,20 @@ TEST_F(KernelsTest, Q2_KAndQ3_KKernelsGiveTheScalarReferencesBitsForEveryShape) 
               std::vector<float> got(want.size(), -2.0f);
               MatMul(p, type, w.data(), rows, cols, x.data(), n_tokens, got.data());
               ASSERT_EQ(want, got) << IsaName(isa);
+            }
+          }
+          if (has_panels) {
+            std::vector<uint8_t, PanelAllocator> panels(
+                static_cast<size_t>(PanelBytes(type, rows, cols)), 0xA5);
+            PackPanels(type, w.data(), rows, cols, 0, rows, panels.data());
+            for (Isa isa : AvailableIsas()) {
+              SetActiveIsa(isa);
+              for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
+                std::vector<float> got(want.size(), -2.0f);
+                MatMul(p, type, panels.data(), rows, cols, x.data(), n_tokens, got.data(),
+                       WeightLayout::kPanels);
+                ASSERT_EQ(want, got) << IsaName(isa) << " panels";
+              }
             }
           }
           // The AVX2 table's tile called directly too, whatever the active ISA.
@@ -418,13 +438,16 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
-                            TensorType::kQ5_1, TensorType::kQ4_K, TensorType::kQ5_K,
-                            TensorType::kQ6_K, TensorType::kIQ4_NL}) {
+    for (TensorType type :
+         {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
+          TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
+          TensorType::kQ3_K, TensorType::kQ2_K}) {
       SCOPED_TRACE(std::string(TypeName(type)));
-      // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K: an odd last one).
-      const bool k_quant =
-          type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
+      // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K and Q3_K: an odd
+      // last one).
+      const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
+                           type == TensorType::kQ6_K || type == TensorType::kQ3_K ||
+                           type == TensorType::kQ2_K;
       const int64_t cols = k_quant ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
@@ -445,9 +468,9 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
              WeightLayout::kPanels);
       if (k_quant && type != TensorType::kQ5_K && isa == Isa::kAvx512) {
-        // AVX-512 computes Q4_K and Q6_K with the same integer sums and float steps in both
-        // layouts. (Q5_K has panels only: it is always repacked on AVX-512, and its row layout
-        // runs the AVX2 kernel.)
+        // AVX-512 computes Q4_K, Q6_K, Q3_K and Q2_K with the same integer sums and float steps
+        // in both layouts. (Q5_K has panels only: it is always repacked on AVX-512, and its row
+        // layout runs the AVX2 kernel.)
         std::vector<float> from_rows(all.size(), -3.0f);
         MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, from_rows.data());
         EXPECT_TRUE(from_rows == all) << "row layout";
@@ -466,6 +489,7 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
                                   {9, 16},
                                   {20, 17},
                                   {100, 30},
+                                  {60, 33},
                                   {0, 130}}) {
         for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
           std::vector<float> y(static_cast<size_t>(count * rows), -2.0f);
@@ -564,28 +588,19 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
     TensorType type;
     WeightLayout layout;
   };
-  const Case cases[] = {{TensorType::kF32, WeightLayout::kRows},
-                        {TensorType::kF16, WeightLayout::kRows},
-                        {TensorType::kBF16, WeightLayout::kRows},
-                        {TensorType::kQ8_0, WeightLayout::kRows},
-                        {TensorType::kQ4_0, WeightLayout::kRows},
-                        {TensorType::kQ5_0, WeightLayout::kRows},
-                        {TensorType::kQ5_1, WeightLayout::kRows},
-                        {TensorType::kQ4_K, WeightLayout::kRows},
-                        {TensorType::kQ5_K, WeightLayout::kRows},
-                        {TensorType::kQ6_K, WeightLayout::kRows},
-                        {TensorType::kIQ4_NL, WeightLayout::kRows},
-                        {TensorType::kIQ4_XS, WeightLayout::kRows},
-                        {TensorType::kQ3_K, WeightLayout::kRows},
-                        {TensorType::kQ2_K, WeightLayout::kRows},
-                        {TensorType::kQ8_0, WeightLayout::kPanels},
-                        {TensorType::kQ4_0, WeightLayout::kPanels},
-                        {TensorType::kQ5_0, WeightLayout::kPanels},
-                        {TensorType::kQ5_1, WeightLayout::kPanels},
-                        {TensorType::kIQ4_NL, WeightLayout::kPanels},
-                        {TensorType::kQ4_K, WeightLayout::kPanels},
-                        {TensorType::kQ5_K, WeightLayout::kPanels},
-                        {TensorType::kQ6_K, WeightLayout::kPanels}};
+  const Case cases[] = {
+      {TensorType::kF32, WeightLayout::kRows},      {TensorType::kF16, WeightLayout::kRows},
+      {TensorType::kBF16, WeightLayout::kRows},     {TensorType::kQ8_0, WeightLayout::kRows},
+      {TensorType::kQ4_0, WeightLayout::kRows},     {TensorType::kQ5_0, WeightLayout::kRows},
+      {TensorType::kQ5_1, WeightLayout::kRows},     {TensorType::kQ4_K, WeightLayout::kRows},
+      {TensorType::kQ5_K, WeightLayout::kRows},     {TensorType::kQ6_K, WeightLayout::kRows},
+      {TensorType::kIQ4_NL, WeightLayout::kRows},   {TensorType::kIQ4_XS, WeightLayout::kRows},
+      {TensorType::kQ3_K, WeightLayout::kRows},     {TensorType::kQ2_K, WeightLayout::kRows},
+      {TensorType::kQ8_0, WeightLayout::kPanels},   {TensorType::kQ4_0, WeightLayout::kPanels},
+      {TensorType::kQ5_0, WeightLayout::kPanels},   {TensorType::kQ5_1, WeightLayout::kPanels},
+      {TensorType::kIQ4_NL, WeightLayout::kPanels}, {TensorType::kQ4_K, WeightLayout::kPanels},
+      {TensorType::kQ5_K, WeightLayout::kPanels},   {TensorType::kQ6_K, WeightLayout::kPanels},
+      {TensorType::kQ3_K, WeightLayout::kPanels},   {TensorType::kQ2_K, WeightLayout::kPanels}};
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
                  (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));

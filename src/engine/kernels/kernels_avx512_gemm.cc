@@ -3,9 +3,9 @@
 //  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
 //    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
 //  - row-layout Q4_K/Q6_K, tiles of more than 8 tokens: the same per call (GemmK);
-//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K (WeightLayout::kPanels, repacked once at load), every
-//    token count: the same micro-kernel arithmetic straight from the stored panels (GemmPanels,
-//    GemmPanelsK, at the end).
+//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K/Q3_K/Q2_K (WeightLayout::kPanels, repacked once at
+//    load), every token count: the same micro-kernel arithmetic straight from the stored panels
+//    (GemmPanels, GemmPanelsK, at the end).
 // Scalar references: kernels_ref.cc.
 //
 // The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
@@ -1705,6 +1705,313 @@ void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
   }
 }
 
+// ---- Q3_K weights in the panel layout (kQ3_KP, packed once at load; kernels_internal.h)
+//
+// Payload vectors 0-7 hold hmask, 8-23 qs, 24-26 the packed scales, lane i = row i. Element
+// 128n + 32j + 4kk + e (kk < 8, e < 4) of each row is bits 2j..2j+1 of byte e of qs vector
+// 8n + kk plus 4 times bit 4n + j of byte e of hmask vector kk: u = q3 + 4 (0..7), so vector kk
+// serves sub-block 8n + 2j + kk / 4. DirectK3Micro loads each qs and hmask vector once (the four
+// j of a vector in turn: in DRAM-bound decoding this beat loading them per j by 15-40%), sums
+// u x per sub-block (VPDPBUSD, 16 rows per vector; |sum| <= 16 * 7 * 127 fits 16 bits), pairs the
+// sums of sub-blocks s, s + 2 into int16 words against the scale words of the same pairs
+// (VPDPWSSD), and takes the offset 4 off through the activation sums: total = sum_s sc[s] (sum u x
+// - 4 bsum[s]) = sum_s sc[s] sum q3 x, the exact integer of DotQ3_KRef, the row kernel and Q6KMicro
+// on q3 + 32 (the per-call path), with their float steps (v = d * total, acc = fma(dx, v, acc)).
+// Longer inputs split chunks into Q6KMicro's L1 panel.
+
+// The values u (0..7) of elements 128n + 32j + 4kk .. + 3 of 16 rows (j < 4) from qs vector
+// 8n + kk and hmask vector kk (kk < 8).
+inline __m512i Q3Values(__m512i qs, __m512i hm, int n, int j) {
+  const __m512i low2 =
+      _mm512_and_si512(j == 0 ? qs : _mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3));
+  const __mmask64 high =
+      _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * n + j))));
+  return _mm512_mask_add_epi8(low2, high, low2, _mm512_set1_epi8(4));
+}
+inline __m512i Q3Values(const uint8_t* payload, int n, int j, int kk) {
+  return Q3Values(_mm512_loadu_si512(payload + 64 * (8 + 8 * n + kk)),
+                  _mm512_loadu_si512(payload + 64 * kk), n, j);
+}
+
+// The scales sc = field - 32 of sub-blocks 4q + b (b < 4) as int16 words, even[q] holding b = 0,
+// 2 and odd[q] b = 1, 3, from the payload's 3 scale vectors a0, a1 (bytes 0-7) and c (bytes
+// 8-11), Q3_KScaleFields with rows in lanes: fields 4q .. 4q + 3 are bytes 0-3 of f[q], their low
+// nibble from a0 (q = 0, 2) or a1 (1, 3), low (q < 2) or high nibbles, their two high bits bits
+// 2q, 2q + 1 of c moved to bits 4-5.
+inline void Q3ScaleWords(const uint8_t* payload, __m512i (&even)[4], __m512i (&odd)[4]) {
+  const __m512i a0 = _mm512_loadu_si512(payload + 64 * 24);
+  const __m512i a1 = _mm512_loadu_si512(payload + 64 * 25);
+  // Bit 5 of each field flipped (c's bits 1, 3, 5, 7): the field read as a 6-bit two's
+  // complement is then field - 32.
+  const __m512i c = _mm512_xor_si512(_mm512_loadu_si512(payload + 64 * 26),
+                                     _mm512_set1_epi8(static_cast<char>(0xAA)));
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  auto select = [&](__m512i low, __m512i high) {  // bits 0-3 of low, 4-7 of high
+    return _mm512_ternarylogic_epi32(nibble, low, high, 0xCA);
+  };
+  const __m512i f[4] = {select(a0, _mm512_slli_epi32(c, 4)), select(a1, _mm512_slli_epi32(c, 2)),
+                        select(_mm512_srli_epi32(a0, 4), c),
+                        select(_mm512_srli_epi32(a1, 4), _mm512_srli_epi32(c, 2))};
+  for (int q = 0; q < 4; ++q) {
+    even[q] = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 10), 10);  // words 4q, 4q + 2
+    odd[q] = _mm512_srai_epi16(_mm512_slli_epi16(f[q], 2), 10);    // 4q + 1, 4q + 3
+  }
+}
+// The pairs (v[2p], v[2p + 1]) of those words, p < 8, as the activation sums' pairs go.
+inline void PairsOfWords(const __m512i (&even)[4], const __m512i (&odd)[4], __m512i (&pair)[8]) {
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int q = 0; q < 4; ++q) {
+    pair[2 * q] = _mm512_or_si512(_mm512_and_si512(even[q], low16), _mm512_slli_epi32(odd[q], 16));
+    pair[2 * q + 1] =
+        _mm512_or_si512(_mm512_srli_epi32(even[q], 16), _mm512_andnot_si512(low16, odd[q]));
+  }
+}
+
+template <int NR, int NT>
+struct DirectK3Micro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, a.nb, b);
+      const uint8_t* p = a.group + at.payload;
+      if constexpr (NT <= 2) {
+        // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
+        const uint8_t* ahead = a.group + b * (kQ3KPanelPayload + 32) + kDecodePrefetchBytes;
+        for (int64_t o = 0; o < kQ3KPanelPayload + 32; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
+        }
+      }
+      __m512i even[4], odd[4];
+      Q3ScaleWords(p, even, odd);
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
+        const int n = nh / 2, half = nh % 2;
+        __m512i dot[4][NT];
+        for (int f = 0; f < 4; ++f)
+          for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k4 = 0; k4 < 4; ++k4) {  // each qs and hmask vector loaded once
+          const int kk = 4 * half + k4;
+          const __m512i qs = _mm512_loadu_si512(p + 64 * (8 + 8 * n + kk));
+          const __m512i hm = _mm512_loadu_si512(p + 64 * kk);
+#pragma GCC unroll 4
+          for (int f = 0; f < 4; ++f) {
+            const __m512i u = Q3Values(qs, hm, n, f);
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
+              dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], u, Broadcast4(xq));
+            }
+          }
+        }
+        // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes
+        // half and half + 2 of the scale dwords 2n and 2n + 1.
+        for (int j = 0; j < NT; ++j) {
+          for (int g = 0; g < 2; ++g) {
+            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
+                                                  _mm512_slli_epi32(dot[2 * g + 1][j], 16));
+            const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
+            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
+          }
+        }
+      }
+      __m512i pair[8];
+      PairsOfWords(even, odd, pair);
+      const __m512 d = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) {
+          corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+        }
+        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 2));
+        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) (of nb) of one panel group into Q6KMicro's L1 panel format (values
+// q3 + 32 = u + 28, as PackQ3_KGroup writes them).
+void SplitQ3_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i offset = _mm512_set1_epi8(28);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, nb, b0 + b);
+    const uint8_t* p = group + at.payload;
+    uint8_t* o = out + b * kQ6PanelBlockBytes;
+    for (int n = 0; n < 2; ++n) {
+      for (int f = 0; f < 4; ++f) {
+#pragma GCC unroll 8
+        for (int kk = 0; kk < 8; ++kk) {  // columns 128n + 32f + 4kk ..
+          _mm512_store_si512(o + 64 * (32 * n + 8 * f + kk),
+                             _mm512_add_epi8(Q3Values(p, n, f, kk), offset));
+        }
+      }
+    }
+    __m512i even[4], odd[4], pair[8];
+    Q3ScaleWords(p, even, odd);
+    PairsOfWords(even, odd, pair);
+    for (int q = 0; q < 8; ++q) {
+      _mm512_store_si512(o + kQ6PairOffset + 64 * q, pair[q]);
+      _mm512_store_si512(o + kQ6ScaleOffset + 64 * (2 * q),
+                         _mm512_srai_epi32(_mm512_slli_epi32(pair[q], 16), 16));
+      _mm512_store_si512(o + kQ6ScaleOffset + 64 * (2 * q + 1), _mm512_srai_epi32(pair[q], 16));
+    }
+    _mm512_store_ps(
+        o + kQ6DOffset,
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + at.scales))));
+  }
+}
+
+// ---- Q2_K weights in the panel layout (kQ2_KP, packed once at load; kernels_internal.h)
+//
+// Vectors 0-3 hold the scale | min << 4 bytes, 4-19 qs, 20 d | dmin << 16, lane i = row i.
+// Element 128n + 32j + 4kk + e (kk < 8, e < 4) of each row is bits 2j..2j+1 of byte e of qs vector
+// 4 + 8n + kk (sub-block 8n + 2j + kk / 4). DirectK2Micro sums q x per sub-block as DirectK3Micro
+// does (each qs vector loaded once; |sum| <= 16 * 3 * 127), against the scale words, and the
+// mins against the activation sums: DotQ2_KRef's exact sumi and summ and float steps (v = fma(d,
+// sumi, -(dmin * summ)), acc = fma(dx, v, acc)), as the row kernel and Q2KMicro (the per-call
+// panels) compute them. Longer inputs split chunks into Q2KMicro's L1 panel.
+
+// The values q (0..3) of elements 128n + 32j + 4kk .. + 3 of 16 rows (j < 4, kk < 8).
+inline __m512i Q2Values(const uint8_t* blk, int n, int j, int kk) {
+  const __m512i qs = _mm512_loadu_si512(blk + 64 * (4 + 8 * n + kk));
+  return _mm512_and_si512(j == 0 ? qs : _mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3));
+}
+
+// The scales (kMins false: the low nibbles) or mins (the high nibbles) of sub-blocks 4q + b,
+// b < 4, as int16 words: even[q] holds b = 0, 2, odd[q] b = 1, 3.
+template <bool kMins>
+inline void Q2Words(const uint8_t* blk, __m512i (&even)[4], __m512i (&odd)[4]) {
+  const __m512i nibble = _mm512_set1_epi16(0x000F);
+  for (int q = 0; q < 4; ++q) {
+    const __m512i v = _mm512_loadu_si512(blk + 64 * q);
+    const __m512i src = kMins ? _mm512_srli_epi16(v, 4) : v;
+    even[q] = _mm512_and_si512(src, nibble);
+    odd[q] = _mm512_and_si512(_mm512_srli_epi16(src, 8), nibble);
+  }
+}
+
+template <int NR, int NT>
+struct DirectK2Micro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const uint8_t* blk = a.group + b * kQ2KPanelBlockBytes;
+      if constexpr (NT <= 2) {
+        for (int64_t o = 0; o < kQ2KPanelBlockBytes; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
+        }
+      }
+      __m512i even[4], odd[4];
+      Q2Words<false>(blk, even, odd);
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
+        const int n = nh / 2, half = nh % 2;
+        __m512i dot[4][NT];
+        for (int f = 0; f < 4; ++f)
+          for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k4 = 0; k4 < 4; ++k4) {  // each qs vector loaded once
+          const int kk = 4 * half + k4;
+          const __m512i qs = _mm512_loadu_si512(blk + 64 * (4 + 8 * n + kk));
+#pragma GCC unroll 4
+          for (int f = 0; f < 4; ++f) {
+            const __m512i q =
+                _mm512_and_si512(f == 0 ? qs : _mm512_srli_epi16(qs, 2 * f), _mm512_set1_epi8(3));
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
+              dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], q, Broadcast4(xq));
+            }
+          }
+        }
+        // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes
+        // half and half + 2 of the scale dwords 2n and 2n + 1.
+        for (int j = 0; j < NT; ++j) {
+          for (int g = 0; g < 2; ++g) {
+            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
+                                                  _mm512_slli_epi32(dot[2 * g + 1][j], 16));
+            const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
+            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
+          }
+        }
+      }
+      __m512i pair[8];
+      Q2Words<true>(blk, even, odd);
+      PairsOfWords(even, odd, pair);
+      const __m512i dm = _mm512_loadu_si512(blk + 64 * 20);
+      const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+      const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i summ = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) {
+          summ = _mm512_dpwssd_epi32(summ, pair[q], Broadcast4(bs + 2 * q));
+        }
+        const __m512 v = _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(sumi[j]),
+                                         _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(summ)));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) of one panel group into Q2KMicro's L1 panel format (as
+// PackQ2_KGroup writes it).
+void SplitQ2_KGroup(const uint8_t* group, int64_t /*nb*/, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i nibble = _mm512_set1_epi32(0x0F);
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = group + (b0 + b) * kQ2KPanelBlockBytes;
+    uint8_t* o = out + b * kQ2PanelBlockBytes;
+    for (int n = 0; n < 2; ++n) {
+      for (int f = 0; f < 4; ++f) {
+#pragma GCC unroll 8
+        for (int kk = 0; kk < 8; ++kk) {  // columns 128n + 32f + 4kk ..
+          _mm512_store_si512(o + 64 * (32 * n + 8 * f + kk), Q2Values(blk, n, f, kk));
+        }
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      const __m512i v = _mm512_loadu_si512(blk + 64 * q);
+      for (int g = 0; g < 4; ++g) {
+        _mm512_store_si512(o + kQ2ScaleOffset + 64 * (4 * q + g),
+                           _mm512_and_si512(_mm512_srli_epi32(v, 8 * g), nibble));
+      }
+    }
+    __m512i even[4], odd[4], pair[8];
+    Q2Words<true>(blk, even, odd);
+    PairsOfWords(even, odd, pair);
+    for (int q = 0; q < 8; ++q) _mm512_store_si512(o + kQ2PairOffset + 64 * q, pair[q]);
+    const __m512i dm = _mm512_loadu_si512(blk + 64 * 20);
+    _mm512_store_ps(o + kQ2DOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+    _mm512_store_ps(o + kQ2DOffset + 64,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+  }
+}
+
 // The K-quant panel products: up to kKStreamMaxTokens tokens Direct on the groups in place, more
 // through Split's L1 panels and Micro.
 using SplitKFn = void (*)(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, uint8_t* out);
@@ -1756,6 +2063,12 @@ void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectK6Micro, SplitQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectK3Micro, SplitQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectK2Micro, SplitQ2_KGroup, Q2KMicro, kQ2PanelBlockBytes>(a, r0, r1, t0, t1);
 }
 
 void Avx512GemmF32(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {

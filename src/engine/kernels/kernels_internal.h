@@ -146,9 +146,9 @@ struct NibblesIQ4_NL {
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by: the row layout of every supported type, then (kQ8_0P
-// to kIQ4_NLP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL in the panel layout (IQ4_NL's is
-// Q4_0's: the blocks are alike byte for byte). Q2_K, Q3_K and IQ4_XS have none: their rows stay
-// in the file's layout on every ISA.
+// to kQ2_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL/Q3_K/Q2_K in the panel layout (IQ4_NL's
+// is Q4_0's: the blocks are alike byte for byte). IQ4_XS has none: its rows stay in the file's
+// layout on every ISA.
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -172,6 +172,8 @@ enum class WKind {
   kQ5_KP,
   kQ6_KP,
   kIQ4_NLP,
+  kQ3_KP,
+  kQ2_KP,
   kCount
 };
 
@@ -212,10 +214,22 @@ enum class WKind {
 // row i's block (ql: 0-31, qh: 32-47, the int8 scales: 48-51), and the 16 rows' fp16 d (32
 // bytes); super-blocks go in pairs as Q8_0/Q4_0 blocks do, [payload b][payload b+1][d b][d b+1]
 // (PanelBlockAt with a payload of kQ6KPanelPayload), so every vector is 64-byte aligned.
+// Q3_K (kQ3_KP): Q6_K's scheme with 27 dwords: super-block b of 16 rows is a payload of 27
+// vectors, vector j lane i = dword j of row i's block (hmask: 0-7, qs: 8-23, the 12 packed scale
+// bytes: 24-26), and the 16 rows' fp16 d (32 bytes); super-blocks in pairs, [payload b][payload
+// b+1][d b][d b+1] (PanelBlockAt with a payload of kQ3KPanelPayload): 1760 bytes (16 x 110) per
+// super-block, every vector 64-byte aligned with an even count. Element 128n + 32j + l of a row
+// is then bits 2j..2j+1 of qs vector 8n + l / 4 and bit 4n + j of hmask vector l / 4, byte l % 4.
+// Q2_K (kQ2_KP): super-block b of 16 rows is 1344 bytes at b * 1344 (16 x 84): 21 vectors,
+// vector j lane i = dword j of row i's block (the 16 scale | min << 4 bytes: 0-3, qs: 4-19,
+// d | dmin << 16: 20), every vector 64-byte aligned. Element 128n + 32j + l of a row is bits
+// 2j..2j+1 of qs vector 4 + 8n + l / 4, byte l % 4.
 // Q5_1 (kQ5_1P): block b of 16 rows is 384 bytes at b * 384, Q5_0's five payload vectors (q + 0,
 // unsigned) then one vector, lane i = row i's d | m << 16 (fp16 bits); blocks are not paired.
 inline constexpr int64_t kQ5_1PanelBlockBytes = 16 * 24;
 inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
+inline constexpr int64_t kQ3KPanelPayload = 27 * 64;
+inline constexpr int64_t kQ2KPanelBlockBytes = 16 * 84;
 inline constexpr int64_t kQ4KPanelBlockBytes = 16 * 144;
 inline constexpr int64_t kQ4KPanelScales = 2048;
 inline constexpr int64_t kQ4KPanelD = 2240;
@@ -351,8 +365,8 @@ void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 // IQ4_XS through panels of Q4_K's shape (values table + 128, the offset through the bsums).
 void Avx512GemmIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
-// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K against
-// kQ8K.
+// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K/Q3_K/
+// Q2_K against kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsIQ4_NL(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
@@ -361,6 +375,8 @@ void Avx512PanelsQ5_1(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 void Avx512PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
 // at out): panels.cc, for the scalar reference tiles and DequantizeRow.

@@ -1,6 +1,6 @@
-// The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL;
-// kernels_internal.h): packing at load, reading a row back. Portable code: packing runs once per
-// model load, a few bytes of shuffling per weight byte.
+// The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K, IQ4_NL; kernels_internal.h): packing at load, reading a row back. Portable code: packing
+// runs once per model load, a few bytes of shuffling per weight byte.
 
 #include <cstring>
 #include <vector>
@@ -44,32 +44,39 @@ WKind PanelKind(TensorType type) {
     case TensorType::kQ4_K: return WKind::kQ4_KP;
     case TensorType::kQ5_K: return WKind::kQ5_KP;
     case TensorType::kQ6_K: return WKind::kQ6_KP;
+    case TensorType::kQ3_K: return WKind::kQ3_KP;
+    case TensorType::kQ2_K: return WKind::kQ2_KP;
     default: YZ_CHECK(false && "no panel layout for this type");
   }
   return WKind::kQ8_0P;
 }
 
-// Q6_K: one group's super-block b (of nb) from the rows' blocks: dword j of row i's block
-// (j < 52) to lane i of payload vector j, its fp16 d to the d half-vector.
-void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* group) {
-  const internal::PanelBlock at = PanelBlockAt(internal::kQ6KPanelPayload, nb, b);
+// Q6_K and Q3_K: one group's super-block b (of nb) from the rows' blocks: dword j of row i's
+// block (j < kDwords: all of the block but its fp16 d, which ends it) to lane i of payload vector
+// j, its d to the d half-vector.
+template <class Block, int64_t kPayloadBytes>
+void PackBlockDwords(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* group) {
+  constexpr int64_t kBlockBytes = sizeof(Block), kDwords = (kBlockBytes - 2) / 4;
+  static_assert(kDwords * 64 == kPayloadBytes && kDwords * 4 + 2 == kBlockBytes);
+  const internal::PanelBlock at = PanelBlockAt(kPayloadBytes, nb, b);
   uint8_t* payload = group + at.payload;
   for (int64_t i = 0; i < kGroupRows; ++i) {
-    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ6_K) : nullptr;
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * kBlockBytes : nullptr;
     uint16_t d = 0;
-    if (blk != nullptr) std::memcpy(&d, blk + sizeof(BlockQ6_K) - 2, 2);
+    if (blk != nullptr) std::memcpy(&d, blk + kBlockBytes - 2, 2);
     std::memcpy(group + at.scales + 2 * i, &d, 2);
   }
+  int64_t j0 = 0;  // the dwords before j0 are packed
 #if defined(__SSE2__)
   bool full = true;
   for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
   if (full) {  // four rows and four dwords at a time, as PackBlock
     for (int64_t i = 0; i < kGroupRows; i += 4) {
-      for (int64_t j = 0; j < 52; j += 4) {
+      for (int64_t j = 0; j + 4 <= kDwords; j += 4) {
         __m128i r[4];
         for (int q = 0; q < 4; ++q) {
           r[q] = _mm_loadu_si128(
-              reinterpret_cast<const __m128i*>(row[i + q] + b * sizeof(BlockQ6_K) + 4 * j));
+              reinterpret_cast<const __m128i*>(row[i + q] + b * kBlockBytes + 4 * j));
         }
         __m128i v[4];
         Transpose4x4(r, v);
@@ -78,12 +85,12 @@ void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* gr
         }
       }
     }
-    return;
+    j0 = kDwords / 4 * 4;  // Q3_K's last 3 dwords below: 16 bytes would read past the block
   }
 #endif
   for (int64_t i = 0; i < kGroupRows; ++i) {
-    const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(BlockQ6_K) : nullptr;
-    for (int64_t j = 0; j < 52; ++j) {
+    const uint8_t* blk = row[i] != nullptr ? row[i] + b * kBlockBytes : nullptr;
+    for (int64_t j = j0; j < kDwords; ++j) {
       uint32_t v = 0;
       if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
       std::memcpy(payload + 64 * j + 4 * i, &v, 4);
@@ -97,21 +104,23 @@ void PackBlockQ6_K(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* gr
 int64_t Q4KVectorOf(int64_t j) { return j == 0 ? 35 : j < 4 ? 31 + j : j - 4; }
 int64_t Q5KVectorOf(int64_t j) { return j < 4 ? Q4KVectorOf(j) : j < 12 ? 32 + j : j - 12; }
 
-// Q4_K or Q5_K: one group's super-block b from the rows' blocks (`row[i]` null for a padding
-// row). Lane i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36 (44)
-// dword transpose.
+// Q4_K, Q5_K or Q2_K: one group's super-block b from the rows' blocks (`row[i]` null for a
+// padding row). Lane i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36
+// (44, 21) dword transpose; Q2_K's dword j goes to vector j.
 template <class Block>
 void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
   constexpr bool kQ5 = sizeof(Block) == sizeof(BlockQ5_K);
+  constexpr bool kQ2 = sizeof(Block) == sizeof(BlockQ2_K);
   constexpr int64_t kDwords = sizeof(Block) / 4;
-  auto vector_of = [](int64_t j) { return kQ5 ? Q5KVectorOf(j) : Q4KVectorOf(j); };
+  auto vector_of = [](int64_t j) { return kQ2 ? j : kQ5 ? Q5KVectorOf(j) : Q4KVectorOf(j); };
   uint8_t* out = group + b * 16 * static_cast<int64_t>(sizeof(Block));
+  int64_t j0 = 0;  // the dwords before j0 are packed
 #if defined(__SSE2__)
   bool full = true;
   for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
   if (full) {  // four rows and four dwords at a time: 4 x 4 transposes (~4x the loop below)
     for (int64_t i = 0; i < kGroupRows; i += 4) {
-      for (int64_t j = 0; j < kDwords; j += 4) {
+      for (int64_t j = 0; j + 4 <= kDwords; j += 4) {
         __m128i r[4];
         for (int q = 0; q < 4; ++q) {
           r[q] = _mm_loadu_si128(
@@ -124,12 +133,12 @@ void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
         }
       }
     }
-    return;
+    j0 = kDwords / 4 * 4;  // Q2_K's last dword below: 16 bytes would read past the block
   }
 #endif
   for (int64_t i = 0; i < kGroupRows; ++i) {
     const uint8_t* blk = row[i] != nullptr ? row[i] + b * sizeof(Block) : nullptr;
-    for (int64_t j = 0; j < kDwords; ++j) {
+    for (int64_t j = j0; j < kDwords; ++j) {
       uint32_t v = 0;
       if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
       std::memcpy(out + 64 * vector_of(j) + 4 * i, &v, 4);
@@ -222,17 +231,20 @@ void PackBlock(WKind kind, const uint8_t* const* row, int64_t nb, int64_t b, uin
 namespace internal {
 
 void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t cols, uint8_t* out) {
-  if (kind == WKind::kQ6_KP) {
+  if (kind == WKind::kQ6_KP || kind == WKind::kQ3_KP) {
+    const bool q6 = kind == WKind::kQ6_KP;
+    const int64_t block_bytes = q6 ? sizeof(BlockQ6_K) : sizeof(BlockQ3_K);
+    const int64_t payload_bytes = q6 ? kQ6KPanelPayload : kQ3KPanelPayload;
     const int64_t nb = cols / kQK_K;
-    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * sizeof(BlockQ6_K);
+    const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
     const int64_t i = row % kGroupRows;
     for (int64_t b = 0; b < nb; ++b) {
-      const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b);
-      uint8_t* blk = out + b * sizeof(BlockQ6_K);
-      for (int64_t j = 0; j < 52; ++j) {
+      const PanelBlock at = PanelBlockAt(payload_bytes, nb, b);
+      uint8_t* blk = out + b * block_bytes;
+      for (int64_t j = 0; j < payload_bytes / 64; ++j) {
         std::memcpy(blk + 4 * j, group + at.payload + 64 * j + 4 * i, 4);
       }
-      std::memcpy(blk + sizeof(BlockQ6_K) - 2, group + at.scales + 2 * i, 2);
+      std::memcpy(blk + block_bytes - 2, group + at.scales + 2 * i, 2);
     }
     return;
   }
@@ -252,9 +264,9 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     }
     return;
   }
-  if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP) {
-    const bool q5 = kind == WKind::kQ5_KP;
-    const int64_t block_bytes = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ2_KP) {
+    const bool q5 = kind == WKind::kQ5_KP, q2 = kind == WKind::kQ2_KP;
+    const int64_t block_bytes = q2 ? sizeof(BlockQ2_K) : q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
     const int64_t nb = cols / kQK_K;
     const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
     const int64_t i = row % kGroupRows;
@@ -262,7 +274,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
       const uint8_t* in = group + b * 16 * block_bytes;
       uint8_t* blk = out + b * block_bytes;
       for (int64_t j = 0; j < block_bytes / 4; ++j) {
-        std::memcpy(blk + 4 * j, in + 64 * (q5 ? Q5KVectorOf(j) : Q4KVectorOf(j)) + 4 * i, 4);
+        const int64_t k = q2 ? j : q5 ? Q5KVectorOf(j) : Q4KVectorOf(j);
+        std::memcpy(blk + 4 * j, in + 64 * k + 4 * i, 4);
       }
     }
     return;
@@ -292,7 +305,8 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 bool PanelsPreferred(TensorType type) {
   return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
           type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
-          type == TensorType::kQ6_K || type == TensorType::kIQ4_NL) &&
+          type == TensorType::kQ6_K || type == TensorType::kIQ4_NL || type == TensorType::kQ3_K ||
+          type == TensorType::kQ2_K) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
@@ -305,7 +319,8 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
                 void* panels) {
   const WKind kind = PanelKind(type);
   if (r0 == r1) return;
-  const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ6_KP;
+  const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ6_KP ||
+                       kind == WKind::kQ3_KP || kind == WKind::kQ2_KP;
   const int64_t block = k_quant ? kQK_K : 32;
   YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
            cols % block == 0);
@@ -328,7 +343,11 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
       } else if (kind == WKind::kQ5_KP) {
         PackBlockK<BlockQ5_K>(row, b, group);
       } else if (kind == WKind::kQ6_KP) {
-        PackBlockQ6_K(row, nb, b, group);
+        PackBlockDwords<BlockQ6_K, internal::kQ6KPanelPayload>(row, nb, b, group);
+      } else if (kind == WKind::kQ3_KP) {
+        PackBlockDwords<BlockQ3_K, internal::kQ3KPanelPayload>(row, nb, b, group);
+      } else if (kind == WKind::kQ2_KP) {
+        PackBlockK<BlockQ2_K>(row, b, group);
       } else {
         PackBlock(kind, row, nb, b, group);
       }
