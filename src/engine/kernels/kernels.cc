@@ -91,6 +91,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
       case TensorType::kQ4_K: return {WKind::kQ4_KP, ActFormat::kQ8K};
       case TensorType::kQ5_K: return {WKind::kQ5_KP, ActFormat::kQ8K};
       case TensorType::kQ6_K: return {WKind::kQ6_KP, ActFormat::kQ8K};
+      case TensorType::kIQ4_XS: return {WKind::kIQ4_XSP, ActFormat::kQ8K};
       default: YZ_CHECK(false && "MatMul: no panel layout");
     }
   }

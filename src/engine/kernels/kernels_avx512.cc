@@ -1602,6 +1602,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ5_KP)] = Avx512PanelsQ5_K;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = Avx512PanelsQ4_K;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = Avx512PanelsQ6_K;
+    t.tile[static_cast<int>(WKind::kIQ4_XSP)] = Avx512PanelsIQ4_XS;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.quantize_q8x4 = QuantizeQ8x4;
