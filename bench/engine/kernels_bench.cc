@@ -140,7 +140,7 @@ constexpr Shape kGemmShapes[] = {{"4864x896", 4864, 896}, {"896x896", 896, 896},
                                  {"1536x1536", 1536, 1536}};
 constexpr int64_t kPromptTokens = 512;
 
-// Every type has an AVX-512 kernel; IQ4_XS in the file's rows only (no panels).
+// Every type has an AVX-512 kernel, and every quantised one a panel layout too.
 constexpr TensorType kTypes[] = {
     TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_0,   TensorType::kQ5_0,
     TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,   TensorType::kQ4_K,
@@ -358,8 +358,8 @@ benchmark::internal::Benchmark* Timed(benchmark::internal::Benchmark* b) {
 }
 
 // Every ISA with row-layout weights, and the types PanelsPreferred names (Q8_0/Q4_0/Q5_0/Q5_1,
-// Q2_K/Q3_K/Q4_K/Q5_K/Q6_K and IQ4_NL) also as panels on AVX-512 (the layout a model loaded on such
-// a CPU runs: WeightLayout::kPanels), named "avx512-panels".
+// Q2_K/Q3_K/Q4_K/Q5_K/Q6_K, IQ4_NL and IQ4_XS) also as panels on AVX-512 (the layout a model
+// loaded on such a CPU runs: WeightLayout::kPanels), named "avx512-panels".
 struct Variant {
   Isa isa;
   WeightLayout layout;

@@ -155,7 +155,8 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
                           c.type == TensorType::kQ5_0 || c.type == TensorType::kQ5_1 ||
                           c.type == TensorType::kQ4_K || c.type == TensorType::kQ5_K ||
                           c.type == TensorType::kQ6_K || c.type == TensorType::kIQ4_NL ||
-                          c.type == TensorType::kQ3_K || c.type == TensorType::kQ2_K;
+                          c.type == TensorType::kQ3_K || c.type == TensorType::kQ2_K ||
+                          c.type == TensorType::kIQ4_XS;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -429,9 +430,9 @@ TEST_F(KernelsTest, KQuantMatMulGivesATokenTheSameBitsDecodedAloneOrInAnyBatch) 
 
 TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThreads) {
   // Panel-layout weights: one decoding token, a batch of a few sequences (the direct kernel) and
-  // a long prompt (Q4_0 and the K-quants: split into an L1 panel first) must give a token the
-  // same bits, so that a sequence decodes the same alone and in a batch. 45 rows: a partial last
-  // group; 17 blocks: an odd last block and a second chunk.
+  // a long prompt (Q4_0, the K-quants and IQ4_XS: split into an L1 panel first) must give a token
+  // the same bits, so that a sequence decodes the same alone and in a batch. 45 rows: a partial
+  // last group; 17 blocks: an odd last block and a second chunk.
   std::mt19937 rng(78);
   const int64_t rows = 45, n_all = 140;
   ComputePool pool(2);
@@ -441,13 +442,13 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
     for (TensorType type :
          {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
           TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
-          TensorType::kQ3_K, TensorType::kQ2_K}) {
+          TensorType::kQ3_K, TensorType::kQ2_K, TensorType::kIQ4_XS}) {
       SCOPED_TRACE(std::string(TypeName(type)));
-      // K-quants: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K and Q3_K: an odd
-      // last one).
+      // K-quants and IQ4_XS: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K and
+      // Q3_K: an odd last one).
       const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
                            type == TensorType::kQ6_K || type == TensorType::kQ3_K ||
-                           type == TensorType::kQ2_K;
+                           type == TensorType::kQ2_K || type == TensorType::kIQ4_XS;
       const int64_t cols = k_quant ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
@@ -468,13 +469,13 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
       MatMul(&pool, type, panels.data(), rows, cols, x.data(), n_all, all.data(),
              WeightLayout::kPanels);
       if (k_quant && type != TensorType::kQ5_K && isa == Isa::kAvx512) {
-        // AVX-512 computes Q4_K, Q6_K, Q3_K and Q2_K with the same integer sums and float steps
-        // in both layouts. (Q5_K has panels only: it is always repacked on AVX-512, and its row
+        // AVX-512 computes Q4_K, Q6_K, Q3_K, Q2_K and IQ4_XS with the same integer sums and float
+        // steps in both layouts. (Q5_K has panels only: it is always repacked on AVX-512, and its row
         // layout runs the AVX2 kernel.)
         std::vector<float> from_rows(all.size(), -3.0f);
         MatMul(&pool, type, w.data(), rows, cols, x.data(), n_all, from_rows.data());
         EXPECT_TRUE(from_rows == all) << "row layout";
-        for (int64_t n : {int64_t{1}, int64_t{5}}) {
+        for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{33}}) {
           std::vector<float> y(static_cast<size_t>(n * rows), -2.0f);
           MatMul(&pool, type, w.data(), rows, cols, x.data(), n, y.data());
           EXPECT_TRUE(std::equal(y.begin(), y.end(), all.begin())) << "row layout, " << n;
@@ -490,6 +491,7 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
                                   {20, 17},
                                   {100, 30},
                                   {60, 33},
+                                  {40, 33},
                                   {0, 130}}) {
         for (ComputePool* p : {&pool, static_cast<ComputePool*>(nullptr)}) {
           std::vector<float> y(static_cast<size_t>(count * rows), -2.0f);
@@ -600,7 +602,8 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
       {TensorType::kQ5_0, WeightLayout::kPanels},   {TensorType::kQ5_1, WeightLayout::kPanels},
       {TensorType::kIQ4_NL, WeightLayout::kPanels}, {TensorType::kQ4_K, WeightLayout::kPanels},
       {TensorType::kQ5_K, WeightLayout::kPanels},   {TensorType::kQ6_K, WeightLayout::kPanels},
-      {TensorType::kQ3_K, WeightLayout::kPanels},   {TensorType::kQ2_K, WeightLayout::kPanels}};
+      {TensorType::kQ3_K, WeightLayout::kPanels},   {TensorType::kQ2_K, WeightLayout::kPanels},
+      {TensorType::kIQ4_XS, WeightLayout::kPanels}};
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
                  (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));
@@ -654,8 +657,11 @@ TEST_F(KernelsTest, ConvertingAnInputInRangesGivesTheBytesOfConvertingItAtOnce) 
                         {TensorType::kQ6_K, WeightLayout::kRows, 1280},
                         {TensorType::kIQ4_NL, WeightLayout::kRows, 224},
                         {TensorType::kIQ4_XS, WeightLayout::kRows, 1536},
+                        {TensorType::kIQ4_XS, WeightLayout::kPanels, 1536},
                         {TensorType::kQ3_K, WeightLayout::kRows, 1792},
-                        {TensorType::kQ2_K, WeightLayout::kRows, 2304}};
+                        {TensorType::kQ3_K, WeightLayout::kPanels, 1792},
+                        {TensorType::kQ2_K, WeightLayout::kRows, 2304},
+                        {TensorType::kQ2_K, WeightLayout::kPanels, 2304}};
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);

@@ -97,6 +97,7 @@ KindInfo KindOf(TensorType t, WeightLayout layout) {
       case TensorType::kQ6_K: return {WKind::kQ6_KP, ActFormat::kQ8K};
       case TensorType::kQ3_K: return {WKind::kQ3_KP, ActFormat::kQ8K};
       case TensorType::kQ2_K: return {WKind::kQ2_KP, ActFormat::kQ8K};
+      case TensorType::kIQ4_XS: return {WKind::kIQ4_XSP, ActFormat::kQ8K};
       default: YZ_CHECK(false && "MatMul: no panel layout");
     }
   }

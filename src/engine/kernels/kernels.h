@@ -82,7 +82,7 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 // How a weight matrix's bytes are laid out.
 //  - kRows: as in the file (GGUF/safetensors), row after row.
 //  - kPanels (the quantised types: Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-//    IQ4_NL): the same blocks
+//    IQ4_NL, IQ4_XS): the same blocks
 //    regrouped by PackPanels so that 16 rows' blocks of the same columns sit together (layout in
 //    kernels_internal.h). The same bytes as kRows plus the padding of a last group of fewer than
 //    16 rows (PanelBytes). On a CPU with AVX-512 the kernels multiply panels directly, for any

@@ -1606,6 +1606,7 @@ const IsaKernels& Avx512Kernels() {
     t.tile[static_cast<int>(WKind::kQ6_KP)] = Avx512PanelsQ6_K;
     t.tile[static_cast<int>(WKind::kQ3_KP)] = Avx512PanelsQ3_K;
     t.tile[static_cast<int>(WKind::kQ2_KP)] = Avx512PanelsQ2_K;
+    t.tile[static_cast<int>(WKind::kIQ4_XSP)] = Avx512PanelsIQ4_XS;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;
     t.quantize_q8x4 = QuantizeQ8x4;

@@ -3,9 +3,9 @@
 //  - row-layout weights (F32, F16, BF16, Q8_0, Q4_0 as in the file), every tile but a 1-2 token
 //    decoding call: 16 weight rows repacked per call into an L1 panel (GemmFloat, GemmQ8);
 //  - row-layout Q4_K/Q6_K, tiles of more than 8 tokens: the same per call (GemmK);
-//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K/Q3_K/Q2_K (WeightLayout::kPanels, repacked once at
-//    load), every token count: the same micro-kernel arithmetic straight from the stored panels
-//    (GemmPanels, GemmPanelsK, at the end).
+//  - panel-layout Q8_0/Q4_0/Q5_0/Q4_K/Q6_K/Q3_K/Q2_K/IQ4_XS (WeightLayout::kPanels, repacked
+//    once at load), every token count: the same micro-kernel arithmetic straight from the stored
+//    panels (GemmPanels, GemmPanelsK, at the end).
 // Scalar references: kernels_ref.cc.
 //
 // The "outer product" formulation of a GEMM, not the dot formulation of the decoding kernels: a
@@ -1705,6 +1705,123 @@ void SplitQ6_KGroup(const uint8_t* group, int64_t nb, int64_t b0, int64_t nbk, u
   }
 }
 
+// ---- IQ4_XS weights in the panel layout (kIQ4_XSP, packed once at load; kernels_internal.h)
+//
+// DirectIQ4XSMicro reads each group's super-blocks in place as DirectKMicro reads Q4_K's: per
+// sub-block s, the low and high nibbles of its 4 vectors looked up by VPSHUFB in IQ4_NL's table
+// plus 128 (IQ4XSPanel's values u), 8 VPDPBUSDs leaving the sub-block's sum of u x for 16 rows in
+// the lanes of one vector, one VPMULLD by ls - 32 (unpacked in registers from the scales_l and
+// scales_h vectors); the offset 128 comes off through the bsums as in IQ4XSPanel. So per
+// super-block it computes the exact integer of IQ4XSMicro and of the row kernel (IQ4_XSK,
+// kernels_avx512.cc), total = sum_s (ls - 32) * (sum u x - 128 * (bsum[2s] + bsum[2s + 1])), and
+// their float steps (v = d * total, acc += dx * v). Longer inputs split each chunk into
+// IQ4XSMicro's L1 panel.
+
+// Sub-block s's ls - 32 in every lane, from the lanes' scales_l (sl) and d | scales_h << 16 (dh).
+inline __m512i IQ4XSScale(__m512i sl, __m512i dh, int s) {
+  const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * s), _mm512_set1_epi32(0x0F));
+  const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dh, 12 + 2 * s), _mm512_set1_epi32(0x30));
+  return _mm512_sub_epi32(_mm512_or_si512(lo, hi), _mm512_set1_epi32(32));
+}
+// The int16 pair (sc, sc) in every lane, against a pair of bsums.
+inline __m512i IQ4XSPair(__m512i sc) {
+  return _mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xFFFF)),
+                         _mm512_slli_epi32(sc, 16));
+}
+
+template <int NR, int NT>
+struct DirectIQ4XSMicro {
+  static_assert(NR == 1, "one group, one stream");
+  static void Run(const DirectKArgs& a, int64_t t) {
+    const bool prefetch = DecodeSoftwarePrefetch();
+    ActQ8KRow x[NT];
+    for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
+    __m512 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i table = Iq4nlTable128();
+    for (int64_t b = 0; b < a.nb; ++b) {
+      const uint8_t* blk = a.group + b * kIQ4XSPBlockBytes;
+      if (NT <= 2 && prefetch) {
+        for (int64_t o = 0; o < kIQ4XSPBlockBytes; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
+        }
+      }
+      const __m512i sl = _mm512_load_si512(blk + kIQ4XSPScalesL);
+      const __m512i dh = _mm512_load_si512(blk + kIQ4XSPDH);
+      __m512i sumi[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (int s = 0; s < 8; ++s) {
+        __m512i dot[NT];
+        for (int j = 0; j < NT; ++j) dot[j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          const __m512i v = _mm512_load_si512(blk + 64 * (4 * s + k));
+          const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble));
+          const __m512i hi =
+              _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+#pragma GCC unroll 4
+          for (int j = 0; j < NT; ++j) {
+            const int8_t* xq = x[j].qs + kQK_K * b + 32 * s + 4 * k;
+            dot[j] = _mm512_dpbusd_epi32(dot[j], lo, Broadcast4(xq));
+            dot[j] = _mm512_dpbusd_epi32(dot[j], hi, Broadcast4(xq + 16));
+          }
+        }
+        const __m512i sc = IQ4XSScale(sl, dh, s);
+        for (int j = 0; j < NT; ++j) {
+          sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(dot[j], sc));
+        }
+      }
+      const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+      __m512i pair[8];
+      for (int s = 0; s < 8; ++s) pair[s] = IQ4XSPair(IQ4XSScale(sl, dh, s));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+        __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; ++s) {
+          corr = _mm512_dpwssd_epi32(corr, pair[s], Broadcast4(bs + 2 * s));
+        }
+        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 7));
+        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+      }
+    }
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
+  }
+};
+
+// Super-blocks [b0, b0 + nbk) of one IQ4_XS panel group into IQ4XSMicro's L1 panel format.
+void SplitIQ4XSGroup(const uint8_t* group, int64_t /*nb*/, int64_t b0, int64_t nbk, uint8_t* out) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i table = Iq4nlTable128();
+  for (int64_t b = 0; b < nbk; ++b) {
+    const uint8_t* blk = group + (b0 + b) * kIQ4XSPBlockBytes;
+    uint8_t* o = out + b * kIQ4XSPanelBlockBytes;
+    for (int s = 0; s < 8; ++s) {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {  // columns 32s + 4k.. (low nibbles), 32s + 16 + 4k.. (high)
+        const __m512i v = _mm512_load_si512(blk + 64 * (4 * s + k));
+        _mm512_store_si512(o + 64 * (8 * s + k),
+                           _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble)));
+        _mm512_store_si512(
+            o + 64 * (8 * s + 4 + k),
+            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble)));
+      }
+    }
+    const __m512i sl = _mm512_load_si512(blk + kIQ4XSPScalesL);
+    const __m512i dh = _mm512_load_si512(blk + kIQ4XSPDH);
+    for (int s = 0; s < 8; ++s) {
+      const __m512i sc = IQ4XSScale(sl, dh, s);
+      _mm512_store_si512(o + kIQ4XSScaleOffset + 64 * s, sc);
+      _mm512_store_si512(o + kIQ4XSPairOffset + 64 * s, IQ4XSPair(sc));
+    }
+    _mm512_store_ps(o + kIQ4XSDOffset, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
+  }
+}
+
 // ---- Q3_K weights in the panel layout (kQ3_KP, packed once at load; kernels_internal.h)
 //
 // Payload vectors 0-7 hold hmask, 8-23 qs, 24-26 the packed scales, lane i = row i. Element
@@ -2067,6 +2184,10 @@ void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 }
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectK6Micro, SplitQ6_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);
+}
+void Avx512PanelsIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  GemmPanelsK<DirectIQ4XSMicro, SplitIQ4XSGroup, IQ4XSMicro, kIQ4XSPanelBlockBytes>(a, r0, r1, t0,
+                                                                                    t1);
 }
 void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   GemmPanelsK<DirectK3Micro, SplitQ3_KGroup, Q6KMicro, kQ6PanelBlockBytes>(a, r0, r1, t0, t1);

@@ -146,9 +146,8 @@ struct NibblesIQ4_NL {
 // --- tiles -------------------------------------------------------------------------------------
 
 // Weight kinds the tile table is indexed by: the row layout of every supported type, then (kQ8_0P
-// to kQ2_KP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL/Q3_K/Q2_K in the panel layout (IQ4_NL's
-// is Q4_0's: the blocks are alike byte for byte). IQ4_XS has none: its rows stay in the file's
-// layout on every ISA.
+// to kIQ4_XSP) Q8_0/Q4_0/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL/Q3_K/Q2_K/IQ4_XS in the panel layout
+// (IQ4_NL's is Q4_0's: the blocks are alike byte for byte).
 enum class WKind {
   kF32 = 0,
   kF16,
@@ -174,6 +173,7 @@ enum class WKind {
   kIQ4_NLP,
   kQ3_KP,
   kQ2_KP,
+  kIQ4_XSP,
   kCount
 };
 
@@ -226,6 +226,12 @@ enum class WKind {
 // 2j..2j+1 of qs vector 4 + 8n + l / 4, byte l % 4.
 // Q5_1 (kQ5_1P): block b of 16 rows is 384 bytes at b * 384, Q5_0's five payload vectors (q + 0,
 // unsigned) then one vector, lane i = row i's d | m << 16 (fp16 bits); blocks are not paired.
+// IQ4_XS (kIQ4_XSP): super-block b of 16 rows is 2176 bytes at b * 2176 (16 x 136):
+//   [0, 2048)     32 vectors, vector 4s + k lane i: bytes 4k..4k+3 of row i's nibbles of
+//                 sub-block s (qs[16s + 4k ..]: low nibbles columns 32s + 4k.., high nibbles
+//                 columns 32s + 16 + 4k.., indices into IQ4_NL's table, as Q4_0's vectors);
+//   [2048, 2112)  1 vector, lane i: row i's scales_l (the low 4 bits of its 8 scales);
+//   [2112, 2176)  1 vector, lane i: row i's d | scales_h << 16 (the block's first dword).
 inline constexpr int64_t kQ5_1PanelBlockBytes = 16 * 24;
 inline constexpr int64_t kQ6KPanelPayload = 52 * 64;
 inline constexpr int64_t kQ3KPanelPayload = 27 * 64;
@@ -235,6 +241,9 @@ inline constexpr int64_t kQ4KPanelScales = 2048;
 inline constexpr int64_t kQ4KPanelD = 2240;
 inline constexpr int64_t kQ5KPanelQh = 2304;
 inline constexpr int64_t kQ5KPanelBlockBytes = 16 * 176;
+inline constexpr int64_t kIQ4XSPBlockBytes = 16 * 136;
+inline constexpr int64_t kIQ4XSPScalesL = 2048;
+inline constexpr int64_t kIQ4XSPDH = 2112;
 static inline int64_t PanelPayloadBytes(WKind k) {
   return k == WKind::kQ8_0P ? 512 : k == WKind::kQ5_0P ? 320 : 256;
 }
@@ -364,9 +373,9 @@ void Avx512GemmQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 void Avx512GemmQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 // IQ4_XS through panels of Q4_K's shape (values table + 128, the offset through the bsums).
 void Avx512GemmIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Panel-layout Q8_0/Q4_0/Q5_0/Q5_1 (TileArgs::w the panel buffer, w_row_bytes the row layout's row
-// size; r0 a multiple of 16), any token count, against kQ8 activations; Q4_K/Q5_K/Q6_K/Q3_K/
-// Q2_K against kQ8K.
+// Panel-layout Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL (TileArgs::w the panel buffer, w_row_bytes the row
+// layout's row size; r0 a multiple of 16), any token count, against kQ8 activations;
+// Q4_K/Q5_K/Q6_K/Q3_K/Q2_K/IQ4_XS against kQ8K.
 void Avx512PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsIQ4_NL(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
@@ -377,6 +386,7 @@ void Avx512PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
+void Avx512PanelsIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 
 // Row `row` of a panel-layout matrix back in its row-layout blocks (RowSizeBytes(type, cols) bytes
 // at out): panels.cc, for the scalar reference tiles and DequantizeRow.

@@ -556,6 +556,7 @@ const IsaKernels& ScalarKernels() {
     t.tile[static_cast<int>(WKind::kQ6_KP)] = TilePanels<WKind::kQ6_KP, TileQ6_K>;
     t.tile[static_cast<int>(WKind::kQ3_KP)] = TilePanels<WKind::kQ3_KP, TileQ3_K>;
     t.tile[static_cast<int>(WKind::kQ2_KP)] = TilePanels<WKind::kQ2_KP, TileQ2_K>;
+    t.tile[static_cast<int>(WKind::kIQ4_XSP)] = TilePanels<WKind::kIQ4_XSP, TileIQ4_XS>;
     t.quantize_q8 = QuantizeActQ8Ref;
     t.quantize_q8k = QuantizeActQ8KRef;
     t.quantize_q8x4 = QuantizeActQ8x4Ref;

@@ -1,8 +1,9 @@
 // The panel layout of the quantised weights (Q8_0, Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K,
-// Q6_K, IQ4_NL; kernels_internal.h): packing at load, reading a row back. Portable code: packing
-// runs once per model load, a few bytes of shuffling per weight byte.
+// Q6_K, IQ4_NL, IQ4_XS; kernels_internal.h): packing at load, reading a row back. Portable code:
+// packing runs once per model load, a few bytes of shuffling per weight byte.
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -46,6 +47,7 @@ WKind PanelKind(TensorType type) {
     case TensorType::kQ6_K: return WKind::kQ6_KP;
     case TensorType::kQ3_K: return WKind::kQ3_KP;
     case TensorType::kQ2_K: return WKind::kQ2_KP;
+    case TensorType::kIQ4_XS: return WKind::kIQ4_XSP;
     default: YZ_CHECK(false && "no panel layout for this type");
   }
   return WKind::kQ8_0P;
@@ -100,27 +102,34 @@ void PackBlockDwords(const uint8_t* const* row, int64_t nb, int64_t b, uint8_t* 
 
 // Q4_K: the panel vector that dword j of a block (36 dwords) goes to: d and dmin (dword 0) to 35,
 // the scale bytes (1-3) to 32-34, the nibbles (4-35) to 0-31. Q5_K (44 dwords): the same, its qh
-// (dwords 4-11) to 36-43 and its nibbles (12-43) to 0-31.
+// (dwords 4-11) to 36-43 and its nibbles (12-43) to 0-31. IQ4_XS (34 dwords): d | scales_h
+// (dword 0) to 33, scales_l (1) to 32, the nibbles (2-33) to 0-31.
 int64_t Q4KVectorOf(int64_t j) { return j == 0 ? 35 : j < 4 ? 31 + j : j - 4; }
 int64_t Q5KVectorOf(int64_t j) { return j < 4 ? Q4KVectorOf(j) : j < 12 ? 32 + j : j - 12; }
+int64_t IQ4XSVectorOf(int64_t j) { return j < 2 ? 33 - j : j - 2; }
+template <class Block>
+int64_t VectorOfK(int64_t j) {
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) return Q5KVectorOf(j);
+  if constexpr (std::is_same_v<Block, BlockIQ4_XS>) return IQ4XSVectorOf(j);
+  if constexpr (std::is_same_v<Block, BlockQ2_K>) return j;
+  return Q4KVectorOf(j);
+}
 
-// Q4_K, Q5_K or Q2_K: one group's super-block b from the rows' blocks (`row[i]` null for a
+// Q4_K, Q5_K, Q2_K or IQ4_XS: one group's super-block b from the rows' blocks (`row[i]` null for a
 // padding row). Lane i of each vector is row i's dword (layout in kernels_internal.h): a 16 x 36
-// (44, 21) dword transpose; Q2_K's dword j goes to vector j.
+// (44, 21, 34) dword transpose.
 template <class Block>
 void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
-  constexpr bool kQ5 = sizeof(Block) == sizeof(BlockQ5_K);
-  constexpr bool kQ2 = sizeof(Block) == sizeof(BlockQ2_K);
   constexpr int64_t kDwords = sizeof(Block) / 4;
-  auto vector_of = [](int64_t j) { return kQ2 ? j : kQ5 ? Q5KVectorOf(j) : Q4KVectorOf(j); };
   uint8_t* out = group + b * 16 * static_cast<int64_t>(sizeof(Block));
   int64_t j0 = 0;  // the dwords before j0 are packed
 #if defined(__SSE2__)
   bool full = true;
   for (int64_t i = 0; i < kGroupRows; ++i) full = full && row[i] != nullptr;
   if (full) {  // four rows and four dwords at a time: 4 x 4 transposes (~4x the loop below)
+    j0 = kDwords / 4 * 4;
     for (int64_t i = 0; i < kGroupRows; i += 4) {
-      for (int64_t j = 0; j + 4 <= kDwords; j += 4) {
+      for (int64_t j = 0; j < j0; j += 4) {
         __m128i r[4];
         for (int q = 0; q < 4; ++q) {
           r[q] = _mm_loadu_si128(
@@ -129,11 +138,13 @@ void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
         __m128i v[4];
         Transpose4x4(r, v);
         for (int q = 0; q < 4; ++q) {  // dword j + q of rows i..i+3
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * vector_of(j + q) + 4 * i), v[q]);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64 * VectorOfK<Block>(j + q) + 4 * i),
+                           v[q]);
         }
       }
     }
-    j0 = kDwords / 4 * 4;  // Q2_K's last dword below: 16 bytes would read past the block
+    if (j0 == kDwords) return;  // else Q2_K's last dword, IQ4_XS's last two below: 16 bytes
+                                // would read past the block
   }
 #endif
   for (int64_t i = 0; i < kGroupRows; ++i) {
@@ -141,7 +152,7 @@ void PackBlockK(const uint8_t* const* row, int64_t b, uint8_t* group) {
     for (int64_t j = j0; j < kDwords; ++j) {
       uint32_t v = 0;
       if (blk != nullptr) std::memcpy(&v, blk + 4 * j, 4);
-      std::memcpy(out + 64 * vector_of(j) + 4 * i, &v, 4);
+      std::memcpy(out + 64 * VectorOfK<Block>(j) + 4 * i, &v, 4);
     }
   }
 }
@@ -264,9 +275,13 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
     }
     return;
   }
-  if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ2_KP) {
-    const bool q5 = kind == WKind::kQ5_KP, q2 = kind == WKind::kQ2_KP;
-    const int64_t block_bytes = q2 ? sizeof(BlockQ2_K) : q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  if (kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ2_KP ||
+      kind == WKind::kIQ4_XSP) {
+    const bool q5 = kind == WKind::kQ5_KP, q2 = kind == WKind::kQ2_KP, iq4 = kind == WKind::kIQ4_XSP;
+    const int64_t block_bytes = q2    ? sizeof(BlockQ2_K)
+                                : q5  ? sizeof(BlockQ5_K)
+                                : iq4 ? sizeof(BlockIQ4_XS)
+                                      : sizeof(BlockQ4_K);
     const int64_t nb = cols / kQK_K;
     const uint8_t* group = panels + (row / kGroupRows) * kGroupRows * nb * block_bytes;
     const int64_t i = row % kGroupRows;
@@ -274,8 +289,11 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
       const uint8_t* in = group + b * 16 * block_bytes;
       uint8_t* blk = out + b * block_bytes;
       for (int64_t j = 0; j < block_bytes / 4; ++j) {
-        const int64_t k = q2 ? j : q5 ? Q5KVectorOf(j) : Q4KVectorOf(j);
-        std::memcpy(blk + 4 * j, in + 64 * k + 4 * i, 4);
+        const int64_t vector = q2    ? j
+                               : q5  ? Q5KVectorOf(j)
+                               : iq4 ? IQ4XSVectorOf(j)
+                                     : Q4KVectorOf(j);
+        std::memcpy(blk + 4 * j, in + 64 * vector + 4 * i, 4);
       }
     }
     return;
@@ -306,7 +324,7 @@ bool PanelsPreferred(TensorType type) {
   return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
           type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
           type == TensorType::kQ6_K || type == TensorType::kIQ4_NL || type == TensorType::kQ3_K ||
-          type == TensorType::kQ2_K) &&
+          type == TensorType::kQ2_K || type == TensorType::kIQ4_XS) &&
          ActiveIsa() == Isa::kAvx512;
 }
 
@@ -320,7 +338,7 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
   const WKind kind = PanelKind(type);
   if (r0 == r1) return;
   const bool k_quant = kind == WKind::kQ4_KP || kind == WKind::kQ5_KP || kind == WKind::kQ6_KP ||
-                       kind == WKind::kQ3_KP || kind == WKind::kQ2_KP;
+                       kind == WKind::kQ3_KP || kind == WKind::kQ2_KP || kind == WKind::kIQ4_XSP;
   const int64_t block = k_quant ? kQK_K : 32;
   YZ_CHECK(r0 % kGroupRows == 0 && (r1 % kGroupRows == 0 || r1 == rows) && r0 <= r1 && r1 <= rows &&
            cols % block == 0);
@@ -342,6 +360,8 @@ void PackPanels(TensorType type, const void* w, int64_t rows, int64_t cols, int6
         PackBlockK<BlockQ4_K>(row, b, group);
       } else if (kind == WKind::kQ5_KP) {
         PackBlockK<BlockQ5_K>(row, b, group);
+      } else if (kind == WKind::kIQ4_XSP) {
+        PackBlockK<BlockIQ4_XS>(row, b, group);
       } else if (kind == WKind::kQ6_KP) {
         PackBlockDwords<BlockQ6_K, internal::kQ6KPanelPayload>(row, nb, b, group);
       } else if (kind == WKind::kQ3_KP) {
