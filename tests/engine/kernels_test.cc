@@ -590,20 +590,12 @@ TEST_F(KernelsTest, OneTokenRowRangesFromConvertedInputsEqualMatMulBitForBit) {
     TensorType type;
     WeightLayout layout;
   };
-  const Case cases[] = {
-      {TensorType::kF32, WeightLayout::kRows},      {TensorType::kF16, WeightLayout::kRows},
-      {TensorType::kBF16, WeightLayout::kRows},     {TensorType::kQ8_0, WeightLayout::kRows},
-      {TensorType::kQ4_0, WeightLayout::kRows},     {TensorType::kQ5_0, WeightLayout::kRows},
-      {TensorType::kQ5_1, WeightLayout::kRows},     {TensorType::kQ4_K, WeightLayout::kRows},
-      {TensorType::kQ5_K, WeightLayout::kRows},     {TensorType::kQ6_K, WeightLayout::kRows},
-      {TensorType::kIQ4_NL, WeightLayout::kRows},   {TensorType::kIQ4_XS, WeightLayout::kRows},
-      {TensorType::kQ3_K, WeightLayout::kRows},     {TensorType::kQ2_K, WeightLayout::kRows},
-      {TensorType::kQ8_0, WeightLayout::kPanels},   {TensorType::kQ4_0, WeightLayout::kPanels},
-      {TensorType::kQ5_0, WeightLayout::kPanels},   {TensorType::kQ5_1, WeightLayout::kPanels},
-      {TensorType::kIQ4_NL, WeightLayout::kPanels}, {TensorType::kQ4_K, WeightLayout::kPanels},
-      {TensorType::kQ5_K, WeightLayout::kPanels},   {TensorType::kQ6_K, WeightLayout::kPanels},
-      {TensorType::kQ3_K, WeightLayout::kPanels},   {TensorType::kQ2_K, WeightLayout::kPanels},
-      {TensorType::kIQ4_XS, WeightLayout::kPanels}};
+  std::vector<Case> cases;
+  for (TensorType type : kAllTypes) {
+    cases.push_back({type, WeightLayout::kRows});
+    // Every quantised type has a panel layout too.
+    if (Traits(type).block_size > 1) cases.push_back({type, WeightLayout::kPanels});
+  }
   for (const Case& tc : cases) {
     SCOPED_TRACE(std::string(TypeName(tc.type)) +
                  (tc.layout == WeightLayout::kPanels ? " panels" : " rows"));

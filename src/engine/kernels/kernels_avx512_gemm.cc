@@ -1617,6 +1617,25 @@ inline void Q6ScalePairs(const uint8_t* payload, __m512i (&pair)[8]) {
   }
 }
 
+// The float steps of a super-block whose values carry an offset of 2^kShift (Q6_K 32, Q3_K 4,
+// IQ4_XS 128) for the 16 rows of a panel group: the offset comes off the exact sum through the
+// activation sums (`pair`: each row's scale words against pairs of bsums), then v = d * total,
+// acc += dx * v, as the row kernels and the per-call panels compute them.
+template <int kShift, int NT>
+inline void OffsetSuperBlockStep(const ActQ8KRow (&x)[NT], int64_t b, const __m512i (&sumi)[NT],
+                                 const __m512i (&pair)[8], __m512 d, __m512 (&acc)[NT]) {
+#pragma GCC unroll 4
+  for (int j = 0; j < NT; ++j) {
+    const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
+    __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
+    const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, kShift));
+    const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
+    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
+  }
+}
+
 template <int NR, int NT>
 struct DirectK6Micro {
   static_assert(NR == 1, "one group, one stream");
@@ -1668,18 +1687,7 @@ struct DirectK6Micro {
       Q6ScalePairs(p, pair);
       const __m512 d = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
-#pragma GCC unroll 4
-      for (int j = 0; j < NT; ++j) {
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
-        __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; ++q) {
-          corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
-        }
-        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 5));
-        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
-        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
-      }
+      OffsetSuperBlockStep<5>(x, b, sumi, pair, d, acc);
     }
     for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
   }
@@ -1776,18 +1784,7 @@ struct DirectIQ4XSMicro {
       const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
       __m512i pair[8];
       for (int s = 0; s < 8; ++s) pair[s] = IQ4XSPair(IQ4XSScale(sl, dh, s));
-#pragma GCC unroll 4
-      for (int j = 0; j < NT; ++j) {
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
-        __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; ++s) {
-          corr = _mm512_dpwssd_epi32(corr, pair[s], Broadcast4(bs + 2 * s));
-        }
-        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 7));
-        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
-        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
-      }
+      OffsetSuperBlockStep<7>(x, b, sumi, pair, d, acc);
     }
     for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
   }
@@ -1884,6 +1881,50 @@ inline void PairsOfWords(const __m512i (&even)[4], const __m512i (&odd)[4], __m5
   }
 }
 
+// A super-block's exact sums for the 16 rows of a Q3_K or Q2_K panel group: the values of field f
+// (f < 4: bits 2f, 2f + 1) of qs vector 8n + kk are columns 128n + 32f + 4kk .. + 3, so sub-block
+// 8n + 2f + kk / 4. `vector(n, kk)` loads what that vector's values need, once, and returns
+// values(f). Per sub-block: sum of values x by VPDPBUSD, 16 rows per vector; then the sums of
+// sub-blocks s and s + 2 as a pair of int16 words against their scale words (even/odd: the words
+// of sub-blocks 4q + {0, 2} and 4q + {1, 3}) by VPDPWSSD.
+template <int NT, class Vector>
+inline void TwoBitFieldSums(const ActQ8KRow (&x)[NT], int64_t b, const __m512i (&even)[4],
+                            const __m512i (&odd)[4], __m512i (&sumi)[NT], Vector vector) {
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+  for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
+    const int n = nh / 2, half = nh % 2;
+    __m512i dot[4][NT];
+    for (int f = 0; f < 4; ++f)
+      for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k4 = 0; k4 < 4; ++k4) {  // each vector loaded once
+      const int kk = 4 * half + k4;
+      const auto values = vector(n, kk);
+#pragma GCC unroll 4
+      for (int f = 0; f < 4; ++f) {
+        const __m512i u = values(f);
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; ++j) {
+          const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
+          dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], u, Broadcast4(xq));
+        }
+      }
+    }
+    // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes half
+    // and half + 2 of the scale dwords 2n and 2n + 1.
+    for (int j = 0; j < NT; ++j) {
+      for (int g = 0; g < 2; ++g) {
+        const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
+                                              _mm512_slli_epi32(dot[2 * g + 1][j], 16));
+        const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
+        sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
+      }
+    }
+  }
+}
+
 template <int NR, int NT>
 struct DirectK3Micro {
   static_assert(NR == 1, "one group, one stream");
@@ -1895,7 +1936,6 @@ struct DirectK3Micro {
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
     for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
@@ -1909,55 +1949,16 @@ struct DirectK3Micro {
       __m512i even[4], odd[4];
       Q3ScaleWords(p, even, odd);
       __m512i sumi[NT];
-      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
-#pragma GCC unroll 1
-      for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
-        const int n = nh / 2, half = nh % 2;
-        __m512i dot[4][NT];
-        for (int f = 0; f < 4; ++f)
-          for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k4 = 0; k4 < 4; ++k4) {  // each qs and hmask vector loaded once
-          const int kk = 4 * half + k4;
-          const __m512i qs = _mm512_loadu_si512(p + 64 * (8 + 8 * n + kk));
-          const __m512i hm = _mm512_loadu_si512(p + 64 * kk);
-#pragma GCC unroll 4
-          for (int f = 0; f < 4; ++f) {
-            const __m512i u = Q3Values(qs, hm, n, f);
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; ++j) {
-              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
-              dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], u, Broadcast4(xq));
-            }
-          }
-        }
-        // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes
-        // half and half + 2 of the scale dwords 2n and 2n + 1.
-        for (int j = 0; j < NT; ++j) {
-          for (int g = 0; g < 2; ++g) {
-            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
-                                                  _mm512_slli_epi32(dot[2 * g + 1][j], 16));
-            const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
-            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
-          }
-        }
-      }
+      TwoBitFieldSums(x, b, even, odd, sumi, [&](int n, int kk) {
+        const __m512i qs = _mm512_loadu_si512(p + 64 * (8 + 8 * n + kk));
+        const __m512i hm = _mm512_loadu_si512(p + 64 * kk);
+        return [=](int f) { return Q3Values(qs, hm, n, f); };
+      });
       __m512i pair[8];
       PairsOfWords(even, odd, pair);
       const __m512 d = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group + at.scales)));
-#pragma GCC unroll 4
-      for (int j = 0; j < NT; ++j) {
-        const int16_t* bs = x[j].bsums + (kQK_K / 16) * b;
-        __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; ++q) {
-          corr = _mm512_dpwssd_epi32(corr, pair[q], Broadcast4(bs + 2 * q));
-        }
-        const __m512i total = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 2));
-        const __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(total));
-        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[j].d[b]), v, acc[j]);
-      }
+      OffsetSuperBlockStep<2>(x, b, sumi, pair, d, acc);
     }
     for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy, a.last_mask, acc[j]);
   }
@@ -2033,7 +2034,6 @@ struct DirectK2Micro {
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
     for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     for (int64_t b = 0; b < a.nb; ++b) {
       const uint8_t* blk = a.group + b * kQ2KPanelBlockBytes;
       if (NT <= 2 && prefetch) {
@@ -2044,39 +2044,12 @@ struct DirectK2Micro {
       __m512i even[4], odd[4];
       Q2Words<false>(blk, even, odd);
       __m512i sumi[NT];
-      for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
-#pragma GCC unroll 1
-      for (int nh = 0; nh < 4; ++nh) {  // n, half: sub-blocks 8n + 2f + half, f < 4
-        const int n = nh / 2, half = nh % 2;
-        __m512i dot[4][NT];
-        for (int f = 0; f < 4; ++f)
-          for (int j = 0; j < NT; ++j) dot[f][j] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k4 = 0; k4 < 4; ++k4) {  // each qs vector loaded once
-          const int kk = 4 * half + k4;
-          const __m512i qs = _mm512_loadu_si512(blk + 64 * (4 + 8 * n + kk));
-#pragma GCC unroll 4
-          for (int f = 0; f < 4; ++f) {
-            const __m512i q =
-                _mm512_and_si512(f == 0 ? qs : _mm512_srli_epi16(qs, 2 * f), _mm512_set1_epi8(3));
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; ++j) {
-              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 32 * f + 4 * kk;
-              dot[f][j] = _mm512_dpbusd_epi32(dot[f][j], q, Broadcast4(xq));
-            }
-          }
-        }
-        // Sub-blocks 8n + half + {0, 2} (fields 0, 1) and + {4, 6} (2, 3): the words of bytes
-        // half and half + 2 of the scale dwords 2n and 2n + 1.
-        for (int j = 0; j < NT; ++j) {
-          for (int g = 0; g < 2; ++g) {
-            const __m512i words = _mm512_or_si512(_mm512_and_si512(dot[2 * g][j], low16),
-                                                  _mm512_slli_epi32(dot[2 * g + 1][j], 16));
-            const __m512i sc = half == 0 ? even[2 * n + g] : odd[2 * n + g];
-            sumi[j] = _mm512_dpwssd_epi32(sumi[j], words, sc);
-          }
-        }
-      }
+      TwoBitFieldSums(x, b, even, odd, sumi, [&](int n, int kk) {
+        const __m512i qs = _mm512_loadu_si512(blk + 64 * (4 + 8 * n + kk));
+        return [=](int f) {
+          return _mm512_and_si512(f == 0 ? qs : _mm512_srli_epi16(qs, 2 * f), _mm512_set1_epi8(3));
+        };
+      });
       __m512i pair[8];
       Q2Words<true>(blk, even, odd);
       PairsOfWords(even, odd, pair);
