@@ -1161,7 +1161,13 @@ struct DirectArgs {
 // did: `yunzhi bench -t 2 -p 1 -n 128 --bandwidth`, alternated, ~50 GB/s state, T0 -> NTA: Q4_0
 // 92.4-92.9% -> 95.0-99.8% of the bound, Q8_0 93.5 -> 96.2%, Llama-3.2-1B Q4_0 89.5 -> 95.8%.
 constexpr int64_t kDecodePrefetchBytes = 8192;
-
+// One block's worth of a group's stream, kDecodePrefetchBytes ahead of `block` (a line per 64
+// bytes: the blocks of a group are contiguous).
+inline void PrefetchAhead(const uint8_t* block, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(block + kDecodePrefetchBytes + o), _MM_HINT_NTA);
+  }
+}
 
 template <class W>
 struct DirectMicro {
@@ -1468,12 +1474,7 @@ struct DirectKMicroOf {
       const __m512i sixteen = _mm512_set1_epi8(16);
       for (int64_t b = 0; b < a.nb; ++b) {
         const uint8_t* blk = a.group + b * kBlockBytes;
-        if (NT <= 2 && prefetch) {
-          for (int64_t o = 0; o < kBlockBytes; o += 64) {
-            _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes),
-                         _MM_HINT_NTA);
-          }
-        }
+        if (NT <= 2 && prefetch) PrefetchAhead(blk, kBlockBytes);
         const __m512i q0 = _mm512_load_si512(blk + kQ4KPanelScales);
         const __m512i q1 = _mm512_load_si512(blk + kQ4KPanelScales + 64);
         const __m512i q2 = _mm512_load_si512(blk + kQ4KPanelScales + 128);
@@ -1652,13 +1653,9 @@ struct DirectK6Micro {
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
-      if (NT <= 2 && prefetch) {
-        // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
-        const uint8_t* ahead = a.group + b * (kQ6KPanelPayload + 32) + kDecodePrefetchBytes;
-        for (int64_t o = 0; o < kQ6KPanelPayload + 32; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
-        }
-      }
+      // Payload and d of a pair are contiguous: the stream advances a block's bytes per block.
+      if (NT <= 2 && prefetch)
+        PrefetchAhead(a.group + b * (kQ6KPanelPayload + 32), kQ6KPanelPayload + 32);
       __m512i sumi[NT];
       for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
 #pragma GCC unroll 1
@@ -1750,11 +1747,7 @@ struct DirectIQ4XSMicro {
     const __m512i table = Iq4nlTable128();
     for (int64_t b = 0; b < a.nb; ++b) {
       const uint8_t* blk = a.group + b * kIQ4XSPBlockBytes;
-      if (NT <= 2 && prefetch) {
-        for (int64_t o = 0; o < kIQ4XSPBlockBytes; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
-        }
-      }
+      if (NT <= 2 && prefetch) PrefetchAhead(blk, kIQ4XSPBlockBytes);
       const __m512i sl = _mm512_load_si512(blk + kIQ4XSPScalesL);
       const __m512i dh = _mm512_load_si512(blk + kIQ4XSPDH);
       __m512i sumi[NT];
@@ -1939,13 +1932,9 @@ struct DirectK3Micro {
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
-      if (NT <= 2 && prefetch) {
-        // Payload and d of a pair are contiguous: prefetch the stream 64 bytes a line.
-        const uint8_t* ahead = a.group + b * (kQ3KPanelPayload + 32) + kDecodePrefetchBytes;
-        for (int64_t o = 0; o < kQ3KPanelPayload + 32; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
-        }
-      }
+      // Payload and d of a pair are contiguous: the stream advances a block's bytes per block.
+      if (NT <= 2 && prefetch)
+        PrefetchAhead(a.group + b * (kQ3KPanelPayload + 32), kQ3KPanelPayload + 32);
       __m512i even[4], odd[4];
       Q3ScaleWords(p, even, odd);
       __m512i sumi[NT];
@@ -2036,11 +2025,7 @@ struct DirectK2Micro {
     for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < a.nb; ++b) {
       const uint8_t* blk = a.group + b * kQ2KPanelBlockBytes;
-      if (NT <= 2 && prefetch) {
-        for (int64_t o = 0; o < kQ2KPanelBlockBytes; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(blk + o + kDecodePrefetchBytes), _MM_HINT_NTA);
-        }
-      }
+      if (NT <= 2 && prefetch) PrefetchAhead(blk, kQ2KPanelBlockBytes);
       __m512i even[4], odd[4];
       Q2Words<false>(blk, even, odd);
       __m512i sumi[NT];
