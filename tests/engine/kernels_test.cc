@@ -150,13 +150,9 @@ void CheckMatMul(const MatMulCase& c, uint32_t seed, ComputePool* pool) {
       bound[t * c.rows + r] = b * 1.0001 + 2e-5 * a + 1e-30;
     }
   }
-  // The quantised types also in the panel layout (packed in two ranges, as a loader may).
-  const bool has_panels = c.type == TensorType::kQ8_0 || c.type == TensorType::kQ4_0 ||
-                          c.type == TensorType::kQ5_0 || c.type == TensorType::kQ5_1 ||
-                          c.type == TensorType::kQ4_K || c.type == TensorType::kQ5_K ||
-                          c.type == TensorType::kQ6_K || c.type == TensorType::kIQ4_NL ||
-                          c.type == TensorType::kQ3_K || c.type == TensorType::kQ2_K ||
-                          c.type == TensorType::kIQ4_XS;
+  // The quantised types (every one has a panel layout) also as panels, packed in two ranges as a
+  // loader may.
+  const bool has_panels = Traits(c.type).block_size > 1;
   std::vector<uint8_t, PanelAllocator> panels;
   if (has_panels) {
     panels.resize(static_cast<size_t>(PanelBytes(c.type, c.rows, c.cols)), 0xA5);
@@ -439,16 +435,12 @@ TEST_F(KernelsTest, PanelMatMulGivesATokenTheSameBitsForAnyTokenCountPathAndThre
   for (Isa isa : AvailableIsas()) {
     SCOPED_TRACE(std::string(IsaName(isa)));
     SetActiveIsa(isa);
-    for (TensorType type :
-         {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ5_1,
-          TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL,
-          TensorType::kQ3_K, TensorType::kQ2_K, TensorType::kIQ4_XS}) {
+    for (TensorType type : kAllTypes) {
+      if (Traits(type).block_size == 1) continue;  // float weights have no panels
       SCOPED_TRACE(std::string(TypeName(type)));
       // K-quants and IQ4_XS: 5 super-blocks, a partial chunk of the long-prompt path (Q6_K and
       // Q3_K: an odd last one).
-      const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
-                           type == TensorType::kQ6_K || type == TensorType::kQ3_K ||
-                           type == TensorType::kQ2_K || type == TensorType::kIQ4_XS;
+      const bool k_quant = Traits(type).block_size == 256;
       const int64_t cols = k_quant ? 5 * 256 : 544;
       const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
       const int64_t row_bytes = RowSizeBytes(type, cols);
@@ -1077,7 +1069,7 @@ TEST_F(KernelsTest, DecodingGivesTheSameBitsWithAndWithoutSoftwarePrefetch) {
         const std::vector<float> wf = RandomFloats(rng, rows * cols, 1.0f);
         const std::vector<uint8_t> w = QuantizeRows(type, wf, rows, cols);
         std::vector<uint8_t, PanelAllocator> panels;
-        const bool has_panels = Traits(type).block_size > 1 && PanelsPreferred(type);
+        const bool has_panels = PanelsPreferred(type);
         if (has_panels) {
           panels.resize(static_cast<size_t>(PanelBytes(type, rows, cols)));
           PackPanels(type, w.data(), rows, cols, 0, rows, panels.data());

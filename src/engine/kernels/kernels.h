@@ -68,7 +68,7 @@ bool Avx512OnHalfWidthUnits();
 // row at a time, or one panel group) prefetch it in software (non-temporally, a few KiB ahead).
 // On by default; off on AMD family 19h (Zen 3, Zen 4), where the hardware prefetcher streams
 // such a stream faster alone (docs/benchmarks.md, "Zen 4"). Kernels that interleave several
-// rows, and Q6_K panels, prefetch regardless. YUNZHI_DECODE_PREFETCH=0|1 overrides the
+// rows, and Q6_K and Q3_K panels, prefetch regardless. YUNZHI_DECODE_PREFETCH=0|1 overrides the
 // default, SetDecodeSoftwarePrefetch too (tests, benchmarks). Results are the same bits either
 // way.
 bool DecodeSoftwarePrefetch();

@@ -1641,11 +1641,6 @@ template <int NR, int NT>
 struct DirectK6Micro {
   static_assert(NR == 1, "one group, one stream");
   static void Run(const DirectKArgs& a, int64_t t) {
-    // Always, even where DecodeSoftwarePrefetch() is off: a pair's d values follow both payloads,
-    // and without the prefetch Zen 4's hardware prefetcher left this stream at a third of the
-    // read rate (Gemv 8960x1536 from DRAM, one core: 29.8 GB/s with it, 9.2 without; Llama-3.2-1B
-    // Q6_K end to end 89-91% -> 27% of the bound).
-    constexpr bool prefetch = true;
     ActQ8KRow x[NT];
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
@@ -1654,8 +1649,11 @@ struct DirectK6Micro {
       const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
       // Payload and d of a pair are contiguous: the stream advances a block's bytes per block.
-      if (NT <= 2 && prefetch)
-        PrefetchAhead(a.group + b * (kQ6KPanelPayload + 32), kQ6KPanelPayload + 32);
+      // Prefetched on every CPU, even where DecodeSoftwarePrefetch() is off: a pair's d values
+      // follow both payloads, and without the prefetch Zen 4's hardware prefetcher left this
+      // stream at a third of the read rate (Gemv 8960x1536 from DRAM, one core: 29.8 GB/s with
+      // it, 9.2 without; Llama-3.2-1B Q6_K end to end 89-91% -> 27% of the bound).
+      if (NT <= 2) PrefetchAhead(a.group + b * (kQ6KPanelPayload + 32), kQ6KPanelPayload + 32);
       __m512i sumi[NT];
       for (int j = 0; j < NT; ++j) sumi[j] = _mm512_setzero_si512();
 #pragma GCC unroll 1
@@ -1922,9 +1920,6 @@ template <int NR, int NT>
 struct DirectK3Micro {
   static_assert(NR == 1, "one group, one stream");
   static void Run(const DirectKArgs& a, int64_t t) {
-    // Always, as Q6_K (DirectK6Micro says why; Zen 4, Gemv 8960x1536 one core: 21 GB/s with
-    // it, 6.5 without).
-    constexpr bool prefetch = true;
     ActQ8KRow x[NT];
     for (int j = 0; j < NT; ++j) x[j] = ViewQ8K(a.x + (t + j) * a.x_stride, a.cols);
     __m512 acc[NT];
@@ -1932,9 +1927,9 @@ struct DirectK3Micro {
     for (int64_t b = 0; b < a.nb; ++b) {
       const PanelBlock at = PanelBlockAt(kQ3KPanelPayload, a.nb, b);
       const uint8_t* p = a.group + at.payload;
-      // Payload and d of a pair are contiguous: the stream advances a block's bytes per block.
-      if (NT <= 2 && prefetch)
-        PrefetchAhead(a.group + b * (kQ3KPanelPayload + 32), kQ3KPanelPayload + 32);
+      // As Q6_K's pairs: prefetched on every CPU (DirectK6Micro says why; Zen 4, Gemv 8960x1536
+      // one core: 21 GB/s with it, 6.5 without).
+      if (NT <= 2) PrefetchAhead(a.group + b * (kQ3KPanelPayload + 32), kQ3KPanelPayload + 32);
       __m512i even[4], odd[4];
       Q3ScaleWords(p, even, odd);
       __m512i sumi[NT];
