@@ -368,8 +368,15 @@ struct Variant {
 std::vector<Variant> Variants(TensorType type) {
   std::vector<Variant> v;
   for (Isa isa : Isas()) v.push_back({isa, WeightLayout::kRows, std::string(IsaName(isa))});
-  if (DetectIsa() == Isa::kAvx512 && PanelsPreferred(type)) {
-    v.push_back({Isa::kAvx512, WeightLayout::kPanels, "avx512-panels"});
+  // The panel layout where an ISA has kernels for it (AVX-512: every quantised type; AVX2: Q8_0,
+  // Q4_0).
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (DetectIsa() < isa) continue;
+    SetActiveIsa(isa);
+    if (PanelsPreferred(type)) {
+      v.push_back({isa, WeightLayout::kPanels, std::string(IsaName(isa)) + "-panels"});
+    }
+    SetActiveIsa(DetectIsa());
   }
   return v;
 }

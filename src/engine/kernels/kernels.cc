@@ -165,7 +165,7 @@ std::string_view IsaName(Isa isa) {
 }
 
 namespace {
-// AMD family 19h: Zen 3 and Zen 4 (Zen 5 is 1Ah).
+// AMD family 19h: Zen 3 and Zen 4 (Zen 5 is 1Ah); of the two only Zen 4 has AVX-512.
 bool AmdFamily19h() {
 #if defined(__x86_64__) && defined(__GNUC__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -183,7 +183,9 @@ std::atomic<bool>& DecodePrefetchSlot() {
   static std::atomic<bool> slot{[] {
     const char* env = std::getenv("YUNZHI_DECODE_PREFETCH");
     if (env != nullptr && (env[0] == '0' || env[0] == '1') && env[1] == '\0') return env[0] == '1';
-    return !AmdFamily19h();
+    // Zen 4 only: Zen 3 (the same family, AVX2) needs the prefetch as Zen 5 does
+    // (docs/benchmarks.md, "Zen 3").
+    return !(AmdFamily19h() && DetectIsa() == Isa::kAvx512);
   }()};
   return slot;
 }

@@ -66,8 +66,9 @@ Isa DetectIsa();
 bool Avx512OnHalfWidthUnits();
 // Whether the decoding kernels that read their weights as one sequential stream per core (one
 // row at a time, or one panel group) prefetch it in software (non-temporally, a few KiB ahead).
-// On by default; off on AMD family 19h (Zen 3, Zen 4), where the hardware prefetcher streams
-// such a stream faster alone (docs/benchmarks.md, "Zen 4"). Kernels that interleave several
+// On by default; off on Zen 4 (AMD family 19h with AVX-512), where the hardware prefetcher
+// streams such a stream faster alone (docs/benchmarks.md, "Zen 4"); Zen 3 (family 19h, AVX2)
+// needs it (docs/benchmarks.md, "Zen 3"). Kernels that interleave several
 // rows, and Q6_K and Q3_K panels, prefetch regardless. YUNZHI_DECODE_PREFETCH=0|1 overrides the
 // default, SetDecodeSoftwarePrefetch too (tests, benchmarks). Results are the same bits either
 // way.
@@ -85,10 +86,10 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 //    IQ4_NL, IQ4_XS): the same blocks
 //    regrouped by PackPanels so that 16 rows' blocks of the same columns sit together (layout in
 //    kernels_internal.h). The same bytes as kRows plus the padding of a last group of fewer than
-//    16 rows (PanelBytes). On a CPU with AVX-512 the kernels multiply panels directly, for any
-//    token count, with no per-call repacking: a token's outputs are the same bits whatever other
-//    tokens share the call (one decoding sequence alone or eight in a batch) and whatever the
-//    thread count.
+//    16 rows (PanelBytes). On a CPU with AVX-512 (every type) or AVX2 (Q8_0, Q4_0) the kernels
+//    multiply panels directly, for any token count, with no per-call repacking: a token's
+//    outputs are the same bits whatever other tokens share the call (one decoding sequence alone
+//    or eight in a batch) and whatever the thread count.
 enum class WeightLayout { kRows, kPanels };
 
 // Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (any type IsSupported names).
@@ -98,7 +99,8 @@ void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, in
             const float* x, int64_t n_tokens, float* y, WeightLayout layout = WeightLayout::kRows);
 
 // Whether matrices of `type` are better multiplied as panels with the active ISA (the quantised
-// types on AVX-512). Other ISAs can still multiply panels, through the scalar reference (slow).
+// types on AVX-512; Q8_0 and Q4_0 on AVX2). Any ISA can still multiply any type's panels, where it
+// has no kernel for them through the scalar reference (slow).
 bool PanelsPreferred(TensorType type);
 // Bytes of the panel layout of a rows x cols matrix of `type` (a quantised type).
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols);

@@ -138,7 +138,7 @@ constexpr TileFn TileQ5_1 = TileNibbles<NibblesQ5_1>;
 constexpr TileFn TileIQ4_NL = TileNibbles<NibblesIQ4_NL>;
 
 // Panel-layout Q8_0/Q4_0/Q5_0/Q5_1: each row back in its blocks, then the row-layout tile above (a
-// reference, not a fast path: only a CPU without AVX-512 handed a model packed for one runs it).
+// reference, not a fast path: only an ISA without a panel kernel for the type runs it).
 template <WKind kKind, TileFn kRowTile>
 void TilePanels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   std::vector<uint8_t> row(static_cast<size_t>(a.w_row_bytes));

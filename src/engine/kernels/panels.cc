@@ -2,6 +2,7 @@
 // Q6_K, IQ4_NL, IQ4_XS; kernels_internal.h): packing at load, reading a row back. Portable code:
 // packing runs once per model load, a few bytes of shuffling per weight byte.
 
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -321,11 +322,28 @@ void PanelRowToBlocks(WKind kind, const uint8_t* panels, int64_t row, int64_t co
 }  // namespace internal
 
 bool PanelsPreferred(TensorType type) {
-  return (type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
-          type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
-          type == TensorType::kQ6_K || type == TensorType::kIQ4_NL || type == TensorType::kQ3_K ||
-          type == TensorType::kQ2_K || type == TensorType::kIQ4_XS) &&
-         ActiveIsa() == Isa::kAvx512;
+  const bool has_panels =
+      type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ5_0 ||
+      type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
+      type == TensorType::kQ6_K || type == TensorType::kIQ4_NL || type == TensorType::kQ3_K ||
+      type == TensorType::kQ2_K || type == TensorType::kIQ4_XS;
+  if (!has_panels) return false;
+  // YUNZHI_PANELS=0 keeps every matrix in the file's row layout (for measuring one against the
+  // other in the same binary).
+  static const bool off = [] {
+    const char* env = std::getenv("YUNZHI_PANELS");
+    return env != nullptr && env[0] == '0' && env[1] == '\0';
+  }();
+  if (off) return false;
+  // Where the active ISA has a kernel for the panels (AVX-512: every type; AVX2: Q8_0 and Q4_0);
+  // elsewhere they would run through the scalar reference.
+  const int kind = static_cast<int>(PanelKind(type));
+  switch (ActiveIsa()) {
+    case Isa::kAvx512: return true;
+    case Isa::kAvx2: return internal::Avx2Kernels().tile[kind] != nullptr;
+    case Isa::kScalar: break;
+  }
+  return false;
 }
 
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols) {
