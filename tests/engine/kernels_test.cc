@@ -571,16 +571,16 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
 }
 
 TEST_F(KernelsTest, QuantisedKernelsKeepExactIntegersAtTheEndsOfTheirRanges) {
-  // The AVX2 panel kernels add Q4_0's pair sums in int16 (8 of at most 2 * 15 * 127 per block and
-  // row) and take Q8_0's q = -128 through |q| x sign(x, q): weights at the ends of their ranges
-  // against activations at +-127 must still give the exact integers, for every ISA, layout and
-  // token count (37 rows: a partial panel group).
+  // The AVX2 panel kernels add pair sums in int16 (Q4_0: 8 of at most 2 * 15 * 127 per block and
+  // row; Q5_0: 4 of at most 2 * 31 * 127) and take Q8_0's q = -128 through |q| x sign(x, q):
+  // weights at the ends of their ranges against activations at +-127 must still give the exact
+  // integers, for every ISA, layout and token count (37 rows: a partial panel group).
   const int64_t rows = 37, cols = 256;
   std::mt19937 rng(55);
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0}) {
     SCOPED_TRACE(std::string(TypeName(type)));
     const bool q8 = type == TensorType::kQ8_0;
-    const int64_t block_bytes = q8 ? 34 : 18, row_bytes = RowSizeBytes(type, cols);
+    const int64_t block_bytes = Traits(type).block_bytes, row_bytes = RowSizeBytes(type, cols);
     std::vector<uint8_t> w(static_cast<size_t>(rows * row_bytes));
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t b = 0; b < cols / 32; ++b) {
@@ -588,7 +588,8 @@ TEST_F(KernelsTest, QuantisedKernelsKeepExactIntegersAtTheEndsOfTheirRanges) {
         blk[0] = 0x00;  // d = 1 (fp16 0x3C00)
         blk[1] = 0x3C;
         for (int64_t i = 2; i < block_bytes; ++i) {
-          // Q8_0: 127 or -128; Q4_0: nibbles 15 (q = 7) or 0 (q = -8).
+          // Q8_0: 127 or -128; Q4_0: nibbles 15 (q = 7) or 0 (q = -8); Q5_0 the same with
+          // every fifth bit set (q = 15) or clear (q = -16).
           const uint8_t hi = q8 ? 0x7F : 0xFF, lo = q8 ? 0x80 : 0x00;
           switch (r % 4) {
             case 0: blk[i] = hi; break;

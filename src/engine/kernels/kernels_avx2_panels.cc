@@ -1,6 +1,6 @@
-// AVX2 kernels for panel-layout Q8_0 and Q4_0 weights (layout in kernels_internal.h), for CPUs
-// without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with kernels_avx2.cc's flags, reached
-// through Avx2Kernels().
+// AVX2 kernels for panel-layout Q8_0, Q4_0 and Q5_0 weights (layout in kernels_internal.h), for
+// CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with kernels_avx2.cc's flags,
+// reached through Avx2Kernels().
 //
 // The panels are the ones AVX-512 reads: a 64-byte vector holds dword i of rows 0-15, so its two
 // 32-byte halves hold rows 0-7 and rows 8-15, and one group of 16 rows is one sequential stream.
@@ -9,6 +9,8 @@
 // (the scales, the offset) is one vector operation for 8 rows instead of one per row.
 //  - Q4_0: the nibbles (q + 8, 0..15) are unsigned as they are; 8 pair sums of at most
 //    2 * 15 * 127 add up within int16 (30480), so a block costs one VPMADDWD per 8 rows.
+//  - Q5_0: Q4_0's nibbles with each fifth bit (the regrouped bits' vector) OR'd in as 16; values
+//    up to 31 let 4 pair sums add up in int16 (31496), so two VPMADDWD per block and 8 rows.
 //  - Q8_0: the panel holds q + 128; VPMADDUBSW would saturate on it (2 * 255 * 127), so the sign
 //    moves onto the activations as in the row kernels, |q| x sign(x, q) (pair sums within
 //    2 * 128 * 127), each widened by its own VPMADDWD.
@@ -35,6 +37,10 @@ struct PanelsQ4_0 {
   static constexpr int64_t kPayload = 256;
   static constexpr float kOffset = 8.0f;
 };
+struct PanelsQ5_0 {
+  static constexpr int64_t kPayload = 320;
+  static constexpr float kOffset = 16.0f;
+};
 
 // Tokens per pass over a group: two tokens' accumulators for 16 rows (8 registers) leave room
 // for the weights and activations in AVX2's 16.
@@ -52,6 +58,14 @@ inline __m256i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
   return _mm256_set1_epi32(v);
+}
+
+// Bit p of each byte of a Q5_0 panel's regrouped fifth bits (kernels_internal.h) as 16 or 0 in
+// the same byte. The 16-bit shift moves bits across bytes, but bit 4 of a byte comes from bit p
+// of the same byte for any p in 0..7.
+inline __m256i FifthBitAs16(__m256i bits, int p, __m256i sixteen) {
+  const __m256i at4 = p <= 4 ? _mm256_slli_epi16(bits, 4 - p) : _mm256_srli_epi16(bits, p - 4);
+  return _mm256_and_si256(at4, sixteen);
 }
 
 template <int NT>
@@ -78,22 +92,43 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
       }
     }
     __m256i dot[2][NT];
-    if constexpr (W::kPayload == 256) {
+    if constexpr (W::kPayload == 256 || W::kPayload == 320) {
+      // Q5_0: the fifth bits' vector, then Q4_0's four nibble vectors.
+      constexpr bool kFifth = W::kPayload == 320;
+      constexpr int64_t kNibbles = kFifth ? 64 : 0;
+      // Q4_0's 8 pair sums per block fit int16 (8 * 2 * 15 * 127 = 30480); Q5_0's values up to
+      // 31 allow 4 (4 * 2 * 31 * 127 = 31496) before they are widened.
+      constexpr int kWidenEvery = kFifth ? 2 : 4;
       const __m256i nibble = _mm256_set1_epi8(0x0F);
+      [[maybe_unused]] const __m256i sixteen = _mm256_set1_epi8(16);
+      [[maybe_unused]] __m256i bits[2];
+      if constexpr (kFifth) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          bits[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pw + 32 * h));
+        }
+      }
       __m256i s16[2][NT];
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 4
-        for (int j = 0; j < NT; ++j) s16[h][j] = _mm256_setzero_si256();
+        for (int j = 0; j < NT; ++j) {
+          s16[h][j] = _mm256_setzero_si256();
+          dot[h][j] = _mm256_setzero_si256();
+        }
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         __m256i lo[2], hi[2];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
           const __m256i v =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pw + 64 * k + 32 * h));
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pw + kNibbles + 64 * k + 32 * h));
           lo[h] = _mm256_and_si256(v, nibble);
           hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+          if constexpr (kFifth) {
+            lo[h] = _mm256_or_si256(lo[h], FifthBitAs16(bits[h], 2 * k, sixteen));
+            hi[h] = _mm256_or_si256(hi[h], FifthBitAs16(bits[h], 2 * k + 1, sixteen));
+          }
         }
 #pragma GCC unroll 4
         for (int j = 0; j < NT; ++j) {
@@ -103,13 +138,13 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
           for (int h = 0; h < 2; ++h) {
             s16[h][j] = _mm256_add_epi16(s16[h][j], _mm256_maddubs_epi16(lo[h], xl));
             s16[h][j] = _mm256_add_epi16(s16[h][j], _mm256_maddubs_epi16(hi[h], xh));
+            if ((k + 1) % kWidenEvery == 0) {
+              dot[h][j] = _mm256_add_epi32(dot[h][j], _mm256_madd_epi16(s16[h][j], ones));
+              s16[h][j] = _mm256_setzero_si256();
+            }
           }
         }
       }
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h)
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; ++j) dot[h][j] = _mm256_madd_epi16(s16[h][j], ones);
     } else {
       const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
 #pragma GCC unroll 2
@@ -218,6 +253,9 @@ void Avx2PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx2PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   Panels<PanelsQ4_0>(a, r0, r1, t0, t1);
+}
+void Avx2PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  Panels<PanelsQ5_0>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal
