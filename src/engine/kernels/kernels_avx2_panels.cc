@@ -1,5 +1,5 @@
-// AVX2 kernels for panel-layout Q8_0, Q4_0 and Q5_0 weights (layout in kernels_internal.h), for
-// CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with kernels_avx2.cc's flags,
+// AVX2 kernels for panel-layout Q8_0, Q4_0, Q5_0 and Q4_K weights (layout in kernels_internal.h),
+// for CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with kernels_avx2.cc's flags,
 // reached through Avx2Kernels().
 //
 // The panels are the ones AVX-512 reads: a 64-byte vector holds dword i of rows 0-15, so its two
@@ -14,6 +14,7 @@
 //  - Q8_0: the panel holds q + 128; VPMADDUBSW would saturate on it (2 * 255 * 127), so the sign
 //    moves onto the activations as in the row kernels, |q| x sign(x, q) (pair sums within
 //    2 * 128 * 127), each widened by its own VPMADDWD.
+//  - Q4_K: see Q4_KBlocks.
 // Per block and row: v = sum * dx - offset * ds, acc += v * d_w (two FMAs, blocks in order), the
 // same steps for every token whatever the tile shape, so a token's outputs are the same bits
 // decoded alone, in a batch or in a prompt, on any thread count.
@@ -29,17 +30,33 @@
 namespace yunzhi::engine::kernels::internal {
 namespace {
 
-struct PanelsQ8_0 {
+// The kQ8 kinds: blocks of 32 columns, kPayload bytes of vectors then 32 bytes of scales.
+struct Q8Act {
+  using Act = ActQ8Row;
+  static constexpr int64_t kCols = 32;
+  static Act View(const uint8_t* row, int64_t cols) { return ViewQ8(row, cols); }
+};
+struct PanelsQ8_0 : Q8Act {
   static constexpr int64_t kPayload = 512;
   static constexpr float kOffset = 0.0f;  // the kernel takes q itself (see above)
+  static constexpr int64_t kStreamBytes = kPayload + 32;
 };
-struct PanelsQ4_0 {
+struct PanelsQ4_0 : Q8Act {
   static constexpr int64_t kPayload = 256;
   static constexpr float kOffset = 8.0f;
+  static constexpr int64_t kStreamBytes = kPayload + 32;
 };
-struct PanelsQ5_0 {
+struct PanelsQ5_0 : Q8Act {
   static constexpr int64_t kPayload = 320;
   static constexpr float kOffset = 16.0f;
+  static constexpr int64_t kStreamBytes = kPayload + 32;
+};
+// Q4_K against kQ8K: super-blocks of 256 columns, kQ4KPanelBlockBytes each (kernels_internal.h).
+struct PanelsQ4_K {
+  using Act = ActQ8KRow;
+  static constexpr int64_t kCols = 256;
+  static constexpr int64_t kStreamBytes = kQ4KPanelBlockBytes;
+  static Act View(const uint8_t* row, int64_t cols) { return ViewQ8K(row, cols); }
 };
 
 // Tokens per pass over a group: two tokens' accumulators for 16 rows (8 registers) leave room
@@ -51,7 +68,7 @@ constexpr int64_t kChunkBytes = 16384;
 // Decoding's software prefetch distance in a group's stream, non-temporal as on AVX-512
 // (kernels_avx512_gemm.cc), when DecodeSoftwarePrefetch() says so. DecodeStepFused Q4_0 (Zen 3,
 // 2 threads), GB/s: none 13-16, 1 KiB 21, 2 KiB 20-23, 4 KiB 19-20, 8 KiB 16; T0 instead of NTA
-// 19-20 at 1-8 KiB.
+// 19-20 at 1-8 KiB. Q4_K (DecodeStepFused, Qwen2.5-1.5B shapes): 17-19.6 GB/s at 2-18 KiB alike.
 constexpr int64_t kDecodePrefetchBytes = 2048;
 
 inline __m256i Broadcast4(const int8_t* p) {
@@ -86,8 +103,8 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
     const PanelBlock at = PanelBlockAt(W::kPayload, nb, b);
     const uint8_t* pw = group + at.payload;
     if (prefetch) {
-      const uint8_t* ahead = group + b * (W::kPayload + 32) + kDecodePrefetchBytes;
-      for (int64_t o = 0; o < W::kPayload + 32; o += 64) {
+      const uint8_t* ahead = group + b * W::kStreamBytes + kDecodePrefetchBytes;
+      for (int64_t o = 0; o < W::kStreamBytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
       }
     }
@@ -192,10 +209,119 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
     for (int j = 0; j < NT; ++j) acc_io.v[h][j] = acc[h][j];
 }
 
+// Q4_K: per super-block and half (8 rows), each sub-block's 8 nibble vectors against the token's
+// 32 activations (8 pair sums within int16, 30480), weighted by the rows' 6-bit scales in the
+// VPMADDWD that widens them; the mins against the activations' 16-element sums (bsums), one
+// VPMADDWD per sub-block. Exact integers, then the float steps of the AVX-512 kernels:
+// v = d * sumi - dmin * summ, acc += dx * v.
+
+// Sub-block sb's scale and min (0..63) of 8 rows from their 12 packed bytes, as dwords (the three
+// dwords of each row in q0, q1, q2).
+inline void Q4_KScaleMin(__m256i q0, __m256i q1, __m256i q2, int sb, __m256i& sc, __m256i& m) {
+  const __m256i six = _mm256_set1_epi32(63), four = _mm256_set1_epi32(15);
+  const __m256i two = _mm256_set1_epi32(3);
+  if (sb < 4) {
+    sc = _mm256_and_si256(_mm256_srli_epi32(q0, 8 * sb), six);
+    m = _mm256_and_si256(_mm256_srli_epi32(q1, 8 * sb), six);
+    return;
+  }
+  const int t = 8 * (sb - 4);
+  sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q2, t), four),
+                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q0, t + 6), two), 4));
+  m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q2, t + 4), four),
+                      _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q1, t + 6), two), 4));
+}
+
+// The low (kHigh: high) halves of 8 dwords as 8 floats from fp16.
+template <bool kHigh>
+inline __m256 HalvesToFloat(__m256i v) {
+  v = kHigh ? _mm256_srli_epi32(v, 16) : _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+  return _mm256_cvtph_ps(
+      _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+template <int NT>
+void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x, bool prefetch,
+                Acc<NT>& acc_io) {
+  __m256 acc[2][NT];
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < NT; ++j) acc[h][j] = acc_io.v[h][j];
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* blk = group + b * kQ4KPanelBlockBytes;
+    if (prefetch) {
+      for (int64_t o = 0; o < kQ4KPanelBlockBytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kDecodePrefetchBytes + o), _MM_HINT_NTA);
+      }
+    }
+    // The two halves one after the other: the second reads the block's lines from L1.
+#pragma GCC unroll 1
+    for (int h = 0; h < 2; ++h) {
+      const auto* scales = reinterpret_cast<const __m256i*>(blk + kQ4KPanelScales + 32 * h);
+      const __m256i q0 = _mm256_loadu_si256(scales);
+      const __m256i q1 = _mm256_loadu_si256(scales + 2);
+      const __m256i q2 = _mm256_loadu_si256(scales + 4);
+      // The 8 sub-blocks' scales and mins as int16 pairs (both halves of a row's dword), for
+      // VPMADDWD; the mins' products with the activations' sums first.
+      __m256i sc2[8];
+      __m256i sumi[NT], summ[NT];
+      for (int j = 0; j < NT; ++j) sumi[j] = summ[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int sb = 0; sb < 8; ++sb) {
+        __m256i sc, m;
+        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
+        sc2[sb] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+        const __m256i m2 = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; ++j) {
+          int32_t bs;  // the sub-block's two 16-element sums
+          std::memcpy(&bs, x[j].bsums + (kQK_K / 16) * b + 2 * sb, sizeof bs);
+          summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(m2, _mm256_set1_epi32(bs)));
+        }
+      }
+      // Chunk c: 8 vectors whose low nibbles are sub-block 2c and high nibbles 2c + 1.
+#pragma GCC unroll 1
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t* chunk = blk + 64 * 8 * c + 32 * h;
+        __m256i lo16[NT], hi16[NT];
+        for (int j = 0; j < NT; ++j) lo16[j] = hi16[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(chunk + 64 * k));
+          const __m256i lo = _mm256_and_si256(v, nibble);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+#pragma GCC unroll 4
+          for (int j = 0; j < NT; ++j) {
+            const int8_t* xq = x[j].qs + kQK_K * b + 64 * c + 4 * k;
+            lo16[j] = _mm256_add_epi16(lo16[j], _mm256_maddubs_epi16(lo, Broadcast4(xq)));
+            hi16[j] = _mm256_add_epi16(hi16[j], _mm256_maddubs_epi16(hi, Broadcast4(xq + 32)));
+          }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; ++j) {
+          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(lo16[j], sc2[2 * c]));
+          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(hi16[j], sc2[2 * c + 1]));
+        }
+      }
+      const __m256i dm =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ4KPanelD + 32 * h));
+      const __m256 d = HalvesToFloat<false>(dm), dmin = HalvesToFloat<true>(dm);
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[j]));
+        v = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(summ[j]), v);
+        acc[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(x[j].d[b]), v, acc[h][j]);
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < NT; ++j) acc_io.v[h][j] = acc[h][j];
+}
+
 // y rows [0, n_rows) of tokens t..t+NT-1 (token j's at y + j * ldy): loaded (from_y) or zero, then
 // blocks [b0, b1), then stored.
 template <class W, int NT>
-void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const ActQ8Row* x,
+void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const typename W::Act* x,
                float* y, int64_t ldy, int n_rows, bool from_y, bool prefetch) {
   Acc<NT> acc;
   for (int j = 0; j < NT; ++j) {
@@ -204,7 +330,11 @@ void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const A
     acc.v[0][j] = _mm256_load_ps(rows);
     acc.v[1][j] = _mm256_load_ps(rows + 8);
   }
-  GroupBlocks<W, NT>(group, nb, b0, b1, x, prefetch, acc);
+  if constexpr (W::kCols == 256) {
+    Q4_KBlocks<NT>(group, b0, b1, x, prefetch, acc);
+  } else {
+    GroupBlocks<W, NT>(group, nb, b0, b1, x, prefetch, acc);
+  }
   for (int j = 0; j < NT; ++j) {
     if (n_rows == 16) {
       _mm256_storeu_ps(y + j * ldy, acc.v[0][j]);
@@ -220,13 +350,13 @@ void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const A
 
 template <class W>
 void Panels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  const int64_t nb = a.cols / 32;
+  const int64_t nb = a.cols / W::kCols;
   const int64_t group_bytes = 16 * a.w_row_bytes;
   const int64_t n_tokens = t1 - t0;
   // One token: the whole row of blocks in one pass, a sequential stream per group.
-  const int64_t chunk = n_tokens <= 1 ? nb : std::max<int64_t>(2, kChunkBytes / (W::kPayload + 32));
+  const int64_t chunk = n_tokens <= 1 ? nb : std::max<int64_t>(2, kChunkBytes / W::kStreamBytes);
   const bool prefetch = n_tokens <= 1 && DecodeSoftwarePrefetch();
-  ActQ8Row x[kTokens];
+  typename W::Act x[kTokens];
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* group = a.w + (r / 16) * group_bytes;
     const int n_rows = static_cast<int>(std::min<int64_t>(16, r1 - r));
@@ -234,7 +364,7 @@ void Panels(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
       const int64_t b1 = std::min(nb, b0 + chunk);
       for (int64_t t = t0; t < t1; t += kTokens) {
         const int nt = static_cast<int>(std::min<int64_t>(kTokens, t1 - t));
-        for (int j = 0; j < nt; ++j) x[j] = ViewQ8(a.x + (t + j) * a.x_stride_bytes, a.cols);
+        for (int j = 0; j < nt; ++j) x[j] = W::View(a.x + (t + j) * a.x_stride_bytes, a.cols);
         float* y = a.y + t * a.ldy + r;
         if (nt == 2) {
           GroupTile<W, 2>(group, nb, b0, b1, x, y, a.ldy, n_rows, b0 > 0, prefetch);
@@ -256,6 +386,9 @@ void Avx2PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx2PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   Panels<PanelsQ5_0>(a, r0, r1, t0, t1);
+}
+void Avx2PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  Panels<PanelsQ4_K>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal
