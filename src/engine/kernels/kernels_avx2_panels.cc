@@ -215,21 +215,31 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
 // VPMADDWD per sub-block. Exact integers, then the float steps of the AVX-512 kernels:
 // v = d * sumi - dmin * summ, acc += dx * v.
 
-// Sub-block sb's scale and min (0..63) of 8 rows from their 12 packed bytes, as dwords (the three
-// dwords of each row in q0, q1, q2).
-inline void Q4_KScaleMin(__m256i q0, __m256i q1, __m256i q2, int sb, __m256i& sc, __m256i& m) {
-  const __m256i six = _mm256_set1_epi32(63), four = _mm256_set1_epi32(15);
-  const __m256i two = _mm256_set1_epi32(3);
-  if (sb < 4) {
-    sc = _mm256_and_si256(_mm256_srli_epi32(q0, 8 * sb), six);
-    m = _mm256_and_si256(_mm256_srli_epi32(q1, 8 * sb), six);
-    return;
-  }
-  const int t = 8 * (sb - 4);
-  sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q2, t), four),
-                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q0, t + 6), two), 4));
-  m = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q2, t + 4), four),
-                      _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q1, t + 6), two), 4));
+// The 8 rows' scales and mins (0..63) from their 12 packed bytes (the three dwords of each row in
+// q0, q1, q2), as bytes: byte s of a row's dword in lo is sub-block s's value, in hi sub-block
+// 4 + s's. The 16-bit shifts move bits across bytes; the masks keep only a byte's own.
+struct Q4_KScaleBytes {
+  __m256i sc_lo, sc_hi, m_lo, m_hi;
+};
+inline Q4_KScaleBytes Q4_KScales(__m256i q0, __m256i q1, __m256i q2) {
+  const __m256i six = _mm256_set1_epi8(0x3F), low4 = _mm256_set1_epi8(0x0F);
+  const __m256i top2 = _mm256_set1_epi8(0x30);  // a byte's bits 6-7 moved to 4-5
+  return {
+      _mm256_and_si256(q0, six),
+      _mm256_or_si256(_mm256_and_si256(q2, low4), _mm256_and_si256(_mm256_srli_epi16(q0, 2), top2)),
+      _mm256_and_si256(q1, six),
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q2, 4), low4),
+                      _mm256_and_si256(_mm256_srli_epi16(q1, 2), top2))};
+}
+// Byte s of every dword as an int16 in both halves of the dword (VPMADDWD's weight of a row's
+// pair sums).
+inline __m256i DwordByteAsPair(__m256i bytes, int s) {
+  const char z = static_cast<char>(0x80);
+  const auto b = [s](int i) { return static_cast<char>(4 * i + s); };
+  const __m256i ctrl =
+      _mm256_setr_epi8(b(0), z, b(0), z, b(1), z, b(1), z, b(2), z, b(2), z, b(3), z, b(3), z, b(0),
+                       z, b(0), z, b(1), z, b(1), z, b(2), z, b(2), z, b(3), z, b(3), z);
+  return _mm256_shuffle_epi8(bytes, ctrl);
 }
 
 // The low (kHigh: high) halves of 8 dwords as 8 floats from fp16.
@@ -257,21 +267,20 @@ void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x
     // The two halves one after the other: the second reads the block's lines from L1.
 #pragma GCC unroll 1
     for (int h = 0; h < 2; ++h) {
-      const auto* scales = reinterpret_cast<const __m256i*>(blk + kQ4KPanelScales + 32 * h);
-      const __m256i q0 = _mm256_loadu_si256(scales);
-      const __m256i q1 = _mm256_loadu_si256(scales + 2);
-      const __m256i q2 = _mm256_loadu_si256(scales + 4);
-      // The 8 sub-blocks' scales and mins as int16 pairs (both halves of a row's dword), for
-      // VPMADDWD; the mins' products with the activations' sums first.
+      const auto* packed = reinterpret_cast<const __m256i*>(blk + kQ4KPanelScales + 32 * h);
+      const __m256i q0 = _mm256_loadu_si256(packed);
+      const __m256i q1 = _mm256_loadu_si256(packed + 2);
+      const __m256i q2 = _mm256_loadu_si256(packed + 4);
+      // The 8 sub-blocks' scales as int16 pairs (both halves of a row's dword), for VPMADDWD; the
+      // mins' products with the activations' sums first.
       __m256i sc2[8];
       __m256i sumi[NT], summ[NT];
       for (int j = 0; j < NT; ++j) sumi[j] = summ[j] = _mm256_setzero_si256();
+      const Q4_KScaleBytes scales = Q4_KScales(q0, q1, q2);
 #pragma GCC unroll 8
       for (int sb = 0; sb < 8; ++sb) {
-        __m256i sc, m;
-        Q4_KScaleMin(q0, q1, q2, sb, sc, m);
-        sc2[sb] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-        const __m256i m2 = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));
+        sc2[sb] = DwordByteAsPair(sb < 4 ? scales.sc_lo : scales.sc_hi, sb % 4);
+        const __m256i m2 = DwordByteAsPair(sb < 4 ? scales.m_lo : scales.m_hi, sb % 4);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; ++j) {
           int32_t bs;  // the sub-block's two 16-element sums
