@@ -1,6 +1,6 @@
-// AVX2 kernels for panel-layout Q8_0, Q4_0, Q5_0 and Q4_K weights (layout in kernels_internal.h),
-// for CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with kernels_avx2.cc's flags,
-// reached through Avx2Kernels().
+// AVX2 kernels for panel-layout Q8_0, Q4_0, Q5_0, Q4_K and Q6_K weights (layout in
+// kernels_internal.h), for CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with
+// kernels_avx2.cc's flags, reached through Avx2Kernels().
 //
 // The panels are the ones AVX-512 reads: a 64-byte vector holds dword i of rows 0-15, so its two
 // 32-byte halves hold rows 0-7 and rows 8-15, and one group of 16 rows is one sequential stream.
@@ -14,7 +14,7 @@
 //  - Q8_0: the panel holds q + 128; VPMADDUBSW would saturate on it (2 * 255 * 127), so the sign
 //    moves onto the activations as in the row kernels, |q| x sign(x, q) (pair sums within
 //    2 * 128 * 127), each widened by its own VPMADDWD.
-//  - Q4_K: see Q4_KBlocks.
+//  - Q4_K and Q6_K: see Q4_KBlocks and Q6_KBlocks.
 // Per block and row: v = sum * dx - offset * ds, acc += v * d_w (two FMAs, blocks in order), the
 // same steps for every token whatever the tile shape, so a token's outputs are the same bits
 // decoded alone, in a batch or in a prompt, on any thread count.
@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/kernels_internal.h"
@@ -56,6 +57,13 @@ struct PanelsQ4_K {
   using Act = ActQ8KRow;
   static constexpr int64_t kCols = 256;
   static constexpr int64_t kStreamBytes = kQ4KPanelBlockBytes;
+  static Act View(const uint8_t* row, int64_t cols) { return ViewQ8K(row, cols); }
+};
+// Q6_K against kQ8K: super-blocks of 256 columns in pairs (kernels_internal.h).
+struct PanelsQ6_K {
+  using Act = ActQ8KRow;
+  static constexpr int64_t kCols = 256;
+  static constexpr int64_t kStreamBytes = kQ6KPanelPayload + 32;
   static Act View(const uint8_t* row, int64_t cols) { return ViewQ8K(row, cols); }
 };
 
@@ -327,6 +335,109 @@ void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x
     for (int j = 0; j < NT; ++j) acc_io.v[h][j] = acc[h][j];
 }
 
+// Q6_K: per super-block and half (8 rows), for each 128-element half n and k in 0..7 the ql
+// vectors 16n + k and 16n + 8 + k and the qh vector 32 + 8n + k give four vectors of 6-bit values
+// u = q + 32 (0..63): elements 128n + 4k.. (low nibbles of the first, qh bits 0-1), +32 (the
+// second's low nibbles, bits 2-3), +64 (high nibbles of the first, bits 4-5) and +96 (bits 6-7),
+// in sub-blocks of 16 (8n + k / 4, +2, +4, +6). Two pair sums of u x (at most 2 * 2 * 63 * 127
+// = 32004) add up in int16 before the sub-block's int8 scale multiplies them in VPMADDWD; the
+// offset 32 comes off through the activations' 16-element sums: sumi = sum_s sc[s] * (sum u x -
+// 32 * bsum[s]), exact in int32. Then acc += (d_w * dx) * sumi.
+
+// Byte s of every dword, sign-extended, as an int16 in both halves of the dword: placed in the
+// high byte of each half, then shifted down arithmetically.
+inline __m256i DwordInt8AsPair(__m256i bytes, int s) {
+  const char z = static_cast<char>(0x80);
+  const auto b = [s](int i) { return static_cast<char>(4 * i + s); };
+  const __m256i ctrl =
+      _mm256_setr_epi8(z, b(0), z, b(0), z, b(1), z, b(1), z, b(2), z, b(2), z, b(3), z, b(3), z,
+                       b(0), z, b(0), z, b(1), z, b(1), z, b(2), z, b(2), z, b(3), z, b(3));
+  return _mm256_srai_epi16(_mm256_shuffle_epi8(bytes, ctrl), 8);
+}
+
+template <int NT>
+void Q6_KBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const ActQ8KRow* x,
+                bool prefetch, Acc<NT>& acc_io) {
+  __m256 acc[2][NT];
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < NT; ++j) acc[h][j] = acc_io.v[h][j];
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+  for (int64_t b = b0; b < b1; ++b) {
+    const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b);
+    const uint8_t* blk = group + at.payload;
+    if (prefetch) {
+      const uint8_t* ahead = group + b * PanelsQ6_K::kStreamBytes + kDecodePrefetchBytes;
+      for (int64_t o = 0; o < PanelsQ6_K::kStreamBytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
+      }
+    }
+#pragma GCC unroll 1
+    for (int h = 0; h < 2; ++h) {
+      const auto vec = [&](int j) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * j + 32 * h));
+      };
+      __m256i sumi[NT], off[NT];  // sum_s sc[s] * sum u x, sum_s sc[s] * bsum[s]
+      for (int j = 0; j < NT; ++j) sumi[j] = off[j] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+      for (int n = 0; n < 2; ++n) {
+        // Scales 8n..8n+7: bytes of vectors 48 + 2n and 49 + 2n.
+        const __m256i sc_lo = vec(48 + 2 * n), sc_hi = vec(49 + 2 * n);
+#pragma GCC unroll 2
+        for (int kk = 0; kk < 2; ++kk) {
+          // The four sub-blocks 8n + kk + 2g (g = 0..3) of these four k's: scale byte kk + 2g.
+          __m256i sc[4];
+#pragma GCC unroll 4
+          for (int g = 0; g < 4; ++g) {
+            const int s = kk + 2 * g;  // sub-block 8n + s
+            sc[g] = DwordInt8AsPair(s < 4 ? sc_lo : sc_hi, s % 4);
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              const uint16_t bs = static_cast<uint16_t>(x[j].bsums[(kQK_K / 16) * b + 8 * n + s]);
+              off[j] = _mm256_add_epi32(off[j], _mm256_madd_epi16(sc[g], _mm256_set1_epi32(bs)));
+            }
+          }
+          __m256i s16[NT][4];
+#pragma GCC unroll 4
+          for (int k = 4 * kk; k < 4 * kk + 4; ++k) {
+            const __m256i a = vec(16 * n + k), c = vec(16 * n + 8 + k), hb = vec(32 + 8 * n + k);
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(a, low4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 4), bits45));
+            u[1] = _mm256_or_si256(_mm256_and_si256(c, low4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 2), bits45));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4),
+                                   _mm256_and_si256(hb, bits45));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), bits45));
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; ++j) {
+              const int8_t* xq = x[j].qs + kQK_K * b + 128 * n + 4 * k;
+#pragma GCC unroll 4
+              for (int g = 0; g < 4; ++g) {
+                const __m256i p = _mm256_maddubs_epi16(u[g], Broadcast4(xq + 32 * g));
+                s16[j][g] = k % 2 == 0 ? p : _mm256_add_epi16(s16[j][g], p);
+                if (k % 2 == 1) {
+                  sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j][g], sc[g]));
+                }
+              }
+            }
+          }
+        }
+      }
+      const __m256 d = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(group + at.scales + 16 * h)));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) {
+        sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off[j], 5));
+        acc[h][j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x[j].d[b])),
+                                    _mm256_cvtepi32_ps(sumi[j]), acc[h][j]);
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < NT; ++j) acc_io.v[h][j] = acc[h][j];
+}
+
 // y rows [0, n_rows) of tokens t..t+NT-1 (token j's at y + j * ldy): loaded (from_y) or zero, then
 // blocks [b0, b1), then stored.
 template <class W, int NT>
@@ -339,7 +450,9 @@ void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const t
     acc.v[0][j] = _mm256_load_ps(rows);
     acc.v[1][j] = _mm256_load_ps(rows + 8);
   }
-  if constexpr (W::kCols == 256) {
+  if constexpr (std::is_same_v<W, PanelsQ6_K>) {
+    Q6_KBlocks<NT>(group, nb, b0, b1, x, prefetch, acc);
+  } else if constexpr (W::kCols == 256) {
     Q4_KBlocks<NT>(group, b0, b1, x, prefetch, acc);
   } else {
     GroupBlocks<W, NT>(group, nb, b0, b1, x, prefetch, acc);
@@ -398,6 +511,9 @@ void Avx2PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx2PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   Panels<PanelsQ4_K>(a, r0, r1, t0, t1);
+}
+void Avx2PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  Panels<PanelsQ6_K>(a, r0, r1, t0, t1);
 }
 
 }  // namespace yunzhi::engine::kernels::internal
