@@ -18,6 +18,9 @@
 // Per block and row: v = sum * dx - offset * ds, acc += v * d_w (two FMAs, blocks in order), the
 // same steps for every token whatever the tile shape, so a token's outputs are the same bits
 // decoded alone, in a batch or in a prompt, on any thread count.
+//
+// Everything here but the Avx2Panels* entry points has internal linkage (compiled with -mavx2: see
+// kernels_avx512.cc), and those are reached only through the AVX2 table.
 
 #include <immintrin.h>
 
