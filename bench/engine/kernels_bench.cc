@@ -369,7 +369,7 @@ std::vector<Variant> Variants(TensorType type) {
   std::vector<Variant> v;
   for (Isa isa : Isas()) v.push_back({isa, WeightLayout::kRows, std::string(IsaName(isa))});
   // The panel layout where an ISA has kernels for it (AVX-512: every quantised type; AVX2: Q8_0,
-  // Q4_0, Q5_0, Q4_K, Q6_K).
+  // Q4_0, Q5_0, Q4_K, Q5_K, Q6_K).
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
     if (DetectIsa() < isa) continue;
     SetActiveIsa(isa);

@@ -571,17 +571,19 @@ TEST_F(KernelsTest, MatMulManyEqualsMatMulPerTargetBitForBit) {
 }
 
 TEST_F(KernelsTest, QuantisedKernelsKeepExactIntegersAtTheEndsOfTheirRanges) {
-  // The AVX2 panel kernels add pair sums in int16 (Q4_0: 8 of at most 2 * 15 * 127 per block and
-  // row; Q5_0: 4 of at most 2 * 31 * 127; Q6_K: 2 of 2 * 63 * 127, then scales of -128..127) and
-  // take Q8_0's q = -128 through |q| x sign(x, q): weights at the ends of their ranges against
-  // activations at +-127 must still give the exact integers, for every ISA, layout and token
-  // count (37 rows: a partial panel group).
+  // The AVX2 panel kernels add pair sums in int16 (Q4_0 and Q4_K: 8 of at most 2 * 15 * 127 per
+  // block or sub-block and row; Q5_0 and Q5_K: 4 of at most 2 * 31 * 127; Q6_K: 2 of
+  // 2 * 63 * 127, then scales of -128..127) and take Q8_0's q = -128 through |q| x sign(x, q):
+  // weights at the ends of their ranges against activations at +-127 must still give the exact
+  // integers, for every ISA, layout and token count (37 rows: a partial panel group).
   const int64_t rows = 37, cols = 256;
   std::mt19937 rng(55);
-  for (TensorType type :
-       {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ5_0,
+                          TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
     SCOPED_TRACE(std::string(TypeName(type)));
     const bool q8 = type == TensorType::kQ8_0, q6 = type == TensorType::kQ6_K;
+    // Q4_K/Q5_K: dmin follows d (1 as well); scales and mins take the pattern (63 or 0).
+    const bool dmin = type == TensorType::kQ4_K || type == TensorType::kQ5_K;
     const int64_t block_bytes = Traits(type).block_bytes, row_bytes = RowSizeBytes(type, cols);
     std::vector<uint8_t> w(static_cast<size_t>(rows * row_bytes));
     for (int64_t r = 0; r < rows; ++r) {
@@ -591,12 +593,13 @@ TEST_F(KernelsTest, QuantisedKernelsKeepExactIntegersAtTheEndsOfTheirRanges) {
         // bytes 0x7F / 0x80 there: 127 / -128).
         const int64_t d_at = q6 ? block_bytes - 2 : 0;
         for (int64_t i = 0; i < block_bytes; ++i) {
-          if (i == d_at || i == d_at + 1) {
-            blk[i] = i == d_at ? 0x00 : 0x3C;
+          if (i == d_at || i == d_at + 1 || (dmin && (i == 2 || i == 3))) {
+            blk[i] = (i - d_at) % 2 == 0 ? 0x00 : 0x3C;
             continue;
           }
           // Q8_0: 127 or -128; Q4_0: nibbles 15 (q = 7) or 0 (q = -8); Q5_0 the same with
-          // every fifth bit set (q = 15) or clear (q = -16); Q6_K: q = 31 or -32.
+          // every fifth bit set (q = 15) or clear (q = -16); Q6_K: q = 31 or -32; Q4_K/Q5_K: q
+          // 15/31 or 0 with scales and mins 63 or 0.
           const bool q6_scale = q6 && i >= block_bytes - 18;
           const uint8_t hi = q8 || q6_scale ? 0x7F : 0xFF, lo = q8 || q6_scale ? 0x80 : 0x00;
           switch (r % 4) {

@@ -1100,6 +1100,7 @@ const IsaKernels& Avx2Kernels() {
     t.tile[static_cast<int>(WKind::kQ4_0P)] = Avx2PanelsQ4_0;
     t.tile[static_cast<int>(WKind::kQ5_0P)] = Avx2PanelsQ5_0;
     t.tile[static_cast<int>(WKind::kQ4_KP)] = Avx2PanelsQ4_K;
+    t.tile[static_cast<int>(WKind::kQ5_KP)] = Avx2PanelsQ5_K;
     t.tile[static_cast<int>(WKind::kQ6_KP)] = Avx2PanelsQ6_K;
     t.quantize_q8 = QuantizeQ8;
     t.quantize_q8k = QuantizeQ8K;

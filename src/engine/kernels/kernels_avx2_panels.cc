@@ -1,4 +1,4 @@
-// AVX2 kernels for panel-layout Q8_0, Q4_0, Q5_0, Q4_K and Q6_K weights (layout in
+// AVX2 kernels for panel-layout Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K weights (layout in
 // kernels_internal.h), for CPUs without AVX-512 (Zen 3, Haswell to Alder Lake): compiled with
 // kernels_avx2.cc's flags, reached through Avx2Kernels().
 //
@@ -14,7 +14,7 @@
 //  - Q8_0: the panel holds q + 128; VPMADDUBSW would saturate on it (2 * 255 * 127), so the sign
 //    moves onto the activations as in the row kernels, |q| x sign(x, q) (pair sums within
 //    2 * 128 * 127), each widened by its own VPMADDWD.
-//  - Q4_K and Q6_K: see Q4_KBlocks and Q6_KBlocks.
+//  - Q4_K, Q5_K and Q6_K: see Q4_KBlocks and Q6_KBlocks.
 // Per block and row: v = sum * dx - offset * ds, acc += v * d_w (two FMAs, blocks in order), the
 // same steps for every token whatever the tile shape, so a token's outputs are the same bits
 // decoded alone, in a batch or in a prompt, on any thread count.
@@ -60,7 +60,13 @@ struct PanelsQ4_K {
   using Act = ActQ8KRow;
   static constexpr int64_t kCols = 256;
   static constexpr int64_t kStreamBytes = kQ4KPanelBlockBytes;
+  static constexpr bool kQ5 = false;
   static Act View(const uint8_t* row, int64_t cols) { return ViewQ8K(row, cols); }
+};
+// Q5_K: Q4_K's panel followed by the 16 rows' qh (kQ5KPanelBlockBytes per super-block).
+struct PanelsQ5_K : PanelsQ4_K {
+  static constexpr int64_t kStreamBytes = kQ5KPanelBlockBytes;
+  static constexpr bool kQ5 = true;
 };
 // Q6_K against kQ8K: super-blocks of 256 columns in pairs (kernels_internal.h).
 struct PanelsQ6_K {
@@ -224,7 +230,8 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
 // 32 activations (8 pair sums within int16, 30480), weighted by the rows' 6-bit scales in the
 // VPMADDWD that widens them; the mins against the activations' 16-element sums (bsums), one
 // VPMADDWD per sub-block. Exact integers, then the float steps of the AVX-512 kernels:
-// v = d * sumi - dmin * summ, acc += dx * v.
+// v = d * sumi - dmin * summ, acc += dx * v. Q5_K (kQ5): each nibble with its fifth bit from the qh
+// vectors OR'd in as 16 (values up to 31: widened every 4 pair sums, 31496).
 
 // The 8 rows' scales and mins (0..63) from their 12 packed bytes (the three dwords of each row in
 // q0, q1, q2), as bytes: byte s of a row's dword in lo is sub-block s's value, in hi sub-block
@@ -261,17 +268,19 @@ inline __m256 HalvesToFloat(__m256i v) {
       _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
 
-template <int NT>
+template <int NT, bool kQ5>
 void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x, bool prefetch,
                 Acc<NT>& acc_io) {
+  constexpr int64_t kBlockBytes = kQ5 ? kQ5KPanelBlockBytes : kQ4KPanelBlockBytes;
+  [[maybe_unused]] const __m256i sixteen = _mm256_set1_epi8(16);
   __m256 acc[2][NT];
   for (int h = 0; h < 2; ++h)
     for (int j = 0; j < NT; ++j) acc[h][j] = acc_io.v[h][j];
   const __m256i nibble = _mm256_set1_epi8(0x0F);
   for (int64_t b = b0; b < b1; ++b) {
-    const uint8_t* blk = group + b * kQ4KPanelBlockBytes;
+    const uint8_t* blk = group + b * kBlockBytes;
     if (prefetch) {
-      for (int64_t o = 0; o < kQ4KPanelBlockBytes; o += 64) {
+      for (int64_t o = 0; o < kBlockBytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(blk + kDecodePrefetchBytes + o), _MM_HINT_NTA);
       }
     }
@@ -299,7 +308,8 @@ void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x
           summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(m2, _mm256_set1_epi32(bs)));
         }
       }
-      // Chunk c: 8 vectors whose low nibbles are sub-block 2c and high nibbles 2c + 1.
+      // Chunk c: 8 vectors whose low nibbles are sub-block 2c and high nibbles 2c + 1 (Q5_K: their
+      // fifth bits bit 2c and 2c + 1 of the same bytes of qh vector k).
 #pragma GCC unroll 1
       for (int c = 0; c < 4; ++c) {
         const uint8_t* chunk = blk + 64 * 8 * c + 32 * h;
@@ -308,19 +318,26 @@ void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x
 #pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(chunk + 64 * k));
-          const __m256i lo = _mm256_and_si256(v, nibble);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+          __m256i lo = _mm256_and_si256(v, nibble);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+          if constexpr (kQ5) {
+            const __m256i qh = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(blk + kQ5KPanelQh + 64 * k + 32 * h));
+            lo = _mm256_or_si256(lo, FifthBitAs16(qh, 2 * c, sixteen));
+            hi = _mm256_or_si256(hi, FifthBitAs16(qh, 2 * c + 1, sixteen));
+          }
 #pragma GCC unroll 4
           for (int j = 0; j < NT; ++j) {
             const int8_t* xq = x[j].qs + kQK_K * b + 64 * c + 4 * k;
             lo16[j] = _mm256_add_epi16(lo16[j], _mm256_maddubs_epi16(lo, Broadcast4(xq)));
             hi16[j] = _mm256_add_epi16(hi16[j], _mm256_maddubs_epi16(hi, Broadcast4(xq + 32)));
+            // Q4_K: 8 pair sums of at most 2 * 15 * 127 fit int16; Q5_K's values up to 31 allow 4.
+            if (k == 7 || (kQ5 && k == 3)) {
+              sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(lo16[j], sc2[2 * c]));
+              sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(hi16[j], sc2[2 * c + 1]));
+              lo16[j] = hi16[j] = _mm256_setzero_si256();
+            }
           }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; ++j) {
-          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(lo16[j], sc2[2 * c]));
-          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(hi16[j], sc2[2 * c + 1]));
         }
       }
       const __m256i dm =
@@ -456,7 +473,7 @@ void GroupTile(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const t
   if constexpr (std::is_same_v<W, PanelsQ6_K>) {
     Q6_KBlocks<NT>(group, nb, b0, b1, x, prefetch, acc);
   } else if constexpr (W::kCols == 256) {
-    Q4_KBlocks<NT>(group, b0, b1, x, prefetch, acc);
+    Q4_KBlocks<NT, W::kQ5>(group, b0, b1, x, prefetch, acc);
   } else {
     GroupBlocks<W, NT>(group, nb, b0, b1, x, prefetch, acc);
   }
@@ -514,6 +531,9 @@ void Avx2PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64
 }
 void Avx2PanelsQ4_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   Panels<PanelsQ4_K>(a, r0, r1, t0, t1);
+}
+void Avx2PanelsQ5_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  Panels<PanelsQ5_K>(a, r0, r1, t0, t1);
 }
 void Avx2PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   Panels<PanelsQ6_K>(a, r0, r1, t0, t1);
