@@ -86,10 +86,10 @@ void SetActiveIsa(Isa isa);  // precondition: isa <= DetectIsa()
 //    IQ4_NL, IQ4_XS): the same blocks regrouped by PackPanels so that 16 rows' blocks of the same
 //    columns sit together (layout in kernels_internal.h). The same bytes as kRows plus the
 //    padding of a last group of fewer than 16 rows (PanelBytes). On a CPU with AVX-512 (every
-//    type) or AVX2 (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) the kernels multiply panels directly, for
-//    any token count, with no per-call repacking: a token's outputs are the same bits whatever other
-//    tokens share the call (one decoding sequence alone or eight in a batch) and whatever the
-//    thread count.
+//    type) or AVX2 (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) the kernels multiply panels directly,
+//    for any token count, with no per-call repacking: a token's outputs are the same bits
+//    whatever other tokens share the call (one decoding sequence alone or eight in a batch) and
+//    whatever the thread count.
 enum class WeightLayout { kRows, kPanels };
 
 // Y[n_tokens x rows] = X[n_tokens x cols] * W^T, W of `wtype` (any type IsSupported names).
@@ -99,8 +99,8 @@ void MatMul(ComputePool* pool, TensorType wtype, const void* w, int64_t rows, in
             const float* x, int64_t n_tokens, float* y, WeightLayout layout = WeightLayout::kRows);
 
 // Whether matrices of `type` are better multiplied as panels with the active ISA (the quantised
-// types on AVX-512; Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K on AVX2). Any ISA can still multiply any type's panels, where it
-// has no kernel for them through the scalar reference (slow).
+// types on AVX-512; Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K on AVX2). Any ISA can still multiply
+// any type's panels, where it has no kernel for them through the scalar reference (slow).
 bool PanelsPreferred(TensorType type);
 // Bytes of the panel layout of a rows x cols matrix of `type` (a quantised type).
 int64_t PanelBytes(TensorType type, int64_t rows, int64_t cols);

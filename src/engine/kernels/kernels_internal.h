@@ -387,8 +387,8 @@ void Avx512PanelsQ6_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int
 void Avx512PanelsQ3_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsQ2_K(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx512PanelsIQ4_XS(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-// Panel-layout Q8_0/Q4_0/Q5_0 (kQ8) and Q4_K/Q5_K/Q6_K (kQ8K) for AVX2 (kernels_avx2_panels.cc; the same contract): the 16 rows
-// of a group as two halves of 8.
+// Panel-layout Q8_0/Q4_0/Q5_0 (kQ8) and Q4_K/Q5_K/Q6_K (kQ8K) for AVX2 (kernels_avx2_panels.cc;
+// the same contract): the 16 rows of a group as two halves of 8.
 void Avx2PanelsQ8_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx2PanelsQ4_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
 void Avx2PanelsQ5_0(const TileArgs& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1);

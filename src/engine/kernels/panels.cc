@@ -335,8 +335,8 @@ bool PanelsPreferred(TensorType type) {
     return env != nullptr && env[0] == '0' && env[1] == '\0';
   }();
   if (off) return false;
-  // Where the active ISA has a kernel for the panels (AVX-512: every type; AVX2: Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K);
-  // elsewhere they would run through the scalar reference.
+  // Where the active ISA has a kernel for the panels (AVX-512: every type; AVX2: Q8_0, Q4_0,
+  // Q5_0, Q4_K, Q5_K, Q6_K); elsewhere they would run through the scalar reference.
   const int kind = static_cast<int>(PanelKind(type));
   switch (ActiveIsa()) {
     case Isa::kAvx512: return true;
