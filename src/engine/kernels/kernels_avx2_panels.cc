@@ -88,6 +88,15 @@ constexpr int64_t kChunkBytes = 16384;
 // 19-20 at 1-8 KiB. Q4_K (DecodeStepFused, Qwen2.5-1.5B shapes): 17-19.6 GB/s at 2-18 KiB alike.
 constexpr int64_t kDecodePrefetchBytes = 2048;
 
+// Decoding's prefetch for block b of a group read as one stream of stream_bytes per block:
+// that block's bytes, kDecodePrefetchBytes further on.
+inline void PrefetchStream(const uint8_t* group, int64_t b, int64_t stream_bytes) {
+  const uint8_t* ahead = group + b * stream_bytes + kDecodePrefetchBytes;
+  for (int64_t o = 0; o < stream_bytes; o += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
+  }
+}
+
 inline __m256i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
@@ -119,12 +128,7 @@ void GroupBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const
   for (int64_t b = b0; b < b1; ++b) {
     const PanelBlock at = PanelBlockAt(W::kPayload, nb, b);
     const uint8_t* pw = group + at.payload;
-    if (prefetch) {
-      const uint8_t* ahead = group + b * W::kStreamBytes + kDecodePrefetchBytes;
-      for (int64_t o = 0; o < W::kStreamBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
-      }
-    }
+    if (prefetch) PrefetchStream(group, b, W::kStreamBytes);
     __m256i dot[2][NT];
     if constexpr (W::kPayload == 256 || W::kPayload == 320) {
       // Q5_0: the fifth bits' vector, then Q4_0's four nibble vectors.
@@ -279,12 +283,8 @@ void Q4_KBlocks(const uint8_t* group, int64_t b0, int64_t b1, const ActQ8KRow* x
   const __m256i nibble = _mm256_set1_epi8(0x0F);
   for (int64_t b = b0; b < b1; ++b) {
     const uint8_t* blk = group + b * kBlockBytes;
-    if (prefetch) {
-      for (int64_t o = 0; o < kBlockBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kDecodePrefetchBytes + o), _MM_HINT_NTA);
-      }
-    }
-    // The two halves one after the other: the second reads the block's lines from L1.
+    if (prefetch) PrefetchStream(group, b, kBlockBytes);
+      // The two halves one after the other: the second reads the block's lines from L1.
 #pragma GCC unroll 1
     for (int h = 0; h < 2; ++h) {
       const auto* packed = reinterpret_cast<const __m256i*>(blk + kQ4KPanelScales + 32 * h);
@@ -385,12 +385,7 @@ void Q6_KBlocks(const uint8_t* group, int64_t nb, int64_t b0, int64_t b1, const 
   for (int64_t b = b0; b < b1; ++b) {
     const PanelBlock at = PanelBlockAt(kQ6KPanelPayload, nb, b);
     const uint8_t* blk = group + at.payload;
-    if (prefetch) {
-      const uint8_t* ahead = group + b * PanelsQ6_K::kStreamBytes + kDecodePrefetchBytes;
-      for (int64_t o = 0; o < PanelsQ6_K::kStreamBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_NTA);
-      }
-    }
+    if (prefetch) PrefetchStream(group, b, PanelsQ6_K::kStreamBytes);
 #pragma GCC unroll 1
     for (int h = 0; h < 2; ++h) {
       const auto vec = [&](int j) {
